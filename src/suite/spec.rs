@@ -1,0 +1,433 @@
+//! The declarative suite file (`suites/<id>.toml`): what a suite is, where its
+//! data lives, how the dataset's original fields map onto an example, how the
+//! prompt is built and which metrics score it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The paper's eight domains (SPEC.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Domain {
+    Healthcare,
+    Legal,
+    Finance,
+    Stem,
+    Commonsense,
+    Conversational,
+    Multilingual,
+    DomainAdaptive,
+}
+
+impl Domain {
+    /// All domains in the paper's order.
+    pub const ALL: [Domain; 8] = [
+        Domain::Healthcare,
+        Domain::Legal,
+        Domain::Finance,
+        Domain::Stem,
+        Domain::Commonsense,
+        Domain::Conversational,
+        Domain::Multilingual,
+        Domain::DomainAdaptive,
+    ];
+
+    /// The kebab-case name used in suite files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Healthcare => "healthcare",
+            Domain::Legal => "legal",
+            Domain::Finance => "finance",
+            Domain::Stem => "stem",
+            Domain::Commonsense => "commonsense",
+            Domain::Conversational => "conversational",
+            Domain::Multilingual => "multilingual",
+            Domain::DomainAdaptive => "domain-adaptive",
+        }
+    }
+
+    /// Parses the kebab-case name.
+    pub fn parse(s: &str) -> Option<Domain> {
+        Domain::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the model is asked to do; decides the request type and the scorer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Pick one of several answer strings (loglikelihood of each choice).
+    MultipleChoice,
+    /// One label from a fixed set (loglikelihood of each label word).
+    Classification,
+    /// Any subset of a fixed label set (a yes/no loglikelihood per label).
+    MultiLabelClassification,
+    /// Answer is a span of the context (greedy generation, SQuAD F1/EM).
+    ExtractiveQa,
+    /// Free-form or numeric answer (greedy generation).
+    GenerativeQa,
+    /// One tag per input token, e.g. POS (generation, parsed positionally).
+    TokenTagging,
+    /// BIO-tagged entity spans (generation, seqeval span F1).
+    Ner,
+    /// (head, relation, tail) triples (generation, relation F1).
+    RelationExtraction,
+    /// Mention clusters (generation, MUC and B-cubed F1).
+    Coreference,
+    /// Document to summary (generation, ROUGE).
+    Summarization,
+    /// Perplexity of text (rolling loglikelihood).
+    LanguageModeling,
+    /// Find the translation / aligned sentence (embeddings, nearest neighbour).
+    Retrieval,
+    /// Next dialogue turn (generation, unigram F1).
+    ResponseGeneration,
+    /// Perplexity of a gold continuation given a context (loglikelihood).
+    ConditionalPerplexity,
+}
+
+impl TaskKind {
+    /// snake_case name, as in suite files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::MultipleChoice => "multiple_choice",
+            TaskKind::Classification => "classification",
+            TaskKind::MultiLabelClassification => "multi_label_classification",
+            TaskKind::ExtractiveQa => "extractive_qa",
+            TaskKind::GenerativeQa => "generative_qa",
+            TaskKind::TokenTagging => "token_tagging",
+            TaskKind::Ner => "ner",
+            TaskKind::RelationExtraction => "relation_extraction",
+            TaskKind::Coreference => "coreference",
+            TaskKind::Summarization => "summarization",
+            TaskKind::LanguageModeling => "language_modeling",
+            TaskKind::Retrieval => "retrieval",
+            TaskKind::ResponseGeneration => "response_generation",
+            TaskKind::ConditionalPerplexity => "conditional_perplexity",
+        }
+    }
+}
+
+/// A metric a suite may ask for. Each task kind accepts a subset (checked on load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Fraction correct.
+    Acc,
+    /// Accuracy with byte-length-normalised loglikelihood (lm-eval `acc_norm`).
+    AccNorm,
+    /// scikit-learn macro F1.
+    F1Macro,
+    /// scikit-learn micro F1.
+    F1Micro,
+    /// SQuAD official token F1 (max over gold answers).
+    SquadF1,
+    /// SQuAD official exact match.
+    ExactMatch,
+    /// seqeval strict span F1 (micro over entity types).
+    SpanF1,
+    /// Token-level tagging accuracy.
+    TokenAcc,
+    /// Relation triple micro F1.
+    RelationF1,
+    /// MUC coreference F1.
+    MucF1,
+    /// B-cubed coreference F1.
+    B3F1,
+    /// ROUGE-1 F.
+    Rouge1,
+    /// ROUGE-2 F.
+    Rouge2,
+    /// ROUGE-L F (sentence-level LCS).
+    RougeL,
+    /// Token-level perplexity.
+    Perplexity,
+    /// Word-level perplexity (lm-eval `word_perplexity`).
+    WordPerplexity,
+    /// Bits per UTF-8 byte.
+    BitsPerByte,
+    /// Retrieval accuracy (nearest neighbour is the gold pair).
+    RetrievalAcc,
+    /// Bitext-mining F1 over mined pairs (BUCC).
+    MiningF1,
+    /// Numeric answer matches within tolerance (FinQA execution accuracy).
+    NumericAcc,
+    /// ParlAI unigram F1 (SQuAD normalisation).
+    UnigramF1,
+    /// TyDi passage-selection F1 over non-null answers.
+    PassageF1,
+}
+
+impl Metric {
+    /// snake_case name as used in files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Acc => "acc",
+            Metric::AccNorm => "acc_norm",
+            Metric::F1Macro => "f1_macro",
+            Metric::F1Micro => "f1_micro",
+            Metric::SquadF1 => "squad_f1",
+            Metric::ExactMatch => "exact_match",
+            Metric::SpanF1 => "span_f1",
+            Metric::TokenAcc => "token_acc",
+            Metric::RelationF1 => "relation_f1",
+            Metric::MucF1 => "muc_f1",
+            Metric::B3F1 => "b3_f1",
+            Metric::Rouge1 => "rouge1",
+            Metric::Rouge2 => "rouge2",
+            Metric::RougeL => "rouge_l",
+            Metric::Perplexity => "perplexity",
+            Metric::WordPerplexity => "word_perplexity",
+            Metric::BitsPerByte => "bits_per_byte",
+            Metric::RetrievalAcc => "retrieval_acc",
+            Metric::MiningF1 => "mining_f1",
+            Metric::NumericAcc => "numeric_acc",
+            Metric::UnigramF1 => "unigram_f1",
+            Metric::PassageF1 => "passage_f1",
+        }
+    }
+
+    /// Whether larger values are better (false for perplexities and bits per byte).
+    pub fn higher_is_better(self) -> bool {
+        !matches!(
+            self,
+            Metric::Perplexity | Metric::WordPerplexity | Metric::BitsPerByte
+        )
+    }
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Folder under the data root (`--data-dir`), e.g. `commonsense-commonsenseqa`.
+    pub dir: String,
+    /// File name or glob (inside `dir`) of the evaluation split, e.g. `validation.jsonl`.
+    pub eval: String,
+    /// Optional file name or glob of the few-shot pool (a training split).
+    #[serde(default)]
+    pub fewshot: Option<String>,
+    /// File layout: `jsonl`, `json` (array, or object with `records_path`), `csv`, `tsv`, `parquet` or `txt`.
+    pub format: FileFormat,
+    /// For `json` files whose records sit under a key: the dotted path to the array.
+    #[serde(default)]
+    pub records_path: Option<String>,
+    /// `public`, or `credentialed` (bring your own data; never fetched).
+    #[serde(default)]
+    pub access: Access,
+    /// The Hugging Face dataset this corresponds to, when one exists.
+    #[serde(default)]
+    pub hf: Option<HfSource>,
+    /// A named adapter for layouts the field mapping cannot express; `fields` otherwise.
+    #[serde(default = "default_adapter")]
+    pub adapter: String,
+}
+
+fn default_adapter() -> String {
+    "fields".to_string()
+}
+
+/// Supported file layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Jsonl,
+    Json,
+    Csv,
+    Tsv,
+    Parquet,
+    /// Plain text lines (ParlAI `.txt` dialogue files).
+    Txt,
+}
+
+/// Data access policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    #[default]
+    Public,
+    Credentialed,
+}
+
+/// Hugging Face dataset coordinates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HfSource {
+    pub dataset: String,
+    #[serde(default)]
+    pub config: Option<String>,
+    pub split: String,
+}
+
+/// Mapping from the dataset's ORIGINAL field names to the example.
+///
+/// Paths are dotted (`choices.text`); `[]` maps over an array
+/// (`answers[].text`). A path resolving to an array of strings is joined with
+/// `join` when a single string is needed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMap {
+    /// Path of the example id (default `id`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Template variables: name -> path.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Multiple choice: path to a list of strings, or several paths (one per choice).
+    #[serde(default)]
+    pub choices: Option<PathOrList>,
+    /// How `choices` is encoded when it is a single string: `lettered` ("a ) x , b ) y").
+    #[serde(default)]
+    pub choices_format: Option<String>,
+    /// Path of the gold answer / label / target.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// How the gold answer is encoded: `index0`, `index1`, `letter` (a/A = 0),
+    /// `text` (equals one choice), `label_of:<path>` (position in that list),
+    /// `label` (a value of `[labels].values`), `texts` (list of gold strings),
+    /// `number`.
+    #[serde(default)]
+    pub answer_format: Option<String>,
+    /// Token list (tagging tasks).
+    #[serde(default)]
+    pub tokens: Option<String>,
+    /// Tag list aligned with `tokens`.
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Text for language modelling.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Separator used to join arrays of strings (default "\n").
+    #[serde(default)]
+    pub join: Option<String>,
+    /// Adapter-specific options (e.g. `label_field = "act"`).
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+/// One path or a list of paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PathOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Label set for classification, tagging and multi-label tasks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// Label values exactly as they appear in the data (as strings).
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Verbalizer words scored by the model, aligned with `values` (default: the values).
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Take the label set from the gold labels of the loaded split (sorted) instead.
+    #[serde(default)]
+    pub from_data: bool,
+}
+
+/// How requests are built from an example.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    /// Template with `{name}` placeholders from `[fields.inputs]` (and `{choices}`, `{labels}`).
+    #[serde(default)]
+    pub template: String,
+    /// String between the prompt and each choice / label / target (lm-eval `target_delimiter`).
+    #[serde(default = "default_delim")]
+    pub target_delimiter: String,
+    /// Separator between few-shot examples.
+    #[serde(default = "default_fewshot_delim")]
+    pub fewshot_delimiter: String,
+    /// Stop strings for generation.
+    #[serde(default = "default_stop")]
+    pub stop: Vec<String>,
+    /// Maximum generated tokens.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Per-label question for multi-label tasks, with `{label}`.
+    #[serde(default)]
+    pub label_question: Option<String>,
+}
+
+impl Default for PromptSpec {
+    fn default() -> Self {
+        PromptSpec {
+            template: String::new(),
+            target_delimiter: default_delim(),
+            fewshot_delimiter: default_fewshot_delim(),
+            stop: default_stop(),
+            max_tokens: default_max_tokens(),
+            label_question: None,
+        }
+    }
+}
+
+fn default_delim() -> String {
+    " ".into()
+}
+fn default_fewshot_delim() -> String {
+    "\n\n".into()
+}
+fn default_stop() -> Vec<String> {
+    vec!["\n\n".into()]
+}
+fn default_max_tokens() -> usize {
+    32
+}
+
+/// Few-shot settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewShotSpec {
+    /// Number of demonstrations (0 = zero-shot).
+    #[serde(default)]
+    pub k: usize,
+    /// Seed for drawing the demonstrations.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A whole suite file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    /// Unique id (the file stem).
+    pub id: String,
+    /// One of the eight domains.
+    pub domain: Domain,
+    /// Dataset name.
+    pub dataset: String,
+    /// Citation of the dataset.
+    pub citation: String,
+    /// Where the paper uses it (SPEC.md section 5 wording).
+    #[serde(default)]
+    pub paper: Option<String>,
+    /// Task kind.
+    pub task: TaskKind,
+    /// Metrics, the first being the suite's headline metric.
+    pub metrics: Vec<Metric>,
+    /// Default number of examples evaluated (0 = all).
+    #[serde(default)]
+    pub limit: usize,
+    /// Free-text caveats shown in `suites list --verbose` and reports.
+    #[serde(default)]
+    pub notes: Option<String>,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub fields: FieldMap,
+    #[serde(default)]
+    pub labels: LabelSpec,
+    #[serde(default)]
+    pub prompt: PromptSpec,
+    #[serde(default)]
+    pub fewshot: FewShotSpec,
+}
