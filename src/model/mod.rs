@@ -1,0 +1,145 @@
+//! The model seam: one [`Model`] trait with declared [`Capabilities`], and the
+//! loaders that turn a `--model` argument into a runnable model.
+
+pub mod decoder;
+pub mod gguf;
+pub mod manifest;
+pub mod tiny;
+pub mod tokenizer;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub use manifest::ModelManifest;
+
+/// Errors of model loading and execution.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    BadModelDir { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("tract failed on {path}: {source:#}")]
+    Tract {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("{0}")]
+    Runtime(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a model can be asked to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Loglikelihood of a continuation given a context.
+    pub loglikelihood: bool,
+    /// Greedy generation.
+    pub generate: bool,
+    /// Rolling loglikelihood of a whole text (perplexity).
+    pub rolling: bool,
+    /// Sentence embeddings.
+    pub embed: bool,
+}
+
+/// Result of scoring one continuation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogLikelihood {
+    /// Sum of log-probabilities (natural log) of the continuation tokens.
+    pub logprob: f64,
+    /// Whether greedy decoding would have produced exactly this continuation.
+    pub is_greedy: bool,
+    /// Number of continuation tokens scored.
+    pub tokens: usize,
+}
+
+/// Result of a greedy generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Generated text, cut before the first stop string.
+    pub text: String,
+    /// Number of generated tokens.
+    pub tokens: usize,
+    /// Prompt tokens actually fed to the model (after left truncation).
+    pub prompt_tokens: usize,
+}
+
+/// Result of a rolling loglikelihood over a text.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rolling {
+    /// Sum of natural-log probabilities of every token of the text.
+    pub logprob: f64,
+    /// Number of tokens scored.
+    pub tokens: usize,
+}
+
+/// Identity of a loaded model, recorded in every run manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Human-readable name.
+    pub name: String,
+    /// Where it was loaded from.
+    pub source: String,
+    /// sha256 of the model graph file.
+    pub sha256: String,
+    /// Declared capabilities.
+    pub capabilities: Capabilities,
+    /// Maximum context in tokens.
+    pub max_context: usize,
+    /// How matrix products are lowered (e.g. `f32`).
+    pub matmul: String,
+    /// Parameter count, when known.
+    pub parameters: Option<u64>,
+}
+
+/// A language model EdgeBench can evaluate.
+pub trait Model {
+    /// Identity and capabilities.
+    fn info(&self) -> &ModelInfo;
+    /// Scores each continuation after a shared context.
+    fn loglikelihood(
+        &mut self,
+        context: &str,
+        continuations: &[String],
+    ) -> Result<Vec<LogLikelihood>, ModelError>;
+    /// Greedy generation until a stop string, EOS or `max_tokens`.
+    fn generate(
+        &mut self,
+        prompt: &str,
+        stop: &[String],
+        max_tokens: usize,
+    ) -> Result<Generation, ModelError>;
+    /// Rolling loglikelihood of a whole text.
+    fn rolling_loglikelihood(&mut self, text: &str) -> Result<Rolling, ModelError>;
+    /// One L2-normalised embedding per text.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// Token count of a text under this model's tokenizer.
+    fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
+}
+
+/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), or a model directory.
+///
+/// `cache` is where built-in models are materialised.
+pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
+    let dir = match spec {
+        "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
+        other => PathBuf::from(other),
+    };
+    let manifest = ModelManifest::load(&dir)?;
+    match manifest.architecture.as_str() {
+        "decoder" => Ok(Box::new(decoder::TractDecoder::load(&dir, &manifest, spec)?)),
+        other => Err(ModelError::BadModelDir {
+            path: dir.join(manifest::MANIFEST_FILE),
+            message: format!(
+                "unknown architecture `{other}`; expected `decoder` (re-import the model with `edgebench import`)"
+            ),
+        }),
+    }
+}

@@ -1,0 +1,111 @@
+//! Tokenizers: a thin wrapper over the `tokenizers` crate, plus the byte-level
+//! tokenizer of the bundled tiny model.
+
+use super::ModelError;
+use std::path::{Path, PathBuf};
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// A loaded tokenizer with the file it came from.
+pub struct Tok {
+    inner: Tokenizer,
+    path: PathBuf,
+}
+
+impl Tok {
+    /// Loads a `tokenizer.json`, turning off any fixed padding or truncation it
+    /// enables (EdgeBench pads and truncates itself).
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message: format!("not a valid tokenizer.json: {e}"),
+        })?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Tok {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Token ids of `text`, without special tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                message: format!("encoding failed: {e}"),
+            })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids` (special tokens skipped).
+    pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                message: format!("decoding failed: {e}"),
+            })
+    }
+}
+
+/// GPT-2's byte-to-unicode table: the printable character standing for each byte.
+pub fn bytes_to_unicode() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let printable = |b: u32| {
+        (b'!' as u32..=b'~' as u32).contains(&b)
+            || (0xA1..=0xAC).contains(&b)
+            || (0xAE..=0xFF).contains(&b)
+    };
+    let mut next = 256u32;
+    for b in 0..256u32 {
+        table[b as usize] = if printable(b) {
+            char::from_u32(b).expect("valid")
+        } else {
+            let c = char::from_u32(next).expect("valid");
+            next += 1;
+            c
+        };
+    }
+    table
+}
+
+/// Special end-of-text token of the byte-level tokenizer (id 256).
+pub const BYTE_EOT: &str = "<|endoftext|>";
+
+/// Writes a byte-level tokenizer (ids 0-255 are the bytes, 256 is
+/// [`BYTE_EOT`]) to `path`, as a standard `tokenizer.json`.
+pub fn write_byte_tokenizer(path: &Path) -> Result<(), ModelError> {
+    let table = bytes_to_unicode();
+    let vocab: tokenizers::models::bpe::Vocab = table
+        .iter()
+        .enumerate()
+        .map(|(b, c)| (c.to_string(), b as u32))
+        .collect();
+    let err = |e: String| ModelError::Tokenizer {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, vec![])
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, false, false)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    tok.add_special_tokens(&[AddedToken::from(BYTE_EOT, true)]);
+    tok.save(path, false).map_err(|e| err(e.to_string()))
+}
