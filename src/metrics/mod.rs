@@ -1,0 +1,300 @@
+//! Metrics: pure scoring functions (checked against the field's reference
+//! implementations), per-suite estimates with seeded bootstrap confidence
+//! intervals, per-domain scores and the paper's GG, CDTR and DSI.
+
+pub mod classification;
+pub mod coref;
+pub mod frame;
+pub mod robustness;
+pub mod score;
+pub mod spans;
+pub mod text;
+
+use crate::record::Record;
+use crate::suite::spec::{Domain, Metric, SuiteSpec};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A point estimate with a percentile bootstrap confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Value on all examples.
+    pub value: f64,
+    /// Lower bound of the 95 % interval.
+    pub ci_low: f64,
+    /// Upper bound of the 95 % interval.
+    pub ci_high: f64,
+    /// Bootstrap standard error.
+    pub stderr: f64,
+}
+
+/// Bootstrap settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Bootstrap {
+    /// Number of resamples (0 disables intervals).
+    pub resamples: usize,
+    /// Seed; the same seed draws the same example indices, so two runs over
+    /// the same examples are resampled in pairs.
+    pub seed: u64,
+}
+
+impl Default for Bootstrap {
+    fn default() -> Self {
+        Bootstrap {
+            resamples: 1000,
+            seed: 1234,
+        }
+    }
+}
+
+/// The resampled index vectors of a bootstrap over `n` examples.
+pub fn resample_indices(n: usize, b: &Bootstrap) -> Vec<Vec<usize>> {
+    (0..b.resamples)
+        .map(|k| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(b.seed.wrapping_add(k as u64));
+            (0..n).map(|_| rng.random_range(0..n)).collect()
+        })
+        .collect()
+}
+
+fn sum_stats(stats: &[&Vec<f64>], idx: impl Iterator<Item = usize>) -> Vec<f64> {
+    let width = stats.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut sums = vec![0.0; width];
+    for i in idx {
+        for (a, v) in sums.iter_mut().zip(stats[i].iter()) {
+            *a += v;
+        }
+    }
+    sums
+}
+
+/// Percentile interval and standard error of bootstrap replicates.
+pub fn interval(value: f64, reps: &[f64]) -> Estimate {
+    let mut r: Vec<f64> = reps.iter().copied().filter(|x| x.is_finite()).collect();
+    if r.len() < 2 {
+        return Estimate {
+            value,
+            ci_low: f64::NAN,
+            ci_high: f64::NAN,
+            stderr: f64::NAN,
+        };
+    }
+    r.sort_by(f64::total_cmp);
+    let q = |p: f64| r[((p * (r.len() - 1) as f64).round() as usize).min(r.len() - 1)];
+    let mean = r.iter().sum::<f64>() / r.len() as f64;
+    let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (r.len() - 1) as f64;
+    Estimate {
+        value,
+        ci_low: q(0.025),
+        ci_high: q(0.975),
+        stderr: var.sqrt(),
+    }
+}
+
+/// Scores of one suite in one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteScores {
+    pub suite: String,
+    pub domain: Domain,
+    pub task: String,
+    /// Examples scored.
+    pub n: usize,
+    /// Estimates in the suite's metric order.
+    pub metrics: Vec<(Metric, Estimate)>,
+    /// Bootstrap replicates per metric (same resample indices for every suite of the same size).
+    #[serde(skip)]
+    pub replicates: BTreeMap<Metric, Vec<f64>>,
+    /// Example ids in scoring order (sorted), for paired comparisons.
+    #[serde(skip)]
+    pub example_ids: Vec<String>,
+    /// Per-example statistics in that order.
+    #[serde(skip)]
+    pub stats: Vec<BTreeMap<Metric, Vec<f64>>>,
+}
+
+impl SuiteScores {
+    /// The headline (first) metric, if it is a higher-is-better score usable in domain averages.
+    pub fn headline(&self) -> Option<(Metric, Estimate)> {
+        self.metrics
+            .first()
+            .copied()
+            .filter(|(m, e)| m.higher_is_better() && e.value.is_finite())
+    }
+}
+
+/// Scores a suite from its records (sorted by example id first, for pairing).
+pub fn score_suite(spec: &SuiteSpec, records: &mut [Record], boot: &Bootstrap) -> SuiteScores {
+    records.sort_by(|a, b| a.example_id.cmp(&b.example_id));
+    let stats = score::suite_stats(spec, records);
+    for (r, s) in records.iter_mut().zip(&stats) {
+        r.scores = score::per_example_scores(s);
+    }
+    let n = records.len();
+    let draws = resample_indices(n, boot);
+    let mut metrics = Vec::new();
+    let mut replicates = BTreeMap::new();
+    for &m in &spec.metrics {
+        let per: Vec<&Vec<f64>> = stats.iter().filter_map(|s| s.get(&m)).collect();
+        if per.len() != n || n == 0 {
+            continue;
+        }
+        let value = score::aggregate(m, &sum_stats(&per, 0..n), n);
+        let reps: Vec<f64> = draws
+            .iter()
+            .map(|idx| score::aggregate(m, &sum_stats(&per, idx.iter().copied()), n))
+            .collect();
+        metrics.push((m, interval(value, &reps)));
+        replicates.insert(m, reps);
+    }
+    SuiteScores {
+        suite: spec.id.clone(),
+        domain: spec.domain,
+        task: spec.task.as_str().to_string(),
+        n,
+        metrics,
+        replicates,
+        example_ids: records.iter().map(|r| r.example_id.clone()).collect(),
+        stats,
+    }
+}
+
+/// Per-domain score (mean of the suites' headline scores) with replicates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainScore {
+    pub domain: Domain,
+    pub suites: usize,
+    pub score: Estimate,
+    #[serde(skip)]
+    pub replicates: Vec<f64>,
+}
+
+/// Averages headline scores per domain; suites without a usable headline
+/// (perplexity, missing) are left out.
+pub fn domain_scores(suites: &[SuiteScores]) -> Vec<DomainScore> {
+    let mut out = Vec::new();
+    for d in Domain::ALL {
+        let parts: Vec<(&SuiteScores, Estimate)> = suites
+            .iter()
+            .filter(|s| s.domain == d)
+            .filter_map(|s| s.headline().map(|(_, e)| (s, e)))
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let value = parts.iter().map(|(_, e)| e.value).sum::<f64>() / parts.len() as f64;
+        let reps_len = parts
+            .iter()
+            .map(|(s, _)| {
+                s.headline()
+                    .and_then(|(m, _)| s.replicates.get(&m))
+                    .map_or(0, |r| r.len())
+            })
+            .min()
+            .unwrap_or(0);
+        let reps: Vec<f64> = (0..reps_len)
+            .map(|k| {
+                parts
+                    .iter()
+                    .map(|(s, _)| s.replicates[&s.headline().expect("filtered").0][k])
+                    .sum::<f64>()
+                    / parts.len() as f64
+            })
+            .collect();
+        out.push(DomainScore {
+            domain: d,
+            suites: parts.len(),
+            score: interval(value, &reps),
+            replicates: reps,
+        });
+    }
+    out
+}
+
+/// The paper's robustness metrics for one model over its domain scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Robustness {
+    /// DSI per domain: score(D) / mean of the other domains.
+    pub dsi: Vec<(Domain, Estimate)>,
+    /// GG per domain, taking D as in-domain and the mean of the others as out-of-domain.
+    pub gg: Vec<(Domain, Estimate)>,
+    /// CDTR matrix, row = source domain, column = target domain.
+    pub cdtr: Vec<(Domain, Vec<(Domain, Option<f64>)>)>,
+}
+
+/// Computes DSI, GG and CDTR (SPEC.md section 1) with bootstrap intervals.
+pub fn robustness(domains: &[DomainScore]) -> Robustness {
+    let vals: Vec<f64> = domains.iter().map(|d| d.score.value).collect();
+    let k = domains
+        .iter()
+        .map(|d| d.replicates.len())
+        .min()
+        .unwrap_or(0);
+    let rep = |b: usize| -> Vec<f64> { domains.iter().map(|d| d.replicates[b]).collect() };
+    let mut dsi = Vec::new();
+    let mut gg = Vec::new();
+    for (i, d) in domains.iter().enumerate() {
+        let others = |v: &[f64]| {
+            let o: Vec<f64> = v
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, x)| *x)
+                .collect();
+            (!o.is_empty()).then(|| o.iter().sum::<f64>() / o.len() as f64)
+        };
+        let dsi_of = |v: &[f64]| robustness::dsi(v, i).unwrap_or(f64::NAN);
+        let gg_of = |v: &[f64]| {
+            others(v)
+                .and_then(|o| robustness::generalization_gap(v[i], o))
+                .unwrap_or(f64::NAN)
+        };
+        let reps: Vec<Vec<f64>> = (0..k).map(rep).collect();
+        dsi.push((
+            d.domain,
+            interval(
+                dsi_of(&vals),
+                &reps.iter().map(|r| dsi_of(r)).collect::<Vec<_>>(),
+            ),
+        ));
+        gg.push((
+            d.domain,
+            interval(
+                gg_of(&vals),
+                &reps.iter().map(|r| gg_of(r)).collect::<Vec<_>>(),
+            ),
+        ));
+    }
+    let m = robustness::cdtr_matrix(&vals);
+    let cdtr = domains
+        .iter()
+        .zip(m)
+        .map(|(src, row)| {
+            (
+                src.domain,
+                domains
+                    .iter()
+                    .map(|d| d.domain)
+                    .zip(row)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    Robustness { dsi, gg, cdtr }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_is_seeded_and_paired() {
+        let b = Bootstrap {
+            resamples: 5,
+            seed: 7,
+        };
+        assert_eq!(resample_indices(10, &b), resample_indices(10, &b));
+        let e = interval(0.5, &[0.4, 0.5, 0.6, 0.45, 0.55]);
+        assert!(e.ci_low <= 0.5 && e.ci_high >= 0.5 && e.stderr > 0.0);
+    }
+}

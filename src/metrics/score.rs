@@ -1,0 +1,568 @@
+//! Scoring records: each example yields, per metric, a vector of additive
+//! statistics (counts, sums); a metric's value is a function of their sum over
+//! examples. That makes corpus-level metrics (macro F1, span F1, perplexity)
+//! and their bootstrap resamples exact and cheap.
+
+#[cfg(test)]
+use super::classification;
+use super::{coref, spans, text};
+use crate::data::Gold;
+use crate::record::Record;
+use crate::request::Reply;
+use crate::suite::spec::{Metric, SuiteSpec, TaskKind};
+use std::collections::BTreeMap;
+
+/// Per-example statistics of one metric.
+pub type Stats = Vec<f64>;
+
+/// Macro-F1 over per-class (tp, fp, fn) triples, scikit-learn style: classes
+/// absent from both gold and prediction are left out; zero_division = 0.
+fn macro_f1(sums: &[f64]) -> f64 {
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for c in sums.chunks(3) {
+        let (tp, fp, fn_) = (c[0], c[1], c[2]);
+        if tp + fp + fn_ > 0.0 {
+            total += if tp > 0.0 {
+                2.0 * tp / (2.0 * tp + fp + fn_)
+            } else {
+                0.0
+            };
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        total / n as f64
+    }
+}
+
+fn f1_counts(tp: f64, fp: f64, fn_: f64) -> f64 {
+    if tp == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / (2.0 * tp + fp + fn_)
+    }
+}
+
+fn prf(num_r: f64, den_r: f64, num_p: f64, den_p: f64) -> f64 {
+    let r = if den_r > 0.0 { num_r / den_r } else { 0.0 };
+    let p = if den_p > 0.0 { num_p / den_p } else { 0.0 };
+    if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    }
+}
+
+/// A metric's value from the summed statistics of `n` examples.
+pub fn aggregate(metric: Metric, sums: &[f64], n: usize) -> f64 {
+    use Metric::*;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    match metric {
+        Acc | AccNorm | SquadF1 | ExactMatch | Rouge1 | Rouge2 | RougeL | UnigramF1
+        | NumericAcc | RetrievalAcc => ratio(sums[0], n as f64),
+        F1Micro | SpanF1 | RelationF1 | MiningF1 => f1_counts(sums[0], sums[1], sums[2]),
+        F1Macro => macro_f1(sums),
+        TokenAcc => ratio(sums[0], sums[1]),
+        Perplexity | WordPerplexity => ratio(-sums[0], sums[1]).exp(),
+        BitsPerByte => ratio(-sums[0], sums[1]) / std::f64::consts::LN_2,
+        MucF1 | B3F1 => prf(sums[0], sums[1], sums[2], sums[3]),
+        PassageF1 => prf(sums[0], sums[2], sums[0], sums[1]),
+    }
+}
+
+/// Index of the largest value (first on ties).
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// The choice an LL or embedding reply picks: (raw argmax, length-normalised argmax).
+pub fn choice_prediction(r: &Record) -> Option<(usize, usize)> {
+    match r.replies.first()? {
+        Reply::Loglikelihood { results } => {
+            let conts: Vec<usize> = match r.calls.first()? {
+                crate::request::Call::Loglikelihood { continuations, .. } => {
+                    continuations.iter().map(|c| c.len().max(1)).collect()
+                }
+                _ => vec![1; results.len()],
+            };
+            let raw: Vec<f64> = results.iter().map(|x| x.logprob).collect();
+            let norm: Vec<f64> = raw
+                .iter()
+                .zip(&conts)
+                .map(|(lp, b)| lp / *b as f64)
+                .collect();
+            Some((argmax(&raw), argmax(&norm)))
+        }
+        Reply::Embed { embeddings } if embeddings.len() > 1 => {
+            let q = &embeddings[0];
+            let sims: Vec<f64> = embeddings[1..].iter().map(|e| cosine(q, e)).collect();
+            let i = argmax(&sims);
+            Some((i, i))
+        }
+        _ => None,
+    }
+}
+
+/// The generated text of a record (first generation call).
+pub fn generated_text(r: &Record) -> Option<&str> {
+    r.replies.iter().find_map(|x| match x {
+        Reply::Generate { generation } => Some(generation.text.as_str()),
+        _ => None,
+    })
+}
+
+/// Parses generated tags: whitespace-separated, `word/TAG` reduced to `TAG`.
+pub fn parse_tags(out: &str, n: usize, pad: &str) -> Vec<String> {
+    let mut tags: Vec<String> = out
+        .split_whitespace()
+        .map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
+        .take(n)
+        .collect();
+    tags.resize(n, pad.to_string());
+    tags
+}
+
+/// Parses `head | RELATION | tail` lines (or `;`-separated) into normalised triples.
+pub fn parse_triples(out: &str) -> Vec<(String, String, String)> {
+    out.split(['\n', ';'])
+        .filter_map(|l| {
+            let p: Vec<&str> = l.split('|').map(str::trim).collect();
+            (p.len() == 3 && p.iter().all(|x| !x.is_empty())).then(|| {
+                (
+                    p[0].to_lowercase(),
+                    p[1].to_uppercase(),
+                    p[2].to_lowercase(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Parses clusters: one per line, mentions separated by `|`.
+pub fn parse_clusters(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| {
+            l.split('|')
+                .map(|m| m.trim().to_lowercase())
+                .filter(|m| !m.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// First number in a text (commas removed, `%` divides by 100 when `percent_as_fraction`).
+pub fn parse_number(out: &str) -> Option<f64> {
+    let re = regex::Regex::new(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+").expect("valid regex");
+    let m = re.find(out)?;
+    m.as_str().replace(',', "").parse().ok()
+}
+
+/// FinQA-style numeric match: equal within 1e-4 relative (or 5e-3 absolute),
+/// also accepting a percentage written for a fraction and vice versa.
+pub fn numeric_match(pred: f64, gold: f64) -> bool {
+    let close = |a: f64, b: f64| (a - b).abs() <= 5e-3_f64.max(1e-4 * b.abs());
+    close(pred, gold) || close(pred / 100.0, gold) || close(pred * 100.0, gold)
+}
+
+/// Number of whitespace-separated words (lm-eval's `word_perplexity` unit).
+fn words(s: &str) -> usize {
+    s.split_whitespace().count().max(1)
+}
+
+/// Coreference counts (MUC and B-cubed numerators and denominators) over mention strings.
+fn coref_stats(pred: &[Vec<String>], gold: &[Vec<String>]) -> (Stats, Stats) {
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut intern = |c: &[Vec<String>]| -> Vec<Vec<(usize, usize)>> {
+        c.iter()
+            .map(|cl| {
+                let mut v: Vec<(usize, usize)> = cl
+                    .iter()
+                    .map(|m| {
+                        let n = ids.len();
+                        let id = *ids.entry(m.clone()).or_insert(n);
+                        (id, id)
+                    })
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            })
+            .collect()
+    };
+    let p = intern(pred);
+    let g = intern(gold);
+    let (mr, mrd) = coref::muc_recall_counts(&p, &g);
+    let (mp, mpd) = coref::muc_recall_counts(&g, &p);
+    let (br, brd) = coref::b_cubed_recall_sums(&p, &g);
+    let (bp, bpd) = coref::b_cubed_recall_sums(&g, &p);
+    (vec![mr, mrd, mp, mpd], vec![br, brd, bp, bpd])
+}
+
+/// Statistics of every requested metric for every record of a suite (same order).
+pub fn suite_stats(spec: &SuiteSpec, records: &[Record]) -> Vec<BTreeMap<Metric, Stats>> {
+    let mut out: Vec<BTreeMap<Metric, Stats>> =
+        records.iter().map(|r| example_stats(spec, r)).collect();
+    if spec.task == TaskKind::Retrieval {
+        retrieval_stats(spec, records, &mut out);
+    }
+    out
+}
+
+fn example_stats(spec: &SuiteSpec, r: &Record) -> BTreeMap<Metric, Stats> {
+    use Metric::*;
+    let mut m = BTreeMap::new();
+    let n_classes = r.choices.len();
+    for &metric in &spec.metrics {
+        let s: Option<Stats> = match (metric, &r.gold) {
+            (Acc | AccNorm | F1Macro | F1Micro, Gold::Index { index }) => {
+                let (raw, norm) = choice_prediction(r).unwrap_or((usize::MAX, usize::MAX));
+                let pred = if metric == AccNorm { norm } else { raw };
+                let ok = (pred == *index) as u8 as f64;
+                Some(match metric {
+                    F1Macro => {
+                        let mut v = vec![0.0; 3 * n_classes.max(1)];
+                        if pred == *index {
+                            v[3 * index] += 1.0;
+                        } else {
+                            v[3 * index + 2] += 1.0;
+                            if pred < n_classes {
+                                v[3 * pred + 1] += 1.0;
+                            }
+                        }
+                        v
+                    }
+                    F1Micro => vec![ok, 1.0 - ok, 1.0 - ok],
+                    _ => vec![ok],
+                })
+            }
+            (PassageF1 | Acc, Gold::MaybeIndex { index }) => {
+                let (raw, _) = choice_prediction(r).unwrap_or((usize::MAX, usize::MAX));
+                let none = n_classes.saturating_sub(1);
+                let pred = (raw != none && raw < n_classes).then_some(raw);
+                Some(if metric == Acc {
+                    vec![(pred == *index) as u8 as f64]
+                } else {
+                    let correct = (pred.is_some() && pred == *index) as u8 as f64;
+                    vec![
+                        correct,
+                        pred.is_some() as u8 as f64,
+                        index.is_some() as u8 as f64,
+                    ]
+                })
+            }
+            (F1Micro | F1Macro | Acc, Gold::Indices { indices }) => {
+                let pred: Vec<bool> = r
+                    .replies
+                    .iter()
+                    .map(|x| match x {
+                        Reply::Loglikelihood { results } if results.len() == 2 => {
+                            results[0].logprob > results[1].logprob
+                        }
+                        _ => false,
+                    })
+                    .collect();
+                let gold: Vec<bool> = (0..n_classes).map(|i| indices.contains(&i)).collect();
+                let mut per = vec![0.0; 3 * n_classes];
+                for i in 0..n_classes {
+                    let p = pred.get(i).copied().unwrap_or(false);
+                    match (p, gold[i]) {
+                        (true, true) => per[3 * i] += 1.0,
+                        (true, false) => per[3 * i + 1] += 1.0,
+                        (false, true) => per[3 * i + 2] += 1.0,
+                        _ => {}
+                    }
+                }
+                Some(match metric {
+                    F1Macro => per,
+                    F1Micro => {
+                        let s = |k: usize| per.iter().skip(k).step_by(3).sum::<f64>();
+                        vec![s(0), s(1), s(2)]
+                    }
+                    _ => vec![(pred.len() == gold.len() && pred == gold) as u8 as f64],
+                })
+            }
+            (SquadF1 | ExactMatch, Gold::Texts { texts }) => {
+                let pred = generated_text(r).unwrap_or("").trim();
+                let pred = pred.lines().next().unwrap_or("");
+                let f = if metric == SquadF1 {
+                    text::squad_f1
+                } else {
+                    text::squad_em
+                };
+                Some(vec![if texts.is_empty() {
+                    // no gold answer: correct only when the model abstains
+                    text::squad_normalize(pred).is_empty() as u8 as f64
+                } else {
+                    text::max_over_golds(pred, texts, f)
+                }])
+            }
+            (UnigramF1, Gold::Texts { texts }) => {
+                let pred = generated_text(r).unwrap_or("").trim();
+                Some(vec![text::max_over_golds(pred, texts, text::unigram_f1)])
+            }
+            (Rouge1 | Rouge2 | RougeL, Gold::Texts { texts }) => {
+                let pred = generated_text(r).unwrap_or("");
+                let f = |p: &str, g: &str| match metric {
+                    Rouge1 => text::rouge_n(p, g, 1),
+                    Rouge2 => text::rouge_n(p, g, 2),
+                    _ => text::rouge_l(p, g),
+                };
+                Some(vec![texts.iter().map(|g| f(pred, g)).fold(0.0, f64::max)])
+            }
+            (NumericAcc, Gold::Number { value }) => {
+                let pred = generated_text(r).and_then(parse_number);
+                Some(vec![
+                    pred.is_some_and(|p| numeric_match(p, *value)) as u8 as f64
+                ])
+            }
+            (NumericAcc, Gold::Texts { texts }) => {
+                let pred = generated_text(r).unwrap_or("");
+                Some(vec![text::max_over_golds(pred, texts, text::squad_em)])
+            }
+            (TokenAcc | F1Macro | F1Micro | SpanF1, Gold::Tags { tags, .. }) => {
+                let out = generated_text(r).unwrap_or("");
+                let pad = if spec.task == TaskKind::Ner { "O" } else { "" };
+                let pred = parse_tags(out, tags.len(), pad);
+                Some(match metric {
+                    TokenAcc => vec![
+                        pred.iter().zip(tags).filter(|(p, g)| p == g).count() as f64,
+                        tags.len() as f64,
+                    ],
+                    SpanF1 => {
+                        let gs = spans::bio_spans_strict(tags);
+                        let ps = spans::bio_spans_strict(&pred);
+                        let tp = ps.iter().filter(|s| gs.contains(s)).count() as f64;
+                        vec![tp, ps.len() as f64 - tp, gs.len() as f64 - tp]
+                    }
+                    _ => {
+                        // classes: the tag set, plus one bucket for tags outside it
+                        let k = r.choices.len();
+                        let idx = |t: &String| r.choices.iter().position(|c| c == t).unwrap_or(k);
+                        let mut v = vec![0.0; 3 * (k + 1)];
+                        for (p, g) in pred.iter().zip(tags) {
+                            let (pi, gi) = (idx(p), idx(g));
+                            if pi == gi {
+                                v[3 * gi] += 1.0;
+                            } else {
+                                v[3 * gi + 2] += 1.0;
+                                v[3 * pi + 1] += 1.0;
+                            }
+                        }
+                        if metric == F1Micro {
+                            let s = |o: usize| v.iter().skip(o).step_by(3).sum::<f64>();
+                            vec![s(0), s(1), s(2)]
+                        } else {
+                            v
+                        }
+                    }
+                })
+            }
+            (RelationF1, Gold::Triples { triples }) => {
+                let pred = parse_triples(generated_text(r).unwrap_or(""));
+                let gold: Vec<(String, String, String)> = triples
+                    .iter()
+                    .map(|(h, l, t)| (h.to_lowercase(), l.to_uppercase(), t.to_lowercase()))
+                    .collect();
+                let (tp, fp, fn_) = spans::set_counts(&pred, &gold);
+                Some(vec![tp, fp, fn_])
+            }
+            (MucF1 | B3F1, Gold::Clusters { clusters }) => {
+                let pred = parse_clusters(generated_text(r).unwrap_or(""));
+                let gold: Vec<Vec<String>> = clusters
+                    .iter()
+                    .map(|c| c.iter().map(|m| m.to_lowercase()).collect())
+                    .collect();
+                let (muc, b3) = coref_stats(&pred, &gold);
+                Some(if metric == MucF1 { muc } else { b3 })
+            }
+            (Perplexity | WordPerplexity | BitsPerByte, gold) => {
+                let (lp, tokens, unit_text) = match (r.replies.first(), gold) {
+                    (Some(Reply::Rolling { rolling }), Gold::Text { text }) => {
+                        (rolling.logprob, rolling.tokens, text.clone())
+                    }
+                    (Some(Reply::Loglikelihood { results }), _) if !results.is_empty() => {
+                        let cont = match r.calls.first() {
+                            Some(crate::request::Call::Loglikelihood { continuations, .. }) => {
+                                continuations.first().cloned().unwrap_or_default()
+                            }
+                            _ => String::new(),
+                        };
+                        (results[0].logprob, results[0].tokens, cont)
+                    }
+                    _ => (f64::NAN, 0, String::new()),
+                };
+                Some(match metric {
+                    Perplexity => vec![lp, tokens as f64],
+                    WordPerplexity => vec![lp, words(&unit_text) as f64],
+                    _ => vec![lp, unit_text.len() as f64],
+                })
+            }
+            (RetrievalAcc | MiningF1, _) => None, // filled by retrieval_stats
+            _ => None,
+        };
+        if let Some(s) = s {
+            m.insert(metric, s);
+        }
+    }
+    m
+}
+
+fn embeddings(r: &Record) -> &[Vec<f32>] {
+    match r.replies.first() {
+        Some(Reply::Embed { embeddings }) => embeddings,
+        _ => &[],
+    }
+}
+
+fn retrieval_stats(spec: &SuiteSpec, records: &[Record], out: &mut [BTreeMap<Metric, Stats>]) {
+    if spec.metrics.contains(&Metric::RetrievalAcc) {
+        // Tatoeba: each source's nearest target among all targets must be its own.
+        let targets: Vec<Option<&Vec<f32>>> =
+            records.iter().map(|r| embeddings(r).get(1)).collect();
+        for (i, r) in records.iter().enumerate() {
+            let ok = embeddings(r).first().is_some_and(|src| {
+                let sims: Vec<f64> = targets
+                    .iter()
+                    .map(|t| t.map_or(f64::NEG_INFINITY, |t| cosine(src, t)))
+                    .collect();
+                argmax(&sims) == i
+            });
+            out[i].insert(Metric::RetrievalAcc, vec![ok as u8 as f64]);
+        }
+    }
+    if spec.metrics.contains(&Metric::MiningF1) {
+        // BUCC: mutual nearest neighbours between the two languages are mined pairs.
+        let info: Vec<(String, String, Option<String>)> = records
+            .iter()
+            .map(|r| match &r.gold {
+                Gold::Bitext { key, lang, partner } => (key.clone(), lang.clone(), partner.clone()),
+                _ => (r.example_id.clone(), String::new(), None),
+            })
+            .collect();
+        let target_lang = "en";
+        let src: Vec<usize> = (0..records.len())
+            .filter(|&i| info[i].1 != target_lang)
+            .collect();
+        let tgt: Vec<usize> = (0..records.len())
+            .filter(|&i| info[i].1 == target_lang)
+            .collect();
+        let emb = |i: usize| embeddings(&records[i]).first();
+        let nearest = |from: usize, pool: &[usize]| -> Option<usize> {
+            let e = emb(from)?;
+            pool.iter()
+                .filter_map(|&j| emb(j).map(|f| (j, cosine(e, f))))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|x| x.0)
+        };
+        for i in 0..records.len() {
+            out[i].insert(Metric::MiningF1, vec![0.0, 0.0, 0.0]);
+        }
+        for &s in &src {
+            let mined = nearest(s, &tgt).filter(|&t| nearest(t, &src) == Some(s));
+            let gold = info[s].2.clone();
+            let (tp, fp) = match mined {
+                Some(t) if Some(&info[t].0) == gold.as_ref() => (1.0, 0.0),
+                Some(_) => (0.0, 1.0),
+                None => (0.0, 0.0),
+            };
+            let fn_ = if gold.is_some() && tp == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            out[s].insert(Metric::MiningF1, vec![tp, fp, fn_]);
+        }
+    }
+}
+
+/// Readable per-example scores (only metrics that are meaningful per example).
+pub fn per_example_scores(stats: &BTreeMap<Metric, Stats>) -> BTreeMap<String, f64> {
+    use Metric::*;
+    stats
+        .iter()
+        .filter_map(|(m, s)| match m {
+            Acc | AccNorm | SquadF1 | ExactMatch | Rouge1 | Rouge2 | RougeL | UnigramF1
+            | NumericAcc | RetrievalAcc => Some((m.as_str().to_string(), s[0])),
+            TokenAcc => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
+            SpanF1 | RelationF1 => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
+            Perplexity => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
+            _ => None,
+        })
+        .filter(|(_, v)| v.is_finite())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_f1_matches_sklearn_on_a_hand_case() {
+        // y_true = [0,0,1,2], y_pred = [0,1,1,1]; class 2 never predicted.
+        // class0: tp1 fp0 fn1 -> 2/3; class1: tp1 fp2 fn0 -> 0.5; class2: 0 -> macro 0.3889
+        let pairs = [(0usize, 0usize), (0, 1), (1, 1), (2, 1)];
+        let mut sums = vec![0.0; 9];
+        for (g, p) in pairs {
+            if g == p {
+                sums[3 * g] += 1.0;
+            } else {
+                sums[3 * g + 2] += 1.0;
+                sums[3 * p + 1] += 1.0;
+            }
+        }
+        let v = aggregate(Metric::F1Macro, &sums, 4);
+        assert!((v - (2.0 / 3.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
+        let gold = [0usize, 0, 1, 2];
+        let pred = [0usize, 1, 1, 1];
+        assert!((v - classification::f1_macro(&pred, &gold)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parses_generated_structures() {
+        assert_eq!(parse_tags("DET/DET NOUN", 3, "O"), vec!["DET", "NOUN", "O"]);
+        assert_eq!(
+            parse_triples("a | used-for | b\nbad line; c|PART-OF|D"),
+            vec![
+                ("a".into(), "USED-FOR".into(), "b".into()),
+                ("c".into(), "PART-OF".into(), "d".into())
+            ]
+        );
+        assert_eq!(parse_number("The answer is 1,234.5 million"), Some(1234.5));
+        assert!(numeric_match(12.3, 0.123));
+        assert!(!numeric_match(12.0, 13.0));
+    }
+
+    #[test]
+    fn perplexity_aggregates_over_tokens_not_examples() {
+        // two texts: logprob -2 over 1 token and -8 over 3 tokens => ppl exp(10/4)
+        let v = aggregate(Metric::Perplexity, &[-10.0, 4.0], 2);
+        assert!((v - (2.5f64).exp()).abs() < 1e-12);
+        let bpb = aggregate(Metric::BitsPerByte, &[-10.0, 4.0], 2);
+        assert!((bpb - 2.5 / std::f64::consts::LN_2).abs() < 1e-12);
+    }
+}
