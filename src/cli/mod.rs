@@ -1,0 +1,97 @@
+//! Subcommands, one module each.
+
+mod run;
+mod score;
+mod suites;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// EdgeBench: evaluate on-device language models over 47 suites in 8 domains.
+#[derive(Debug, Parser)]
+#[command(name = "edgebench", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by commands that read suites and data.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Paths {
+    /// Folder of suite files.
+    #[arg(long, default_value = "suites", global = true)]
+    pub suites_dir: PathBuf,
+    /// Data root (default: $EDGEBENCH_DATA, else the bundled fixtures/).
+    #[arg(long, env = "EDGEBENCH_DATA", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Output root for runs and built models.
+    #[arg(long, default_value = "reports", global = true)]
+    pub out: PathBuf,
+}
+
+impl Paths {
+    /// Suites folder, falling back to the source tree's when run from elsewhere.
+    pub fn suites(&self) -> PathBuf {
+        fallback(&self.suites_dir, "suites")
+    }
+    /// Data root.
+    pub fn data(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| fallback(&PathBuf::from("fixtures"), "fixtures"))
+    }
+}
+
+fn fallback(p: &std::path::Path, name: &str) -> PathBuf {
+    if p.exists() || p != std::path::Path::new(name) {
+        p.to_path_buf()
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a model over suites and write records and reports.
+    Run(run::RunArgs),
+    /// List or validate the suite registry.
+    Suites(suites::SuitesArgs),
+    /// Recompute every metric of a run from its records (no model needed) and rewrite its reports.
+    Rescore(run::RescoreArgs),
+    /// Rewrite the reports of a run (same as rescore).
+    Report(run::RescoreArgs),
+    /// Score predictions produced elsewhere (another engine, a phone) with the same metrics.
+    Score(score::ScoreArgs),
+}
+
+/// An error with its exit code.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+/// Bad input: exit code 2.
+pub fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
+}
+
+/// Failure of what was asked: exit code 1.
+pub fn failed(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 1,
+        error: e.into(),
+    }
+}
+
+/// Runs a parsed command.
+pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Suites(a) => suites::suites(a),
+        Command::Rescore(a) | Command::Report(a) => run::rescore(a),
+        Command::Score(a) => score::score(a),
+    }
+}

@@ -1,0 +1,116 @@
+//! `edgebench suites list|validate`.
+
+use super::{bad_input, Failure, Paths};
+use clap::{Args, Subcommand};
+use edgebench::data::{self, DataStatus};
+use edgebench::suite;
+
+#[derive(Debug, Args)]
+pub struct SuitesArgs {
+    #[command(subcommand)]
+    pub action: SuitesAction,
+    #[command(flatten)]
+    pub paths: Paths,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuitesAction {
+    /// Print every suite with domain, task, metrics and data status.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every suite file (and that its data, where present, loads).
+    Validate,
+}
+
+pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
+    let dir = a.paths.suites();
+    let root = a.paths.data();
+    match a.action {
+        SuitesAction::List { json } => {
+            let specs = suite::load_dir(&dir).map_err(bad_input)?;
+            let rows: Vec<(String, String, String, String, String)> = specs
+                .iter()
+                .map(|s| {
+                    let status = match data::locate(s, &root) {
+                        DataStatus::Found(f) => format!(
+                            "found ({} file{})",
+                            f.len(),
+                            if f.len() == 1 { "" } else { "s" }
+                        ),
+                        DataStatus::Missing(m) => format!("missing: {m}"),
+                    };
+                    (
+                        s.id.clone(),
+                        s.domain.to_string(),
+                        s.task.as_str().to_string(),
+                        s.metrics
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        status,
+                    )
+                })
+                .collect();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|r| serde_json::json!({"id": r.0, "domain": r.1, "task": r.2, "metrics": r.3.split(',').collect::<Vec<_>>(), "data": r.4}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            } else {
+                println!(
+                    "{:<28} {:<16} {:<27} {:<38} data ({})",
+                    "suite",
+                    "domain",
+                    "task",
+                    "metrics",
+                    root.display()
+                );
+                for r in &rows {
+                    println!("{:<28} {:<16} {:<27} {:<38} {}", r.0, r.1, r.2, r.3, r.4);
+                }
+                let domains: std::collections::BTreeSet<&str> =
+                    rows.iter().map(|r| r.1.as_str()).collect();
+                println!("{} suites in {} domains", rows.len(), domains.len());
+            }
+            Ok(())
+        }
+        SuitesAction::Validate => {
+            let (ok, errs) = suite::load_dir_all(&dir);
+            let mut problems: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            let mut loaded = 0;
+            for s in &ok {
+                if let DataStatus::Found(_) = data::locate(s, &root) {
+                    match data::load_examples(s, &root) {
+                        Ok(ex) if ex.is_empty() => {
+                            problems.push(format!("{}: data loads but yields no example", s.id))
+                        }
+                        Ok(_) => loaded += 1,
+                        Err(e) => problems.push(format!("{}: {e}", s.id)),
+                    }
+                }
+            }
+            println!(
+                "{} suite files valid, {} with data under {} loaded",
+                ok.len(),
+                loaded,
+                root.display()
+            );
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                Err(bad_input(anyhow::anyhow!(
+                    "{} problem(s) found",
+                    problems.len()
+                )))
+            }
+        }
+    }
+}

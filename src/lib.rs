@@ -1,0 +1,14 @@
+//! EdgeBench: an evaluation harness for on-device language models.
+//!
+//! Data flows one way: [`suite`] files -> [`data`] examples -> [`request`]s ->
+//! [`model`] -> per-example [`record`]s -> [`metrics`] -> [`report`].
+
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod onnx;
+pub mod record;
+pub mod report;
+pub mod request;
+pub mod runner;
+pub mod suite;
