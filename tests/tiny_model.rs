@@ -4,7 +4,7 @@
 
 mod common;
 
-use edgebench::model::{self, tiny, Model};
+use edgebench::model::{self, tiny};
 use tract_onnx::prelude::*;
 
 fn run_graph(model: TypedModel, ids: &[i64]) -> Vec<Vec<f32>> {

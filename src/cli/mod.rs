@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod import;
 mod run;
 mod score;
 mod suites;
@@ -62,6 +63,10 @@ pub enum Command {
     Report(run::RescoreArgs),
     /// Score predictions produced elsewhere (another engine, a phone) with the same metrics.
     Score(score::ScoreArgs),
+    /// Import a model file into an EdgeBench model directory.
+    Import(import::ImportArgs),
+    /// Perplexity of a text file, llama.cpp's convention.
+    Perplexity(import::PerplexityArgs),
 }
 
 /// An error with its exit code.
@@ -93,5 +98,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Suites(a) => suites::suites(a),
         Command::Rescore(a) | Command::Report(a) => run::rescore(a),
         Command::Score(a) => score::score(a),
+        Command::Import(a) => import::import(a),
+        Command::Perplexity(a) => import::perplexity(a),
     }
 }

@@ -7,51 +7,29 @@ use std::path::Path;
 
 /// One row per (suite, metric): estimates with intervals.
 pub fn metrics_frame(model: &str, suites: &[SuiteScores]) -> PolarsResult<DataFrame> {
-    let mut cols: (
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-    ) = Default::default();
-    let mut nums: (
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<u32>,
-        Vec<bool>,
-        Vec<bool>,
-    ) = Default::default();
-    for s in suites {
-        for (i, (m, e)) in s.metrics.iter().enumerate() {
-            cols.0.push(model.to_string());
-            cols.1.push(s.suite.clone());
-            cols.2.push(s.domain.as_str().to_string());
-            cols.3.push(s.task.clone());
-            cols.4.push(m.as_str().to_string());
-            nums.0.push(e.value);
-            nums.1.push(e.ci_low);
-            nums.2.push(e.ci_high);
-            nums.3.push(e.stderr);
-            nums.4.push(s.n as u32);
-            nums.5.push(m.higher_is_better());
-            nums.6.push(i == 0);
-        }
-    }
+    let rows: Vec<(&SuiteScores, usize)> = suites
+        .iter()
+        .flat_map(|s| (0..s.metrics.len()).map(move |i| (s, i)))
+        .collect();
+    let text = |f: &dyn Fn(&SuiteScores, usize) -> String| {
+        rows.iter().map(|(s, i)| f(s, *i)).collect::<Vec<_>>()
+    };
+    let num = |f: &dyn Fn(&SuiteScores, usize) -> f64| {
+        rows.iter().map(|(s, i)| f(s, *i)).collect::<Vec<_>>()
+    };
     df!(
-        "model" => cols.0,
-        "suite" => cols.1,
-        "domain" => cols.2,
-        "task" => cols.3,
-        "metric" => cols.4,
-        "value" => nums.0,
-        "ci_low" => nums.1,
-        "ci_high" => nums.2,
-        "stderr" => nums.3,
-        "n" => nums.4,
-        "higher_is_better" => nums.5,
-        "headline" => nums.6,
+        "model" => vec![model.to_string(); rows.len()],
+        "suite" => text(&|s, _| s.suite.clone()),
+        "domain" => text(&|s, _| s.domain.as_str().to_string()),
+        "task" => text(&|s, _| s.task.clone()),
+        "metric" => text(&|s, i| s.metrics[i].0.as_str().to_string()),
+        "value" => num(&|s, i| s.metrics[i].1.value),
+        "ci_low" => num(&|s, i| s.metrics[i].1.ci_low),
+        "ci_high" => num(&|s, i| s.metrics[i].1.ci_high),
+        "stderr" => num(&|s, i| s.metrics[i].1.stderr),
+        "n" => rows.iter().map(|(s, _)| s.n as u32).collect::<Vec<_>>(),
+        "higher_is_better" => rows.iter().map(|(s, i)| s.metrics[*i].0.higher_is_better()).collect::<Vec<_>>(),
+        "headline" => rows.iter().map(|(_, i)| *i == 0).collect::<Vec<_>>(),
     )
 }
 

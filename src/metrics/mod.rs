@@ -211,6 +211,9 @@ pub fn domain_scores(suites: &[SuiteScores]) -> Vec<DomainScore> {
     out
 }
 
+/// One row of the CDTR matrix: source domain and (target, ratio) cells.
+pub type CdtrRow = (Domain, Vec<(Domain, Option<f64>)>);
+
 /// The paper's robustness metrics for one model over its domain scores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Robustness {
@@ -219,7 +222,7 @@ pub struct Robustness {
     /// GG per domain, taking D as in-domain and the mean of the others as out-of-domain.
     pub gg: Vec<(Domain, Estimate)>,
     /// CDTR matrix, row = source domain, column = target domain.
-    pub cdtr: Vec<(Domain, Vec<(Domain, Option<f64>)>)>,
+    pub cdtr: Vec<CdtrRow>,
 }
 
 /// Computes DSI, GG and CDTR (SPEC.md section 1) with bootstrap intervals.

@@ -479,8 +479,8 @@ fn retrieval_stats(spec: &SuiteSpec, records: &[Record], out: &mut [BTreeMap<Met
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|x| x.0)
         };
-        for i in 0..records.len() {
-            out[i].insert(Metric::MiningF1, vec![0.0, 0.0, 0.0]);
+        for o in out.iter_mut() {
+            o.insert(Metric::MiningF1, vec![0.0, 0.0, 0.0]);
         }
         for &s in &src {
             let mined = nearest(s, &tgt).filter(|&t| nearest(t, &src) == Some(s));

@@ -1,8 +1,12 @@
 //! A causal decoder (`architecture = "decoder"`) executed by tract.
 //!
 //! The graph takes `input_ids` `[1, seq]` (i64) and returns `logits`
-//! `[1, seq, vocab]` and, optionally, `hidden_states` `[1, seq, d]` as its
-//! second output (mean-pooled for embeddings).
+//! `[1, seq, vocab]`, optionally `hidden_states` `[1, seq, d]` (mean-pooled
+//! for embeddings), and, for graphs with a KV cache, `past_key_<i>` /
+//! `past_value_<i>` inputs `[1, kv_heads, past, head_dim]` with matching
+//! `present_*` outputs. With a cache, the context of a multiple-choice
+//! question is computed once and each continuation reuses it, and generation
+//! decodes one token per step.
 
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
@@ -10,6 +14,7 @@ use super::{Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::DimLike;
 
 /// A decoder graph loaded, optimised and made runnable by tract.
 pub struct TractDecoder {
@@ -19,6 +24,17 @@ pub struct TractDecoder {
     manifest: ModelManifest,
     graph_path: PathBuf,
     has_hidden: bool,
+    /// (layers, kv heads, head dim) when the graph has a KV cache.
+    cache_shape: Option<(usize, usize, usize)>,
+    /// Reuse the context's KV cache across continuations (on by default).
+    share_context: bool,
+}
+
+/// Per-layer keys and values after some tokens.
+#[derive(Clone)]
+struct Cache {
+    tensors: Vec<TValue>,
+    len: usize,
 }
 
 /// Outputs of one forward pass.
@@ -26,6 +42,7 @@ struct Forward {
     logits: Vec<f32>,
     hidden: Option<(Vec<f32>, usize)>,
     seq: usize,
+    cache: Option<Cache>,
 }
 
 impl TractDecoder {
@@ -46,11 +63,33 @@ impl TractDecoder {
             .map_err(|e| {
                 tract_err(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
             })?;
+        drop(bytes);
+        let n_inputs = model.inputs.len();
         let n_outputs = model.outputs.len();
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(tract_err)?;
+        let cache_shape = match manifest.kv_cache_layers {
+            Some(layers) if layers > 0 => {
+                if n_inputs != 1 + 2 * layers || n_outputs != 2 + 2 * layers {
+                    return Err(ModelError::BadModelDir {
+                        path: graph_path.clone(),
+                        message: format!(
+                            "manifest says {layers} cached layers but the graph has {n_inputs} inputs and {n_outputs} outputs"
+                        ),
+                    });
+                }
+                let fact = plan.model().input_fact(1).map_err(tract_err)?;
+                let dim = |i: usize| {
+                    fact.shape[i]
+                        .to_usize()
+                        .map_err(|e| tract_err(anyhow::anyhow!("{e:?}")))
+                };
+                Some((layers, dim(1)?, dim(3)?))
+            }
+            _ => None,
+        };
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
         if tok.vocab_size() > manifest.vocab_size {
             return Err(ModelError::Tokenizer {
@@ -62,12 +101,13 @@ impl TractDecoder {
                 ),
             });
         }
+        let has_hidden = n_outputs > 1;
         let info = ModelInfo {
             name: manifest.name.clone(),
             source: source.to_string(),
             sha256,
             capabilities: super::Capabilities {
-                embed: manifest.capabilities.embed && n_outputs > 1,
+                embed: manifest.capabilities.embed && has_hidden,
                 ..manifest.capabilities
             },
             max_context: manifest.max_context,
@@ -80,26 +120,55 @@ impl TractDecoder {
             info,
             manifest: manifest.clone(),
             graph_path,
-            has_hidden: n_outputs > 1,
+            has_hidden,
+            cache_shape,
+            share_context: true,
         })
     }
 
-    fn forward(&self, ids: &[u32]) -> Result<Forward, ModelError> {
-        let seq = ids.len();
-        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let err = |e: anyhow::Error| ModelError::Tract {
+    fn tract_err(&self) -> impl Fn(anyhow::Error) -> ModelError + '_ {
+        move |e| ModelError::Tract {
             path: self.graph_path.clone(),
             source: e,
+        }
+    }
+
+    fn empty_cache(&self) -> Option<Cache> {
+        let (layers, kv, hd) = self.cache_shape?;
+        let t = Tensor::zero::<f32>(&[1, kv, 0, hd]).ok()?.into_tvalue();
+        Some(Cache {
+            tensors: vec![t; 2 * layers],
+            len: 0,
+        })
+    }
+
+    /// Runs `ids` after the cached tokens (or from scratch without a cache).
+    fn forward(&self, ids: &[u32], cache: Option<&Cache>) -> Result<Forward, ModelError> {
+        let seq = ids.len();
+        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let err = self.tract_err();
+        let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
+        let mut inputs: TVec<TValue> = tvec!(input.into_tvalue());
+        let empty;
+        let cache = match (cache, self.cache_shape) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => {
+                empty = self.empty_cache();
+                empty.as_ref()
+            }
+            (None, None) => None,
         };
-        let input = Tensor::from_shape(&[1, seq], &data).map_err(err)?;
-        let out = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
-        let logits = out[0]
+        if let Some(c) = cache {
+            inputs.extend(c.tensors.iter().cloned());
+        }
+        let mut out = self.plan.run(inputs).map_err(&err)?;
+        let vocab = self.manifest.vocab_size;
+        let logits: Vec<f32> = out[0]
             .to_plain_array_view::<f32>()
-            .map_err(err)?
+            .map_err(&err)?
             .iter()
             .copied()
-            .collect::<Vec<f32>>();
-        let vocab = self.manifest.vocab_size;
+            .collect();
         if logits.len() != seq * vocab {
             return Err(ModelError::Runtime(format!(
                 "{}: logits have {} values, expected seq {seq} x vocab {vocab}",
@@ -108,16 +177,21 @@ impl TractDecoder {
             )));
         }
         let hidden = if self.has_hidden {
-            let h = out[1].to_plain_array_view::<f32>().map_err(err)?;
+            let h = out[1].to_plain_array_view::<f32>().map_err(&err)?;
             let d = *h.shape().last().unwrap_or(&0);
             Some((h.iter().copied().collect(), d))
         } else {
             None
         };
+        let cache = cache.map(|c| Cache {
+            tensors: out.drain(2..).collect(),
+            len: c.len + seq,
+        });
         Ok(Forward {
             logits,
             hidden,
             seq,
+            cache,
         })
     }
 
@@ -128,30 +202,51 @@ impl TractDecoder {
             .unwrap_or(0)
     }
 
-    /// Scores `targets`, the last tokens of `all`, with left truncation to the context window.
+    fn row<'a>(&self, f: &'a Forward, pos: usize) -> &'a [f32] {
+        let v = self.manifest.vocab_size;
+        &f.logits[pos * v..(pos + 1) * v]
+    }
+
+    /// Scores the last `n_targets` tokens of `all`, with left truncation to the context window.
     fn score_tail(&self, all: &[u32], n_targets: usize) -> Result<LogLikelihood, ModelError> {
         let max = self.manifest.max_context;
-        let start = (all.len()).saturating_sub(max + 1);
+        let start = all.len().saturating_sub(max + 1);
         let window = &all[start..];
         let input = &window[..window.len() - 1];
-        let f = self.forward(input)?;
-        let vocab = self.manifest.vocab_size;
+        let f = self.forward(input, None)?;
+        let n = n_targets.min(window.len() - 1);
         let mut logprob = 0.0;
         let mut greedy = true;
-        let n = n_targets.min(window.len() - 1);
         for k in 0..n {
             let pos = input.len() - n + k;
-            let row = &f.logits[pos * vocab..(pos + 1) * vocab];
-            let target = window[pos + 1] as usize;
-            let (lp, argmax) = log_softmax_at(row, target);
+            let (lp, argmax) = log_softmax_at(self.row(&f, pos), window[pos + 1] as usize);
             logprob += lp;
-            greedy &= argmax == target;
+            greedy &= argmax == window[pos + 1] as usize;
         }
         Ok(LogLikelihood {
             logprob,
             is_greedy: greedy,
             tokens: n,
         })
+    }
+
+    /// Splits context and continuation tokens the lm-eval way.
+    fn split(
+        &self,
+        ctx: &[u32],
+        context: &str,
+        cont: &str,
+    ) -> Result<(Vec<u32>, usize), ModelError> {
+        let whole = self.tok.encode(&format!("{context}{cont}"))?;
+        if !context.is_empty() && whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
+            let n = whole.len() - ctx.len();
+            return Ok((whole, n));
+        }
+        let c = self.tok.encode(cont)?;
+        let n = c.len();
+        let mut all = ctx.to_vec();
+        all.extend(c);
+        Ok((all, n))
     }
 }
 
@@ -183,32 +278,62 @@ impl Model for TractDecoder {
         if ctx.is_empty() {
             ctx.push(self.bos());
         }
-        continuations
+        let splits: Vec<(Vec<u32>, usize)> = continuations
             .iter()
-            .map(|cont| {
-                // lm-eval: encode the whole string and split at the context's length.
-                let whole = self.tok.encode(&format!("{context}{cont}"))?;
-                let (all, n) = if !context.is_empty()
-                    && whole.len() > ctx.len()
-                    && whole[..ctx.len()] == ctx[..]
-                {
-                    let n = whole.len() - ctx.len();
-                    (whole, n)
-                } else {
-                    let c = self.tok.encode(cont)?;
-                    let n = c.len();
-                    let mut all = ctx.clone();
-                    all.extend(c);
-                    (all, n)
-                };
-                if n == 0 {
+            .map(|c| self.split(&ctx, context, c))
+            .collect::<Result<_, _>>()?;
+        let max = self.manifest.max_context;
+        // Share the context's computation when every continuation extends the same prefix and fits.
+        let shared = self.cache_shape.is_some()
+            && self.share_context
+            && splits.iter().all(|(all, n)| {
+                all.len() <= max && all.len() - n == ctx.len() && all[..ctx.len()] == ctx[..]
+            });
+        if !shared {
+            return splits
+                .iter()
+                .map(|(all, n)| {
+                    if *n == 0 {
+                        Ok(LogLikelihood {
+                            logprob: 0.0,
+                            is_greedy: true,
+                            tokens: 0,
+                        })
+                    } else {
+                        self.score_tail(all, *n)
+                    }
+                })
+                .collect();
+        }
+        let base = self.forward(&ctx, None)?;
+        let last = self.row(&base, base.seq - 1).to_vec();
+        let cache = base.cache.expect("cached graph");
+        splits
+            .iter()
+            .map(|(all, n)| {
+                let cont = &all[ctx.len()..];
+                if *n == 0 {
                     return Ok(LogLikelihood {
                         logprob: 0.0,
                         is_greedy: true,
                         tokens: 0,
                     });
                 }
-                self.score_tail(&all, n)
+                let (mut logprob, first_arg) = log_softmax_at(&last, cont[0] as usize);
+                let mut greedy = first_arg == cont[0] as usize;
+                if cont.len() > 1 {
+                    let f = self.forward(&cont[..cont.len() - 1], Some(&cache))?;
+                    for (k, &t) in cont.iter().enumerate().skip(1) {
+                        let (lp, a) = log_softmax_at(self.row(&f, k - 1), t as usize);
+                        logprob += lp;
+                        greedy &= a == t as usize;
+                    }
+                }
+                Ok(LogLikelihood {
+                    logprob,
+                    is_greedy: greedy,
+                    tokens: cont.len(),
+                })
             })
             .collect()
     }
@@ -224,21 +349,32 @@ impl Model for TractDecoder {
             ids.push(self.bos());
         }
         let max = self.manifest.max_context;
-        let prompt_tokens = ids.len().min(max);
-        let vocab = self.manifest.vocab_size;
+        // keep room for the answer inside the window
+        let keep = max.saturating_sub(max_tokens.min(max / 2)).max(1);
+        if ids.len() > keep {
+            ids.drain(..ids.len() - keep);
+        }
+        let prompt_tokens = ids.len();
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
+        let mut cache: Option<Cache> = None;
+        let mut next_input: Vec<u32> = ids.clone();
         for _ in 0..max_tokens {
-            let start = ids.len().saturating_sub(max);
-            let f = self.forward(&ids[start..])?;
-            let row = &f.logits[(f.seq - 1) * vocab..f.seq * vocab];
-            let (_, next) = log_softmax_at(row, 0);
+            let f = if self.cache_shape.is_some() && ids.len() <= max {
+                self.forward(&next_input, cache.as_ref())?
+            } else {
+                let start = ids.len().saturating_sub(max);
+                self.forward(&ids[start..], None)?
+            };
+            let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
+            cache = f.cache;
             let next = next as u32;
             if Some(next) == self.manifest.eos_token_id {
                 break;
             }
             ids.push(next);
             generated.push(next);
+            next_input = vec![next];
             text = self.tok.decode(&generated)?;
             if let Some(cut) = stop
                 .iter()
@@ -297,7 +433,7 @@ impl Model for TractDecoder {
                 if ids.is_empty() {
                     ids.push(self.bos());
                 }
-                let f = self.forward(&ids)?;
+                let f = self.forward(&ids, None)?;
                 let (h, d) = f.hidden.expect("checked above");
                 let mut mean = vec![0f32; d];
                 for row in h.chunks(d) {
@@ -313,5 +449,48 @@ impl Model for TractDecoder {
 
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
         Ok(self.tok.encode(text)?.len())
+    }
+}
+
+impl TractDecoder {
+    /// Turns context sharing off (every continuation recomputes its context); for tests.
+    pub fn set_share_context(&mut self, on: bool) {
+        self.share_context = on;
+    }
+
+    /// Whether the graph has an explicit KV cache.
+    pub fn has_kv_cache(&self) -> bool {
+        self.cache_shape.is_some()
+    }
+
+    /// Perplexity of `text` with llama.cpp's `llama-perplexity` convention:
+    /// consecutive chunks of `ctx` tokens (BOS first when the model adds one),
+    /// each scoring only its second half. Returns (perplexity, tokens scored).
+    pub fn perplexity_llama_cpp(&self, text: &str, ctx: usize) -> Result<(f64, usize), ModelError> {
+        let tokens = self.tok.encode(text)?;
+        let ctx = ctx.min(self.manifest.max_context).max(2);
+        let add_bos = self.manifest.add_bos.unwrap_or(false);
+        let mut nll = 0.0;
+        let mut count = 0usize;
+        let chunks = tokens.len() / ctx;
+        if chunks == 0 {
+            return Err(ModelError::Runtime(format!(
+                "text has {} tokens, fewer than one chunk of {ctx}: use a longer text or a smaller --ctx",
+                tokens.len()
+            )));
+        }
+        for c in 0..chunks {
+            let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
+            if add_bos {
+                chunk[0] = self.bos();
+            }
+            let f = self.forward(&chunk, None)?;
+            for pos in ctx / 2..ctx - 1 {
+                let (lp, _) = log_softmax_at(self.row(&f, pos), chunk[pos + 1] as usize);
+                nll -= lp;
+                count += 1;
+            }
+        }
+        Ok(((nll / count as f64).exp(), count))
     }
 }

@@ -196,8 +196,8 @@ fn value_min_size(id: u32) -> u64 {
     match id {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
-        10 | 11 | 12 => 8,
+        4..=6 => 4,
+        10..=12 => 8,
         8 => 8,  // u64 length
         9 => 12, // u32 type + u64 count
         _ => 1,
@@ -1394,7 +1394,7 @@ mod tests {
         x[18] = -2.6; // 5.9 -> 5 -> -3.0
         let q = quantize_q4_0(&x);
         assert_eq!(&q[..2], &h(1.0));
-        assert_eq!(q[2], 0x00 | (8 << 4)); // elem 0 -> 0, elem 16 -> 8
+        assert_eq!(q[2], 8 << 4); // elem 0 -> 0, elem 16 -> 8
         let v = dequantize_blocks(GgmlType::Q4_0, &q, 32).unwrap();
         assert_eq!(
             (v[0], v[1], v[17], v[18], v[5]),

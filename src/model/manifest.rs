@@ -33,9 +33,15 @@ pub struct ModelManifest {
     /// End-of-sequence token that stops generation.
     #[serde(default)]
     pub eos_token_id: Option<u32>,
+    /// Whether the tokenizer's convention is to prepend BOS (llama.cpp `add_bos_token`).
+    #[serde(default)]
+    pub add_bos: Option<bool>,
     /// Parameter count.
     #[serde(default)]
     pub parameters: Option<u64>,
+    /// Number of layers with explicit `past_key_<i>`/`past_value_<i>` cache inputs.
+    #[serde(default)]
+    pub kv_cache_layers: Option<usize>,
     /// How matrix products are lowered.
     #[serde(default = "default_matmul")]
     pub matmul: String,

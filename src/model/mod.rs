@@ -3,6 +3,7 @@
 
 pub mod decoder;
 pub mod gguf;
+pub mod llama;
 pub mod manifest;
 pub mod tiny;
 pub mod tokenizer;

@@ -137,7 +137,9 @@ pub fn manifest() -> ModelManifest {
         vocab_size: VOCAB,
         bos_token_id: Some(EOT),
         eos_token_id: Some(EOT),
+        add_bos: Some(true),
         parameters: Some(2 * (VOCAB * VOCAB) as u64),
+        kv_cache_layers: None,
         matmul: "f32".into(),
         provenance: "built by EdgeBench: byte-bigram head fitted on fixtures/tiny-model/corpus.txt, induction attention head with fixed weights".into(),
     }

@@ -179,7 +179,6 @@ impl GraphBuilder {
             domain: domain.to_string(),
             attribute: attrs.iter().map(|(n, a)| attribute(n, a)).collect(),
             doc_string: String::new(),
-            ..Default::default()
         });
     }
 

@@ -1,0 +1,84 @@
+//! `edgebench import gguf` and `edgebench perplexity`.
+
+use super::{bad_input, failed, Failure};
+use clap::{Args, Subcommand};
+use edgebench::model::{self, llama, manifest::ModelManifest};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub format: ImportFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFormat {
+    /// Import a Llama-architecture GGUF file (F32, F16, Q8_0, Q4_0, Q4_1 tensors).
+    Gguf {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write f32 weights (the quantized-linear op is not implemented yet, so this is required).
+        #[arg(long)]
+        dequantize: bool,
+        /// Context window of the imported model (RoPE tables are built for it).
+        #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+    },
+}
+
+pub fn import(a: ImportArgs) -> Result<(), Failure> {
+    match a.format {
+        ImportFormat::Gguf {
+            file,
+            out,
+            dequantize,
+            ctx,
+        } => {
+            if !dequantize {
+                return Err(bad_input(anyhow::anyhow!(
+                    "quantized import needs EdgeBench's quantized-linear op, which is not implemented yet: pass --dequantize to write f32 weights"
+                )));
+            }
+            let t = std::time::Instant::now();
+            let m = llama::import_gguf(&file, &out, ctx).map_err(bad_input)?;
+            println!(
+                "imported {} ({} parameters, vocab {}, context {}) into {} in {:.1}s",
+                m.name,
+                m.parameters.unwrap_or(0),
+                m.vocab_size,
+                m.max_context,
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PerplexityArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text file.
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Chunk length in tokens (llama-perplexity's -c).
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+}
+
+pub fn perplexity(a: PerplexityArgs) -> Result<(), Failure> {
+    let manifest = ModelManifest::load(&a.model).map_err(bad_input)?;
+    let dec =
+        model::decoder::TractDecoder::load(&a.model, &manifest, &a.model.display().to_string())
+            .map_err(bad_input)?;
+    let text = std::fs::read_to_string(&a.text)
+        .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", a.text.display())))?;
+    let (ppl, n) = dec.perplexity_llama_cpp(&text, a.ctx).map_err(failed)?;
+    println!("perplexity {ppl:.4} over {n} scored tokens (chunks of {}, second half scored, llama-perplexity convention)", a.ctx);
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! SmolLM2-135M (GGUF, Q4_1) imported to ONNX and run by tract. Runs when
+//! ../shared/models exists; skips with a message otherwise.
+
+mod common;
+
+use edgebench::model::decoder::TractDecoder;
+use edgebench::model::gguf::Gguf;
+use edgebench::model::manifest::ModelManifest;
+use edgebench::model::{llama, Model};
+use std::path::PathBuf;
+
+fn gguf_path() -> Option<PathBuf> {
+    let p = common::repo()
+        .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} not found", p.display());
+        None
+    }
+}
+
+const PARAGRAPH: &str = "The history of the city begins in the twelfth century, when a small market grew up around a bridge over the river. Merchants came from the surrounding villages to sell grain, wool and livestock, and by the end of the century the town had a church, a school and a town hall. Over the following centuries the city grew into an important centre of trade.";
+
+#[test]
+fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
+    let Some(path) = gguf_path() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm2");
+    let manifest = llama::import_gguf(&path, &out, 512).expect("import");
+    assert_eq!(manifest.vocab_size, 49152);
+    assert_eq!(manifest.kv_cache_layers, Some(30));
+
+    // tokenizer rebuilt from GGUF metadata
+    let bytes = std::fs::read(&path).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+    let sample = "Grüße aus Zürich! 東京は晴れ。 2024 × 3 = 6072 <|im_start|>user";
+    let enc = tok.encode(sample, false).unwrap();
+    let tokens = g.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap();
+    for (id, piece) in enc.get_ids().iter().zip(enc.get_tokens()) {
+        assert_eq!(
+            tokens[*id as usize].as_str().unwrap(),
+            piece,
+            "id {id} must be the GGUF vocabulary's piece"
+        );
+    }
+    assert_eq!(
+        tok.decode(enc.get_ids(), false).unwrap(),
+        sample,
+        "byte-level round trip"
+    );
+    assert!(
+        enc.get_ids().contains(&1),
+        "<|im_start|> is the special token 1"
+    );
+    let digits = tok.encode("2024", false).unwrap();
+    assert_eq!(
+        digits.get_ids().len(),
+        4,
+        "smollm pre-tokenizer splits digits one by one"
+    );
+
+    let mut m = TractDecoder::load(&out, &ModelManifest::load(&out).unwrap(), "test").unwrap();
+    assert!(m.has_kv_cache());
+    let r = m.rolling_loglikelihood(PARAGRAPH).unwrap();
+    let ppl = (-r.logprob / r.tokens as f64).exp();
+    eprintln!(
+        "SmolLM2 token perplexity on the paragraph: {ppl:.2} over {} tokens",
+        r.tokens
+    );
+    assert!(
+        ppl > 2.0 && ppl < 40.0,
+        "perplexity {ppl}: a broken RoPE or tokenizer gives hundreds"
+    );
+
+    // the KV-cache path (context computed once) equals recomputing the context
+    let ctx = "Question: What is the capital of France?\nAnswer:";
+    let conts = vec![" Paris".to_string(), " Berlin and Rome".to_string()];
+    let shared = m.loglikelihood(ctx, &conts).unwrap();
+    m.set_share_context(false);
+    let full = m.loglikelihood(ctx, &conts).unwrap();
+    for (a, b) in shared.iter().zip(&full) {
+        assert!(
+            (a.logprob - b.logprob).abs() < 1e-3,
+            "{} vs {}",
+            a.logprob,
+            b.logprob
+        );
+        assert_eq!(a.tokens, b.tokens);
+    }
+    assert!(shared[0].logprob > shared[1].logprob);
+    m.set_share_context(true);
+    let gen = m
+        .generate("The capital of France is", &["\n".into()], 5)
+        .unwrap();
+    assert!(gen.tokens > 0 && gen.tokens <= 5);
+}
+
+#[test]
+fn a_truncated_gguf_is_a_clear_error() {
+    let Some(path) = gguf_path() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cut = tmp.path().join("cut.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..1_000_000]).unwrap();
+    let err = llama::import_gguf(&cut, &tmp.path().join("out"), 512).expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("cut.gguf"), "{msg}");
+}
