@@ -27,6 +27,14 @@ pub enum ImportFormat {
         #[arg(long, default_value_t = 2048)]
         ctx: usize,
     },
+    /// Import a BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) as a sentence encoder.
+    Bert {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn import(a: ImportArgs) -> Result<(), Failure> {
@@ -52,6 +60,16 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
                 m.max_context,
                 out.display(),
                 t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        ImportFormat::Bert { dir, out } => {
+            let m = model::bert::import_bert(&dir, &out).map_err(bad_input)?;
+            println!(
+                "imported {} ({} parameters) into {}",
+                m.name,
+                m.parameters.unwrap_or(0),
+                out.display()
             );
             Ok(())
         }

@@ -1,8 +1,10 @@
 //! The model seam: one [`Model`] trait with declared [`Capabilities`], and the
 //! loaders that turn a `--model` argument into a runnable model.
 
+pub mod bert;
 pub mod decoder;
 pub mod gguf;
+pub mod hub;
 pub mod llama;
 pub mod manifest;
 pub mod tiny;
@@ -125,21 +127,23 @@ pub trait Model {
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
 }
 
-/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), or a model directory.
+/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `hf:<repo>[@rev]`, or a model directory.
 ///
 /// `cache` is where built-in models are materialised.
 pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
     let dir = match spec {
         "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
+        hf if hf.starts_with("hf:") => hub::resolve(hf, None, cache)?,
         other => PathBuf::from(other),
     };
     let manifest = ModelManifest::load(&dir)?;
     match manifest.architecture.as_str() {
         "decoder" => Ok(Box::new(decoder::TractDecoder::load(&dir, &manifest, spec)?)),
+        "encoder" => Ok(Box::new(bert::TractEncoder::load(&dir, &manifest, spec)?)),
         other => Err(ModelError::BadModelDir {
             path: dir.join(manifest::MANIFEST_FILE),
             message: format!(
-                "unknown architecture `{other}`; expected `decoder` (re-import the model with `edgebench import`)"
+                "unknown architecture `{other}`; expected `decoder` or `encoder` (re-import the model with `edgebench import`)"
             ),
         }),
     }

@@ -51,6 +51,18 @@ impl Tok {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of `text` with the tokenizer's own special tokens (e.g. BERT's [CLS] ... [SEP]).
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                message: format!("encoding failed: {e}"),
+            })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Text of `ids` (special tokens skipped).
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
         self.inner

@@ -1,0 +1,111 @@
+//! all-MiniLM-L6-v2 imported from safetensors and run by tract (when
+//! ../shared/models exists), and `hf:` resolution from an offline cache.
+
+mod common;
+
+use edgebench::model::{self, bert, hub, tiny};
+use std::path::PathBuf;
+
+fn minilm_dir() -> Option<PathBuf> {
+    let p = common::repo().join("../shared/models/all-minilm-l6-v2");
+    if p.join("model.safetensors").is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} not found", p.display());
+        None
+    }
+}
+
+fn cos(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn minilm_matches_sentence_transformers_reference_similarities() {
+    let Some(src) = minilm_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("minilm");
+    let m = bert::import_bert(&src, &out).unwrap();
+    assert_eq!(m.architecture, "encoder");
+    let mut enc = model::load(out.to_str().unwrap(), tmp.path()).unwrap();
+    assert!(enc.info().capabilities.embed && !enc.info().capabilities.loglikelihood);
+    let texts: Vec<String> = [
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let e = enc.embed(&texts).unwrap();
+    // sbert.net quick-start values (sentence-transformers, fp32)
+    assert!(
+        (cos(&e[0], &e[1]) - 0.6660).abs() < 2e-3,
+        "{}",
+        cos(&e[0], &e[1])
+    );
+    assert!(
+        (cos(&e[0], &e[2]) - 0.1046).abs() < 2e-3,
+        "{}",
+        cos(&e[0], &e[2])
+    );
+    assert!(
+        (cos(&e[1], &e[2]) - 0.1411).abs() < 2e-3,
+        "{}",
+        cos(&e[1], &e[2])
+    );
+    let para = enc
+        .embed(&[
+            "A man is playing a guitar.".into(),
+            "A man plays the guitar.".into(),
+        ])
+        .unwrap();
+    assert!(cos(&para[0], &para[1]) > 0.8);
+    // batching pads to the longest sentence and must not change an embedding
+    let alone = enc.embed(&texts[2..3]).unwrap();
+    let d = alone[0]
+        .iter()
+        .zip(&e[2])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-5, "batched vs alone differ by {d}");
+}
+
+#[test]
+fn a_wrong_tokenizer_is_refused() {
+    let Some(src) = minilm_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("ckpt");
+    std::fs::create_dir_all(&fake).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::os::unix::fs::symlink(src.join(f), fake.join(f)).unwrap();
+    }
+    edgebench::model::tokenizer::write_byte_tokenizer(&fake.join("tokenizer.json")).unwrap();
+    let err = bert::import_bert(&fake, &tmp.path().join("out")).expect_err("must refuse");
+    assert!(err.to_string().contains("wrong tokenizer"), "{err}");
+}
+
+#[test]
+fn hf_models_resolve_offline_from_a_local_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let repo_dir = cache.join("models--edgebench--tiny");
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::write(repo_dir.join("refs/main"), rev).unwrap();
+    tiny::materialize(&repo_dir.join("snapshots").join(rev)).unwrap();
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let dir = hub::resolve("hf:edgebench/tiny", Some(&cache), tmp.path()).unwrap();
+    assert!(dir.ends_with(rev));
+    let by_rev = hub::resolve(
+        &format!("hf:edgebench/tiny@{rev}"),
+        Some(&cache),
+        tmp.path(),
+    )
+    .unwrap();
+    assert_eq!(dir, by_rev);
+    let mut m = model::load(dir.to_str().unwrap(), tmp.path()).unwrap();
+    assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
+    let missing =
+        hub::resolve("hf:nobody/nothing", Some(&cache), tmp.path()).expect_err("not cached");
+    assert!(missing.to_string().contains("HF_HUB_OFFLINE"), "{missing}");
+}
