@@ -7,6 +7,7 @@ pub mod data;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod ops;
 pub mod record;
 pub mod report;
 pub mod request;

@@ -27,7 +27,7 @@ fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
     let Some(path) = gguf_path() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("smollm2");
-    let manifest = llama::import_gguf(&path, &out, 512).expect("import");
+    let manifest = llama::import_gguf(&path, &out, 512, true).expect("import");
     assert_eq!(manifest.vocab_size, 49152);
     assert_eq!(manifest.kv_cache_layers, Some(30));
 
@@ -98,13 +98,43 @@ fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
 }
 
 #[test]
+fn q4_1_graph_and_its_dequantized_twin_give_the_same_logits() {
+    let Some(path) = gguf_path() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (q, f) = (tmp.path().join("q"), tmp.path().join("f"));
+    let mq = llama::import_gguf(&path, &q, 256, false).unwrap();
+    llama::import_gguf(&path, &f, 256, true).unwrap();
+    assert!(mq.matmul.contains("EbQuantLinear"));
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("model.onnx")).unwrap().len();
+    assert!(
+        size(&q) * 2 < size(&f),
+        "quantized weights stay quantized in the file"
+    );
+    let dq = TractDecoder::load(&q, &ModelManifest::load(&q).unwrap(), "q").unwrap();
+    let df = TractDecoder::load(&f, &ModelManifest::load(&f).unwrap(), "f").unwrap();
+    let ids = dq
+        .tokenize("The quick brown fox jumps over the lazy dog.")
+        .unwrap();
+    let (a, b) = (dq.logits(&ids).unwrap(), df.logits(&ids).unwrap());
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max < 1e-3,
+        "quantized vs dequantized logits differ by {max}"
+    );
+}
+
+#[test]
 fn a_truncated_gguf_is_a_clear_error() {
     let Some(path) = gguf_path() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cut = tmp.path().join("cut.gguf");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&cut, &bytes[..1_000_000]).unwrap();
-    let err = llama::import_gguf(&cut, &tmp.path().join("out"), 512).expect_err("must fail");
+    let err = llama::import_gguf(&cut, &tmp.path().join("out"), 512, false).expect_err("must fail");
     let msg = err.to_string();
     assert!(msg.contains("cut.gguf"), "{msg}");
 }

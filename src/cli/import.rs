@@ -20,7 +20,7 @@ pub enum ImportFormat {
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
-        /// Write f32 weights (the quantized-linear op is not implemented yet, so this is required).
+        /// Write f32 weights instead of keeping Q4_0/Q4_1/Q8_0 tensors quantized.
         #[arg(long)]
         dequantize: bool,
         /// Context window of the imported model (RoPE tables are built for it).
@@ -45,13 +45,8 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
             dequantize,
             ctx,
         } => {
-            if !dequantize {
-                return Err(bad_input(anyhow::anyhow!(
-                    "quantized import needs EdgeBench's quantized-linear op, which is not implemented yet: pass --dequantize to write f32 weights"
-                )));
-            }
             let t = std::time::Instant::now();
-            let m = llama::import_gguf(&file, &out, ctx).map_err(bad_input)?;
+            let m = llama::import_gguf(&file, &out, ctx, dequantize).map_err(bad_input)?;
             println!(
                 "imported {} ({} parameters, vocab {}, context {}) into {} in {:.1}s",
                 m.name,

@@ -286,9 +286,85 @@ pub fn robustness(domains: &[DomainScore]) -> Robustness {
     Robustness { dsi, gg, cdtr }
 }
 
+/// Paired bootstrap of `b - a` for one metric over the examples both runs
+/// scored (matched by id): each resample draws the same examples for both, so
+/// example difficulty cancels out. `None` when they share no example.
+pub fn paired_difference(
+    a: &SuiteScores,
+    b: &SuiteScores,
+    metric: Metric,
+    boot: &Bootstrap,
+) -> Option<Estimate> {
+    let index_b: BTreeMap<&str, usize> = b
+        .example_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let pairs: Vec<(&Vec<f64>, &Vec<f64>)> = a
+        .example_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| {
+            let j = *index_b.get(id.as_str())?;
+            Some((a.stats[i].get(&metric)?, b.stats[j].get(&metric)?))
+        })
+        .collect();
+    let n = pairs.len();
+    if n == 0 {
+        return None;
+    }
+    let sa: Vec<&Vec<f64>> = pairs.iter().map(|p| p.0).collect();
+    let sb: Vec<&Vec<f64>> = pairs.iter().map(|p| p.1).collect();
+    let diff = |idx: &mut dyn Iterator<Item = usize>| {
+        let idx: Vec<usize> = idx.collect();
+        score::aggregate(metric, &sum_stats(&sb, idx.iter().copied()), n)
+            - score::aggregate(metric, &sum_stats(&sa, idx.iter().copied()), n)
+    };
+    let value = diff(&mut (0..n));
+    let reps: Vec<f64> = resample_indices(n, boot)
+        .iter()
+        .map(|idx| diff(&mut idx.iter().copied()))
+        .collect();
+    Some(interval(value, &reps))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scores(ids: &[&str], correct: &[f64]) -> SuiteScores {
+        SuiteScores {
+            suite: "s".into(),
+            domain: Domain::Stem,
+            task: "multiple_choice".into(),
+            n: ids.len(),
+            metrics: vec![],
+            replicates: BTreeMap::new(),
+            example_ids: ids.iter().map(|s| s.to_string()).collect(),
+            stats: correct
+                .iter()
+                .map(|c| BTreeMap::from([(Metric::Acc, vec![*c])]))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn paired_difference_matches_by_id_and_cancels_shared_difficulty() {
+        // b fixes exactly one of a's errors (example "c"); ids come in different orders.
+        let a = scores(&["a", "b", "c", "d"], &[1.0, 0.0, 0.0, 1.0]);
+        let b = scores(&["d", "c", "b", "a"], &[1.0, 1.0, 0.0, 1.0]);
+        let boot = Bootstrap {
+            resamples: 400,
+            seed: 3,
+        };
+        let e = paired_difference(&a, &b, Metric::Acc, &boot).unwrap();
+        assert!((e.value - 0.25).abs() < 1e-12);
+        // every paired resample can only gain: the difference is never negative
+        assert!(e.ci_low >= 0.0 && e.ci_high <= 1.0);
+        let none = scores(&["x"], &[1.0]);
+        assert!(paired_difference(&a, &none, Metric::Acc, &boot).is_none());
+    }
 
     #[test]
     fn bootstrap_is_seeded_and_paired() {

@@ -388,7 +388,7 @@ impl TractEncoder {
             path: graph_path.clone(),
             source,
         };
-        let plan = tract_onnx::onnx()
+        let plan = crate::ops::onnx()
             .model_for_read(&mut bytes.as_slice())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
@@ -422,38 +422,13 @@ impl TractEncoder {
     }
 }
 
-impl Model for TractEncoder {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-    fn loglikelihood(&mut self, _: &str, _: &[String]) -> Result<Vec<LogLikelihood>, ModelError> {
-        Err(self.unsupported("loglikelihood"))
-    }
-    fn generate(&mut self, _: &str, _: &[String], _: usize) -> Result<Generation, ModelError> {
-        Err(self.unsupported("generation"))
-    }
-    fn rolling_loglikelihood(&mut self, _: &str) -> Result<Rolling, ModelError> {
-        Err(self.unsupported("rolling loglikelihood"))
-    }
+/// Largest batch sent to the encoder at once.
+const BATCH: usize = 32;
 
-    /// Embeds a batch, padded to its longest member (not to a fixed length).
-    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if texts.is_empty() {
-            return Ok(vec![]);
-        }
-        let encoded: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| {
-                let mut ids = self.tok.encode_with_specials(t)?;
-                if ids.len() > self.max_len {
-                    let last = *ids.last().expect("non-empty");
-                    ids.truncate(self.max_len - 1);
-                    ids.push(last); // keep [SEP]
-                }
-                Ok(ids)
-            })
-            .collect::<Result<_, ModelError>>()?;
-        let seq = encoded.iter().map(Vec::len).max().unwrap_or(1).max(1);
+impl TractEncoder {
+    /// Runs one batch padded to its longest sequence.
+    fn run_batch(&self, encoded: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let seq = encoded.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
         let b = encoded.len();
         let mut ids = vec![0i64; b * seq];
         let mut mask = vec![0i64; b * seq];
@@ -477,6 +452,49 @@ impl Model for TractEncoder {
         let d = v.shape()[1];
         let flat: Vec<f32> = v.iter().copied().collect();
         Ok(flat.chunks(d).map(|c| c.to_vec()).collect())
+    }
+}
+
+impl Model for TractEncoder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    fn loglikelihood(&mut self, _: &str, _: &[String]) -> Result<Vec<LogLikelihood>, ModelError> {
+        Err(self.unsupported("loglikelihood"))
+    }
+    fn generate(&mut self, _: &str, _: &[String], _: usize) -> Result<Generation, ModelError> {
+        Err(self.unsupported("generation"))
+    }
+    fn rolling_loglikelihood(&mut self, _: &str) -> Result<Rolling, ModelError> {
+        Err(self.unsupported("rolling loglikelihood"))
+    }
+
+    /// Embeds texts in length-sorted batches, each padded to its longest
+    /// member (never to a fixed length): padding does not change an
+    /// embedding, only the cost.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let encoded: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| {
+                let mut ids = self.tok.encode_with_specials(t)?;
+                if ids.len() > self.max_len {
+                    let last = *ids.last().expect("non-empty");
+                    ids.truncate(self.max_len - 1);
+                    ids.push(last); // keep [SEP]
+                }
+                Ok(ids)
+            })
+            .collect::<Result<_, ModelError>>()?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut out = vec![Vec::new(); encoded.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+            for (&i, e) in chunk.iter().zip(self.run_batch(&batch)?) {
+                out[i] = e;
+            }
+        }
+        Ok(out)
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {

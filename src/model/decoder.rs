@@ -58,7 +58,7 @@ impl TractDecoder {
             path: graph_path.clone(),
             source,
         };
-        let model = tract_onnx::onnx()
+        let model = crate::ops::onnx()
             .model_for_read(&mut bytes.as_slice())
             .map_err(|e| {
                 tract_err(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
@@ -456,6 +456,16 @@ impl TractDecoder {
     /// Turns context sharing off (every continuation recomputes its context); for tests.
     pub fn set_share_context(&mut self, on: bool) {
         self.share_context = on;
+    }
+
+    /// Logits `[ids.len() x vocab]` of one forward pass from an empty cache.
+    pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        Ok(self.forward(ids, None)?.logits)
+    }
+
+    /// Token ids of a text under this model's tokenizer.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.tok.encode(text)
     }
 
     /// Whether the graph has an explicit KV cache.

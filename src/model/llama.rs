@@ -6,10 +6,12 @@
 //! GGUF stores Q and K rows in llama.cpp's permuted order; we undo the
 //! permutation at import and use Hugging Face's `rotate_half` RoPE.
 
-use super::gguf::{Gguf, GgufValue};
+use super::gguf::{GgmlType, Gguf, GgufValue, TensorInfo};
 use super::manifest::ModelManifest;
 use super::{Capabilities, ModelError};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use crate::ops::quant::{pack_codes, QuantFormat, QuantMatrix};
+use half::f16;
 use std::path::Path;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -188,8 +190,85 @@ pub fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Source of f32 weights by GGUF tensor name, row-major `[out, in]`.
-pub type Weights<'a> = dyn FnMut(&str) -> Result<Vec<f32>, ModelError> + 'a;
+/// A weight as imported: plain f32, or kept block-quantized.
+pub enum Weight {
+    F32(Vec<f32>),
+    Quant(QuantMatrix),
+}
+
+impl Weight {
+    /// The weight as row-major f32.
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            Weight::F32(w) => w,
+            Weight::Quant(q) => q.dequantize(),
+        }
+    }
+}
+
+/// Source of weights by GGUF tensor name, row-major `[out, in]`.
+pub type Weights<'a> = dyn FnMut(&str) -> Result<Weight, ModelError> + 'a;
+
+/// Converts a GGUF Q4_0 / Q4_1 / Q8_0 tensor into an `EbQuantLinear` matrix
+/// without changing a single weight (only the nibble order is repacked).
+pub fn gguf_to_quant(
+    g: &Gguf,
+    bytes: &[u8],
+    t: &TensorInfo,
+) -> Result<Option<QuantMatrix>, String> {
+    let (k, n) = match t.dims[..] {
+        [k, n] => (k as usize, n as usize),
+        _ => return Ok(None),
+    };
+    let (bits, block_bytes, has_min) = match t.ggml_type {
+        GgmlType::Q4_0 => (4, 18, false),
+        GgmlType::Q4_1 => (4, 20, true),
+        GgmlType::Q8_0 => (8, 34, false),
+        _ => return Ok(None),
+    };
+    let data = g.tensor_bytes(bytes, t).map_err(|e| e.what)?;
+    let format = QuantFormat {
+        bits,
+        block_size: 32,
+        k,
+        n,
+    };
+    format.validate()?;
+    let nb = n * k / 32;
+    let mut packed = vec![0u8; format.packed_len()];
+    let mut scales = Vec::with_capacity(nb);
+    let mut mins = Vec::new();
+    let mut codes = [0u8; 32];
+    let bb = format.block_bytes();
+    for (b, blk) in data.chunks_exact(block_bytes).enumerate() {
+        let half = |o: usize| f16::from_le_bytes([blk[o], blk[o + 1]]).to_f32();
+        scales.push(half(0));
+        let qs = if has_min {
+            mins.push(half(2));
+            &blk[4..]
+        } else {
+            &blk[2..]
+        };
+        if bits == 4 {
+            // GGML order: low nibbles hold weights 0..16, high nibbles 16..32
+            for j in 0..16 {
+                codes[j] = qs[j] & 0x0F;
+                codes[j + 16] = qs[j] >> 4;
+            }
+        } else {
+            for (c, &q) in codes.iter_mut().zip(qs) {
+                *c = (q as i8 as i16 + 128) as u8;
+            }
+        }
+        pack_codes(&codes, bits, &mut packed[b * bb..(b + 1) * bb]);
+    }
+    Ok(Some(QuantMatrix {
+        format,
+        packed,
+        scales,
+        mins: has_min.then_some(mins),
+    }))
+}
 
 /// Adds `x · Wᵀ` for the GGUF weight `name` (`[out, in]`), un-permuting Q/K rows when asked.
 fn linear(
@@ -200,18 +279,42 @@ fn linear(
     (out, inp): (usize, usize),
     unpermute: Option<usize>,
 ) -> Result<String, ModelError> {
-    let mut w = weights(name)?;
-    if w.len() != out * inp {
-        return Err(ModelError::Runtime(format!(
-            "tensor `{name}` has {} values, expected {out} x {inp}",
-            w.len()
-        )));
+    match weights(name)? {
+        Weight::Quant(q) => {
+            if (q.format.n, q.format.k) != (out, inp) {
+                return Err(ModelError::Runtime(format!(
+                    "tensor `{name}` is {} x {}, expected {out} x {inp}",
+                    q.format.n, q.format.k
+                )));
+            }
+            let q = match unpermute {
+                Some(nh) => {
+                    let (hd, half) = (out / nh, out / nh / 2);
+                    // row h*hd + t*half + j comes from GGUF row h*hd + 2j + t
+                    q.permute_rows(|r| {
+                        let (h, rem) = (r / hd, r % hd);
+                        let (t, j) = (rem / half, rem % half);
+                        h * hd + 2 * j + t
+                    })
+                }
+                None => q,
+            };
+            Ok(crate::ops::quant::write_node(g, name, x, &q))
+        }
+        Weight::F32(mut w) => {
+            if w.len() != out * inp {
+                return Err(ModelError::Runtime(format!(
+                    "tensor `{name}` has {} values, expected {out} x {inp}",
+                    w.len()
+                )));
+            }
+            if let Some(nh) = unpermute {
+                w = unpermute_rows(&w, out, inp, nh);
+            }
+            let wt = g.init_f32(name, &[inp as i64, out as i64], &transpose(&w, out, inp));
+            Ok(g.op("MatMul", &[x, &wt], &[]))
+        }
     }
-    if let Some(nh) = unpermute {
-        w = unpermute_rows(&w, out, inp, nh);
-    }
-    let wt = g.init_f32(name, &[inp as i64, out as i64], &transpose(&w, out, inp));
-    Ok(g.op("MatMul", &[x, &wt], &[]))
 }
 
 /// Builds the ONNX decoder graph.
@@ -316,7 +419,12 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         let rs = g.op("Mul", &[&rot, &sin_p], &[]);
         g.op("Add", &[&xc, &rs], &[])
     };
-    let emb = weights("token_embd.weight")?;
+    let emb_w = weights("token_embd.weight")?;
+    let emb_q = match &emb_w {
+        Weight::Quant(q) => Some(q.clone()),
+        Weight::F32(_) => None,
+    };
+    let emb = emb_w.into_f32();
     if emb.len() != cfg.vocab * cfg.d_model {
         return Err(ModelError::Runtime(format!(
             "token_embd.weight has {} values, expected vocab {} x d_model {}",
@@ -333,7 +441,7 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         let wn = g.init_f32(
             &p("attn_norm.weight"),
             &[d],
-            &weights(&p("attn_norm.weight"))?,
+            &weights(&p("attn_norm.weight"))?.into_f32(),
         );
         let x = rms(&mut g, &hcur, &wn);
         let q = linear(
@@ -427,7 +535,7 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         let wf = g.init_f32(
             &p("ffn_norm.weight"),
             &[d],
-            &weights(&p("ffn_norm.weight"))?,
+            &weights(&p("ffn_norm.weight"))?.into_f32(),
         );
         let x = rms(&mut g, &hcur, &wf);
         let gate = linear(
@@ -459,19 +567,34 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         )?;
         hcur = g.op("Add", &[&hcur, &down], &[]);
     }
-    let wo = g.init_f32("output_norm.weight", &[d], &weights("output_norm.weight")?);
+    let wo = g.init_f32(
+        "output_norm.weight",
+        &[d],
+        &weights("output_norm.weight")?.into_f32(),
+    );
     let hn = rms(&mut g, &hcur, &wo);
     // tied embeddings unless the file has its own output matrix
     let head = match weights("output.weight") {
         Ok(w) => w,
-        Err(_) => emb,
+        Err(_) => match emb_q {
+            Some(q) => Weight::Quant(q),
+            None => Weight::F32(emb),
+        },
     };
-    let head_t = g.init_f32(
-        "lm_head",
-        &[d, cfg.vocab as i64],
-        &transpose(&head, cfg.vocab, cfg.d_model),
-    );
-    g.op("MatMul", &[&hn, &head_t], &[]);
+    match head {
+        Weight::Quant(q) => {
+            let y = crate::ops::quant::write_node(&mut g, "lm_head", &hn, &q);
+            g.op("Identity", &[&y], &[]);
+        }
+        Weight::F32(head) => {
+            let head_t = g.init_f32(
+                "lm_head",
+                &[d, cfg.vocab as i64],
+                &transpose(&head, cfg.vocab, cfg.d_model),
+            );
+            g.op("MatMul", &[&hn, &head_t], &[]);
+        }
+    }
     g.name_last_output("logits");
     g.op("Identity", &[&hn], &[]);
     g.name_last_output("hidden_states");
@@ -508,6 +631,7 @@ pub fn import_gguf(
     path: &Path,
     out: &Path,
     max_context: usize,
+    dequantize: bool,
 ) -> Result<ModelManifest, ModelError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -531,9 +655,18 @@ pub fn import_gguf(
             ),
         ));
     }
-    let mut weights = |name: &str| -> Result<Vec<f32>, ModelError> {
+    let mut weights = |name: &str| -> Result<Weight, ModelError> {
         let t = g.tensor(name).map_err(|e| bad(path, e.what))?;
-        g.dequantize(&bytes, t).map_err(|e| bad(path, e.what))
+        if !dequantize {
+            if let Some(q) = gguf_to_quant(&g, &bytes, t)
+                .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?
+            {
+                return Ok(Weight::Quant(q));
+            }
+        }
+        g.dequantize(&bytes, t)
+            .map(Weight::F32)
+            .map_err(|e| bad(path, e.what))
     };
     let graph = build_graph(&cfg, &mut weights)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
@@ -570,7 +703,11 @@ pub fn import_gguf(
             _ => None,
         }),
         parameters: Some(params),
-        matmul: "f32 (dequantized at import)".into(),
+        matmul: if dequantize {
+            "f32 (dequantized at import)".into()
+        } else {
+            "EbQuantLinear: Q4 blocks on tract's Q4_0 block-quant matmul (+ exact Q4_1 minimum correction), Q8 dequantized to f32 at load".into()
+        },
         kv_cache_layers: Some(cfg.n_layers),
         provenance: format!(
             "imported from {} (sha256 {source_hash}) by edgebench import gguf --dequantize",

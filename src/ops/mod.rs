@@ -1,0 +1,12 @@
+//! EdgeBench's custom ONNX ops (domain `ai.edgebench`), registered in
+//! tract-onnx's op registry. The registry keys on op type only, so every name
+//! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
+
+pub mod quant;
+
+/// tract-onnx with EdgeBench's custom ops registered.
+pub fn onnx() -> tract_onnx::model::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register.insert(quant::OP_NAME, quant::parse);
+    onnx
+}
