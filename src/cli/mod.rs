@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod bench;
 mod import;
 mod run;
 mod score;
@@ -67,6 +68,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
     Perplexity(import::PerplexityArgs),
+    /// Benchmarks that print a table (speed and memory are measured here, never in tests).
+    Bench(bench::BenchArgs),
 }
 
 /// An error with its exit code.
@@ -100,5 +103,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Score(a) => score::score(a),
         Command::Import(a) => import::import(a),
         Command::Perplexity(a) => import::perplexity(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }

@@ -145,6 +145,13 @@ impl TractDecoder {
     /// Runs `ids` after the cached tokens (or from scratch without a cache).
     fn forward(&self, ids: &[u32], cache: Option<&Cache>) -> Result<Forward, ModelError> {
         let seq = ids.len();
+        let vocab = self.manifest.vocab_size;
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(ModelError::Runtime(format!(
+                "{}: token id {bad} is outside the model's vocabulary of {vocab}: the tokenizer does not match the model",
+                self.graph_path.display()
+            )));
+        }
         let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let err = self.tract_err();
         let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
@@ -162,7 +169,6 @@ impl TractDecoder {
             inputs.extend(c.tensors.iter().cloned());
         }
         let mut out = self.plan.run(inputs).map_err(&err)?;
-        let vocab = self.manifest.vocab_size;
         let logits: Vec<f32> = out[0]
             .to_plain_array_view::<f32>()
             .map_err(&err)?
@@ -466,6 +472,32 @@ impl TractDecoder {
     /// Token ids of a text under this model's tokenizer.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         self.tok.encode(text)
+    }
+
+    /// Times a prefill of `prompt` tokens and then `steps` single-token decode
+    /// steps on the KV cache (model only: no tokenisation, no sampling).
+    /// Returns (prefill seconds, per-step seconds).
+    pub fn time_decode(&self, prompt: &[u32], steps: usize) -> Result<(f64, Vec<f64>), ModelError> {
+        let t = std::time::Instant::now();
+        let mut f = self.forward(prompt, None)?;
+        let prefill = t.elapsed().as_secs_f64();
+        let mut times = Vec::with_capacity(steps);
+        let mut ids = prompt.to_vec();
+        for _ in 0..steps {
+            let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
+            ids.push(next as u32);
+            let t = std::time::Instant::now();
+            f = match &f.cache {
+                Some(c) => self.forward(&[next as u32], Some(c))?,
+                // without a cache every step recomputes the whole window
+                None => self.forward(
+                    &ids[ids.len().saturating_sub(self.manifest.max_context)..],
+                    None,
+                )?,
+            };
+            times.push(t.elapsed().as_secs_f64());
+        }
+        Ok((prefill, times))
     }
 
     /// Whether the graph has an explicit KV cache.

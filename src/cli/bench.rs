@@ -1,0 +1,223 @@
+//! `edgebench bench model`: speed and memory of one model on this host,
+//! printed as a table. Figures are measured in this run; the bandwidth bound
+//! is computed from a bandwidth measured in the same run and labelled so.
+
+use super::{bad_input, failed, Failure};
+use clap::{Args, Subcommand};
+use edgebench::model::{
+    bert::TractEncoder, decoder::TractDecoder, manifest::ModelManifest, tiny, Model,
+};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Load time, prefill and decode speed (decoders) or sentences/s (encoders), memory.
+    Model {
+        /// Model directory or builtin:tiny.
+        #[arg(long, default_value = "builtin:tiny")]
+        model: String,
+        /// Prompt length for the prefill measurement.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Decode steps measured.
+        #[arg(long, default_value_t = 32)]
+        decode_tokens: usize,
+        /// Repeats of the prefill measurement.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Print JSON lines ({"metric", "value", "unit"}) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Output root (for built-in models).
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+    },
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((p * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
+}
+
+/// Peak resident set size from /proc (Linux); None elsewhere.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn push_rss(rows: &mut Vec<(String, f64, String)>) {
+    match peak_rss() {
+        Some(b) => rows.push((
+            "peak_rss".into(),
+            b as f64 / 1e6,
+            "MB (before the bandwidth probe)".into(),
+        )),
+        None => rows.push((
+            "peak_rss".into(),
+            f64::NAN,
+            "MB (not measurable on this OS)".into(),
+        )),
+    }
+}
+
+/// Single-thread read bandwidth over a buffer larger than the caches, bytes/s.
+fn read_bandwidth() -> f64 {
+    let buf: Vec<u64> = (0..(256usize << 20) / 8).map(|i| i as u64).collect();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s: u64 = buf.iter().fold(0u64, |a, x| a.wrapping_add(*x));
+        std::hint::black_box(s);
+        best = best.max((buf.len() * 8) as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+pub fn bench(a: BenchArgs) -> Result<(), Failure> {
+    let BenchWhat::Model {
+        model,
+        prompt_tokens,
+        decode_tokens,
+        repeats,
+        json,
+        out,
+    } = a.what;
+    let dir = match model.as_str() {
+        "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
+        other => PathBuf::from(other),
+    };
+    let manifest = ModelManifest::load(&dir).map_err(bad_input)?;
+    let graph_bytes = std::fs::metadata(dir.join(&manifest.graph))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let t = Instant::now();
+    match manifest.architecture.as_str() {
+        "decoder" => {
+            let dec = TractDecoder::load(&dir, &manifest, &model).map_err(bad_input)?;
+            rows.push((
+                "load_and_optimise".into(),
+                t.elapsed().as_secs_f64() * 1e3,
+                "ms".into(),
+            ));
+            let n = prompt_tokens
+                .min(manifest.max_context.saturating_sub(decode_tokens + 1))
+                .max(1);
+            let prompt: Vec<u32> = (0..n)
+                .map(|i| (i as u32 * 7919 + 13) % manifest.vocab_size as u32)
+                .collect();
+            let mut prefill = Vec::new();
+            let mut steps = Vec::new();
+            for _ in 0..repeats.max(1) {
+                let (p, s) = dec.time_decode(&prompt, decode_tokens).map_err(failed)?;
+                prefill.push(p);
+                steps.extend(s);
+            }
+            rows.push((
+                format!("prefill_{n}_tokens"),
+                n as f64 / percentile(&prefill, 0.5),
+                "tokens/s (p50, model only)".into(),
+            ));
+            if !steps.is_empty() {
+                rows.push((
+                    "decode_p50".into(),
+                    percentile(&steps, 0.5) * 1e3,
+                    "ms/token (model only)".into(),
+                ));
+                rows.push((
+                    "decode_p90".into(),
+                    percentile(&steps, 0.9) * 1e3,
+                    "ms/token (model only)".into(),
+                ));
+                push_rss(&mut rows);
+                let bw = read_bandwidth();
+                rows.push((
+                    "read_bandwidth".into(),
+                    bw / 1e9,
+                    "GB/s (measured, 1 thread)".into(),
+                ));
+                let bound = graph_bytes as f64 / bw;
+                rows.push((
+                    "bandwidth_bound_decode".into(),
+                    bound * 1e3,
+                    "ms/token (estimated: graph bytes / bandwidth)".into(),
+                ));
+                rows.push((
+                    "decode_vs_bound".into(),
+                    percentile(&steps, 0.5) / bound,
+                    "ratio".into(),
+                ));
+            }
+            rows.push((
+                "kv_cache".into(),
+                dec.has_kv_cache() as u8 as f64,
+                "1 = yes".into(),
+            ));
+        }
+        "encoder" => {
+            let mut enc = TractEncoder::load(&dir, &manifest, &model).map_err(bad_input)?;
+            rows.push((
+                "load_and_optimise".into(),
+                t.elapsed().as_secs_f64() * 1e3,
+                "ms".into(),
+            ));
+            let sentence = "The weather is lovely today and we are going for a long walk along the river to the old town. ".repeat(4);
+            for batch in [1usize, 32] {
+                let texts = vec![sentence.clone(); batch];
+                enc.embed(&texts).map_err(failed)?; // warm-up
+                let mut times = Vec::new();
+                for _ in 0..repeats.max(1) {
+                    let t = Instant::now();
+                    enc.embed(&texts).map_err(failed)?;
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                let tokens = enc.count_tokens(&sentence).map_err(failed)?;
+                rows.push((
+                    format!("batch_{batch}_x_{tokens}_tokens"),
+                    batch as f64 / percentile(&times, 0.5),
+                    "sentences/s (p50, end-to-end)".into(),
+                ));
+            }
+        }
+        other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),
+    }
+    rows.push(("graph_bytes".into(), graph_bytes as f64 / 1e6, "MB".into()));
+    if !rows.iter().any(|r| r.0 == "peak_rss") {
+        push_rss(&mut rows);
+    }
+    if json {
+        for (m, v, u) in &rows {
+            let v = if v.is_finite() {
+                serde_json::json!(v)
+            } else {
+                serde_json::Value::Null
+            };
+            println!(
+                "{}",
+                serde_json::json!({"metric": m, "value": v, "unit": u})
+            );
+        }
+    } else {
+        println!(
+            "model: {} ({}), matmul: {}, threads: 1",
+            manifest.name,
+            dir.display(),
+            manifest.matmul
+        );
+        println!("{:<28} {:>12}  unit", "metric", "value");
+        for (m, v, u) in &rows {
+            println!("{m:<28} {v:>12.3}  {u}");
+        }
+    }
+    Ok(())
+}
