@@ -1,0 +1,291 @@
+//! A synthetic BERT checkpoint (safetensors + config.json + tokenizer.json)
+//! imported to ONNX and run by tract, against a plain Rust forward pass.
+
+use edgebench::model::bert;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use std::collections::BTreeMap;
+
+const D: usize = 32;
+const H: usize = 4;
+const FF: usize = 64;
+const LAYERS: usize = 2;
+const POS: usize = 16;
+const WORDS: [&str; 12] = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "a", "dog", "##s",
+];
+
+fn tensors() -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut state = 0x2545f4914f6cdd1du64;
+    let mut rnd = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state % 20001) as f32 / 10000.0 - 1.0) * 0.4
+            })
+            .collect()
+    };
+    let mut t = BTreeMap::new();
+    let mut add = |name: &str, shape: Vec<usize>, ln_gain: bool| {
+        let n = shape.iter().product();
+        let v = if ln_gain {
+            rnd(n).iter().map(|x| 1.0 + x).collect()
+        } else {
+            rnd(n)
+        };
+        t.insert(name.to_string(), (shape, v));
+    };
+    add(
+        "embeddings.word_embeddings.weight",
+        vec![WORDS.len(), D],
+        false,
+    );
+    add("embeddings.position_embeddings.weight", vec![POS, D], false);
+    add("embeddings.token_type_embeddings.weight", vec![2, D], false);
+    add("embeddings.LayerNorm.weight", vec![D], true);
+    add("embeddings.LayerNorm.bias", vec![D], false);
+    for l in 0..LAYERS {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            add(&p(&format!("{m}.weight")), vec![D, D], false);
+            add(&p(&format!("{m}.bias")), vec![D], false);
+        }
+        add(&p("attention.output.LayerNorm.weight"), vec![D], true);
+        add(&p("attention.output.LayerNorm.bias"), vec![D], false);
+        add(&p("intermediate.dense.weight"), vec![FF, D], false);
+        add(&p("intermediate.dense.bias"), vec![FF], false);
+        add(&p("output.dense.weight"), vec![D, FF], false);
+        add(&p("output.dense.bias"), vec![D], false);
+        add(&p("output.LayerNorm.weight"), vec![D], true);
+        add(&p("output.LayerNorm.bias"), vec![D], false);
+    }
+    t
+}
+
+fn write_checkpoint(dir: &std::path::Path, t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let bytes: BTreeMap<&String, Vec<u8>> = t
+        .iter()
+        .map(|(k, (_, v))| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, TensorView)> = t
+        .iter()
+        .map(|(k, (s, _))| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), &bytes[k]).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::tensor::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    let config = serde_json::json!({"model_type": "bert", "hidden_size": D, "num_hidden_layers": LAYERS, "num_attention_heads": H,
+        "intermediate_size": FF, "max_position_embeddings": POS, "vocab_size": WORDS.len(), "layer_norm_eps": 1e-12, "hidden_act": "gelu"});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> = WORDS
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), i.into()))
+        .collect();
+    let special = |id: usize| serde_json::json!({"id": id, "content": WORDS[id], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0), special(1), special(2), special(3)],
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}, {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]}, "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+}
+
+fn layer_norm(x: &[f64], g: &[f32], b: &[f32]) -> Vec<f64> {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| (v - mean) / (var + 1e-12).sqrt() * g[i] as f64 + b[i] as f64)
+        .collect()
+}
+
+fn dense(t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str, x: &[f64]) -> Vec<f64> {
+    let (s, w) = &t[&format!("{name}.weight")];
+    let b = &t[&format!("{name}.bias")].1;
+    (0..s[0])
+        .map(|o| {
+            b[o] as f64
+                + (0..s[1])
+                    .map(|i| w[o * s[1] + i] as f64 * x[i])
+                    .sum::<f64>()
+        })
+        .collect()
+}
+
+fn erf(x: f64) -> f64 {
+    // Abramowitz-Stegun 7.1.26 is too coarse; integrate the series instead (|x| is small here)
+    let mut sum = 0.0;
+    let mut term = x;
+    let mut n = 0.0;
+    while term.abs() > 1e-17 && n < 200.0 {
+        sum += term / (2.0 * n + 1.0);
+        n += 1.0;
+        term *= -x * x / n;
+    }
+    2.0 / std::f64::consts::PI.sqrt() * sum
+}
+
+fn reference(t: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, ids: &[usize]) -> Vec<f32> {
+    let g = |n: &str| &t[n].1;
+    let mut xs: Vec<Vec<f64>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &i)| {
+            let e: Vec<f64> = (0..D)
+                .map(|d| {
+                    g("embeddings.word_embeddings.weight")[i * D + d] as f64
+                        + g("embeddings.position_embeddings.weight")[p * D + d] as f64
+                        + g("embeddings.token_type_embeddings.weight")[d] as f64
+                })
+                .collect();
+            layer_norm(
+                &e,
+                g("embeddings.LayerNorm.weight"),
+                g("embeddings.LayerNorm.bias"),
+            )
+        })
+        .collect();
+    let hd = D / H;
+    for l in 0..LAYERS {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let q: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| dense(t, &p("attention.self.query"), x))
+            .collect();
+        let k: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| dense(t, &p("attention.self.key"), x))
+            .collect();
+        let v: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| dense(t, &p("attention.self.value"), x))
+            .collect();
+        let mut next = Vec::new();
+        for i in 0..xs.len() {
+            let mut ctx = vec![0f64; D];
+            for h in 0..H {
+                let s: Vec<f64> = (0..xs.len())
+                    .map(|j| {
+                        (0..hd)
+                            .map(|d| q[i][h * hd + d] * k[j][h * hd + d])
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                for j in 0..xs.len() {
+                    for d in 0..hd {
+                        ctx[h * hd + d] += (s[j] - m).exp() / z * v[j][h * hd + d];
+                    }
+                }
+            }
+            let o = dense(t, &p("attention.output.dense"), &ctx);
+            let r: Vec<f64> = xs[i].iter().zip(&o).map(|(a, b)| a + b).collect();
+            let x1 = layer_norm(
+                &r,
+                g(&p("attention.output.LayerNorm.weight")),
+                g(&p("attention.output.LayerNorm.bias")),
+            );
+            let f: Vec<f64> = dense(t, &p("intermediate.dense"), &x1)
+                .iter()
+                .map(|v| 0.5 * v * (1.0 + erf(v / 2f64.sqrt())))
+                .collect();
+            let f = dense(t, &p("output.dense"), &f);
+            let r: Vec<f64> = x1.iter().zip(&f).map(|(a, b)| a + b).collect();
+            next.push(layer_norm(
+                &r,
+                g(&p("output.LayerNorm.weight")),
+                g(&p("output.LayerNorm.bias")),
+            ));
+        }
+        xs = next;
+    }
+    let mean: Vec<f64> = (0..D)
+        .map(|d| xs.iter().map(|x| x[d]).sum::<f64>() / xs.len() as f64)
+        .collect();
+    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+    mean.iter().map(|v| (v / norm) as f32).collect()
+}
+
+#[test]
+fn synthetic_bert_matches_the_reference_forward_pass_batched_or_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tensors();
+    let ckpt = tmp.path().join("ckpt");
+    write_checkpoint(&ckpt, &t);
+    let out = tmp.path().join("model");
+    bert::import_bert(&ckpt, &out).unwrap();
+    let mut m = edgebench::model::load(out.to_str().unwrap(), tmp.path()).unwrap();
+    let texts = vec![
+        "The cat sat on the mat".to_string(),
+        "a dog".to_string(),
+        "cats".to_string(),
+    ];
+    let got = m.embed(&texts).unwrap();
+    // [CLS]=2 ... [SEP]=3; "cats" = cat ##s
+    let ids = [
+        vec![2, 4, 5, 6, 7, 4, 8, 3],
+        vec![2, 9, 10, 3],
+        vec![2, 5, 11, 3],
+    ];
+    for (g, ids) in got.iter().zip(&ids) {
+        let want = reference(&t, ids);
+        let max = g
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 1e-4, "embedding differs from the reference by {max}");
+    }
+    let alone = m.embed(&texts[1..2]).unwrap();
+    let max = alone[0]
+        .iter()
+        .zip(&got[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-5);
+}
+
+#[test]
+fn a_checkpoint_whose_shapes_do_not_fit_its_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = tensors();
+    t.insert(
+        "encoder.layer.1.intermediate.dense.weight".into(),
+        (vec![FF, D + 1], vec![0.0; FF * (D + 1)]),
+    );
+    let ckpt = tmp.path().join("ckpt");
+    write_checkpoint(&ckpt, &t);
+    let err = bert::import_bert(&ckpt, &tmp.path().join("m")).expect_err("must refuse");
+    assert!(
+        err.to_string()
+            .contains("encoder.layer.1.intermediate.dense.weight"),
+        "{err}"
+    );
+}
