@@ -63,13 +63,13 @@ def main():
         rows["decode_p50"] = statistics.median(steps) * 1e3
     tract = {}
     try:
-        out = subprocess.run([a.edgebench, "bench", "model", "--model", a.model, "--json",
+        out = subprocess.run([a.edgebench, "--threads", str(a.threads), "bench", "model", "--model", a.model, "--json",
                               "--prompt-tokens", str(a.prompt_tokens), "--decode-tokens", str(a.decode_tokens),
                               "--repeats", str(a.repeats)], capture_output=True, text=True, check=True).stdout
         tract = {r["metric"]: r["value"] for r in map(json.loads, out.splitlines())}
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"edgebench bench failed: {e}", file=sys.stderr)
-    print(f"model {a.model}, threads {a.threads} (tract runs single-threaded)")
+    print(f"model {a.model}, threads {a.threads} for both engines")
     print(f"{'metric':<26} {'onnxruntime':>12} {'tract':>12} {'tract/ort':>10}")
     for m, v in rows.items():
         tv = tract.get(m)

@@ -192,6 +192,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),
     }
     rows.push(("graph_bytes".into(), graph_bytes as f64 / 1e6, "MB".into()));
+    rows.push((
+        "threads".into(),
+        edgebench::model::threads() as f64,
+        "matmul threads".into(),
+    ));
     if !rows.iter().any(|r| r.0 == "peak_rss") {
         push_rss(&mut rows);
     }
@@ -209,10 +214,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         }
     } else {
         println!(
-            "model: {} ({}), matmul: {}, threads: 1",
+            "model: {} ({}), matmul: {}, threads: {}",
             manifest.name,
             dir.display(),
-            manifest.matmul
+            manifest.matmul,
+            edgebench::model::threads()
         );
         println!("{:<28} {:>12}  unit", "metric", "value");
         for (m, v, u) in &rows {

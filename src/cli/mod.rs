@@ -13,6 +13,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "edgebench", version, about)]
 pub struct Cli {
+    /// Threads for tract's matrix products (1 = single-threaded).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub threads: usize,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -96,6 +99,7 @@ pub fn failed(e: impl Into<anyhow::Error>) -> Failure {
 
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    edgebench::model::set_threads(cli.threads);
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Suites(a) => suites::suites(a),

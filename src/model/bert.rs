@@ -406,7 +406,7 @@ impl TractEncoder {
                     ..Default::default()
                 },
                 max_context: manifest.max_context,
-                matmul: manifest.matmul.clone(),
+                matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
                 parameters: manifest.parameters,
             },
             max_len: manifest.max_context,

@@ -111,7 +111,7 @@ impl TractDecoder {
                 ..manifest.capabilities
             },
             max_context: manifest.max_context,
-            matmul: manifest.matmul.clone(),
+            matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
             parameters: manifest.parameters,
         };
         Ok(TractDecoder {

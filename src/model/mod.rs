@@ -127,6 +127,24 @@ pub trait Model {
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
 }
 
+/// Sets the number of threads tract's matrix products use (process-wide).
+pub fn set_threads(n: usize) {
+    use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
+    THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    set_default_executor(if n > 1 {
+        Executor::multithread(n)
+    } else {
+        Executor::SingleThread
+    });
+}
+
+/// Threads set by [`set_threads`] (1 by default).
+pub fn threads() -> usize {
+    THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 /// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `hf:<repo>[@rev]`, or a model directory.
 ///
 /// `cache` is where built-in models are materialised.
