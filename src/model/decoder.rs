@@ -28,7 +28,13 @@ pub struct TractDecoder {
     cache_shape: Option<(usize, usize, usize)>,
     /// Reuse the context's KV cache across continuations (on by default).
     share_context: bool,
+    /// The last context's tokens and KV cache, reused for a later context that
+    /// starts the same way (few-shot prompts, one question per label).
+    prefix: Option<(Vec<u32>, Cache)>,
 }
+
+/// Shortest shared prefix worth reusing, in tokens.
+const MIN_PREFIX_REUSE: usize = 8;
 
 /// Per-layer keys and values after some tokens.
 #[derive(Clone)]
@@ -123,6 +129,7 @@ impl TractDecoder {
             has_hidden,
             cache_shape,
             share_context: true,
+            prefix: None,
         })
     }
 
@@ -211,6 +218,39 @@ impl TractDecoder {
     fn row<'a>(&self, f: &'a Forward, pos: usize) -> &'a [f32] {
         let v = self.manifest.vocab_size;
         &f.logits[pos * v..(pos + 1) * v]
+    }
+
+    /// Runs a context through the model, reusing the KV cache of the longest
+    /// prefix it shares with the previous context; returns the last logits row
+    /// and the cache after the whole context.
+    fn context_state(&mut self, ctx: &[u32]) -> Result<(Vec<f32>, Cache), ModelError> {
+        let shared = self
+            .prefix
+            .as_ref()
+            .map(|(ids, _)| ids.iter().zip(ctx).take_while(|(a, b)| a == b).count())
+            .unwrap_or(0)
+            .min(ctx.len() - 1);
+        let f = match &self.prefix {
+            Some((_, cache)) if shared >= MIN_PREFIX_REUSE => {
+                let err = self.tract_err();
+                let tensors = cache
+                    .tensors
+                    .iter()
+                    .map(|t| t.slice(2, 0, shared).map(|t| t.into_tvalue()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                let head = Cache {
+                    tensors,
+                    len: shared,
+                };
+                self.forward(&ctx[shared..], Some(&head))?
+            }
+            _ => self.forward(ctx, None)?,
+        };
+        let last = self.row(&f, f.seq - 1).to_vec();
+        let cache = f.cache.expect("cached graph");
+        self.prefix = Some((ctx.to_vec(), cache.clone()));
+        Ok((last, cache))
     }
 
     /// Scores the last `n_targets` tokens of `all`, with left truncation to the context window.
@@ -311,9 +351,7 @@ impl Model for TractDecoder {
                 })
                 .collect();
         }
-        let base = self.forward(&ctx, None)?;
-        let last = self.row(&base, base.seq - 1).to_vec();
-        let cache = base.cache.expect("cached graph");
+        let (last, cache) = self.context_state(&ctx)?;
         splits
             .iter()
             .map(|(all, n)| {
