@@ -68,6 +68,32 @@ pub struct Record {
     pub latency_ms: f64,
 }
 
+impl Record {
+    /// A record for `example` with its calls and replies; scores are filled by the metrics stage.
+    pub fn new(
+        suite: &str,
+        example: &crate::data::Example,
+        strategy: Strategy,
+        calls: Vec<Call>,
+        replies: Vec<Reply>,
+    ) -> Self {
+        Record {
+            suite: suite.to_string(),
+            example_id: example.id.clone(),
+            prompt_hash: sha256_str(&serde_json::to_string(&calls).expect("calls serialise")),
+            strategy,
+            calls,
+            replies,
+            choices: example.choices.clone(),
+            gold: example.gold.clone(),
+            scores: BTreeMap::new(),
+            prompt_tokens: 0,
+            output_tokens: 0,
+            latency_ms: 0.0,
+        }
+    }
+}
+
 /// Status of one suite inside a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

@@ -4,8 +4,7 @@
 use crate::data::{self, DataStatus, Example};
 use crate::model::Model;
 use crate::record::{
-    sha256_file, sha256_str, FileHash, HostInfo, Record, RecordError, RunDir, RunManifest,
-    SuiteStatus,
+    sha256_file, FileHash, HostInfo, Record, RecordError, RunDir, RunManifest, SuiteStatus,
 };
 use crate::request::{self, Reply};
 use crate::suite::spec::SuiteSpec;
@@ -326,18 +325,10 @@ pub fn run(
             let latency_ms = start.elapsed().as_secs_f64() * 1e3;
             let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
             let record = Record {
-                suite: id.clone(),
-                example_id: ex.id.clone(),
-                prompt_hash: sha256_str(&serde_json::to_string(&calls).expect("calls serialise")),
-                strategy,
-                calls,
-                replies,
-                choices: ex.choices.clone(),
-                gold: ex.gold.clone(),
-                scores: BTreeMap::new(),
                 prompt_tokens,
                 output_tokens,
                 latency_ms,
+                ..Record::new(id, ex, strategy, calls, replies)
             };
             app.append(&record)?;
             done.insert(ex.id.clone());

@@ -12,7 +12,7 @@ use clap::Args;
 use edgebench::data;
 use edgebench::metrics::Bootstrap;
 use edgebench::model::{Capabilities, Generation, LogLikelihood, ModelInfo};
-use edgebench::record::{sha256_file, sha256_str, Record, RunDir, RunManifest, SuiteStatus};
+use edgebench::record::{sha256_file, Record, RunDir, RunManifest, SuiteStatus};
 use edgebench::report;
 use edgebench::request::{self, Reply, Strategy};
 use edgebench::runner;
@@ -137,20 +137,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
                 calls.len()
             ))
         })?;
-        records.push(Record {
-            suite: spec.id.clone(),
-            example_id: ex.id.clone(),
-            prompt_hash: sha256_str(&serde_json::to_string(&calls).expect("json")),
-            strategy,
-            calls,
-            replies,
-            choices: ex.choices.clone(),
-            gold: ex.gold.clone(),
-            scores: BTreeMap::new(),
-            prompt_tokens: 0,
-            output_tokens: 0,
-            latency_ms: 0.0,
-        });
+        records.push(Record::new(&spec.id, ex, strategy, calls, replies));
     }
     if records.is_empty() {
         return Err(bad_input(anyhow::anyhow!(

@@ -8,7 +8,6 @@ use super::{Capabilities, Generation, LogLikelihood, Model, ModelError, ModelInf
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use safetensors::SafeTensors;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 
@@ -378,19 +377,17 @@ pub struct TractEncoder {
 impl TractEncoder {
     /// Loads an `architecture = "encoder"` model directory.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let graph_path = dir.join(&manifest.graph);
-        let bytes = std::fs::read(&graph_path).map_err(|source| ModelError::Io {
-            path: graph_path.clone(),
-            source,
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let super::LoadedGraph {
+            model,
+            sha256,
+            path: graph_path,
+        } = super::read_graph(dir, manifest)?;
         let terr = |source: anyhow::Error| ModelError::Tract {
             path: graph_path.clone(),
             source,
         };
-        let plan = crate::ops::onnx()
-            .model_for_read(&mut bytes.as_slice())
-            .and_then(|m| m.into_optimized())
+        let plan = model
+            .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(terr)?;
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;

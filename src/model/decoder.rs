@@ -11,7 +11,6 @@
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
 use super::{Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -54,22 +53,15 @@ struct Forward {
 impl TractDecoder {
     /// Loads `<dir>/model.onnx` and `<dir>/tokenizer.json` as described by the manifest.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let graph_path = dir.join(&manifest.graph);
-        let bytes = std::fs::read(&graph_path).map_err(|source| ModelError::Io {
-            path: graph_path.clone(),
-            source,
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let super::LoadedGraph {
+            model,
+            sha256,
+            path: graph_path,
+        } = super::read_graph(dir, manifest)?;
         let tract_err = |source: anyhow::Error| ModelError::Tract {
             path: graph_path.clone(),
             source,
         };
-        let model = crate::ops::onnx()
-            .model_for_read(&mut bytes.as_slice())
-            .map_err(|e| {
-                tract_err(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
-            })?;
-        drop(bytes);
         let n_inputs = model.inputs.len();
         let n_outputs = model.outputs.len();
         let plan = model

@@ -127,6 +127,36 @@ pub trait Model {
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
 }
 
+/// A graph file read and parsed by tract-onnx (with EdgeBench's ops), not yet optimised.
+pub struct LoadedGraph {
+    pub model: tract_onnx::prelude::InferenceModel,
+    pub sha256: String,
+    pub path: PathBuf,
+}
+
+/// Reads `<dir>/<manifest.graph>`, hashes it and parses it; errors name the file.
+pub fn read_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, ModelError> {
+    use sha2::{Digest, Sha256};
+    use tract_onnx::prelude::Framework;
+    let path = dir.join(&manifest.graph);
+    let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let model = crate::ops::onnx()
+        .model_for_read(&mut bytes.as_slice())
+        .map_err(|e| ModelError::Tract {
+            path: path.clone(),
+            source: e.context("not a loadable ONNX graph (corrupt or truncated file?)"),
+        })?;
+    Ok(LoadedGraph {
+        model,
+        sha256,
+        path,
+    })
+}
+
 /// Sets the number of threads tract's matrix products use (process-wide).
 pub fn set_threads(n: usize) {
     use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
