@@ -379,7 +379,8 @@ impl Expansion for QuantLinear {
         let rank = model.outlet_fact(inputs[0])?.rank();
         let lead: String = "abcdefgh".chars().take(rank - 1).collect();
         let x = inputs[0];
-        if f.bits == 4 && f.block_size == 32 {
+        let block_quant = std::env::var("EDGEBENCH_Q4_LOWERING").map_or(true, |v| v != "f32");
+        if f.bits == 4 && f.block_size == 32 && block_quant {
             // Q4_0 computes (q - 8) * s with s rounded to f16.
             let bq = Q4_0.pack_prequantized_nibbles(&m.packed, &m.scales, f.n, f.k)?;
             let storage = BlockQuantStorage::new(Box::new(Q4_0), f.n, f.k, Arc::new(bq))?;
@@ -445,12 +446,14 @@ impl Expansion for QuantLinear {
             return wire_with_rank_broadcast(format!("{prefix}.sum"), model, add(), &[y, corr]);
         }
         // Other widths: dequantize once, at load.
+        // laid out [K, N] like an ONNX MatMul's weight
+        let w = crate::model::llama::transpose(&m.dequantize(), f.n, f.k);
         let w = model.add_const(
             format!("{prefix}.weight"),
-            Tensor::from_shape(&[f.n, f.k], &m.dequantize())?,
+            Tensor::from_shape(&[f.k, f.n], &w)?,
         )?;
         let axes = AxesMapping::from_strs(
-            &[format!("{lead}k"), "nk".to_string()],
+            &[format!("{lead}k"), "kn".to_string()],
             &[format!("{lead}n")],
         )?;
         model.wire_node(
