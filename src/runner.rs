@@ -92,7 +92,8 @@ pub fn prepare<'a>(
                         sha256: sha256_file(f)?,
                     });
                 }
-                let ex = data::load_examples(spec, &cfg.data_dir)?;
+                let all = data::load_examples(spec, &cfg.data_dir)?;
+                let ex = all.clone();
                 let limit = cfg.limit.unwrap_or(spec.limit);
                 // Retrieval files are the candidate pool: never cut them.
                 let ex = if spec.task == crate::suite::spec::TaskKind::Retrieval {
@@ -103,7 +104,7 @@ pub fn prepare<'a>(
                 p.pool = data::load_fewshot(spec, &cfg.data_dir)?;
                 if p.pool.is_empty() && spec.fewshot.k > 0 {
                     // lm-eval: without a few-shot split, draw from the evaluation split (never the item itself)
-                    p.pool = data::load_examples(spec, &cfg.data_dir)?;
+                    p.pool = all.clone();
                 }
                 p.examples = ex;
                 if let Err(reason) = request::strategy(spec, &caps) {

@@ -378,18 +378,10 @@ impl TractEncoder {
     /// Loads an `architecture = "encoder"` model directory.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
         let super::LoadedGraph {
-            model,
+            plan,
             sha256,
             path: graph_path,
-        } = super::read_graph(dir, manifest)?;
-        let terr = |source: anyhow::Error| ModelError::Tract {
-            path: graph_path.clone(),
-            source,
-        };
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(terr)?;
+        } = super::load_graph(dir, manifest)?;
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
         Ok(TractEncoder {
             plan,

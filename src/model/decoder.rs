@@ -53,21 +53,10 @@ struct Forward {
 impl TractDecoder {
     /// Loads `<dir>/model.onnx` and `<dir>/tokenizer.json` as described by the manifest.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let super::LoadedGraph {
-            model,
-            sha256,
-            path: graph_path,
-        } = super::read_graph(dir, manifest)?;
-        let tract_err = |source: anyhow::Error| ModelError::Tract {
-            path: graph_path.clone(),
-            source,
-        };
-        let n_inputs = model.inputs.len();
-        let n_outputs = model.outputs.len();
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(tract_err)?;
+        let graph = super::load_graph(dir, manifest)?;
+        let (n_inputs, n_outputs) = graph.arity();
+        let tract_err = |e: anyhow::Error| graph.error(e);
+        let graph_path = graph.path.clone();
         let cache_shape = match manifest.kv_cache_layers {
             Some(layers) if layers > 0 => {
                 if n_inputs != 1 + 2 * layers || n_outputs != 2 + 2 * layers {
@@ -78,7 +67,7 @@ impl TractDecoder {
                         ),
                     });
                 }
-                let fact = plan.model().input_fact(1).map_err(tract_err)?;
+                let fact = graph.plan.model().input_fact(1).map_err(tract_err)?;
                 let dim = |i: usize| {
                     fact.shape[i]
                         .to_usize()
@@ -103,7 +92,7 @@ impl TractDecoder {
         let info = ModelInfo {
             name: manifest.name.clone(),
             source: source.to_string(),
-            sha256,
+            sha256: graph.sha256.clone(),
             capabilities: super::Capabilities {
                 embed: manifest.capabilities.embed && has_hidden,
                 ..manifest.capabilities
@@ -113,7 +102,7 @@ impl TractDecoder {
             parameters: manifest.parameters,
         };
         Ok(TractDecoder {
-            plan,
+            plan: graph.plan.clone(),
             tok,
             info,
             manifest: manifest.clone(),

@@ -688,12 +688,7 @@ pub fn import_gguf(
         architecture: "decoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
-        capabilities: Capabilities {
-            loglikelihood: true,
-            generate: true,
-            rolling: true,
-            embed: true,
-        },
+        capabilities: Capabilities::all(),
         max_context: cfg.context,
         vocab_size: cfg.vocab,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),

@@ -52,6 +52,18 @@ pub struct Capabilities {
     pub embed: bool,
 }
 
+impl Capabilities {
+    /// Everything a causal decoder with a hidden-state output can do.
+    pub fn all() -> Self {
+        Capabilities {
+            loglikelihood: true,
+            generate: true,
+            rolling: true,
+            embed: true,
+        }
+    }
+}
+
 /// Result of scoring one continuation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LogLikelihood {
@@ -129,32 +141,51 @@ pub trait Model {
 
 /// A graph file read and parsed by tract-onnx (with EdgeBench's ops), not yet optimised.
 pub struct LoadedGraph {
-    pub model: tract_onnx::prelude::InferenceModel,
+    pub plan: std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     pub sha256: String,
     pub path: PathBuf,
 }
 
-/// Reads `<dir>/<manifest.graph>`, hashes it and parses it; errors name the file.
-pub fn read_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, ModelError> {
+impl LoadedGraph {
+    /// Graph inputs and outputs.
+    pub fn arity(&self) -> (usize, usize) {
+        let m = self.plan.model();
+        (m.inputs.len(), m.outputs.len())
+    }
+
+    /// Wraps a tract error with the graph's path.
+    pub fn error(&self, source: anyhow::Error) -> ModelError {
+        ModelError::Tract {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Reads `<dir>/<manifest.graph>`, hashes it, parses it (with EdgeBench's
+/// ops), optimises it and makes it runnable; errors name the file.
+pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, ModelError> {
     use sha2::{Digest, Sha256};
-    use tract_onnx::prelude::Framework;
+    use tract_onnx::prelude::*;
     let path = dir.join(&manifest.graph);
     let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
         path: path.clone(),
         source,
     })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
+    let tract = |source: anyhow::Error| ModelError::Tract {
+        path: path.clone(),
+        source,
+    };
     let model = crate::ops::onnx()
         .model_for_read(&mut bytes.as_slice())
-        .map_err(|e| ModelError::Tract {
-            path: path.clone(),
-            source: e.context("not a loadable ONNX graph (corrupt or truncated file?)"),
-        })?;
-    Ok(LoadedGraph {
-        model,
-        sha256,
-        path,
-    })
+        .map_err(|e| tract(e.context("not a loadable ONNX graph (corrupt or truncated file?)")))?;
+    drop(bytes);
+    let plan = model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map_err(tract)?;
+    Ok(LoadedGraph { plan, sha256, path })
 }
 
 /// Sets the number of threads tract's matrix products use (process-wide).

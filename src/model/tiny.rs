@@ -127,12 +127,7 @@ pub fn manifest() -> ModelManifest {
         architecture: "decoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
-        capabilities: Capabilities {
-            loglikelihood: true,
-            generate: true,
-            rolling: true,
-            embed: true,
-        },
+        capabilities: Capabilities::all(),
         max_context: MAX_CONTEXT,
         vocab_size: VOCAB,
         bos_token_id: Some(EOT),

@@ -41,21 +41,18 @@ impl Tok {
 
     /// Token ids of `text`, without special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                message: format!("encoding failed: {e}"),
-            })?;
-        Ok(enc.get_ids().to_vec())
+        self.ids(text, false)
     }
 
     /// Token ids of `text` with the tokenizer's own special tokens (e.g. BERT's [CLS] ... [SEP]).
     pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.ids(text, true)
+    }
+
+    fn ids(&self, text: &str, specials: bool) -> Result<Vec<u32>, ModelError> {
         let enc = self
             .inner
-            .encode(text, true)
+            .encode(text, specials)
             .map_err(|e| ModelError::Tokenizer {
                 path: self.path.clone(),
                 message: format!("encoding failed: {e}"),

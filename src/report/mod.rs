@@ -109,6 +109,14 @@ fn fmt_est(e: &Estimate) -> String {
     }
 }
 
+/// The formatted estimate of `domain` in a per-domain list (empty when absent).
+fn by_domain(list: &[(Domain, Estimate)], domain: Domain) -> String {
+    list.iter()
+        .find(|x| x.0 == domain)
+        .map(|x| fmt_est(&x.1))
+        .unwrap_or_default()
+}
+
 fn status_text(s: Option<&SuiteStatus>) -> String {
     match s {
         Some(SuiteStatus::Complete { examples }) => format!("complete ({examples})"),
@@ -199,20 +207,8 @@ pub fn summary_markdown(r: &RunScores) -> String {
         "\n## Domains\n\nDomain score = mean of the suites' headline metric (higher-is-better headlines only; perplexity suites are reported above but not averaged).\n\n| domain | suites | score [95 % CI] | DSI [95 % CI] | GG if in-domain [95 % CI] |\n|---|---|---|---|---|"
     );
     for d in &r.domains {
-        let dsi = r
-            .robustness
-            .dsi
-            .iter()
-            .find(|x| x.0 == d.domain)
-            .map(|x| fmt_est(&x.1))
-            .unwrap_or_default();
-        let gg = r
-            .robustness
-            .gg
-            .iter()
-            .find(|x| x.0 == d.domain)
-            .map(|x| fmt_est(&x.1))
-            .unwrap_or_default();
+        let dsi = by_domain(&r.robustness.dsi, d.domain);
+        let gg = by_domain(&r.robustness.gg, d.domain);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
