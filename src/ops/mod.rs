@@ -3,10 +3,14 @@
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
 pub mod quant;
+pub mod router;
+pub mod scar;
 
 /// tract-onnx with EdgeBench's custom ops registered.
 pub fn onnx() -> tract_onnx::model::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register.insert(quant::OP_NAME, quant::parse);
+    onnx.op_register.insert(scar::OP_NAME, scar::parse);
+    onnx.op_register.insert(router::OP_NAME, router::parse);
     onnx
 }
