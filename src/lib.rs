@@ -4,10 +4,14 @@
 //! [`model`] -> per-example [`record`]s -> [`metrics`] -> [`report`].
 
 pub mod data;
+pub mod device;
+pub mod gate;
+pub mod gem;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod ops;
+pub mod paper;
 pub mod record;
 pub mod report;
 pub mod request;

@@ -66,6 +66,10 @@ pub struct Record {
     pub output_tokens: usize,
     /// Wall time of the model calls, milliseconds.
     pub latency_ms: f64,
+    /// GEM's per-token routing decisions, one string of pathway ids (`0`-`7`
+    /// the domains in `gem::config::DOMAINS` order, `8` general) per forward pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 impl Record {
@@ -90,6 +94,7 @@ impl Record {
             prompt_tokens: 0,
             output_tokens: 0,
             latency_ms: 0.0,
+            routes: Vec::new(),
         }
     }
 }

@@ -329,6 +329,7 @@ pub fn run(
                 prompt_tokens,
                 output_tokens,
                 latency_ms,
+                routes: model.take_routes(),
                 ..Record::new(id, ex, strategy, calls, replies)
             };
             app.append(&record)?;

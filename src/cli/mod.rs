@@ -1,6 +1,8 @@
 //! Subcommands, one module each.
 
 mod bench;
+mod gate;
+mod gem;
 mod import;
 mod run;
 mod score;
@@ -71,6 +73,10 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
     Perplexity(import::PerplexityArgs),
+    /// Compare a candidate run with a baseline and fail (exit 1) on a significant regression.
+    Gate(gate::GateArgs),
+    /// Build GEM graphs (custom ops: router, SCAR, quantized linear) and their ablations.
+    Gem(gem::GemArgs),
     /// Benchmarks that print a table (speed and memory are measured here, never in tests).
     Bench(bench::BenchArgs),
 }
@@ -108,5 +114,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Import(a) => import::import(a),
         Command::Perplexity(a) => import::perplexity(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Gem(a) => gem::gem(a),
+        Command::Gate(a) => gate::gate(a),
     }
 }

@@ -30,6 +30,9 @@ pub struct TractDecoder {
     /// The last context's tokens and KV cache, reused for a later context that
     /// starts the same way (few-shot prompts, one question per label).
     prefix: Option<(Vec<u32>, Cache)>,
+    /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
+    route_output: Option<usize>,
+    routes: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 /// Shortest shared prefix worth reusing, in tokens.
@@ -88,7 +91,12 @@ impl TractDecoder {
                 ),
             });
         }
-        let has_hidden = n_outputs > 1;
+        let model = graph.plan.model();
+        let route_output = model
+            .outputs
+            .iter()
+            .position(|&o| model.outlet_label(o) == Some("route"));
+        let has_hidden = n_outputs > 1 && route_output != Some(1);
         let info = ModelInfo {
             name: manifest.name.clone(),
             source: source.to_string(),
@@ -111,6 +119,8 @@ impl TractDecoder {
             cache_shape,
             share_context: true,
             prefix: None,
+            route_output,
+            routes: Default::default(),
         })
     }
 
@@ -177,6 +187,11 @@ impl TractDecoder {
         } else {
             None
         };
+        if let Some(ix) = self.route_output {
+            let r = out[ix].to_plain_array_view::<i64>().map_err(&err)?;
+            let r: Vec<u8> = r.iter().map(|&v| v.clamp(0, 9) as u8).collect();
+            self.routes.lock().expect("routes lock").push(r);
+        }
         let cache = cache.map(|c| Cache {
             tensors: out.drain(2..).collect(),
             len: c.len + seq,
@@ -469,6 +484,19 @@ impl Model for TractDecoder {
                 let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
                 Ok(mean.into_iter().map(|v| v / norm).collect())
             })
+            .collect()
+    }
+
+    fn take_routes(&mut self) -> Vec<String> {
+        let passes = std::mem::take(&mut *self.routes.lock().expect("routes lock"));
+        let kept: Vec<&Vec<u8>> = passes
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| !passes[i + 1..].iter().any(|q| q.starts_with(p)))
+            .map(|(_, p)| p)
+            .collect();
+        kept.iter()
+            .map(|p| p.iter().map(|&r| char::from(b'0' + r)).collect())
             .collect()
     }
 

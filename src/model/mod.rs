@@ -137,6 +137,12 @@ pub trait Model {
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError>;
     /// Token count of a text under this model's tokenizer.
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
+    /// Per-token routing decisions of the forward passes since the last call
+    /// (GEM graphs with a `route` output), one string of pathway ids per pass,
+    /// passes that are a prefix of a later pass left out. Empty for other models.
+    fn take_routes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A graph file read and parsed by tract-onnx (with EdgeBench's ops), not yet optimised.
@@ -206,12 +212,21 @@ pub fn threads() -> usize {
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
-/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `hf:<repo>[@rev]`, or a model directory.
+/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `builtin:gem-tiny`, `hf:<repo>[@rev]`, or a model directory.
 ///
 /// `cache` is where built-in models are materialised.
 pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
     let dir = match spec {
         "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
+        "builtin:gem-tiny" | "gem-tiny" => {
+            let dir = cache.join("gem-tiny");
+            crate::gem::materialize_seeded(
+                &crate::gem::tiny_config(),
+                crate::gem::Variant::Full,
+                &dir,
+            )?;
+            dir
+        }
         hf if hf.starts_with("hf:") => hub::resolve(hf, None, cache)?,
         other => PathBuf::from(other),
     };

@@ -1,0 +1,250 @@
+//! `gem.toml`: every dimension of a GEM graph (paper section 3, SPEC.md section 4).
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A bad GEM configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: {message}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// The domains GEM routes between (paper section 3.1): 8 domain pathways.
+pub const DOMAINS: [&str; 8] = [
+    "healthcare",
+    "legal",
+    "finance",
+    "stem",
+    "commonsense",
+    "conversational",
+    "multilingual",
+    "domain_adaptive",
+];
+
+/// A GEM configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GemConfig {
+    /// Model name written into the manifest.
+    pub name: String,
+    /// Seed of the weights (seeded builds).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Context window in tokens.
+    #[serde(default = "default_context")]
+    pub max_context: usize,
+    /// Router (a small causal transformer over the same tokens).
+    pub router: RouterConfig,
+    /// Domain pathways and the general pathway.
+    pub pathways: PathwayConfig,
+    /// Sparse cluster attention in the pathways.
+    pub scar: ScarConfig,
+    /// Output head.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// Router dimensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    pub layers: usize,
+    pub hidden: usize,
+    /// Attention heads; `hidden` must split evenly (the paper's 12 heads do not
+    /// split 256, so the paper config uses 8 heads of 32).
+    pub heads: usize,
+    pub ffn: usize,
+    /// Weight precision of the router's linear layers.
+    pub bits: usize,
+    /// Confidence threshold of a domain route.
+    #[serde(default = "default_tau")]
+    pub tau: f32,
+}
+
+/// Pathway dimensions (all 9 pathways share them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathwayConfig {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    /// Precision of the 8 domain pathways.
+    pub domain_bits: usize,
+    /// Precision of the general pathway.
+    pub general_bits: usize,
+    /// Quantization block size (weights along the input dimension).
+    #[serde(default = "default_block")]
+    pub block_size: usize,
+    /// RoPE base.
+    #[serde(default = "default_rope")]
+    pub rope_base: f64,
+}
+
+/// SCAR settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScarConfig {
+    pub enabled: bool,
+    pub k: usize,
+    #[serde(default = "default_iterations")]
+    pub iterations: usize,
+}
+
+/// LM head settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Precision of the LM head (the paper's "quantized output").
+    pub bits: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { bits: 8 }
+    }
+}
+
+fn default_seed() -> u64 {
+    7
+}
+fn default_context() -> usize {
+    512
+}
+fn default_tau() -> f32 {
+    crate::ops::router::DEFAULT_TAU
+}
+fn default_block() -> usize {
+    32
+}
+fn default_rope() -> f64 {
+    10_000.0
+}
+fn default_iterations() -> usize {
+    10
+}
+
+impl GemConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: GemConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks every dimension; errors name the field.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| ConfigError::Field {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message,
+        };
+        let bits_ok = |field: &str, b: usize| {
+            if crate::ops::quant::BITS.contains(&b) {
+                Ok(())
+            } else {
+                Err(bad(
+                    field,
+                    format!(
+                        "{b} bits is not supported; use one of {:?}",
+                        crate::ops::quant::BITS
+                    ),
+                ))
+            }
+        };
+        bits_ok("router.bits", self.router.bits)?;
+        bits_ok("pathways.domain_bits", self.pathways.domain_bits)?;
+        bits_ok("pathways.general_bits", self.pathways.general_bits)?;
+        bits_ok("output.bits", self.output.bits)?;
+        let bs = self.pathways.block_size;
+        if bs == 0 || bs % 8 != 0 {
+            return Err(bad(
+                "pathways.block_size",
+                format!("{bs} must be a positive multiple of 8"),
+            ));
+        }
+        for (field, v) in [
+            ("router.layers", self.router.layers),
+            ("pathways.layers", self.pathways.layers),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be at least 1".into()));
+            }
+        }
+        for (prefix, hidden, heads, ffn) in [
+            (
+                "router",
+                self.router.hidden,
+                self.router.heads,
+                self.router.ffn,
+            ),
+            (
+                "pathways",
+                self.pathways.hidden,
+                self.pathways.heads,
+                self.pathways.ffn,
+            ),
+        ] {
+            if heads == 0 || hidden % heads != 0 || (hidden / heads) % 2 != 0 {
+                return Err(bad(
+                    &format!("{prefix}.heads"),
+                    format!("{hidden} hidden does not split into {heads} heads of an even size"),
+                ));
+            }
+            for (name, v) in [("hidden", hidden), ("ffn", ffn)] {
+                if v == 0 || v % bs != 0 {
+                    return Err(bad(
+                        &format!("{prefix}.{name}"),
+                        format!("{v} must be a positive multiple of the block size {bs}"),
+                    ));
+                }
+            }
+        }
+        if self.scar.k == 0 {
+            return Err(bad("scar.k", "k must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.router.tau) {
+            return Err(bad(
+                "router.tau",
+                format!("{} must be in [0, 1)", self.router.tau),
+            ));
+        }
+        if self.max_context == 0 {
+            return Err(bad("max_context", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Parameter count of the built graph (embeddings, router, 9 pathways, head).
+    pub fn parameters(&self, vocab: usize) -> u64 {
+        let block = |d: usize, f: usize| 4 * d * d + 3 * d * f + 2 * d;
+        let r = &self.router;
+        let p = &self.pathways;
+        let router = vocab * r.hidden
+            + r.layers * block(r.hidden, r.ffn)
+            + r.hidden
+            + DOMAINS.len() * (r.hidden + 1);
+        let pathways = (DOMAINS.len() + 1) * p.layers * block(p.hidden, p.ffn);
+        (router + vocab * p.hidden + pathways + p.hidden + vocab * p.hidden) as u64
+    }
+}
