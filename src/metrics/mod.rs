@@ -295,6 +295,33 @@ pub fn paired_difference(
     metric: Metric,
     boot: &Bootstrap,
 ) -> Option<Estimate> {
+    let p = paired_replicates(a, b, metric, boot)?;
+    Some(interval(p.value, &p.replicates))
+}
+
+/// The paired comparison of one metric between two runs.
+#[derive(Debug, Clone)]
+pub struct Paired {
+    /// Metric of `a` and of `b` over the shared examples.
+    pub a: f64,
+    pub b: f64,
+    /// `b - a`.
+    pub value: f64,
+    /// Bootstrap replicates of `b - a` (same example draws for both runs).
+    pub replicates: Vec<f64>,
+    /// Shared examples.
+    pub n: usize,
+    /// Per-example statistics `(a, b)` of the shared examples, in `a`'s order.
+    pub per_example: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Matches the examples of two runs by id and bootstraps `b - a` in pairs.
+pub fn paired_replicates(
+    a: &SuiteScores,
+    b: &SuiteScores,
+    metric: Metric,
+    boot: &Bootstrap,
+) -> Option<Paired> {
     let index_b: BTreeMap<&str, usize> = b
         .example_ids
         .iter()
@@ -316,17 +343,26 @@ pub fn paired_difference(
     }
     let sa: Vec<&Vec<f64>> = pairs.iter().map(|p| p.0).collect();
     let sb: Vec<&Vec<f64>> = pairs.iter().map(|p| p.1).collect();
-    let diff = |idx: &mut dyn Iterator<Item = usize>| {
-        let idx: Vec<usize> = idx.collect();
-        score::aggregate(metric, &sum_stats(&sb, idx.iter().copied()), n)
-            - score::aggregate(metric, &sum_stats(&sa, idx.iter().copied()), n)
+    let agg = |s: &[&Vec<f64>], idx: &[usize]| {
+        score::aggregate(metric, &sum_stats(s, idx.iter().copied()), n)
     };
-    let value = diff(&mut (0..n));
-    let reps: Vec<f64> = resample_indices(n, boot)
+    let all: Vec<usize> = (0..n).collect();
+    let (va, vb) = (agg(&sa, &all), agg(&sb, &all));
+    let replicates: Vec<f64> = resample_indices(n, boot)
         .iter()
-        .map(|idx| diff(&mut idx.iter().copied()))
+        .map(|idx| agg(&sb, idx) - agg(&sa, idx))
         .collect();
-    Some(interval(value, &reps))
+    Some(Paired {
+        a: va,
+        b: vb,
+        value: vb - va,
+        replicates,
+        n,
+        per_example: pairs
+            .iter()
+            .map(|(x, y)| ((*x).clone(), (*y).clone()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -53,8 +53,19 @@ pub fn snapshot_suites(
     Ok(())
 }
 
-/// Loads a run's records and recomputes every metric (no model needed).
+/// Loads a run's records and recomputes every metric (no model needed),
+/// writing the per-example scores back into the records.
 pub fn score_run(dir: &RunDir, boot: &Bootstrap) -> Result<RunScores, ReportError> {
+    score_run_with(dir, boot, true)
+}
+
+/// [`score_run`], leaving the records untouched when `rewrite` is false
+/// (baselines kept in the repository).
+pub fn score_run_with(
+    dir: &RunDir,
+    boot: &Bootstrap,
+    rewrite: bool,
+) -> Result<RunScores, ReportError> {
     let manifest = dir.load_manifest()?;
     let mut specs = Vec::new();
     let mut suites = Vec::new();
@@ -72,7 +83,9 @@ pub fn score_run(dir: &RunDir, boot: &Bootstrap) -> Result<RunScores, ReportErro
             let mut records = dir.load_records(id)?;
             if !records.is_empty() {
                 let s = metrics::score_suite(&spec, &mut records, boot);
-                dir.rewrite_records(id, &records)?;
+                if rewrite {
+                    dir.rewrite_records(id, &records)?;
+                }
                 suites.push(s);
             }
         }
