@@ -12,6 +12,7 @@ pub mod model;
 pub mod onnx;
 pub mod ops;
 pub mod paper;
+pub mod perf;
 pub mod record;
 pub mod report;
 pub mod request;

@@ -4,6 +4,7 @@ mod bench;
 mod gate;
 mod gem;
 mod import;
+mod perf;
 mod run;
 mod score;
 mod suites;
@@ -73,6 +74,10 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
     Perplexity(import::PerplexityArgs),
+    /// Performance mode: latency percentiles, TTFT/TPOT, memory, power and device projections.
+    Perf(perf::PerfArgs),
+    /// The paper's device profiles and this host.
+    Devices(perf::DevicesArgs),
     /// Compare a candidate run with a baseline and fail (exit 1) on a significant regression.
     Gate(gate::GateArgs),
     /// Build GEM graphs (custom ops: router, SCAR, quantized linear) and their ablations.
@@ -116,5 +121,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Bench(a) => bench::bench(a),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),
+        Command::Perf(a) => perf::perf(a),
+        Command::Devices(a) => perf::devices(a),
     }
 }

@@ -38,6 +38,11 @@ pub struct RunArgs {
     /// Print results.json to stdout.
     #[arg(long)]
     pub json: bool,
+    /// `accuracy` (score suites) or `perf` (latency, memory, power; see `edgebench perf`).
+    #[arg(long, default_value = "accuracy", value_parser = ["accuracy", "perf"])]
+    pub mode: String,
+    #[command(flatten)]
+    pub perf: super::perf::PerfOpts,
     /// Stop after this many new examples, leaving a resumable run (for testing interruption).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
@@ -70,6 +75,14 @@ fn classify(e: RunError) -> Failure {
 }
 
 pub fn run(a: RunArgs) -> Result<(), Failure> {
+    if a.mode == "perf" {
+        return super::perf::perf(super::perf::PerfArgs {
+            model: a.model,
+            run_id: a.run_id,
+            opts: a.perf,
+            paths: a.paths,
+        });
+    }
     let suites_dir = a.paths.suites();
     let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
     let selected = suite::select(&specs, &a.suites).map_err(|e| bad_input(anyhow::anyhow!(e)))?;

@@ -486,6 +486,29 @@ impl Model for TractEncoder {
         Ok(out)
     }
 
+    fn perf_query(
+        &mut self,
+        prompt: &str,
+        prompt_tokens: usize,
+        _gen_tokens: usize,
+    ) -> Result<super::QueryTiming, ModelError> {
+        let mut ids = self.tok.encode_with_specials(prompt)?;
+        let keep = prompt_tokens.clamp(2, self.max_len);
+        if ids.len() > keep {
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(keep - 1);
+            ids.push(last);
+        }
+        let t = std::time::Instant::now();
+        self.run_batch(&[ids.as_slice()])?;
+        Ok(super::QueryTiming {
+            ttft_ms: t.elapsed().as_secs_f64() * 1e3,
+            token_gaps_ms: vec![],
+            prompt_tokens: ids.len(),
+            model_only: true,
+        })
+    }
+
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
         Ok(self.tok.encode_with_specials(text)?.len())
     }

@@ -487,6 +487,30 @@ impl Model for TractDecoder {
             .collect()
     }
 
+    fn perf_query(
+        &mut self,
+        prompt: &str,
+        prompt_tokens: usize,
+        gen_tokens: usize,
+    ) -> Result<super::QueryTiming, ModelError> {
+        let mut ids = self.tokenize(prompt)?;
+        ids.truncate(prompt_tokens.clamp(
+            1,
+            self.manifest.max_context.saturating_sub(gen_tokens).max(1),
+        ));
+        if ids.is_empty() {
+            ids.push(self.bos());
+        }
+        let (prefill, gaps) = self.time_decode(&ids, gen_tokens.saturating_sub(1))?;
+        self.routes.lock().expect("routes lock").clear();
+        Ok(super::QueryTiming {
+            ttft_ms: prefill * 1e3,
+            token_gaps_ms: gaps.iter().map(|s| s * 1e3).collect(),
+            prompt_tokens: ids.len(),
+            model_only: true,
+        })
+    }
+
     fn take_routes(&mut self) -> Vec<String> {
         let passes = std::mem::take(&mut *self.routes.lock().expect("routes lock"));
         let kept: Vec<&Vec<u8>> = passes

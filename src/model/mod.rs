@@ -143,6 +143,34 @@ pub trait Model {
     fn take_routes(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// One timed performance query on `prompt` cut to `prompt_tokens` tokens,
+    /// generating `gen_tokens` (decoders) or embedding it (encoders).
+    fn perf_query(
+        &mut self,
+        prompt: &str,
+        prompt_tokens: usize,
+        gen_tokens: usize,
+    ) -> Result<QueryTiming, ModelError> {
+        let _ = (prompt, prompt_tokens, gen_tokens);
+        Err(ModelError::Runtime(format!(
+            "{}: this model does not support performance queries",
+            self.info().name
+        )))
+    }
+}
+
+/// Timing of one performance query, milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryTiming {
+    /// Time to the first output (first token's logits; the embedding for encoders).
+    pub ttft_ms: f64,
+    /// Time of each later output token, measured from the previous one.
+    pub token_gaps_ms: Vec<f64>,
+    /// Prompt tokens fed.
+    pub prompt_tokens: usize,
+    /// `true`: graph execution only (tokenisation and sampling outside the
+    /// clock); `false`: end to end.
+    pub model_only: bool,
 }
 
 /// A graph file read and parsed by tract-onnx (with EdgeBench's ops), not yet optimised.
@@ -216,7 +244,29 @@ static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 ///
 /// `cache` is where built-in models are materialised.
 pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
-    let dir = match spec {
+    let dir = resolve(spec, cache)?;
+    let manifest = ModelManifest::load(&dir)?;
+    match manifest.architecture.as_str() {
+        "decoder" => Ok(Box::new(decoder::TractDecoder::load(&dir, &manifest, spec)?)),
+        "encoder" => Ok(Box::new(bert::TractEncoder::load(&dir, &manifest, spec)?)),
+        other => Err(ModelError::BadModelDir {
+            path: dir.join(manifest::MANIFEST_FILE),
+            message: format!(
+                "unknown architecture `{other}`; expected `decoder` or `encoder` (re-import the model with `edgebench import`)"
+            ),
+        }),
+    }
+}
+
+/// The graph file a `--model` argument resolves to (after [`load`] materialised it).
+pub fn graph_path(spec: &str, cache: &Path) -> Option<PathBuf> {
+    let dir = resolve(spec, cache).ok()?;
+    Some(dir.join(ModelManifest::load(&dir).ok()?.graph))
+}
+
+/// The model directory of a `--model` argument, materialising built-in models.
+pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, ModelError> {
+    Ok(match spec {
         "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
         "builtin:gem-tiny" | "gem-tiny" => {
             let dir = cache.join("gem-tiny");
@@ -229,16 +279,5 @@ pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
         }
         hf if hf.starts_with("hf:") => hub::resolve(hf, None, cache)?,
         other => PathBuf::from(other),
-    };
-    let manifest = ModelManifest::load(&dir)?;
-    match manifest.architecture.as_str() {
-        "decoder" => Ok(Box::new(decoder::TractDecoder::load(&dir, &manifest, spec)?)),
-        "encoder" => Ok(Box::new(bert::TractEncoder::load(&dir, &manifest, spec)?)),
-        other => Err(ModelError::BadModelDir {
-            path: dir.join(manifest::MANIFEST_FILE),
-            message: format!(
-                "unknown architecture `{other}`; expected `decoder` or `encoder` (re-import the model with `edgebench import`)"
-            ),
-        }),
-    }
+    })
 }
