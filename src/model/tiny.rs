@@ -58,6 +58,12 @@ pub fn bigram_logprobs(corpus: &str) -> Vec<f32> {
 
 /// Builds the ONNX graph of the tiny model.
 pub fn build_graph() -> Vec<u8> {
+    build_graph_perturbed(0.0, 0)
+}
+
+/// The tiny model with uniform noise in `[-noise, noise]` added to every
+/// bigram log-probability: a deliberately degraded twin (for gate tests).
+pub fn build_graph_perturbed(noise: f32, seed: u64) -> Vec<u8> {
     let v = VOCAB as i64;
     let mut g = GraphBuilder::new("edgebench-tiny");
     let ids = g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
@@ -66,7 +72,15 @@ pub fn build_graph() -> Vec<u8> {
         eye[i * VOCAB + i] = 1.0;
     }
     let onehot = g.init_f32("onehot", &[v, v], &eye);
-    let bigram = g.init_f32("bigram_logprobs", &[v, v], &bigram_logprobs(CORPUS));
+    let mut table = bigram_logprobs(CORPUS);
+    if noise > 0.0 {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for x in table.iter_mut() {
+            *x += rng.random_range(-noise..noise);
+        }
+    }
+    let bigram = g.init_f32("bigram_logprobs", &[v, v], &table);
     let pad = g.init_i64("pad_id", &[1, 1], &[EOT as i64]);
     let zero = g.init_i64("zero", &[1], &[0]);
     let minus_one = g.init_i64("minus_one", &[1], &[-1]);
@@ -142,12 +156,27 @@ pub fn manifest() -> ModelManifest {
 
 /// Writes the tiny model directory (idempotent: rewritten only when the graph changed).
 pub fn materialize(dir: &Path) -> Result<PathBuf, ModelError> {
+    write_dir(dir, build_graph(), manifest())
+}
+
+/// Writes the perturbed twin of the tiny model (see [`build_graph_perturbed`]).
+pub fn materialize_perturbed(dir: &Path, noise: f32, seed: u64) -> Result<PathBuf, ModelError> {
+    let m = ModelManifest {
+        name: format!("edgebench-tiny-perturbed-{noise}"),
+        provenance: format!(
+            "the tiny model with uniform noise +-{noise} (seed {seed}) on its bigram head"
+        ),
+        ..manifest()
+    };
+    write_dir(dir, build_graph_perturbed(noise, seed), m)
+}
+
+fn write_dir(dir: &Path, graph: Vec<u8>, manifest: ModelManifest) -> Result<PathBuf, ModelError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let graph = build_graph();
     let graph_path = dir.join("model.onnx");
     let fresh = std::fs::read(&graph_path)
         .map(|old| Sha256::digest(&old) == Sha256::digest(&graph))
@@ -155,7 +184,7 @@ pub fn materialize(dir: &Path) -> Result<PathBuf, ModelError> {
     if !fresh {
         std::fs::write(&graph_path, &graph).map_err(io(&graph_path))?;
         write_byte_tokenizer(&dir.join("tokenizer.json"))?;
-        manifest().save(dir)?;
+        manifest.save(dir)?;
     }
     Ok(dir.to_path_buf())
 }
