@@ -153,6 +153,46 @@ pub struct RunManifest {
     pub state: String,
     /// Bootstrap resamples used for confidence intervals.
     pub bootstrap: usize,
+    /// Device, threads, frequency governor and thermal state of the run.
+    #[serde(default)]
+    pub provenance: RunProvenance,
+}
+
+/// Where and how a run executed (every figure of a run is tied to it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunProvenance {
+    /// Device id: `host` (the machine that ran it).
+    pub device: String,
+    /// tract matmul threads.
+    pub threads: usize,
+    /// CPU frequency governor of cpu0, when readable.
+    pub governor: Option<String>,
+    /// Hottest thermal zone at the start and end of the run, degrees Celsius, when readable.
+    pub temperature_start_c: Option<f64>,
+    pub temperature_end_c: Option<f64>,
+}
+
+impl RunProvenance {
+    /// Reads governor and temperature of this machine now.
+    pub fn now() -> Self {
+        use crate::device::profile::{read_governor, read_thermal, HostRoots};
+        let roots = HostRoots::system();
+        RunProvenance {
+            device: "host".into(),
+            threads: crate::model::threads(),
+            governor: read_governor(&roots).value().cloned(),
+            temperature_start_c: read_thermal(&roots).value().map(|t| t.max_celsius),
+            temperature_end_c: None,
+        }
+    }
+
+    /// Records the temperature at the end of the run.
+    pub fn finish(&mut self) {
+        use crate::device::profile::{read_thermal, HostRoots};
+        self.temperature_end_c = read_thermal(&HostRoots::system())
+            .value()
+            .map(|t| t.max_celsius);
+    }
 }
 
 /// A run directory on disk.

@@ -243,6 +243,7 @@ pub fn run(
                 host: host_info(),
                 state: "running".into(),
                 bootstrap: cfg.bootstrap,
+                provenance: crate::record::RunProvenance::now(),
             };
             (dir, m)
         }
@@ -349,6 +350,7 @@ pub fn run(
         dir.save_manifest(&manifest)?;
     }
     manifest.state = "complete".into();
+    manifest.provenance.finish();
     dir.save_manifest(&manifest)?;
     Ok(dir)
 }

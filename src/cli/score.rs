@@ -195,6 +195,11 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             "interrupted".into()
         },
         bootstrap: 1000,
+        // the outputs were produced elsewhere: only the scoring host is known
+        provenance: edgebench::record::RunProvenance {
+            device: "replay (outputs produced on another device)".into(),
+            ..Default::default()
+        },
     };
     dir.save_manifest(&manifest).map_err(failed)?;
     let mut app = dir.appender(&spec.id).map_err(failed)?;

@@ -5,8 +5,13 @@ use super::SuiteScores;
 use polars::prelude::*;
 use std::path::Path;
 
-/// One row per (suite, metric): estimates with intervals.
-pub fn metrics_frame(model: &str, suites: &[SuiteScores]) -> PolarsResult<DataFrame> {
+/// One row per (suite, metric): estimates with intervals, then one column per
+/// `(name, value)` of `provenance` (the same on every row).
+pub fn metrics_frame(
+    model: &str,
+    suites: &[SuiteScores],
+    provenance: &[(&str, String)],
+) -> PolarsResult<DataFrame> {
     let rows: Vec<(&SuiteScores, usize)> = suites
         .iter()
         .flat_map(|s| (0..s.metrics.len()).map(move |i| (s, i)))
@@ -17,7 +22,7 @@ pub fn metrics_frame(model: &str, suites: &[SuiteScores]) -> PolarsResult<DataFr
     let num = |f: &dyn Fn(&SuiteScores, usize) -> f64| {
         rows.iter().map(|(s, i)| f(s, *i)).collect::<Vec<_>>()
     };
-    df!(
+    let mut df = df!(
         "model" => vec![model.to_string(); rows.len()],
         "suite" => text(&|s, _| s.suite.clone()),
         "domain" => text(&|s, _| s.domain.as_str().to_string()),
@@ -30,7 +35,11 @@ pub fn metrics_frame(model: &str, suites: &[SuiteScores]) -> PolarsResult<DataFr
         "n" => rows.iter().map(|(s, _)| s.n as u32).collect::<Vec<_>>(),
         "higher_is_better" => rows.iter().map(|(s, i)| s.metrics[*i].0.higher_is_better()).collect::<Vec<_>>(),
         "headline" => rows.iter().map(|(_, i)| *i == 0).collect::<Vec<_>>(),
-    )
+    )?;
+    for (name, value) in provenance {
+        df.with_column(Column::new((*name).into(), vec![value.clone(); rows.len()]))?;
+    }
+    Ok(df)
 }
 
 /// Mean headline score per domain (higher-is-better headlines only), by polars.

@@ -33,6 +33,33 @@ pub struct RunScores {
     pub suites: Vec<SuiteScores>,
     pub domains: Vec<DomainScore>,
     pub robustness: Robustness,
+    /// GEM routing: tokens sent to each pathway (8 domains then general), per suite.
+    pub routes: Vec<RouteCounts>,
+}
+
+/// Tokens a GEM router sent to each pathway over one suite's records.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteCounts {
+    pub suite: String,
+    pub domain: Domain,
+    /// Index = pathway id: `gem::config::DOMAINS` order, then general.
+    pub tokens: [u64; 9],
+}
+
+fn count_routes(records: &[crate::record::Record]) -> Option<[u64; 9]> {
+    let mut t = [0u64; 9];
+    let mut any = false;
+    for r in records {
+        for pass in &r.routes {
+            for b in pass.bytes() {
+                if let Some(slot) = t.get_mut((b.wrapping_sub(b'0')) as usize) {
+                    *slot += 1;
+                    any = true;
+                }
+            }
+        }
+    }
+    any.then_some(t)
 }
 
 /// Folder inside a run holding the suite files it was run with.
@@ -69,6 +96,7 @@ pub fn score_run_with(
     let manifest = dir.load_manifest()?;
     let mut specs = Vec::new();
     let mut suites = Vec::new();
+    let mut routes = Vec::new();
     for id in &manifest.suites {
         let path = dir.root.join(SUITE_SNAPSHOT).join(format!("{id}.toml"));
         let spec = crate::suite::load_file(&path).map_err(|e| ReportError::Suite {
@@ -81,6 +109,13 @@ pub fn score_run_with(
         );
         if scorable {
             let mut records = dir.load_records(id)?;
+            if let Some(tokens) = count_routes(&records) {
+                routes.push(RouteCounts {
+                    suite: id.clone(),
+                    domain: spec.domain,
+                    tokens,
+                });
+            }
             if !records.is_empty() {
                 let s = metrics::score_suite(&spec, &mut records, boot);
                 if rewrite {
@@ -99,6 +134,7 @@ pub fn score_run_with(
         suites,
         domains,
         robustness,
+        routes,
     })
 }
 
@@ -139,6 +175,43 @@ fn status_text(s: Option<&SuiteStatus>) -> String {
         Some(SuiteStatus::Failed { reason }) => format!("failed: {reason}"),
         None => "not run".into(),
     }
+}
+
+/// The route distribution of a GEM run, per suite and per domain.
+pub fn routes_markdown(routes: &[RouteCounts]) -> String {
+    let names: Vec<&str> = crate::gem::config::DOMAINS
+        .iter()
+        .copied()
+        .chain(["general"])
+        .collect();
+    let mut s = format!(
+        "\n## GEM routing (share of tokens per pathway)\n\n| suite | domain | tokens | {} |\n|---|---|---|{}\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    let row = |label: &str, domain: &str, t: &[u64; 9]| {
+        let total: u64 = t.iter().sum();
+        let cells: Vec<String> = t
+            .iter()
+            .map(|c| format!("{:.1} %", 100.0 * *c as f64 / total.max(1) as f64))
+            .collect();
+        format!("| {label} | {domain} | {total} | {} |\n", cells.join(" | "))
+    };
+    for r in routes {
+        s += &row(&r.suite, r.domain.as_str(), &r.tokens);
+    }
+    for d in Domain::ALL {
+        let mut t = [0u64; 9];
+        for r in routes.iter().filter(|r| r.domain == d) {
+            for (a, b) in t.iter_mut().zip(r.tokens) {
+                *a += b;
+            }
+        }
+        if t.iter().sum::<u64>() > 0 {
+            s += &row("**all**", d.as_str(), &t);
+        }
+    }
+    s
 }
 
 /// Renders `summary.md`.
@@ -255,6 +328,9 @@ pub fn summary_markdown(r: &RunScores) -> String {
             let _ = writeln!(s, "| {} | {} |", src, cells.join(" | "));
         }
     }
+    if !r.routes.is_empty() {
+        s += &routes_markdown(&r.routes);
+    }
     let _ = writeln!(
         s,
         "\nDefinitions (SPEC.md section 1): DSI(D) = Perf(D) / mean over D' != D of Perf(D'); GG = (in - out) / in with D as in-domain and the mean of the other domains as out-of-domain; CDTR(i, j) = Perf(D_j) / Perf(D_i). Intervals come from a seeded bootstrap over examples within each suite."
@@ -344,7 +420,20 @@ fn finite(v: f64) -> Value {
 pub fn write_reports(dir: &RunDir, r: &RunScores) -> Result<Vec<PathBuf>, ReportError> {
     let root = &dir.root;
     let mut written = Vec::new();
-    let mut mf = frame::metrics_frame(&r.manifest.model.name, &r.suites)?;
+    let m = &r.manifest;
+    let provenance = [
+        ("device", m.provenance.device.clone()),
+        ("cpu", m.host.cpu.clone()),
+        ("threads", m.provenance.threads.to_string()),
+        ("edgebench_version", m.edgebench_version.clone()),
+        ("git_hash", m.git_hash.clone().unwrap_or_default()),
+        ("model_sha256", m.model.sha256.clone()),
+        (
+            "governor",
+            m.provenance.governor.clone().unwrap_or_default(),
+        ),
+    ];
+    let mut mf = frame::metrics_frame(&m.model.name, &r.suites, &provenance)?;
     frame::write_frame(&mut mf, root, "metrics")?;
     let mut df = frame::domain_frame(&mf)?;
     frame::write_frame(&mut df, root, "domains")?;
@@ -360,6 +449,29 @@ pub fn write_reports(dir: &RunDir, r: &RunScores) -> Result<Vec<PathBuf>, Report
     let summary = root.join("summary.md");
     std::fs::write(&summary, summary_markdown(r))?;
     written.push(summary);
+    if !r.routes.is_empty() {
+        let path = root.join("routes.csv");
+        let mut w =
+            csv::Writer::from_path(&path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let names: Vec<&str> = crate::gem::config::DOMAINS
+            .iter()
+            .copied()
+            .chain(["general"])
+            .collect();
+        let header: Vec<&str> = ["suite", "domain"].into_iter().chain(names).collect();
+        w.write_record(&header)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        for rc in &r.routes {
+            let row: Vec<String> = [rc.suite.clone(), rc.domain.as_str().to_string()]
+                .into_iter()
+                .chain(rc.tokens.iter().map(|t| t.to_string()))
+                .collect();
+            w.write_record(&row)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        w.flush()?;
+        written.push(path);
+    }
     let results = root.join("results.json");
     std::fs::write(
         &results,
