@@ -1,6 +1,6 @@
 //! `edgebench gem build`: write GEM graphs (the full model and its ablations).
 
-use super::{bad_input, failed, Failure};
+use super::{bad_input, failed, Failure, Paths};
 use clap::{Args, Subcommand};
 use edgebench::gem::{self, GemConfig, Variant};
 use std::path::PathBuf;
@@ -24,7 +24,61 @@ pub enum GemCommand {
         /// Variants to write: `all`, or a comma list of full, no-scar, no-quant, no-router.
         #[arg(long, default_value = "all")]
         variants: String,
+        /// Fit the router's domain head W_r by logistic regression on domain-labelled
+        /// sentences from the suites' data (--data-dir), and report held-out routing accuracy.
+        #[arg(long)]
+        fit_router: bool,
+        /// Sentences per domain used for the fit (about a quarter are held out).
+        #[arg(long, default_value_t = 80)]
+        sentences_per_domain: usize,
+        /// Folder of suite files (for --fit-router).
+        #[arg(long, default_value = "suites")]
+        suites_dir: PathBuf,
+        /// Data root for --fit-router (default: $EDGEBENCH_DATA, else the bundled fixtures/).
+        #[arg(long, env = "EDGEBENCH_DATA")]
+        data_dir: Option<PathBuf>,
     },
+}
+
+type Fitted = ((Vec<f32>, Vec<f32>), gem::router_fit::FitReport, String);
+
+/// Builds the seeded GEM once, fits W_r on its router features and prints the held-out accuracy.
+fn fit(
+    cfg: &GemConfig,
+    out: &std::path::Path,
+    paths: &Paths,
+    per_domain: usize,
+) -> Result<Fitted, Failure> {
+    use gem::router_fit;
+    gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
+    let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
+    let data = router_fit::collect(&specs, &paths.data(), per_domain, 200);
+    if data.is_empty() {
+        return Err(bad_input(anyhow::anyhow!(
+            "--fit-router: no sentences found under {}; pass --data-dir",
+            paths.data().display()
+        )));
+    }
+    let features = router_fit::RouterFeatures::load(out).map_err(failed)?;
+    let (head, report) = router_fit::fit(&features, &data, cfg.router.tau, 16).map_err(failed)?;
+    println!(
+        "router fit on {} sentences ({} tokens) from {}: held-out token accuracy {:.3}, sentence accuracy {:.3} (majority baseline {:.3}); {:.1} % of tokens above tau = {} ({:.3} of them right)\n",
+        report.train_sentences,
+        report.train_tokens,
+        paths.data().display(),
+        report.token_accuracy,
+        report.sentence_accuracy,
+        report.majority_baseline,
+        100.0 * report.routed_share,
+        report.tau,
+        report.routed_precision
+    );
+    let origin = format!(
+        "seeded random weights with the domain head W_r fitted by logistic regression on {} (held-out routing accuracy {:.3})",
+        paths.data().display(),
+        report.sentence_accuracy
+    );
+    Ok((head, report, origin))
 }
 
 pub fn gem(a: GemArgs) -> Result<(), Failure> {
@@ -33,7 +87,16 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
             config,
             out,
             variants,
+            fit_router,
+            sentences_per_domain,
+            suites_dir,
+            data_dir,
         } => {
+            let paths = Paths {
+                suites_dir,
+                data_dir,
+                out: out.clone(),
+            };
             let cfg = match &config {
                 Some(p) => GemConfig::load(p).map_err(bad_input)?,
                 None => gem::tiny_config(),
@@ -52,10 +115,25 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
                     })
                     .collect::<Result<_, _>>()?
             };
+            let fitted = if fit_router {
+                Some(fit(&cfg, &out, &paths, sentences_per_domain)?)
+            } else {
+                None
+            };
             println!("| variant | directory | parameters | weight bytes |\n|---|---|---|---|");
             for v in variants {
                 let dir = PathBuf::from(format!("{}{}", out.display(), v.suffix()));
-                let r = gem::materialize_seeded(&cfg, v, &dir).map_err(failed)?;
+                let r = match &fitted {
+                    Some((head, report, origin)) => {
+                        let mut w = gem::build::Seeded::with_router_head(cfg.seed, head.clone());
+                        let r =
+                            gem::materialize_with(&cfg, v, &dir, &mut w, origin).map_err(failed)?;
+                        let json = serde_json::to_string_pretty(report).map_err(failed)?;
+                        std::fs::write(dir.join("router-fit.json"), json).map_err(failed)?;
+                        r
+                    }
+                    None => gem::materialize_seeded(&cfg, v, &dir).map_err(failed)?,
+                };
                 println!(
                     "| {:?} | {} | {} | {} |",
                     v,

@@ -168,6 +168,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             max_context: 0,
             matmul: "n/a (outputs produced elsewhere)".into(),
             parameters: None,
+            provenance: "outputs produced elsewhere and replayed".into(),
         },
         data_dir: root.display().to_string(),
         seed: a.seed,

@@ -71,18 +71,31 @@ impl Variant {
 pub trait WeightSource {
     /// The f32 matrix `name` of shape `rows x cols`.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Vec<f32>;
+    /// A fitted domain head `(W_r [8 x router hidden], b_r [8])`, if any.
+    fn router_head(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
 }
 
 /// Seeded uniform weights with variance `1 / cols` (embeddings: variance 1).
 pub struct Seeded {
     seed: u64,
+    head: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Seeded {
     /// Weights drawn from `seed`; each tensor's stream is keyed by its name,
     /// so a tensor does not change when another is added.
     pub fn new(seed: u64) -> Self {
-        Seeded { seed }
+        Seeded { seed, head: None }
+    }
+
+    /// The same weights with a fitted domain head.
+    pub fn with_router_head(seed: u64, head: (Vec<f32>, Vec<f32>)) -> Self {
+        Seeded {
+            seed,
+            head: Some(head),
+        }
     }
 }
 
@@ -94,6 +107,10 @@ impl WeightSource for Seeded {
         let fan = if name.ends_with("embed") { 1 } else { cols };
         let a = (3.0 / fan as f32).sqrt();
         (0..rows * cols).map(|_| rng.random_range(-a..a)).collect()
+    }
+
+    fn router_head(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        self.head.clone()
     }
 }
 
@@ -370,17 +387,24 @@ pub fn build(
             h = block(&mut c, &k, &b, &h);
         }
         let h = rms(&mut c, &k, &h, "router.norm", r.hidden);
-        // Seeded W_r is scaled so that logits spread by a few units and tokens
-        // actually leave the general pathway (at unit scale every probability
-        // stays near 1/8 < tau); fitted heads replace it.
-        let wr: Vec<f32> =
-            c.w.matrix("router.w_r", ndom, r.hidden)
-                .iter()
-                .map(|v| v * ROUTER_SCALE)
-                .collect();
+        c.g.op("Identity", &[&h], &[]);
+        c.g.name_last_output("router_hidden");
+        // A seeded W_r is scaled so that logits spread by a few units and
+        // tokens actually leave the general pathway (at unit scale every
+        // probability stays near 1/8 < tau); a fitted head is used as is.
+        let (wr, br) = match c.w.router_head() {
+            Some(head) => head,
+            None => (
+                c.w.matrix("router.w_r", ndom, r.hidden)
+                    .iter()
+                    .map(|v| v * ROUTER_SCALE)
+                    .collect(),
+                vec![0.0; ndom],
+            ),
+        };
         let wr =
             c.g.init_f32("router.w_r", &[ndom as i64, r.hidden as i64], &wr);
-        let br = c.g.init_f32("router.b_r", &[ndom as i64], &vec![0.0; ndom]);
+        let br = c.g.init_f32("router.b_r", &[ndom as i64], &br);
         let (route, probs) =
             crate::ops::router::write_node(&mut c.g, "router", &h, &wr, Some(&br), r.tau);
         c.g.op("Identity", &[&probs], &[]);
@@ -471,7 +495,12 @@ pub fn build(
         c.g.output(
             "route_probs",
             Elem::F32,
-            &[Dim::Fixed(1), seq_dim, Dim::Fixed(ndom as i64)],
+            &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(ndom as i64)],
+        );
+        c.g.output(
+            "router_hidden",
+            Elem::F32,
+            &[Dim::Fixed(1), seq_dim, Dim::Fixed(r.hidden as i64)],
         );
     }
     let weight_bytes = c.weight_bytes;

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod config;
+pub mod router_fit;
 
 pub use build::{Variant, WeightSource};
 pub use config::GemConfig;
@@ -37,12 +38,29 @@ pub fn materialize_seeded(
     variant: Variant,
     dir: &Path,
 ) -> Result<BuildReport, ModelError> {
+    materialize_with(
+        cfg,
+        variant,
+        dir,
+        &mut build::Seeded::new(cfg.seed),
+        "seeded random weights",
+    )
+}
+
+/// Writes a GEM variant from `weights`, described in the manifest as `origin`.
+pub fn materialize_with(
+    cfg: &GemConfig,
+    variant: Variant,
+    dir: &Path,
+    weights: &mut dyn WeightSource,
+    origin: &str,
+) -> Result<BuildReport, ModelError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let built = build::build(cfg, VOCAB, variant, &mut build::Seeded::new(cfg.seed));
+    let built = build::build(cfg, VOCAB, variant, weights);
     let graph = dir.join("model.onnx");
     if std::fs::read(&graph).ok().as_deref() != Some(built.onnx.as_slice()) {
         std::fs::write(&graph, &built.onnx).map_err(io(&graph))?;
@@ -76,7 +94,7 @@ pub fn materialize_seeded(
         kv_cache_layers: None,
         matmul: quant,
         provenance: format!(
-            "GEM's architecture on seeded random weights (seed {}), built by `edgebench gem build`, variant {variant:?}: NOT the paper's trained GEM, whose weights are not public",
+            "GEM's architecture on {origin} (seed {}), built by `edgebench gem build`, variant {variant:?}: NOT the paper's trained GEM, whose weights are not public",
             cfg.seed
         ),
     };

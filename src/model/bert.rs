@@ -397,6 +397,7 @@ impl TractEncoder {
                 max_context: manifest.max_context,
                 matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
                 parameters: manifest.parameters,
+                provenance: manifest.provenance.clone(),
             },
             max_len: manifest.max_context,
             graph_path,

@@ -108,6 +108,7 @@ impl TractDecoder {
             max_context: manifest.max_context,
             matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
             parameters: manifest.parameters,
+            provenance: manifest.provenance.clone(),
         };
         Ok(TractDecoder {
             plan: graph.plan.clone(),

@@ -112,6 +112,9 @@ pub struct ModelInfo {
     pub matmul: String,
     /// Parameter count, when known.
     pub parameters: Option<u64>,
+    /// Where the weights came from (the manifest's provenance).
+    #[serde(default)]
+    pub provenance: String,
 }
 
 /// A language model EdgeBench can evaluate.

@@ -247,6 +247,9 @@ pub fn summary_markdown(r: &RunScores) -> String {
         m.host.os,
         m.host.arch,
     );
+    if !m.model.provenance.is_empty() {
+        let _ = writeln!(s, "- weights: {}\n", m.model.provenance);
+    }
     if m.model.name == "edgebench-tiny" {
         let _ = writeln!(
             s,

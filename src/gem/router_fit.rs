@@ -1,0 +1,310 @@
+//! Fits GEM's domain head `W_r` (paper section 3.1: `softmax(W_r . h)`) by
+//! multinomial logistic regression on the router's per-token hidden states,
+//! over domain-labelled sentences from the suites' data: every token of a
+//! sentence takes its suite's domain as label. Sentences are split into
+//! training and held-out sets by a hash of their id; routing accuracy is
+//! reported on the held-out set only.
+
+use crate::data;
+use crate::model::tokenizer::Tok;
+use crate::suite::spec::{Domain, SuiteSpec};
+use serde::Serialize;
+use std::path::Path;
+use tract_onnx::prelude::*;
+
+/// A sentence and its domain index (`Domain::ALL` order, which is `DOMAINS` order).
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub id: String,
+    pub text: String,
+    pub domain: usize,
+}
+
+/// Up to `per_domain` sentences per domain: the longest field of each
+/// example, cut to `max_chars`, from every suite whose data is found.
+pub fn collect(
+    specs: &[SuiteSpec],
+    data_root: &Path,
+    per_domain: usize,
+    max_chars: usize,
+) -> Vec<Labelled> {
+    let mut out: Vec<Labelled> = Vec::new();
+    for (d, domain) in Domain::ALL.iter().enumerate() {
+        let suites: Vec<&SuiteSpec> = specs.iter().filter(|s| s.domain == *domain).collect();
+        let mut per_suite: Vec<Vec<Labelled>> = suites
+            .iter()
+            .map(|s| {
+                data::load_examples(s, data_root)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|ex| {
+                        let text = ex.vars.values().max_by_key(|v| v.len())?.clone();
+                        (text.len() >= 16).then(|| Labelled {
+                            id: format!("{}/{}", s.id, ex.id),
+                            text: text.chars().take(max_chars).collect(),
+                            domain: d,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        // round-robin over the domain's suites so no suite dominates
+        let mut taken = 0;
+        let mut round = 0;
+        while taken < per_domain && per_suite.iter().any(|v| v.len() > round) {
+            for v in per_suite.iter_mut() {
+                if let Some(x) = v.get(round) {
+                    if taken < per_domain {
+                        out.push(x.clone());
+                        taken += 1;
+                    }
+                }
+            }
+            round += 1;
+        }
+    }
+    out
+}
+
+/// Whether a sentence is held out (about one in four, by id hash).
+pub fn held_out(id: &str) -> bool {
+    crate::record::sha256_str(id).as_bytes()[0] % 4 == 0
+}
+
+/// Tokens of a sentence fed to the router (below every GEM config's context).
+pub const MAX_TOKENS: usize = 256;
+
+/// Runs a GEM graph and returns the `router_hidden` rows of each token.
+pub struct RouterFeatures {
+    plan: Arc<TypedRunnableModel>,
+    output: usize,
+    tok: Tok,
+}
+
+impl RouterFeatures {
+    /// Loads `<dir>/model.onnx` (which must expose `router_hidden`) and its tokenizer.
+    pub fn load(dir: &Path) -> TractResult<Self> {
+        let path = dir.join("model.onnx");
+        let model = crate::ops::onnx().model_for_path(&path)?.into_optimized()?;
+        let output = model
+            .outputs
+            .iter()
+            .position(|&o| model.outlet_label(o) == Some("router_hidden"))
+            .ok_or_else(|| anyhow::anyhow!("{}: no router_hidden output", path.display()))?;
+        let plan = model.into_runnable()?;
+        let tok = Tok::load(&dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(RouterFeatures { plan, output, tok })
+    }
+
+    /// Per-token router hidden states of `text` (its first [`MAX_TOKENS`] tokens).
+    pub fn of(&self, text: &str) -> TractResult<Vec<Vec<f32>>> {
+        let mut ids: Vec<i64> = self
+            .tok
+            .encode(text)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        ids.truncate(MAX_TOKENS);
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let input = Tensor::from_shape(&[1, ids.len()], &ids)?;
+        let out = self.plan.run(tvec!(input.into_tvalue()))?;
+        let h = out[self.output].to_plain_array_view::<f32>()?;
+        let d = *h.shape().last().unwrap_or(&0);
+        Ok(h.iter()
+            .copied()
+            .collect::<Vec<f32>>()
+            .chunks(d)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
+/// Multinomial logistic regression by full-batch gradient descent with L2:
+/// returns `W` (`classes x dim`, row-major) and `b`.
+pub fn fit_softmax(
+    x: &[Vec<f32>],
+    y: &[usize],
+    classes: usize,
+    l2: f32,
+    steps: usize,
+    lr: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let dim = x.first().map_or(0, Vec::len);
+    let n = x.len().max(1) as f32;
+    let mut w = vec![0f32; classes * dim];
+    let mut b = vec![0f32; classes];
+    let mut p = vec![0f32; classes];
+    for _ in 0..steps {
+        let mut gw = vec![0f32; classes * dim];
+        let mut gb = vec![0f32; classes];
+        for (row, &label) in x.iter().zip(y) {
+            probs(&w, &b, row, &mut p);
+            for c in 0..classes {
+                let g = p[c] - (c == label) as u8 as f32;
+                gb[c] += g;
+                for (acc, v) in gw[c * dim..(c + 1) * dim].iter_mut().zip(row) {
+                    *acc += g * v;
+                }
+            }
+        }
+        for (wi, gi) in w.iter_mut().zip(&gw) {
+            *wi -= lr * (gi / n + l2 * *wi);
+        }
+        for (bi, gi) in b.iter_mut().zip(&gb) {
+            *bi -= lr * gi / n;
+        }
+    }
+    (w, b)
+}
+
+fn probs(w: &[f32], b: &[f32], row: &[f32], out: &mut [f32]) {
+    let dim = row.len();
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = b[c]
+            + w[c * dim..(c + 1) * dim]
+                .iter()
+                .zip(row)
+                .map(|(a, v)| a * v)
+                .sum::<f32>();
+    }
+    let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f32 = out.iter().map(|l| (l - max).exp()).sum();
+    for o in out.iter_mut() {
+        *o = (*o - max).exp() / total;
+    }
+}
+
+/// Routing quality on the held-out sentences.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    pub train_sentences: usize,
+    pub train_tokens: usize,
+    pub heldout_sentences: usize,
+    pub heldout_tokens: usize,
+    /// Tokens whose argmax domain is the sentence's domain.
+    pub token_accuracy: f64,
+    /// Sentences whose majority argmax over tokens is their domain.
+    pub sentence_accuracy: f64,
+    /// Accuracy of always answering the most frequent held-out domain.
+    pub majority_baseline: f64,
+    /// Tokens whose top probability exceeds tau (routed to a domain, not general).
+    pub routed_share: f64,
+    /// Of those, the share routed to the right domain.
+    pub routed_precision: f64,
+    pub tau: f32,
+    /// Held-out sentence accuracy per domain: (domain, sentences, accuracy).
+    pub per_domain: Vec<(String, usize, f64)>,
+}
+
+/// Fits the head on the training sentences and evaluates on the held-out ones.
+pub fn fit(
+    features: &RouterFeatures,
+    data: &[Labelled],
+    tau: f32,
+    tokens_per_sentence: usize,
+) -> TractResult<((Vec<f32>, Vec<f32>), FitReport)> {
+    let classes = Domain::ALL.len();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let mut heldout: Vec<(usize, Vec<Vec<f32>>)> = Vec::new();
+    let mut train_sentences = 0;
+    for s in data {
+        let f = features.of(&s.text)?;
+        if held_out(&s.id) {
+            heldout.push((s.domain, f));
+        } else {
+            train_sentences += 1;
+            let step = (f.len() / tokens_per_sentence.max(1)).max(1);
+            for row in f.into_iter().step_by(step) {
+                x.push(row);
+                y.push(s.domain);
+            }
+        }
+    }
+    let head = fit_softmax(&x, &y, classes, 1e-3, 300, 1.0);
+    let mut p = vec![0f32; classes];
+    let (mut tok_ok, mut tok_n, mut sent_ok, mut routed, mut routed_ok) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut per: Vec<(usize, usize)> = vec![(0, 0); classes];
+    let mut freq = vec![0usize; classes];
+    for (label, rows) in &heldout {
+        let mut votes = vec![0usize; classes];
+        for row in rows {
+            probs(&head.0, &head.1, row, &mut p);
+            let (best, top) =
+                p.iter().enumerate().fold(
+                    (0, f32::NEG_INFINITY),
+                    |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+                );
+            votes[best] += 1;
+            tok_n += 1;
+            tok_ok += (best == *label) as usize;
+            if top > tau {
+                routed += 1;
+                routed_ok += (best == *label) as usize;
+            }
+        }
+        let majority = votes
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, v)| (**v, usize::MAX - i))
+            .map_or(0, |(i, _)| i);
+        let ok = (majority == *label) as usize;
+        sent_ok += ok;
+        per[*label].0 += 1;
+        per[*label].1 += ok;
+        freq[*label] += 1;
+    }
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    let report = FitReport {
+        train_sentences,
+        train_tokens: x.len(),
+        heldout_sentences: heldout.len(),
+        heldout_tokens: tok_n,
+        token_accuracy: ratio(tok_ok, tok_n),
+        sentence_accuracy: ratio(sent_ok, heldout.len()),
+        majority_baseline: ratio(freq.iter().copied().max().unwrap_or(0), heldout.len()),
+        routed_share: ratio(routed, tok_n),
+        routed_precision: ratio(routed_ok, routed),
+        tau,
+        per_domain: Domain::ALL
+            .iter()
+            .zip(&per)
+            .map(|(d, (n, ok))| (d.as_str().to_string(), *n, ratio(*ok, *n)))
+            .collect(),
+    };
+    Ok((head, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_regression_separates_separable_classes() {
+        // class = which coordinate is largest
+        let x: Vec<Vec<f32>> = (0..60)
+            .map(|i| {
+                let mut v = vec![0.1f32; 3];
+                v[i % 3] = 1.0 + (i as f32) * 0.01;
+                v
+            })
+            .collect();
+        let y: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let (w, b) = fit_softmax(&x, &y, 3, 0.0, 400, 1.0);
+        let mut p = vec![0f32; 3];
+        for (row, label) in x.iter().zip(&y) {
+            probs(&w, &b, row, &mut p);
+            let best = (0..3).max_by(|&i, &j| p[i].total_cmp(&p[j])).unwrap();
+            assert_eq!(best, *label);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! GEM graphs built by `edgebench gem build`: every variant loads in tract and
+//! gives the same numbers before and after optimisation, the ablations differ
+//! as they should, routing decisions reach the records and reports, the
+//! router head can be fitted, and bad configs name the field at fault.
+
+mod common;
+use common::{edgebench, repo, text};
+use edgebench::gem::{self, GemConfig, Variant};
+use tract_onnx::prelude::*;
+
+fn outputs(model: TypedModel, ids: &[i64]) -> TVec<TValue> {
+    let plan = model.into_runnable().unwrap();
+    let input = Tensor::from_shape(&[1, ids.len()], ids).unwrap();
+    plan.run(tvec!(input.into_tvalue())).unwrap()
+}
+
+fn floats(v: &TValue) -> Vec<f32> {
+    v.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn every_variant_loads_and_optimisation_keeps_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = gem::tiny_config();
+    let ids: Vec<i64> = b"The court held that the contract was void. "
+        .iter()
+        .map(|&b| b as i64)
+        .collect();
+    let mut logits = Vec::new();
+    for v in Variant::ALL {
+        let dir = tmp.path().join(format!("gem{}", v.suffix()));
+        let r = gem::materialize_seeded(&cfg, v, &dir).unwrap();
+        assert!(r.weight_bytes > 0);
+        let m = edgebench::ops::onnx()
+            .model_for_path(dir.join("model.onnx"))
+            .unwrap();
+        let plain = outputs(m.clone().into_typed().unwrap(), &ids);
+        let opt = outputs(m.into_optimized().unwrap(), &ids);
+        let (a, b) = (floats(&plain[0]), floats(&opt[0]));
+        assert_eq!(a.len(), ids.len() * gem::VOCAB);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-3 * (1.0 + x.abs()),
+                "{v:?}: {x} vs {y} after optimisation"
+            );
+        }
+        let route: Vec<i64> = opt[2]
+            .to_plain_array_view::<i64>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(route.len(), ids.len());
+        if v == Variant::NoRouter {
+            assert!(
+                route.iter().all(|&r| r == 8),
+                "no router: every token is general"
+            );
+        } else {
+            assert!(route.iter().all(|&r| (0..=8).contains(&r)));
+        }
+        logits.push((v, a, r.weight_bytes));
+    }
+    let full = &logits[0];
+    for (v, l, bytes) in &logits[1..] {
+        assert_ne!(&full.1, l, "{v:?} must change the model's output");
+        if *v == Variant::NoQuant {
+            assert!(
+                *bytes > 3 * full.2,
+                "f32 weights are several times the quantized ones"
+            );
+        }
+    }
+}
+
+#[test]
+fn router_is_causal_so_prefix_routes_do_not_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    gem::materialize_seeded(&gem::tiny_config(), Variant::Full, tmp.path()).unwrap();
+    let m = edgebench::ops::onnx()
+        .model_for_path(tmp.path().join("model.onnx"))
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    let ids: Vec<i64> = b"patients with chronic kidney disease"
+        .iter()
+        .map(|&b| b as i64)
+        .collect();
+    let all = outputs(m.clone(), &ids);
+    let head = outputs(m, &ids[..12]);
+    let r_all: Vec<i64> = all[2]
+        .to_plain_array_view::<i64>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let r_head: Vec<i64> = head[2]
+        .to_plain_array_view::<i64>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(&r_all[..12], &r_head[..]);
+}
+
+#[test]
+fn runs_log_routes_and_reports_show_their_distribution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let o = edgebench(
+        &repo(),
+        &[
+            "run",
+            "--quiet",
+            "--model",
+            "builtin:gem-tiny",
+            "--suites",
+            "commonsenseqa,dailydialog-act",
+            "--limit",
+            "3",
+            "--run-id",
+            "g",
+            "--out",
+            out,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run = tmp.path().join("runs/g");
+    let rec = std::fs::read_to_string(run.join("records/commonsenseqa.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(rec.lines().next().unwrap()).unwrap();
+    let routes = first["routes"].as_array().expect("routes logged");
+    assert!(!routes.is_empty());
+    assert!(routes[0]
+        .as_str()
+        .unwrap()
+        .bytes()
+        .all(|b| (b'0'..=b'8').contains(&b)));
+    let csv = std::fs::read_to_string(run.join("routes.csv")).unwrap();
+    assert!(csv.starts_with("suite,domain,healthcare"));
+    assert_eq!(csv.lines().count(), 3);
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("GEM routing"));
+    let manifest = std::fs::read_to_string(run.join("run.json")).unwrap();
+    assert!(manifest.contains("NOT the paper's trained GEM"));
+}
+
+#[test]
+fn fitted_router_head_reports_held_out_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gem");
+    let o = edgebench(
+        &repo(),
+        &[
+            "gem",
+            "build",
+            "--fit-router",
+            "--variants",
+            "full,no-scar",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("held-out"));
+    for d in [dir.clone(), tmp.path().join("gem-no-scar")] {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("router-fit.json")).unwrap())
+                .unwrap();
+        let acc = r["sentence_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        assert!(r["heldout_sentences"].as_u64().unwrap() > 0);
+        assert!(r["train_tokens"].as_u64().unwrap() > r["train_sentences"].as_u64().unwrap());
+    }
+    let manifest = std::fs::read_to_string(dir.join("edgebench-model.toml")).unwrap();
+    assert!(manifest.contains("fitted by logistic regression"));
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(repo().join("fixtures/gem/gem-tiny.toml")).unwrap();
+    for (from, to, field) in [
+        ("bits = 6", "bits = 7", "router.bits"),
+        ("k = 4", "k = 0", "scar.k"),
+        (
+            "heads = 2\nffn = 64\nbits = 6",
+            "heads = 3\nffn = 64\nbits = 6",
+            "router.heads",
+        ),
+        ("domain_bits = 4", "domain_bits = 1", "pathways.domain_bits"),
+    ] {
+        assert!(good.contains(from), "fixture changed: {from}");
+        let path = tmp.path().join("bad.toml");
+        std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+        let err = GemConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains(field), "{err} should name {field}");
+        let o = edgebench(
+            &repo(),
+            &[
+                "gem",
+                "build",
+                "--config",
+                path.to_str().unwrap(),
+                "--out",
+                tmp.path().join("x").to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    }
+}
