@@ -40,7 +40,7 @@ pub enum GemCommand {
     },
 }
 
-type Fitted = ((Vec<f32>, Vec<f32>), gem::router_fit::FitReport, String);
+type Fitted = (gem::router_fit::Head, gem::router_fit::FitReport, String);
 
 /// Builds the seeded GEM once, fits W_r on its router features and prints the held-out accuracy.
 fn fit(

@@ -122,6 +122,9 @@ impl RouterFeatures {
     }
 }
 
+/// A fitted domain head: `W_r` (`classes x dim`, row-major) and `b_r`.
+pub type Head = (Vec<f32>, Vec<f32>);
+
 /// Multinomial logistic regression by full-batch gradient descent with L2:
 /// returns `W` (`classes x dim`, row-major) and `b`.
 pub fn fit_softmax(
@@ -131,7 +134,7 @@ pub fn fit_softmax(
     l2: f32,
     steps: usize,
     lr: f32,
-) -> (Vec<f32>, Vec<f32>) {
+) -> Head {
     let dim = x.first().map_or(0, Vec::len);
     let n = x.len().max(1) as f32;
     let mut w = vec![0f32; classes * dim];
@@ -205,7 +208,7 @@ pub fn fit(
     data: &[Labelled],
     tau: f32,
     tokens_per_sentence: usize,
-) -> TractResult<((Vec<f32>, Vec<f32>), FitReport)> {
+) -> TractResult<(Head, FitReport)> {
     let classes = Domain::ALL.len();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut heldout: Vec<(usize, Vec<Vec<f32>>)> = Vec::new();
