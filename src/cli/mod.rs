@@ -4,6 +4,7 @@ mod bench;
 mod gate;
 mod gem;
 mod import;
+mod paper;
 mod run;
 mod score;
 mod suites;
@@ -79,6 +80,8 @@ pub enum Command {
     Gem(gem::GemArgs),
     /// Benchmarks that print a table (speed and memory are measured here, never in tests).
     Bench(bench::BenchArgs),
+    /// The paper's Tables 1-5 and Figures 1-5, reported beside measured, with the audit and an HTML report.
+    Paper(paper::PaperArgs),
 }
 
 /// An error with its exit code.
@@ -116,5 +119,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Bench(a) => bench::bench(a),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),
+        Command::Paper(a) => paper::paper(a),
     }
 }

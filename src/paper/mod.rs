@@ -11,10 +11,16 @@
 //! * [`runs`], [`perf`]: the runs a report is built from, tagged with their
 //!   role, and their optional `perf.json`.
 //! * [`indomain`]: what "in-domain" means for GEM and for other models.
-//! * [`tables`]: Tables 1-5, reported beside measured.
+//! * [`tables`], [`figures`], [`arch`]: Tables 1-5 and Figures 1-5.
+//! * [`html`], [`output`]: `report.md`, the self-contained `report.html`
+//!   and the output folder.
 
+pub mod arch;
 pub mod audit;
+pub mod figures;
+pub mod html;
 pub mod indomain;
+pub mod output;
 pub mod perf;
 pub mod reported;
 pub mod runs;
@@ -44,6 +50,9 @@ pub enum PaperError {
         /// What went wrong.
         message: String,
     },
+    /// The HTML report could not embed its images.
+    #[error("report.html: {0}")]
+    Html(#[from] html::HtmlError),
     /// An output file could not be written.
     #[error("{}: {source}", path.display())]
     Io {
