@@ -240,6 +240,8 @@ pub struct PerfReport {
     pub power_w: Option<f64>,
     pub power_null_reason: Option<String>,
     pub workload: GraphCount,
+    /// `workload.flops_per_token`, at the top level for readers of this file.
+    pub flops_per_token: f64,
     pub projections: Vec<DeviceProjection>,
     pub provenance: Provenance,
 }
@@ -446,6 +448,7 @@ pub fn measure(
         power_w: energy.as_ref().map(|e| e.mean_watts),
         power_null_reason: power_reason,
         power: power_report,
+        flops_per_token: workload.flops_per_token,
         workload,
         projections,
         provenance: Provenance {

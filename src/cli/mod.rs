@@ -4,6 +4,7 @@ mod bench;
 mod gate;
 mod gem;
 mod import;
+mod paper;
 mod perf;
 mod run;
 mod score;
@@ -84,6 +85,8 @@ pub enum Command {
     Gem(gem::GemArgs),
     /// Benchmarks that print a table (speed and memory are measured here, never in tests).
     Bench(bench::BenchArgs),
+    /// The paper's Tables 1-5 and Figures 1-5, reported beside measured, with the audit and an HTML report.
+    Paper(paper::PaperArgs),
 }
 
 /// An error with its exit code.
@@ -123,5 +126,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Gate(a) => gate::gate(a),
         Command::Perf(a) => perf::perf(a),
         Command::Devices(a) => perf::devices(a),
+        Command::Paper(a) => paper::paper(a),
     }
 }
