@@ -140,15 +140,7 @@ fn domain_checks(
     let (bv, cv) = (values(0, None), values(1, None));
     let brep: Vec<Vec<f64>> = (0..reps).map(|k| values(0, Some(k))).collect();
     let crep: Vec<Vec<f64>> = (0..reps).map(|k| values(1, Some(k))).collect();
-    let others = |v: &[f64], i: usize| {
-        let o: Vec<f64> = v
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, x)| *x)
-            .collect();
-        (!o.is_empty()).then(|| o.iter().sum::<f64>() / o.len() as f64)
-    };
+    let others = robustness::mean_of_others;
     type Stat<'a> = Box<dyn Fn(&[f64]) -> f64 + 'a>;
     let mut push = |key: CheckKey, f: Stat| {
         let Some(rule) = rules.quality_rule(&key) else {

@@ -237,15 +237,7 @@ pub fn robustness(domains: &[DomainScore]) -> Robustness {
     let mut dsi = Vec::new();
     let mut gg = Vec::new();
     for (i, d) in domains.iter().enumerate() {
-        let others = |v: &[f64]| {
-            let o: Vec<f64> = v
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, x)| *x)
-                .collect();
-            (!o.is_empty()).then(|| o.iter().sum::<f64>() / o.len() as f64)
-        };
+        let others = |v: &[f64]| robustness::mean_of_others(v, i);
         let dsi_of = |v: &[f64]| robustness::dsi(v, i).unwrap_or(f64::NAN);
         let gg_of = |v: &[f64]| {
             others(v)

@@ -39,6 +39,18 @@ pub fn cdtr_matrix(scores: &[f64]) -> Vec<Vec<Option<f64>>> {
         .collect()
 }
 
+/// Mean of the scores other than `scores[d]` (the out-of-domain score when `d`
+/// is in-domain); `None` when there is no other score.
+pub fn mean_of_others(scores: &[f64], d: usize) -> Option<f64> {
+    let others = scores.len().checked_sub(1).filter(|&n| n > 0 && d < scores.len())?;
+    let sum = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != d)
+        .fold(0.0, |acc, (_, &s)| acc + s);
+    Some(sum / others as f64)
+}
+
 /// Domain specificity index of domain `d`: `scores[d]` divided by the mean
 /// of the other domains' scores (summed left to right). Values above 1 mean
 /// the model is better on `d` than elsewhere.
@@ -47,13 +59,7 @@ pub fn cdtr_matrix(scores: &[f64]) -> Vec<Vec<Option<f64>>> {
 /// the others is zero, or a score is not finite.
 pub fn dsi(scores: &[f64], d: usize) -> Option<f64> {
     let own = *scores.get(d)?;
-    let others = scores.len().checked_sub(1).filter(|&n| n > 0)?;
-    let sum = scores
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != d)
-        .fold(0.0, |acc, (_, &s)| acc + s);
-    checked_ratio(own, sum / others as f64)
+    checked_ratio(own, mean_of_others(scores, d)?)
 }
 
 /// One row of the paper's Table 2: the inputs it states and the metric
