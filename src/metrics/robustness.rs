@@ -42,7 +42,10 @@ pub fn cdtr_matrix(scores: &[f64]) -> Vec<Vec<Option<f64>>> {
 /// Mean of the scores other than `scores[d]` (the out-of-domain score when `d`
 /// is in-domain); `None` when there is no other score.
 pub fn mean_of_others(scores: &[f64], d: usize) -> Option<f64> {
-    let others = scores.len().checked_sub(1).filter(|&n| n > 0 && d < scores.len())?;
+    let others = scores
+        .len()
+        .checked_sub(1)
+        .filter(|&n| n > 0 && d < scores.len())?;
     let sum = scores
         .iter()
         .enumerate()
