@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 mod bench;
+mod bench_ops;
 mod gate;
 mod gem;
 mod import;
