@@ -127,7 +127,11 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         let x = random(&mut rng, n * s.model_dim());
         let dense = load(&graphs::dense_attention(s))?;
         let (dense_s, _) = time(p, || run_plan(&dense, &qkv))?;
-        rows.push((format!("dense_n{n}_ms"), dense_s * 1e3, "ms (median)".into()));
+        rows.push((
+            format!("dense_n{n}_ms"),
+            dense_s * 1e3,
+            "ms (median)".into(),
+        ));
         for &k in &p.ks {
             let params = ScarParams {
                 k,
@@ -168,7 +172,11 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
                 dense_pairs as f64 / claim as f64,
             ));
             let m = |what: &str| format!("scar_n{n}_k{k}_{what}");
-            rows.push((m("ms"), scar_s * 1e3, "ms (median, k-means included)".into()));
+            rows.push((
+                m("ms"),
+                scar_s * 1e3,
+                "ms (median, k-means included)".into(),
+            ));
             rows.push((m("kmeans_ms"), kmeans_s * 1e3, "ms (median)".into()));
             rows.push((m("speedup"), speedup, "dense ms / SCAR ms".into()));
             rows.push((
@@ -202,7 +210,8 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         let x = Tensor::from_shape(&[batch, inp], &random(&mut rng, batch * inp))?;
         let mut base: Option<(f64, usize)> = None;
         for bits in [None, Some(8), Some(6), Some(4)] {
-            let g = graphs::linear(&w, out, inp, batch, bits, 32).map_err(|e| anyhow::anyhow!(e))?;
+            let g =
+                graphs::linear(&w, out, inp, batch, bits, 32).map_err(|e| anyhow::anyhow!(e))?;
             let plan = load(&g.onnx)?;
             let (secs, _) = time(p, || run_plan(&plan, std::slice::from_ref(&x)))?;
             let (t0, b0) = *base.get_or_insert((secs, g.weight_bytes));
@@ -222,8 +231,16 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
             let m = |what: &str| format!("linear_{name}_batch{batch}_{what}");
             rows.push((m("ms"), secs * 1e3, "ms (median)".into()));
             rows.push((m("time_vs_f32"), secs / t0, "ratio".into()));
-            rows.push((m("weight_bytes"), g.weight_bytes as f64, "bytes as stored".into()));
-            rows.push((m("bytes_vs_f32"), g.weight_bytes as f64 / b0 as f64, "ratio".into()));
+            rows.push((
+                m("weight_bytes"),
+                g.weight_bytes as f64,
+                "bytes as stored".into(),
+            ));
+            rows.push((
+                m("bytes_vs_f32"),
+                g.weight_bytes as f64 / b0 as f64,
+                "ratio".into(),
+            ));
         }
     }
     Ok(table)

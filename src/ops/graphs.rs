@@ -52,7 +52,11 @@ pub fn dense_attention(s: AttnShape) -> Vec<u8> {
         .collect();
     let mask = g.init_f32("mask", &[n as i64, n as i64], &mask);
     let scale = g.init_f32("scale", &[], &[1.0 / (s.head_dim as f32).sqrt()]);
-    let kt = g.op("Transpose", &["k"], &[("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+    let kt = g.op(
+        "Transpose",
+        &["k"],
+        &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+    );
     let scores = g.op("MatMul", &["q", &kt], &[]);
     let scores = g.op("Mul", &[&scores, &scale], &[]);
     let scores = g.op("Add", &[&scores, &mask], &[]);

@@ -511,7 +511,11 @@ impl EvalOp for Scar {
             }
             None => None,
         };
-        let (q, k, v) = (q.cast_to::<f32>()?, k.cast_to::<f32>()?, v.cast_to::<f32>()?);
+        let (q, k, v) = (
+            q.cast_to::<f32>()?,
+            k.cast_to::<f32>()?,
+            v.cast_to::<f32>()?,
+        );
         let (out, ids) = run(
             &self.params,
             dims,
