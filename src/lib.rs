@@ -17,3 +17,4 @@ pub mod report;
 pub mod request;
 pub mod runner;
 pub mod suite;
+pub mod sweep;

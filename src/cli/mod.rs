@@ -8,6 +8,7 @@ mod import;
 mod run;
 mod score;
 mod suites;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -80,6 +81,8 @@ pub enum Command {
     Gem(gem::GemArgs),
     /// Benchmarks that print a table (speed and memory are measured here, never in tests).
     Bench(bench::BenchArgs),
+    /// One model at several precisions over chosen suites: scores, perplexity, GG and DSI against bits.
+    Sweep(sweep::SweepArgs),
 }
 
 /// An error with its exit code.
@@ -117,5 +120,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Bench(a) => bench::bench(a),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),
+        Command::Sweep(a) => sweep::sweep(a),
     }
 }
