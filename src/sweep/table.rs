@@ -290,7 +290,9 @@ pub fn brittleness_answer(rows: &[SweepRow]) -> String {
     let usable: Vec<&SweepRow> = rows.iter().filter(|r| r.gg.is_some()).collect();
     let widest = rows.iter().map(|r| r.domains).max().unwrap_or(0);
     if usable.len() < 2 {
-        let why = if widest < 2 {
+        let why = if rows.len() < 2 {
+            "a sweep needs two or more widths to compare".to_string()
+        } else if widest < 2 {
             format!("they need headline scores in at least two domains and these suites give {widest}; choose suites from several domains")
         } else {
             "they are ratios of domain scores (GG divides by the in-domain score, DSI by the mean of the other domains), and the scores here are zero or missing; run more examples or other suites".to_string()
@@ -382,6 +384,7 @@ mod tests {
         let mut one = row(8, None, None);
         one.domains = 1;
         assert!(brittleness_answer(&[one.clone(), one]).contains("at least two domains"));
+        assert!(brittleness_answer(&grows[..1]).contains("two or more widths"));
     }
 
     #[test]
