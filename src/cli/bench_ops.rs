@@ -74,20 +74,29 @@ fn load(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
         .into_runnable()
 }
 
-/// Median seconds of `f` after one warm-up call, over at least `p.repeats`
-/// calls and `p.min_seconds`; also returns the warm-up's result.
-fn time<T>(p: &Plan, mut f: impl FnMut() -> TractResult<T>) -> TractResult<(f64, T)> {
-    let first = f()?;
-    let mut times = Vec::new();
+/// A measured call.
+type Job<'a> = Box<dyn FnMut() -> TractResult<()> + 'a>;
+
+/// Median seconds of each job, with warm caches. The jobs run in rounds so
+/// that drift in the host's speed affects all of them alike; in a round each
+/// job is called once untimed (its weights and buffers back in cache after
+/// the other jobs ran) and once timed. Rounds go on until `p.repeats` of
+/// them and `p.min_seconds` of timed calls per job have passed.
+fn time_all(p: &Plan, jobs: &mut [Job]) -> TractResult<Vec<f64>> {
+    let mut times = vec![Vec::new(); jobs.len()];
+    let budget = 2.0 * p.min_seconds * jobs.len() as f64;
     let start = Instant::now();
-    while times.len() < p.repeats
-        || (start.elapsed().as_secs_f64() < p.min_seconds && times.len() < 10_000)
+    while times[0].len() < p.repeats
+        || (start.elapsed().as_secs_f64() < budget && times[0].len() < 10_000)
     {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        times.push(t.elapsed().as_secs_f64());
+        for (j, t) in jobs.iter_mut().zip(&mut times) {
+            j()?;
+            let s = Instant::now();
+            j()?;
+            t.push(s.elapsed().as_secs_f64());
+        }
     }
-    Ok((median(times), first))
+    Ok(times.into_iter().map(median).collect())
 }
 
 fn run_plan(plan: &Arc<TypedRunnableModel>, inputs: &[Tensor]) -> TractResult<TVec<TValue>> {
@@ -126,30 +135,45 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
             .collect::<TractResult<_>>()?;
         let x = random(&mut rng, n * s.model_dim());
         let dense = load(&graphs::dense_attention(s))?;
-        let (dense_s, _) = time(p, || run_plan(&dense, &qkv))?;
+        let params: Vec<ScarParams> =
+            p.ks.iter()
+                .map(|&k| ScarParams {
+                    k,
+                    ..ScarParams::default()
+                })
+                .collect();
+        let scar_plans: Vec<_> = params
+            .iter()
+            .map(|sp| load(&graphs::scar_attention(s, sp)))
+            .collect::<TractResult<_>>()?;
+        let mut scar_inputs = vec![Tensor::from_shape(&[1, n, s.model_dim()], &x)?];
+        scar_inputs.extend(qkv.iter().cloned());
+        // dense, then SCAR at each k, then k-means alone at each k, timed in rounds
+        let mut jobs: Vec<Job> = vec![Box::new(|| run_plan(&dense, &qkv).map(drop))];
+        for plan in &scar_plans {
+            let inputs = &scar_inputs;
+            jobs.push(Box::new(move || run_plan(plan, inputs).map(drop)));
+        }
+        for sp in &params {
+            let x = &x;
+            let dim = s.model_dim();
+            jobs.push(Box::new(move || {
+                std::hint::black_box(scar::kmeans_cosine(x, n, dim, sp.k, sp.iterations));
+                Ok(())
+            }));
+        }
+        let times = time_all(p, &mut jobs)?;
+        drop(jobs);
+        let dense_s = times[0];
         rows.push((
             format!("dense_n{n}_ms"),
             dense_s * 1e3,
             "ms (median)".into(),
         ));
-        for &k in &p.ks {
-            let params = ScarParams {
-                k,
-                ..ScarParams::default()
-            };
-            let plan = load(&graphs::scar_attention(s, &params))?;
-            let mut inputs = vec![Tensor::from_shape(&[1, n, s.model_dim()], &x)?];
-            inputs.extend(qkv.iter().cloned());
-            let (scar_s, out) = time(p, || run_plan(&plan, &inputs))?;
-            let (kmeans_s, _) = time(p, || {
-                Ok(scar::kmeans_cosine(
-                    &x,
-                    n,
-                    s.model_dim(),
-                    k,
-                    params.iterations,
-                ))
-            })?;
+        for (i, (sp, plan)) in params.iter().zip(&scar_plans).enumerate() {
+            let k = sp.k;
+            let (scar_s, kmeans_s) = (times[1 + i], times[1 + params.len() + i]);
+            let out = run_plan(plan, &scar_inputs)?;
             let mut sizes = std::collections::BTreeMap::<i64, u64>::new();
             for c in out[1].to_plain_array_view::<i64>()?.iter() {
                 *sizes.entry(*c).or_default() += 1;
@@ -208,13 +232,27 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
     ];
     for &batch in &p.batches {
         let x = Tensor::from_shape(&[batch, inp], &random(&mut rng, batch * inp))?;
-        let mut base: Option<(f64, usize)> = None;
-        for bits in [None, Some(8), Some(6), Some(4)] {
-            let g =
-                graphs::linear(&w, out, inp, batch, bits, 32).map_err(|e| anyhow::anyhow!(e))?;
-            let plan = load(&g.onnx)?;
-            let (secs, _) = time(p, || run_plan(&plan, std::slice::from_ref(&x)))?;
-            let (t0, b0) = *base.get_or_insert((secs, g.weight_bytes));
+        let formats = [None, Some(8), Some(6), Some(4)];
+        let graphs: Vec<graphs::LinearGraph> = formats
+            .iter()
+            .map(|&bits| graphs::linear(&w, out, inp, batch, bits, 32))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let plans: Vec<_> = graphs
+            .iter()
+            .map(|g| load(&g.onnx))
+            .collect::<TractResult<_>>()?;
+        let mut jobs: Vec<Job> = plans
+            .iter()
+            .map(|plan| {
+                let x = &x;
+                Box::new(move || run_plan(plan, std::slice::from_ref(x)).map(drop)) as Job
+            })
+            .collect();
+        let times = time_all(p, &mut jobs)?;
+        drop(jobs);
+        let (t0, b0) = (times[0], graphs[0].weight_bytes);
+        for ((bits, g), secs) in formats.iter().zip(&graphs).zip(times) {
             let name = bits.map_or("f32".to_string(), |b| format!("{b}-bit"));
             let lowering = match bits {
                 None => " (MatMul)",
@@ -264,7 +302,7 @@ pub fn bench_ops(quick: bool, repeats: usize, json: bool) -> Result<(), Failure>
         return Ok(());
     }
     println!(
-        "# bench ops{} ({threads} matmul thread(s); tract, optimised graphs; median of at least {} timed runs after a warm-up)\n",
+        "# bench ops{} ({threads} matmul thread(s); tract, optimised graphs; median of at least {} interleaved rounds, each timed call right after an untimed warm-up call)\n",
         if quick { " --quick" } else { "" },
         p.repeats
     );
