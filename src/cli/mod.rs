@@ -71,6 +71,8 @@ pub enum Command {
     Report(run::RescoreArgs),
     /// Score predictions produced elsewhere (another engine, a phone) with the same metrics.
     Score(score::ScoreArgs),
+    /// One model at several precisions over chosen suites: scores, perplexity, GG and DSI against bits.
+    Sweep(sweep::SweepArgs),
     /// Import a model file into an EdgeBench model directory.
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
@@ -81,8 +83,6 @@ pub enum Command {
     Gem(gem::GemArgs),
     /// Benchmarks that print a table (speed and memory are measured here, never in tests).
     Bench(bench::BenchArgs),
-    /// One model at several precisions over chosen suites: scores, perplexity, GG and DSI against bits.
-    Sweep(sweep::SweepArgs),
 }
 
 /// An error with its exit code.
@@ -115,11 +115,11 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Suites(a) => suites::suites(a),
         Command::Rescore(a) | Command::Report(a) => run::rescore(a),
         Command::Score(a) => score::score(a),
+        Command::Sweep(a) => sweep::sweep(a),
         Command::Import(a) => import::import(a),
         Command::Perplexity(a) => import::perplexity(a),
         Command::Bench(a) => bench::bench(a),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),
-        Command::Sweep(a) => sweep::sweep(a),
     }
 }
