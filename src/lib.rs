@@ -18,3 +18,4 @@ pub mod report;
 pub mod request;
 pub mod runner;
 pub mod suite;
+pub mod sweep;

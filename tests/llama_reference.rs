@@ -267,3 +267,42 @@ fn tokenizer_is_rebuilt_from_gguf_metadata() {
     // one merge ("a b") exists: "ab" is one token, the rest are bytes
     assert_eq!(enc.get_ids().len(), 3, "{:?}", enc.get_tokens());
 }
+
+#[test]
+fn requantized_import_approaches_the_f32_model_as_bits_grow() {
+    let bytes = synthetic_gguf(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("synthetic.gguf");
+    std::fs::write(&src, &bytes).unwrap();
+    let ids: Vec<u32> = b"edge bench!".iter().map(|&b| b as u32).collect();
+    let logits = |dir: &std::path::Path| {
+        let m = ModelManifest::load(dir).unwrap();
+        TractDecoder::load(dir, &m, "test")
+            .unwrap()
+            .logits(&ids)
+            .unwrap()
+    };
+    let f32_dir = tmp.path().join("f32");
+    llama::import_gguf(&src, &f32_dir, 64, true).unwrap();
+    let exact = logits(&f32_dir);
+    let mut errors = Vec::new();
+    for bits in [8, 4, 2] {
+        let dir = tmp.path().join(format!("q{bits}"));
+        let m = llama::import_gguf_requantized(&src, &dir, 64, bits).unwrap();
+        assert!(m.matmul.contains(&format!("{bits} bits")), "{}", m.matmul);
+        let got = logits(&dir);
+        let err = got
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        errors.push(err);
+    }
+    assert!(errors[0] < 0.05, "8-bit max |diff| {}", errors[0]);
+    assert!(
+        errors[0] < errors[1] && errors[1] < errors[2],
+        "error must grow as bits shrink: {errors:?}"
+    );
+    let err = llama::import_gguf_requantized(&src, &tmp.path().join("q7"), 64, 7).unwrap_err();
+    assert!(err.to_string().contains("7 bits"), "{err}");
+}

@@ -246,6 +246,14 @@ fn scar_with_one_cluster_and_no_causality_is_dense_attention() {
 }
 
 #[test]
+fn scar_matches_reference_when_clusters_exceed_one_matmul_block() {
+    // clusters of about 300 tokens: the per-cluster products span several
+    // of matrixmultiply's blocks along the inner dimension
+    check_scar(2, 600, 8, 8, 2, true, true, 3);
+    check_scar(1, 520, 6, 5, 1, false, false, 4);
+}
+
+#[test]
 fn scar_with_k_above_n_isolates_tokens() {
     // k > n with distinct directions: each token ends alone, so attention returns V itself
     let n = 3;

@@ -1,6 +1,7 @@
 //! `edgebench bench model`: speed and memory of one model on this host,
 //! printed as a table. Figures are measured in this run; the bandwidth bound
 //! is computed from a bandwidth measured in the same run and labelled so.
+//! `edgebench bench ops` lives in `bench_ops.rs`.
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
@@ -38,6 +39,18 @@ pub enum BenchWhat {
         /// Output root (for built-in models).
         #[arg(long, default_value = "reports")]
         out: PathBuf,
+    },
+    /// Custom ops in tract: SCAR vs dense attention (n = 128, 512, 2048; k = 8, 16), quantized vs f32 linear.
+    Ops {
+        /// Small sizes only (seconds; for tests and smoke checks).
+        #[arg(long)]
+        quick: bool,
+        /// Minimum timed runs of each graph (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Print JSON lines ({"metric", "value", "unit"}) instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -84,14 +97,21 @@ fn read_bandwidth() -> f64 {
 }
 
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let BenchWhat::Model {
-        model,
-        prompt_tokens,
-        decode_tokens,
-        repeats,
-        json,
-        out,
-    } = a.what;
+    let (model, prompt_tokens, decode_tokens, repeats, json, out) = match a.what {
+        BenchWhat::Ops {
+            quick,
+            repeats,
+            json,
+        } => return super::bench_ops::bench_ops(quick, repeats, json),
+        BenchWhat::Model {
+            model,
+            prompt_tokens,
+            decode_tokens,
+            repeats,
+            json,
+            out,
+        } => (model, prompt_tokens, decode_tokens, repeats, json, out),
+    };
     let dir = match model.as_str() {
         "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
         other => PathBuf::from(other),

@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 mod bench;
+mod bench_ops;
 mod gate;
 mod gem;
 mod import;
@@ -9,6 +10,7 @@ mod perf;
 mod run;
 mod score;
 mod suites;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ pub enum Command {
     Report(run::RescoreArgs),
     /// Score predictions produced elsewhere (another engine, a phone) with the same metrics.
     Score(score::ScoreArgs),
+    /// One model at several precisions over chosen suites: scores, perplexity, GG and DSI against bits.
+    Sweep(sweep::SweepArgs),
     /// Import a model file into an EdgeBench model directory.
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
@@ -119,6 +123,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Suites(a) => suites::suites(a),
         Command::Rescore(a) | Command::Report(a) => run::rescore(a),
         Command::Score(a) => score::score(a),
+        Command::Sweep(a) => sweep::sweep(a),
         Command::Import(a) => import::import(a),
         Command::Perplexity(a) => import::perplexity(a),
         Command::Bench(a) => bench::bench(a),

@@ -626,17 +626,66 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
     Ok(encode(&model))
 }
 
-/// Imports a Llama GGUF file into `out` (model.onnx, tokenizer.json, edgebench-model.toml).
+/// How [`import_gguf_with`] treats the file's weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightMode {
+    /// Q4_0 / Q4_1 / Q8_0 matrices stay quantized as stored; the rest is f32.
+    Keep,
+    /// Every weight becomes f32.
+    Dequantize,
+    /// Every matrix (linear layers, token embedding, head) is dequantized to
+    /// f32 and quantized again with [`QuantMatrix::quantize`] at `bits`,
+    /// symmetric blocks of 32: the same model at another precision.
+    Requantize { bits: usize },
+}
+
+/// Imports a Llama GGUF file into `out` (model.onnx, tokenizer.json,
+/// edgebench-model.toml); `dequantize` writes f32 weights instead of keeping
+/// Q4_0 / Q4_1 / Q8_0 matrices quantized.
 pub fn import_gguf(
     path: &Path,
     out: &Path,
     max_context: usize,
     dequantize: bool,
 ) -> Result<ModelManifest, ModelError> {
+    let mode = if dequantize {
+        WeightMode::Dequantize
+    } else {
+        WeightMode::Keep
+    };
+    import_gguf_with(path, out, max_context, mode)
+}
+
+/// [`import_gguf`] with every matrix re-quantized at `bits` (one of
+/// [`crate::ops::quant::BITS`]) from its dequantized f32, for compression sweeps.
+pub fn import_gguf_requantized(
+    path: &Path,
+    out: &Path,
+    max_context: usize,
+    bits: usize,
+) -> Result<ModelManifest, ModelError> {
+    import_gguf_with(path, out, max_context, WeightMode::Requantize { bits })
+}
+
+/// Imports a Llama GGUF file into `out`, treating its matrices as `mode` says.
+pub fn import_gguf_with(
+    path: &Path,
+    out: &Path,
+    max_context: usize,
+    mode: WeightMode,
+) -> Result<ModelManifest, ModelError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| ModelError::Io { path: p, source }
     };
+    if let WeightMode::Requantize { bits } = mode {
+        if !crate::ops::quant::BITS.contains(&bits) {
+            return Err(ModelError::Runtime(format!(
+                "cannot re-quantize at {bits} bits; supported widths are {:?}",
+                crate::ops::quant::BITS
+            )));
+        }
+    }
     let file = std::fs::File::open(path).map_err(io(path))?;
     // SAFETY: the file is opened read-only and not modified while mapped.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
@@ -657,16 +706,28 @@ pub fn import_gguf(
     }
     let mut weights = |name: &str| -> Result<Weight, ModelError> {
         let t = g.tensor(name).map_err(|e| bad(path, e.what))?;
-        if !dequantize {
+        if mode == WeightMode::Keep {
             if let Some(q) = gguf_to_quant(&g, &bytes, t)
                 .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?
             {
                 return Ok(Weight::Quant(q));
             }
         }
-        g.dequantize(&bytes, t)
-            .map(Weight::F32)
-            .map_err(|e| bad(path, e.what))
+        let w = g.dequantize(&bytes, t).map_err(|e| bad(path, e.what))?;
+        match (mode, &t.dims[..]) {
+            (WeightMode::Requantize { bits }, &[k, n]) => {
+                let format = QuantFormat {
+                    bits,
+                    block_size: 32,
+                    k: k as usize,
+                    n: n as usize,
+                };
+                QuantMatrix::quantize(&w, format, false)
+                    .map(Weight::Quant)
+                    .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
+            }
+            _ => Ok(Weight::F32(w)),
+        }
     };
     let graph = build_graph(&cfg, &mut weights)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
@@ -676,6 +737,24 @@ pub fn import_gguf(
     let id = |k: &str| g.get_u64(k).ok().map(|v| v as u32);
     let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let source_hash = crate::record::sha256_file(path).map_err(|e| bad(path, e.to_string()))?;
+    let (matmul, how) = match mode {
+        WeightMode::Dequantize => ("f32 (dequantized at import)".to_string(), " --dequantize".to_string()),
+        WeightMode::Keep => (
+            "EbQuantLinear: Q4 blocks on tract's Q4_0 block-quant matmul (+ exact Q4_1 minimum correction), Q8 dequantized to f32 at load".to_string(),
+            String::new(),
+        ),
+        WeightMode::Requantize { bits } => (
+            format!(
+                "EbQuantLinear: every matrix re-quantized at {bits} bits (symmetric blocks of 32){}",
+                if bits == 4 {
+                    ", on tract's Q4_0 block-quant matmul"
+                } else {
+                    ", dequantized to f32 at load"
+                }
+            ),
+            format!(", every matrix re-quantized at {bits} bits from its dequantized f32"),
+        ),
+    };
     let manifest = ModelManifest {
         name: g
             .get_str("general.name")
@@ -698,14 +777,10 @@ pub fn import_gguf(
             _ => None,
         }),
         parameters: Some(params),
-        matmul: if dequantize {
-            "f32 (dequantized at import)".into()
-        } else {
-            "EbQuantLinear: Q4 blocks on tract's Q4_0 block-quant matmul (+ exact Q4_1 minimum correction), Q8 dequantized to f32 at load".into()
-        },
+        matmul,
         kv_cache_layers: Some(cfg.n_layers),
         provenance: format!(
-            "imported from {} (sha256 {source_hash}) by edgebench import gguf --dequantize",
+            "imported from {} (sha256 {source_hash}) by edgebench import gguf{how}",
             path.display()
         ),
     };

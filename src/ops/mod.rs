@@ -2,6 +2,7 @@
 //! tract-onnx's op registry. The registry keys on op type only, so every name
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
+pub mod graphs;
 pub mod quant;
 pub mod router;
 pub mod scar;

@@ -18,12 +18,16 @@
 //!
 //! A token always attends to itself, so a token alone in its cluster gets its
 //! own value vector back. The kernel gathers each cluster's members and
-//! attends within it: `O(sum_c |c|^2 d)` instead of dense `O(n^2 d)`.
+//! attends within it with two small matrix products (`Q_c K_c^T`, then
+//! `P_c V_c`): `O(sum_c |c|^2 d)` instead of dense `O(n^2 d)`. The k-means
+//! assignment is one `[n, dx] x [dx, k]` product per round.
 //! [`reference`] is the plain dense masked implementation tests compare with.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::tract_ndarray::linalg::general_mat_mul;
+use tract_onnx::tract_hir::tract_ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 /// Op type in the ONNX graph.
 pub const OP_NAME: &str = "EbScar";
@@ -54,49 +58,34 @@ impl Default for ScarParams {
 
 /// Cosine k-means as documented in the module: the cluster id of each of the
 /// `n` rows of `x` (`[n, dim]`, row-major).
+///
+/// Unit vectors are computed once; each assignment is one `[n, dim] x
+/// [dim, k]` matrix product (ndarray's, on matrixmultiply's kernels).
 pub fn kmeans_cosine(x: &[f32], n: usize, dim: usize, k: usize, iterations: usize) -> Vec<usize> {
     if n == 0 {
         return vec![];
     }
     let k = k.clamp(1, n);
-    let unit: Vec<f32> = x
-        .chunks(dim)
-        .flat_map(|row| {
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-            row.iter()
-                .map(move |v| if norm > 0.0 { v / norm } else { 0.0 })
-        })
-        .collect();
+    let mut unit = x[..n * dim].to_vec();
+    for row in unit.chunks_mut(dim) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        row.iter_mut()
+            .for_each(|v| *v = if norm > 0.0 { *v / norm } else { 0.0 });
+    }
     let mut centroids: Vec<f32> = (0..k)
         .flat_map(|j| {
             let i = j * n / k;
             unit[i * dim..(i + 1) * dim].to_vec()
         })
         .collect();
-    let assign = |centroids: &[f32]| -> Vec<usize> {
-        let norms: Vec<f32> = centroids
-            .chunks(dim)
-            .map(|c| c.iter().map(|v| v * v).sum::<f32>().sqrt())
-            .collect();
-        (0..n)
-            .map(|i| {
-                let row = &unit[i * dim..(i + 1) * dim];
-                let mut best = (0, f32::NEG_INFINITY);
-                for (j, c) in centroids.chunks(dim).enumerate() {
-                    let dot: f32 = row.iter().zip(c).map(|(a, b)| a * b).sum();
-                    let sim = if norms[j] > 0.0 { dot / norms[j] } else { 0.0 };
-                    if sim > best.1 {
-                        best = (j, sim);
-                    }
-                }
-                best.0
-            })
-            .collect()
-    };
-    let mut labels = assign(&centroids);
+    let u = ArrayView2::from_shape((n, dim), &unit).expect("n x dim unit vectors");
+    let mut dots = Array2::<f32>::zeros((n, k));
+    let mut labels = assign(u, &centroids, k, dim, &mut dots);
+    let mut sums = vec![0f32; k * dim];
+    let mut counts = vec![0usize; k];
     for _ in 0..iterations {
-        let mut sums = vec![0f32; k * dim];
-        let mut counts = vec![0usize; k];
+        sums.fill(0.0);
+        counts.fill(0);
         for (i, &c) in labels.iter().enumerate() {
             counts[c] += 1;
             for (s, v) in sums[c * dim..(c + 1) * dim]
@@ -116,7 +105,7 @@ pub fn kmeans_cosine(x: &[f32], n: usize, dim: usize, k: usize, iterations: usiz
                 }
             }
         }
-        let next = assign(&centroids);
+        let next = assign(u, &centroids, k, dim, &mut dots);
         if next == labels {
             break;
         }
@@ -125,9 +114,58 @@ pub fn kmeans_cosine(x: &[f32], n: usize, dim: usize, k: usize, iterations: usiz
     labels
 }
 
-/// Attention of one head restricted to tokens sharing `key[i]` (cluster and
-/// group), gathered per cluster. `q`, `k` are `[n, d]`, `v` is `[n, dv]`; the
-/// result is `[n, dv]`.
+/// Nearest centroid (largest cosine similarity, ties to the lowest index) of
+/// every unit row of `u`; `dots` is `[n, k]` scratch.
+fn assign(
+    u: ArrayView2<f32>,
+    centroids: &[f32],
+    k: usize,
+    dim: usize,
+    dots: &mut Array2<f32>,
+) -> Vec<usize> {
+    let c = ArrayView2::from_shape((k, dim), centroids).expect("k x dim centroids");
+    general_mat_mul(1.0, &u, &c.t(), 0.0, dots);
+    let inv_norms: Vec<f32> = centroids
+        .chunks(dim)
+        .map(|c| {
+            let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                1.0 / norm
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    dots.rows()
+        .into_iter()
+        .map(|row| {
+            let mut best = (0, f32::NEG_INFINITY);
+            for (j, (dot, inv)) in row.iter().zip(&inv_norms).enumerate() {
+                let sim = dot * inv;
+                if sim > best.1 {
+                    best = (j, sim);
+                }
+            }
+            best.0
+        })
+        .collect()
+}
+
+/// Reusable buffers of [`attend_clustered`], sized for the largest cluster.
+#[derive(Default)]
+struct Scratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// Attention of one head restricted to the token lists in `members` (each
+/// ascending: one (group, cluster)). Per list: gather its `Q`, `K`, `V` rows,
+/// `S = scale Q K^T` as one small matrix product, masked row softmax (causal:
+/// column `<=` row), `S V` as another, scatter back. `q`, `k` are `[n, d]`,
+/// `v` is `[n, dv]`; the result is `[n, dv]`.
 #[allow(clippy::too_many_arguments)]
 fn attend_clustered(
     q: &[f32],
@@ -141,36 +179,51 @@ fn attend_clustered(
     scale: f32,
     out: &mut [f32],
 ) {
-    let mut scores = Vec::new();
+    debug_assert!(members.iter().map(Vec::len).sum::<usize>() == n);
+    let mut s = Scratch::default();
     for m in members {
-        for (a, &i) in m.iter().enumerate() {
-            let qi = &q[i * d..(i + 1) * d];
-            let visible = if causal { &m[..=a] } else { &m[..] };
-            scores.clear();
-            scores.extend(visible.iter().map(|&j| {
-                qi.iter()
-                    .zip(&k[j * d..(j + 1) * d])
-                    .map(|(x, y)| x * y)
-                    .sum::<f32>()
-                    * scale
-            }));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let len = m.len();
+        if len == 1 {
+            let i = m[0];
+            out[i * dv..(i + 1) * dv].copy_from_slice(&v[i * dv..(i + 1) * dv]);
+            continue;
+        }
+        let gather = |buf: &mut Vec<f32>, src: &[f32], w: usize| {
+            buf.clear();
+            for &i in m {
+                buf.extend_from_slice(&src[i * w..(i + 1) * w]);
+            }
+        };
+        gather(&mut s.q, q, d);
+        gather(&mut s.k, k, d);
+        gather(&mut s.v, v, dv);
+        s.scores.resize(len * len, 0.0);
+        s.out.resize(len * dv, 0.0);
+        let qc = ArrayView2::from_shape((len, d), &s.q).expect("gathered Q");
+        let kc = ArrayView2::from_shape((len, d), &s.k).expect("gathered K");
+        let mut sc = ArrayViewMut2::from_shape((len, len), &mut s.scores).expect("scores");
+        general_mat_mul(scale, &qc, &kc.t(), 0.0, &mut sc);
+        for (a, row) in s.scores.chunks_mut(len).enumerate() {
+            let visible = if causal { a + 1 } else { len };
+            let (seen, hidden) = row.split_at_mut(visible);
+            let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
+            for x in seen.iter_mut() {
+                *x = (*x - max).exp();
+                total += *x;
             }
-            let o = &mut out[i * dv..(i + 1) * dv];
-            o.fill(0.0);
-            for (&j, w) in visible.iter().zip(&scores) {
-                let w = w / total;
-                for (acc, x) in o.iter_mut().zip(&v[j * dv..(j + 1) * dv]) {
-                    *acc += w * x;
-                }
-            }
+            let inv = 1.0 / total;
+            seen.iter_mut().for_each(|x| *x *= inv);
+            hidden.fill(0.0);
+        }
+        let p = ArrayView2::from_shape((len, len), &s.scores).expect("probabilities");
+        let vc = ArrayView2::from_shape((len, dv), &s.v).expect("gathered V");
+        let mut oc = ArrayViewMut2::from_shape((len, dv), &mut s.out).expect("output");
+        general_mat_mul(1.0, &p, &vc, 0.0, &mut oc);
+        for (a, &i) in m.iter().enumerate() {
+            out[i * dv..(i + 1) * dv].copy_from_slice(&s.out[a * dv..(a + 1) * dv]);
         }
     }
-    debug_assert!(members.iter().map(Vec::len).sum::<usize>() == n);
 }
 
 /// Groups token indices by (group, cluster), each list ascending.
@@ -454,29 +507,26 @@ impl EvalOp for Scar {
                     g.shape(),
                     &xs[..2]
                 );
-                Some(
-                    g.cast_to::<i64>()?
-                        .try_as_plain_ram()?
-                        .as_slice::<i64>()?
-                        .to_vec(),
-                )
+                Some(g.cast_to::<i64>()?)
             }
             None => None,
         };
-        let slice = |t: &TValue| -> TractResult<Vec<f32>> {
-            Ok(t.cast_to::<f32>()?
-                .try_as_plain_ram()?
-                .as_slice::<f32>()?
-                .to_vec())
-        };
+        let (q, k, v) = (
+            q.cast_to::<f32>()?,
+            k.cast_to::<f32>()?,
+            v.cast_to::<f32>()?,
+        );
         let (out, ids) = run(
             &self.params,
             dims,
             x.try_as_plain_ram()?.as_slice::<f32>()?,
-            &slice(q)?,
-            &slice(k)?,
-            &slice(v)?,
-            groups.as_deref(),
+            q.try_as_plain_ram()?.as_slice::<f32>()?,
+            k.try_as_plain_ram()?.as_slice::<f32>()?,
+            v.try_as_plain_ram()?.as_slice::<f32>()?,
+            match &groups {
+                Some(g) => Some(g.try_as_plain_ram()?.as_slice::<i64>()?),
+                None => None,
+            },
         );
         let out = Tensor::from_shape(&[dims.b, dims.h, dims.n, dims.dv], &out)?;
         let ids = Tensor::from_shape(&[dims.b, dims.n], &ids)?;
