@@ -60,12 +60,9 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[((p * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
 }
 
-/// Peak resident set size from /proc (Linux); None elsewhere.
+/// Peak resident set size (Linux); None elsewhere.
 fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    edgebench::perf::memory_now().1
 }
 
 fn push_rss(rows: &mut Vec<(String, f64, String)>) {

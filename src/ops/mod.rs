@@ -7,6 +7,11 @@ pub mod quant;
 pub mod router;
 pub mod scar;
 
+/// Whether an ONNX node has its optional input `i` (present and not the empty name).
+pub(crate) fn has_input(node: &tract_onnx::pb::NodeProto, i: usize) -> bool {
+    node.input.get(i).is_some_and(|name| !name.is_empty())
+}
+
 /// tract-onnx with EdgeBench's custom ops registered.
 pub fn onnx() -> tract_onnx::model::Onnx {
     let mut onnx = tract_onnx::onnx();

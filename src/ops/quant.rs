@@ -293,7 +293,7 @@ pub fn parse(
     format
         .validate()
         .map_err(|e| anyhow!("{OP_NAME} node `{}`: {e}", node.name))?;
-    let has_mins = node.input.len() > 3 && !node.input[3].is_empty();
+    let has_mins = super::has_input(node, 3);
     Ok((expand(QuantLinear { format, has_mins }), vec![]))
 }
 

@@ -93,7 +93,7 @@ pub fn parse(
             node.name
         );
     }
-    let has_bias = node.input.len() > 2 && !node.input[2].is_empty();
+    let has_bias = super::has_input(node, 2);
     Ok((expand(RouterExpansion { tau, has_bias }), vec![]))
 }
 

@@ -391,7 +391,7 @@ pub fn parse(
             node.name
         );
     }
-    let has_groups = node.input.len() > 4 && !node.input[4].is_empty();
+    let has_groups = super::has_input(node, 4);
     let params = ScarParams {
         k: k as usize,
         iterations: iterations as usize,

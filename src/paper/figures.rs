@@ -200,14 +200,7 @@ impl Draw for ModelSize {
             .map_err(err)?
             .label("measured here (parameters from the run's manifest)")
             .legend(move |(x, y)| TriangleMarker::new((x + 6, y), 6, red.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        crate::report::plots::series_legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
         root.present().map_err(err)
     }
 }
@@ -333,14 +326,7 @@ impl Draw for Density {
                         Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                     });
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperMiddle)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(err)?;
+            crate::report::plots::series_legend(&mut chart, SeriesLabelPosition::UpperMiddle, 13)?;
         }
         root.present().map_err(err)
     }
@@ -462,14 +448,7 @@ impl Draw for InVsOut {
                 }))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        crate::report::plots::series_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         root.present().map_err(err)
     }
 }
@@ -628,14 +607,7 @@ impl Draw for DsiGg {
                 .label(s.label.clone())
                 .legend(move |(x, y)| Circle::new((x + 6, y), 5, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
+        crate::report::plots::series_legend(&mut chart, SeriesLabelPosition::LowerRight, 13)?;
         root.present().map_err(err)
     }
 }
