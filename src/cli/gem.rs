@@ -37,6 +37,21 @@ pub enum GemCommand {
         /// Data root for --fit-router (default: $EDGEBENCH_DATA, else the bundled fixtures/).
         #[arg(long, env = "EDGEBENCH_DATA")]
         data_dir: Option<PathBuf>,
+        /// Assemble GEM from public checkpoints instead of seeded weights: the
+        /// pathways from a Llama GGUF (--pathways-gguf), the router's encoder
+        /// from a BERT checkpoint (--router-bert), W_r fitted on the suites' data.
+        /// Default config: fixtures/gem/gem-smollm2-minilm.toml.
+        #[arg(long)]
+        from_pretrained: bool,
+        /// Llama GGUF for the pathways (--from-pretrained).
+        #[arg(
+            long,
+            default_value = "../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+        )]
+        pathways_gguf: PathBuf,
+        /// BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) for the router (--from-pretrained).
+        #[arg(long, default_value = "../shared/models/all-minilm-l6-v2")]
+        router_bert: PathBuf,
     },
 }
 
@@ -61,11 +76,22 @@ fn fit(
     }
     let features = router_fit::RouterFeatures::load(out).map_err(failed)?;
     let (head, report) = router_fit::fit(&features, &data, cfg.router.tau, 16).map_err(failed)?;
+    print_fit(&report, &paths.data());
+    let origin = format!(
+        "seeded random weights with the domain head W_r fitted by logistic regression on {} (held-out routing accuracy {:.3})",
+        paths.data().display(),
+        report.sentence_accuracy
+    );
+    Ok((head, report, origin))
+}
+
+/// Prints a fit report's headline.
+fn print_fit(report: &gem::router_fit::FitReport, data: &std::path::Path) {
     println!(
         "router fit on {} sentences ({} tokens) from {}: held-out token accuracy {:.3}, sentence accuracy {:.3} (majority baseline {:.3}); {:.1} % of tokens above tau = {} ({:.3} of them right)\n",
         report.train_sentences,
         report.train_tokens,
-        paths.data().display(),
+        data.display(),
         report.token_accuracy,
         report.sentence_accuracy,
         report.majority_baseline,
@@ -73,12 +99,63 @@ fn fit(
         report.tau,
         report.routed_precision
     );
+}
+
+/// `gem build --from-pretrained`: opens both checkpoints, fits W_r on the
+/// router's features, then writes each variant.
+fn build_pretrained(
+    cfg: &GemConfig,
+    cfg_label: &std::path::Path,
+    gguf: &std::path::Path,
+    bert: &std::path::Path,
+    variants: &[Variant],
+    paths: &Paths,
+    per_domain: usize,
+) -> Result<(), Failure> {
+    use gem::pretrained;
+    use gem::router_fit;
+    let mut src = pretrained::Pretrained::open(cfg, cfg_label, gguf, bert).map_err(bad_input)?;
+    let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
+    let data = router_fit::collect(&specs, &paths.data(), per_domain, 200);
+    if data.is_empty() {
+        return Err(bad_input(anyhow::anyhow!(
+            "--from-pretrained fits the router's W_r, but no sentences were found under {}; pass --data-dir",
+            paths.data().display()
+        )));
+    }
+    std::fs::create_dir_all(&paths.out).map_err(failed)?;
+    let graph = paths.out.join("router-features.onnx");
+    pretrained::write_router_features(cfg, &mut src, &graph).map_err(failed)?;
+    let features =
+        router_fit::RouterFeatures::load_graph(&graph, &bert.join("tokenizer.json"), Some("[CLS]"))
+            .map_err(failed)?;
+    let (head, report) = router_fit::fit(&features, &data, cfg.router.tau, 16).map_err(failed)?;
+    drop(features);
+    std::fs::remove_file(&graph).map_err(failed)?;
+    print_fit(&report, &paths.data());
+    src.set_router_head(head);
     let origin = format!(
-        "seeded random weights with the domain head W_r fitted by logistic regression on {} (held-out routing accuracy {:.3})",
+        "{}; domain head W_r fitted by logistic regression on {} (held-out sentence routing accuracy {:.3})",
+        src.origin(),
         paths.data().display(),
         report.sentence_accuracy
     );
-    Ok((head, report, origin))
+    println!("| variant | directory | distinct parameters | weight bytes |\n|---|---|---|---|");
+    for &v in variants {
+        let dir = PathBuf::from(format!("{}{}", paths.out.display(), v.suffix()));
+        let r = pretrained::materialize(cfg, v, &dir, &mut src, &origin).map_err(failed)?;
+        let json = serde_json::to_string_pretty(&report).map_err(failed)?;
+        std::fs::write(dir.join("router-fit.json"), json).map_err(failed)?;
+        println!(
+            "| {:?} | {} | {} | {} |",
+            v,
+            r.dir.display(),
+            r.parameters,
+            r.weight_bytes
+        );
+    }
+    println!("\nGEM's architecture on public weights ({origin}), not the paper's trained GEM.");
+    Ok(())
 }
 
 pub fn gem(a: GemArgs) -> Result<(), Failure> {
@@ -91,15 +168,24 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
             sentences_per_domain,
             suites_dir,
             data_dir,
+            from_pretrained,
+            pathways_gguf,
+            router_bert,
         } => {
             let paths = Paths {
                 suites_dir,
                 data_dir,
                 out: out.clone(),
             };
-            let cfg = match &config {
-                Some(p) => GemConfig::load(p).map_err(bad_input)?,
-                None => gem::tiny_config(),
+            let cfg = match (&config, from_pretrained) {
+                (Some(p), _) => GemConfig::load(p).map_err(bad_input)?,
+                (None, true) => {
+                    let label = std::path::Path::new("fixtures/gem/gem-smollm2-minilm.toml");
+                    let cfg: GemConfig = toml::from_str(gem::pretrained::CONFIG).map_err(failed)?;
+                    cfg.validate(label).map_err(bad_input)?;
+                    cfg
+                }
+                (None, false) => gem::tiny_config(),
             };
             let variants: Vec<Variant> = if variants == "all" {
                 Variant::ALL.to_vec()
@@ -115,6 +201,20 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
                     })
                     .collect::<Result<_, _>>()?
             };
+            if from_pretrained {
+                let label = config
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("fixtures/gem/gem-smollm2-minilm.toml"));
+                return build_pretrained(
+                    &cfg,
+                    &label,
+                    &pathways_gguf,
+                    &router_bert,
+                    &variants,
+                    &paths,
+                    sentences_per_domain,
+                );
+            }
             let fitted = if fit_router {
                 Some(fit(&cfg, &out, &paths, sentences_per_domain)?)
             } else {

@@ -68,6 +68,10 @@ impl Variant {
 }
 
 /// Source of weight matrices by name (`[out, in]` row-major).
+///
+/// Only `matrix` is required (seeded builds); a pretrained source also
+/// supplies norm gains, matrices already quantized as stored, which tensors
+/// are one and the same (shared between pathways), and a BERT router.
 pub trait WeightSource {
     /// The f32 matrix `name` of shape `rows x cols`.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Vec<f32>;
@@ -75,6 +79,43 @@ pub trait WeightSource {
     fn router_head(&self) -> Option<(Vec<f32>, Vec<f32>)> {
         None
     }
+    /// The gain vector `name` of an RMSNorm (default: ones).
+    fn vector(&mut self, _name: &str, len: usize) -> Vec<f32> {
+        vec![1.0; len]
+    }
+    /// `name` exactly as stored when the source keeps it block-quantized at
+    /// `bits` in blocks of `block_size` (no re-quantization error).
+    fn quantized(
+        &mut self,
+        _name: &str,
+        _rows: usize,
+        _cols: usize,
+        _bits: usize,
+        _block_size: usize,
+    ) -> Option<QuantMatrix> {
+        None
+    }
+    /// Quantize fresh matrices with per-block minimums (asymmetric blocks).
+    fn asymmetric(&self) -> bool {
+        false
+    }
+    /// Key of the stored tensor behind `name`: names with the same key and
+    /// precision share one set of initializers in the graph.
+    fn shared_key(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// A BERT encoder to use as the router (instead of a seeded causal transformer).
+    fn bert_router(&mut self) -> Option<&mut dyn BertRouter> {
+        None
+    }
+}
+
+/// A BERT checkpoint used as GEM's router encoder.
+pub trait BertRouter {
+    /// Its configuration.
+    fn config(&self) -> &crate::model::bert::BertConfig;
+    /// The f32 tensor `name` of `shape` (checked when the source was opened).
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Vec<f32>;
 }
 
 /// Seeded uniform weights with variance `1 / cols` (embeddings: variance 1).
@@ -120,26 +161,54 @@ struct Ctx<'a> {
     block_size: usize,
     quantize: bool,
     weight_bytes: u64,
+    /// Initializers already written, by shared key and precision.
+    shared: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Ctx<'_> {
     /// `x . W^T` for a fresh weight `name` `[out, in]` at `bits` (f32 when quantization is off).
     fn linear(&mut self, name: &str, x: &str, out: usize, inp: usize, bits: usize) -> String {
-        let w = self.w.matrix(name, out, inp);
-        if self.quantize {
-            let f = QuantFormat {
-                bits,
-                block_size: self.block_size,
-                k: inp,
-                n: out,
+        let f = QuantFormat {
+            bits,
+            block_size: self.block_size,
+            k: inp,
+            n: out,
+        };
+        let key = self
+            .w
+            .shared_key(name)
+            .map(|k| format!("{k}@{}", if self.quantize { bits } else { 32 }));
+        if let Some(inits) = key.as_ref().and_then(|k| self.shared.get(k)).cloned() {
+            return if self.quantize {
+                crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits)
+            } else {
+                self.g.op("MatMul", &[x, &inits[0]], &[])
             };
-            let q = QuantMatrix::quantize(&w, f, false).expect("config validated the format");
+        }
+        if self.quantize {
+            let q = match self.w.quantized(name, out, inp, bits, self.block_size) {
+                Some(q) => q,
+                None => {
+                    let w = self.w.matrix(name, out, inp);
+                    QuantMatrix::quantize(&w, f, self.w.asymmetric())
+                        .expect("config validated the format")
+                }
+            };
             self.weight_bytes += q.bytes() as u64;
-            crate::ops::quant::write_node(&mut self.g, name, x, &q)
+            let inits = crate::ops::quant::write_initializers(&mut self.g, name, &q);
+            let y = crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits);
+            if let Some(k) = key {
+                self.shared.insert(k, inits);
+            }
+            y
         } else {
+            let w = self.w.matrix(name, out, inp);
             self.weight_bytes += (4 * w.len()) as u64;
             let wt = crate::model::llama::transpose(&w, out, inp);
             let wt = self.g.init_f32(name, &[inp as i64, out as i64], &wt);
+            if let Some(k) = key {
+                self.shared.insert(k, vec![wt.clone()]);
+            }
             self.g.op("MatMul", &[x, &wt], &[])
         }
     }
@@ -159,6 +228,7 @@ struct Block<'a> {
     prefix: &'a str,
     hidden: usize,
     heads: usize,
+    kv_heads: usize,
     ffn: usize,
     bits: usize,
     /// `route` values to restrict attention to the same pathway.
@@ -168,7 +238,8 @@ struct Block<'a> {
 }
 
 fn rms(c: &mut Ctx, k: &Common, x: &str, name: &str, d: usize) -> String {
-    let w = c.g.init_f32(name, &[d as i64], &vec![1.0; d]);
+    let gain = c.w.vector(name, d);
+    let w = c.g.init_f32(name, &[d as i64], &gain);
     let sq = c.g.op("Pow", &[x, &k.two], &[]);
     let mean = c.g.op(
         "ReduceMean",
@@ -189,18 +260,37 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
     let heads_shape =
         c.g.init_i64(&p("shape_heads"), &[4], &[0, 0, heads as i64, hd as i64]);
     let model_shape = c.g.init_i64(&p("shape_model"), &[3], &[0, 0, d as i64]);
-    let split = |c: &mut Ctx, t: &str| {
-        let t = c.g.op("Reshape", &[t, &heads_shape], &[]);
+    let split = |c: &mut Ctx, t: &str, shape: &str| {
+        let t = c.g.op("Reshape", &[t, shape], &[]);
         c.g.op(
             "Transpose",
             &[&t],
             &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         )
     };
+    let kv = b.kv_heads;
     let q = c.linear(&p("attn_q"), &x, d, d, b.bits);
-    let kk = c.linear(&p("attn_k"), &x, d, d, b.bits);
-    let v = c.linear(&p("attn_v"), &x, d, d, b.bits);
-    let (q, kk, v) = (split(c, &q), split(c, &kk), split(c, &v));
+    let kk = c.linear(&p("attn_k"), &x, kv * hd, d, b.bits);
+    let v = c.linear(&p("attn_v"), &x, kv * hd, d, b.bits);
+    let q = split(c, &q, &heads_shape);
+    let (kk, v) = if kv == heads {
+        (split(c, &kk, &heads_shape), split(c, &v, &heads_shape))
+    } else {
+        // grouped-query attention: query head h reads key/value head h / (heads / kv)
+        let kv_shape =
+            c.g.init_i64(&p("shape_kv"), &[4], &[0, 0, kv as i64, hd as i64]);
+        let reps =
+            c.g.init_i64(&p("kv_reps"), &[5], &[1, 1, (heads / kv) as i64, 1, 1]);
+        let back =
+            c.g.init_i64(&p("shape_rep"), &[4], &[0, heads as i64, -1, hd as i64]);
+        let rep = |c: &mut Ctx, t: &str| {
+            let t = split(c, t, &kv_shape);
+            let t = c.g.op("Unsqueeze", &[&t, &k.seq_ax[2]], &[]);
+            let t = c.g.op("Tile", &[&t, &reps], &[]);
+            c.g.op("Reshape", &[&t, &back], &[])
+        };
+        (rep(c, &kk), rep(c, &v))
+    };
     let rope = |c: &mut Ctx, t: &str| {
         let half = c.g.init_i64(&format!("{t}.half"), &[1], &[hd as i64 / 2]);
         let full = c.g.init_i64(&format!("{t}.full"), &[1], &[hd as i64]);
@@ -305,6 +395,60 @@ fn rope_tables(
     )
 }
 
+/// Writes a BERT router over the `router_ids` input `[1, rseq]` with causal
+/// attention (a token sees itself and earlier tokens only, so no route
+/// depends on text after it); returns its hidden states `[1, rseq, hidden]`.
+fn bert_router_hidden(
+    g: &mut GraphBuilder,
+    br: &mut dyn BertRouter,
+    bits: Option<usize>,
+) -> String {
+    let rids = g.input("router_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("rseq")]);
+    let z = g.init_i64("router.c_z", &[], &[0]);
+    let one = g.init_i64("router.c_one_i", &[], &[1]);
+    let a0 = g.init_i64("router.c_a0", &[1], &[0]);
+    let a1 = g.init_i64("router.c_a1", &[1], &[1]);
+    let neg = g.init_f32("router.c_neg", &[], &[-1e9]);
+    let fz = g.init_f32("router.c_fz", &[], &[0.0]);
+    let shape = g.op("Shape", &[&rids], &[]);
+    let n = g.op("Gather", &[&shape, &one], &[("axis", Attr::Int(0))]);
+    let pos = g.op("Range", &[&z, &n, &one], &[]);
+    let rows = g.op("Unsqueeze", &[&pos, &a1], &[]);
+    let cols = g.op("Unsqueeze", &[&pos, &a0], &[]);
+    let future = g.op("Greater", &[&cols, &rows], &[]);
+    let mask = g.op("Where", &[&future, &neg, &fz], &[]);
+    let cfg = br.config().clone();
+    let mut tensor = |name: &str, shape: &[usize]| Ok(br.tensor(name, shape));
+    let io = crate::model::bert::EncoderIo {
+        ids: &rids,
+        add_mask: &mask,
+        prefix: "router.",
+        bits,
+    };
+    crate::model::bert::write_encoder(g, &cfg, &mut tensor, &io)
+        .expect("the BERT router's tensors were checked when its source was opened")
+}
+
+/// The router alone (`router_ids` -> `router_hidden` per router token), for
+/// fitting `W_r` without running the pathways; `None` for seeded routers.
+pub fn build_router_features(cfg: &GemConfig, weights: &mut dyn WeightSource) -> Option<Vec<u8>> {
+    let br = weights.bert_router()?;
+    let mut g = GraphBuilder::new(&format!("{}-router", cfg.name));
+    let h = bert_router_hidden(&mut g, br, Some(cfg.router.bits));
+    g.op("Identity", &[&h], &[]);
+    g.name_last_output("router_hidden");
+    g.output(
+        "router_hidden",
+        Elem::F32,
+        &[
+            Dim::Fixed(1),
+            Dim::from("rseq"),
+            Dim::Fixed(cfg.router.hidden as i64),
+        ],
+    );
+    Some(encode(&g.finish("GEM router features", &[])))
+}
+
 /// A built graph and what it holds.
 pub struct Built {
     /// ONNX bytes.
@@ -327,6 +471,7 @@ pub fn build(
         block_size: cfg.pathways.block_size,
         quantize,
         weight_bytes: 0,
+        shared: Default::default(),
     };
     let ids =
         c.g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
@@ -360,33 +505,55 @@ pub fn build(
         let gen = c.g.init_i64("c_general", &[], &[general]);
         c.g.op("Add", &[&zero, &gen], &[])
     } else {
-        let emb = c.w.matrix("router.embed", vocab, r.hidden);
-        let emb =
-            c.g.init_f32("router.embed", &[vocab as i64, r.hidden as i64], &emb);
-        let mut h = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
-        let rope = rope_tables(
-            &mut c,
-            "router.rope",
-            cfg.max_context,
-            r.hidden / r.heads,
-            cfg.pathways.rope_base,
-            &pos,
-        );
-        for l in 0..r.layers {
-            let prefix = format!("router.blk{l}");
-            let b = Block {
-                prefix: &prefix,
-                hidden: r.hidden,
-                heads: r.heads,
-                ffn: r.ffn,
-                bits: r.bits,
-                group: None,
-                scar: None,
-                rope: &rope,
-            };
-            h = block(&mut c, &k, &b, &h);
-        }
-        let h = rms(&mut c, &k, &h, "router.norm", r.hidden);
+        let bert = {
+            let Ctx { g, w, quantize, .. } = &mut c;
+            w.bert_router()
+                .map(|br| bert_router_hidden(g, br, quantize.then_some(r.bits)))
+        };
+        let h = match bert {
+            Some(token_hidden) => {
+                // one router row per pathway token: the last router token that
+                // ends at or before the pathway token's end (see model::align)
+                let align = c.g.input(
+                    "router_align",
+                    Elem::I64,
+                    &[Dim::Fixed(1), Dim::from("seq")],
+                );
+                let flat = c.g.init_i64("router.flat", &[1], &[-1]);
+                let al = c.g.op("Reshape", &[&align, &flat], &[]);
+                c.g.op("Gather", &[&token_hidden, &al], &[("axis", Attr::Int(1))])
+            }
+            None => {
+                let emb = c.w.matrix("router.embed", vocab, r.hidden);
+                let emb =
+                    c.g.init_f32("router.embed", &[vocab as i64, r.hidden as i64], &emb);
+                let mut h = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+                let rope = rope_tables(
+                    &mut c,
+                    "router.rope",
+                    cfg.max_context,
+                    r.hidden / r.heads,
+                    cfg.pathways.rope_base,
+                    &pos,
+                );
+                for l in 0..r.layers {
+                    let prefix = format!("router.blk{l}");
+                    let b = Block {
+                        prefix: &prefix,
+                        hidden: r.hidden,
+                        heads: r.heads,
+                        kv_heads: r.heads,
+                        ffn: r.ffn,
+                        bits: r.bits,
+                        group: None,
+                        scar: None,
+                        rope: &rope,
+                    };
+                    h = block(&mut c, &k, &b, &h);
+                }
+                rms(&mut c, &k, &h, "router.norm", r.hidden)
+            }
+        };
         c.g.op("Identity", &[&h], &[]);
         c.g.name_last_output("router_hidden");
         // A seeded W_r is scaled so that logits spread by a few units and
@@ -453,6 +620,7 @@ pub fn build(
                 prefix: &prefix,
                 hidden: p.hidden,
                 heads: p.heads,
+                kv_heads: p.kv_heads(),
                 ffn: p.ffn,
                 bits,
                 group: Some(&route),

@@ -81,6 +81,10 @@ pub struct PathwayConfig {
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
+    /// Key/value heads (grouped-query attention, as in Llama checkpoints);
+    /// default: `heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
     pub ffn: usize,
     /// Precision of the 8 domain pathways.
     pub domain_bits: usize,
@@ -115,6 +119,13 @@ pub struct OutputConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig { bits: 8 }
+    }
+}
+
+impl PathwayConfig {
+    /// Key/value heads (`kv_heads`, else `heads`).
+    pub fn kv_heads(&self) -> usize {
+        self.kv_heads.unwrap_or(self.heads)
     }
 }
 
@@ -220,13 +231,26 @@ impl GemConfig {
                 }
             }
         }
+        let kv = self.pathways.kv_heads();
+        if kv == 0 || self.pathways.heads % kv != 0 {
+            return Err(bad(
+                "pathways.kv_heads",
+                format!(
+                    "{kv} key/value heads do not divide {} query heads",
+                    self.pathways.heads
+                ),
+            ));
+        }
         if self.scar.k == 0 {
             return Err(bad("scar.k", "k must be at least 1".into()));
         }
-        if !(0.0..1.0).contains(&self.router.tau) {
+        if !(0.0..=1.0).contains(&self.router.tau) {
             return Err(bad(
                 "router.tau",
-                format!("{} must be in [0, 1)", self.router.tau),
+                format!(
+                    "{} must be in [0, 1] (1 sends every token to the general pathway)",
+                    self.router.tau
+                ),
             ));
         }
         if self.max_context == 0 {
@@ -240,11 +264,13 @@ impl GemConfig {
         let block = |d: usize, f: usize| 4 * d * d + 3 * d * f + 2 * d;
         let r = &self.router;
         let p = &self.pathways;
+        let kv_dim = p.hidden / p.heads * p.kv_heads();
+        let pblock = |d: usize, f: usize| block(d, f) - 2 * d * (d - kv_dim);
         let router = vocab * r.hidden
             + r.layers * block(r.hidden, r.ffn)
             + r.hidden
             + DOMAINS.len() * (r.hidden + 1);
-        let pathways = (DOMAINS.len() + 1) * p.layers * block(p.hidden, p.ffn);
+        let pathways = (DOMAINS.len() + 1) * p.layers * pblock(p.hidden, p.ffn);
         (router + vocab * p.hidden + pathways + p.hidden + vocab * p.hidden) as u64
     }
 }

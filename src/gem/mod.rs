@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod config;
+pub mod pretrained;
 pub mod router_fit;
 
 pub use build::{Variant, WeightSource};
@@ -84,6 +85,7 @@ pub fn materialize_with(
         architecture: "decoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
         capabilities: Capabilities::all(),
         max_context: cfg.max_context,
         vocab_size: VOCAB,

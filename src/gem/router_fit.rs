@@ -79,12 +79,21 @@ pub struct RouterFeatures {
     plan: Arc<TypedRunnableModel>,
     output: usize,
     tok: Tok,
+    /// Token prepended to every sentence (a BERT router's `[CLS]`), whose row is dropped.
+    cls: Option<i64>,
 }
 
 impl RouterFeatures {
     /// Loads `<dir>/model.onnx` (which must expose `router_hidden`) and its tokenizer.
     pub fn load(dir: &Path) -> TractResult<Self> {
-        let path = dir.join("model.onnx");
+        Self::load_graph(&dir.join("model.onnx"), &dir.join("tokenizer.json"), None)
+    }
+
+    /// Loads a graph whose only input is the router's token ids (a BERT
+    /// router written by `pretrained::write_router_features`), prepending the
+    /// token `cls` to every sentence.
+    pub fn load_graph(path: &Path, tokenizer: &Path, cls: Option<&str>) -> TractResult<Self> {
+        let path = path.to_path_buf();
         let model = crate::ops::onnx().model_for_path(&path)?.into_optimized()?;
         let output = model
             .outputs
@@ -92,8 +101,21 @@ impl RouterFeatures {
             .position(|&o| model.outlet_label(o) == Some("router_hidden"))
             .ok_or_else(|| anyhow::anyhow!("{}: no router_hidden output", path.display()))?;
         let plan = model.into_runnable()?;
-        let tok = Tok::load(&dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(RouterFeatures { plan, output, tok })
+        let tok = Tok::load(tokenizer).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cls = match cls {
+            Some(t) => Some(
+                tok.token_id(t)
+                    .ok_or_else(|| anyhow::anyhow!("{}: no `{t}` token", tokenizer.display()))?
+                    as i64,
+            ),
+            None => None,
+        };
+        Ok(RouterFeatures {
+            plan,
+            output,
+            tok,
+            cls,
+        })
     }
 
     /// Per-token router hidden states of `text` (its first [`MAX_TOKENS`] tokens).
@@ -109,6 +131,9 @@ impl RouterFeatures {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        if let Some(c) = self.cls {
+            ids.insert(0, c);
+        }
         let input = Tensor::from_shape(&[1, ids.len()], &ids)?;
         let out = self.plan.run(tvec!(input.into_tvalue()))?;
         let h = out[self.output].to_plain_array_view::<f32>()?;
@@ -117,6 +142,7 @@ impl RouterFeatures {
             .copied()
             .collect::<Vec<f32>>()
             .chunks(d)
+            .skip(self.cls.is_some() as usize)
             .map(<[f32]>::to_vec)
             .collect())
     }

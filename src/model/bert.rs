@@ -45,38 +45,235 @@ pub type Tensors<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, ModelError>
 fn init(
     g: &mut GraphBuilder,
     tensor: &mut Tensors<'_>,
+    prefix: &str,
     name: &str,
     shape: &[usize],
 ) -> Result<String, ModelError> {
     let data = tensor(name, shape)?;
     let dims: Vec<i64> = shape.iter().map(|&x| x as i64).collect();
-    Ok(g.init_f32(name, &dims, &data))
+    Ok(g.init_f32(&format!("{prefix}{name}"), &dims, &data))
 }
 
-/// `x · Wᵀ + b` for the dense layer `prefix` (`[out, in]` weight).
+/// `x · Wᵀ + b` for the dense layer `name` (`[out, in]` weight), in f32 or,
+/// with `bits`, as an `EbQuantLinear` (asymmetric blocks of 32).
 fn dense(
     g: &mut GraphBuilder,
     tensor: &mut Tensors<'_>,
     x: &str,
-    prefix: &str,
+    (prefix, name): (&str, &str),
     (out, inp): (usize, usize),
+    bits: Option<usize>,
 ) -> Result<String, ModelError> {
-    let w = tensor(&format!("{prefix}.weight"), &[out, inp])?;
-    let wt = g.init_f32(
-        &format!("{prefix}.weight"),
-        &[inp as i64, out as i64],
-        &super::llama::transpose(&w, out, inp),
-    );
-    let b = tensor(&format!("{prefix}.bias"), &[out])?;
-    let b = g.init_f32(&format!("{prefix}.bias"), &[out as i64], &b);
-    let y = g.op("MatMul", &[x, &wt], &[]);
+    let w = tensor(&format!("{name}.weight"), &[out, inp])?;
+    let y = match bits {
+        Some(bits) => {
+            let f = crate::ops::quant::QuantFormat {
+                bits,
+                block_size: 32,
+                k: inp,
+                n: out,
+            };
+            let q = crate::ops::quant::QuantMatrix::quantize(&w, f, true)
+                .map_err(|e| ModelError::Runtime(format!("dense layer `{name}`: {e}")))?;
+            crate::ops::quant::write_node(g, &format!("{prefix}{name}"), x, &q)
+        }
+        None => {
+            let wt = g.init_f32(
+                &format!("{prefix}{name}.weight"),
+                &[inp as i64, out as i64],
+                &super::llama::transpose(&w, out, inp),
+            );
+            g.op("MatMul", &[x, &wt], &[])
+        }
+    };
+    let b = tensor(&format!("{name}.bias"), &[out])?;
+    let b = g.init_f32(&format!("{prefix}{name}.bias"), &[out as i64], &b);
     Ok(g.op("Add", &[&y, &b], &[]))
+}
+
+/// Where [`write_encoder`] reads and writes inside a larger graph.
+pub struct EncoderIo<'a> {
+    /// Token ids `[batch, seq]` (i64).
+    pub ids: &'a str,
+    /// Additive attention mask broadcastable to `[batch, heads, seq, seq]`
+    /// (0 where attention is allowed, a large negative value elsewhere).
+    pub add_mask: &'a str,
+    /// Prefix of every initializer name written.
+    pub prefix: &'a str,
+    /// Precision of the dense layers (`None`: f32).
+    pub bits: Option<usize>,
+}
+
+/// Writes BERT's embeddings and encoder layers; returns the last hidden
+/// states `[batch, seq, hidden]` (token type 0 everywhere).
+pub fn write_encoder(
+    g: &mut GraphBuilder,
+    cfg: &BertConfig,
+    tensor: &mut Tensors<'_>,
+    io: &EncoderIo<'_>,
+) -> Result<String, ModelError> {
+    let (d, h) = (cfg.hidden_size as i64, cfg.num_attention_heads as i64);
+    let hd = d / h;
+    let pre = io.prefix;
+    let c = |n: &str| format!("{pre}{n}");
+    let s1 = g.init_i64(&c("c_s1"), &[], &[1]);
+    let s0 = g.init_i64(&c("c_s0"), &[], &[0]);
+    let shape_heads = g.init_i64(&c("c_sh"), &[4], &[0, 0, h, hd]);
+    let shape_model = g.init_i64(&c("c_sm"), &[3], &[0, 0, d]);
+    let scale = g.init_f32(&c("c_scale"), &[], &[1.0 / (hd as f32).sqrt()]);
+    let one = g.init_f32(&c("c_one"), &[], &[1.0]);
+    let half = g.init_f32(&c("c_half"), &[], &[0.5]);
+    let rsqrt2 = g.init_f32(&c("c_rsqrt2"), &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+    let h_us = cfg.hidden_size;
+    let eps = Attr::Float(cfg.layer_norm_eps as f32);
+    let ids = io.ids;
+    // embeddings (token type 0 everywhere, as for single sentences)
+    let we = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.word_embeddings.weight",
+        &[cfg.vocab_size, h_us],
+    )?;
+    let pe = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.position_embeddings.weight",
+        &[cfg.max_position_embeddings, h_us],
+    )?;
+    let te = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.token_type_embeddings.weight",
+        &[2, h_us],
+    )?;
+    let ln_w = init(g, tensor, pre, "embeddings.LayerNorm.weight", &[h_us])?;
+    let ln_b = init(g, tensor, pre, "embeddings.LayerNorm.bias", &[h_us])?;
+    let shape = g.op("Shape", &[ids], &[]);
+    let seq = g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
+    let pos = g.op("Range", &[&s0, &seq, &s1], &[]);
+    let x = g.op("Gather", &[&we, ids], &[("axis", Attr::Int(0))]);
+    let p = g.op("Gather", &[&pe, &pos], &[("axis", Attr::Int(0))]);
+    let t = g.op("Gather", &[&te, &s0], &[("axis", Attr::Int(0))]);
+    let x = g.op("Add", &[&x, &p], &[]);
+    let x = g.op("Add", &[&x, &t], &[]);
+    let mut x = g.op(
+        "LayerNormalization",
+        &[&x, &ln_w, &ln_b],
+        &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+    );
+    for l in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let heads = |g: &mut GraphBuilder, y: &str| {
+            let y = g.op("Reshape", &[y, &shape_heads], &[]);
+            g.op(
+                "Transpose",
+                &[&y],
+                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            )
+        };
+        let sq = (h_us, h_us);
+        let q = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("attention.self.query")),
+            sq,
+            io.bits,
+        )?;
+        let k = dense(g, tensor, &x, (pre, &p("attention.self.key")), sq, io.bits)?;
+        let v = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("attention.self.value")),
+            sq,
+            io.bits,
+        )?;
+        let (q, k, v) = (heads(g, &q), heads(g, &k), heads(g, &v));
+        let kt = g.op(
+            "Transpose",
+            &[&k],
+            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+        );
+        let sc = g.op("MatMul", &[&q, &kt], &[]);
+        let sc = g.op("Mul", &[&sc, &scale], &[]);
+        let sc = g.op("Add", &[&sc, io.add_mask], &[]);
+        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+        let o = g.op("MatMul", &[&pr, &v], &[]);
+        let o = g.op(
+            "Transpose",
+            &[&o],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let o = g.op("Reshape", &[&o, &shape_model], &[]);
+        let o = dense(
+            g,
+            tensor,
+            &o,
+            (pre, &p("attention.output.dense")),
+            sq,
+            io.bits,
+        )?;
+        let r = g.op("Add", &[&x, &o], &[]);
+        let w = init(
+            g,
+            tensor,
+            pre,
+            &p("attention.output.LayerNorm.weight"),
+            &[h_us],
+        )?;
+        let b = init(
+            g,
+            tensor,
+            pre,
+            &p("attention.output.LayerNorm.bias"),
+            &[h_us],
+        )?;
+        x = g.op(
+            "LayerNormalization",
+            &[&r, &w, &b],
+            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+        );
+        let f = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("intermediate.dense")),
+            (cfg.intermediate_size, h_us),
+            io.bits,
+        )?;
+        // exact GELU: 0.5 x (1 + erf(x / sqrt 2))
+        let e = g.op("Mul", &[&f, &rsqrt2], &[]);
+        let e = g.op("Erf", &[&e], &[]);
+        let e = g.op("Add", &[&e, &one], &[]);
+        let e = g.op("Mul", &[&e, &half], &[]);
+        let f = g.op("Mul", &[&f, &e], &[]);
+        let f = dense(
+            g,
+            tensor,
+            &f,
+            (pre, &p("output.dense")),
+            (h_us, cfg.intermediate_size),
+            io.bits,
+        )?;
+        let r = g.op("Add", &[&x, &f], &[]);
+        let w = init(g, tensor, pre, &p("output.LayerNorm.weight"), &[h_us])?;
+        let b = init(g, tensor, pre, &p("output.LayerNorm.bias"), &[h_us])?;
+        x = g.op(
+            "LayerNormalization",
+            &[&r, &w, &b],
+            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+        );
+    }
+    Ok(x)
 }
 
 /// Builds the encoder graph from named f32 tensors.
 pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>, ModelError> {
-    let (d, h) = (cfg.hidden_size as i64, cfg.num_attention_heads as i64);
-    let hd = d / h;
+    let d = cfg.hidden_size as i64;
     let mut g = GraphBuilder::new("bert");
     let ids = g.input(
         "input_ids",
@@ -88,144 +285,24 @@ pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>
         Elem::I64,
         &[Dim::from("batch"), Dim::from("seq")],
     );
-    let s1 = g.init_i64("c_s1", &[], &[1]);
-    let s0 = g.init_i64("c_s0", &[], &[0]);
     let ax1 = g.init_i64("c_ax1", &[1], &[1]);
     let ax12 = g.init_i64("c_ax12", &[2], &[1, 2]);
     let ax_last = g.init_i64("c_axl", &[1], &[-1]);
-    let shape_heads = g.init_i64("c_sh", &[4], &[0, 0, h, hd]);
-    let shape_model = g.init_i64("c_sm", &[3], &[0, 0, d]);
-    let scale = g.init_f32("c_scale", &[], &[1.0 / (hd as f32).sqrt()]);
-    let one = g.init_f32("c_one", &[], &[1.0]);
+    let one = g.init_f32("c_pool_one", &[], &[1.0]);
     let big = g.init_f32("c_big", &[], &[-1e4]);
-    let half = g.init_f32("c_half", &[], &[0.5]);
-    let rsqrt2 = g.init_f32("c_rsqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
     let tiny = g.init_f32("c_tiny", &[], &[1e-9]);
-    let h_us = cfg.hidden_size;
-    let eps = Attr::Float(cfg.layer_norm_eps as f32);
-    // embeddings (token type 0 everywhere, as for single sentences)
-    let we = init(
-        &mut g,
-        tensor,
-        "embeddings.word_embeddings.weight",
-        &[cfg.vocab_size, h_us],
-    )?;
-    let pe = init(
-        &mut g,
-        tensor,
-        "embeddings.position_embeddings.weight",
-        &[cfg.max_position_embeddings, h_us],
-    )?;
-    let te = init(
-        &mut g,
-        tensor,
-        "embeddings.token_type_embeddings.weight",
-        &[2, h_us],
-    )?;
-    let ln_w = init(&mut g, tensor, "embeddings.LayerNorm.weight", &[h_us])?;
-    let ln_b = init(&mut g, tensor, "embeddings.LayerNorm.bias", &[h_us])?;
-    let shape = g.op("Shape", &[&ids], &[]);
-    let seq = g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
-    let pos = g.op("Range", &[&s0, &seq, &s1], &[]);
-    let x = g.op("Gather", &[&we, &ids], &[("axis", Attr::Int(0))]);
-    let p = g.op("Gather", &[&pe, &pos], &[("axis", Attr::Int(0))]);
-    let t = g.op("Gather", &[&te, &s0], &[("axis", Attr::Int(0))]);
-    let x = g.op("Add", &[&x, &p], &[]);
-    let x = g.op("Add", &[&x, &t], &[]);
-    let mut x = g.op(
-        "LayerNormalization",
-        &[&x, &ln_w, &ln_b],
-        &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
-    );
     // additive attention mask [batch, 1, 1, seq]
     let maskf = g.op("Cast", &[&mask], &[("to", Attr::Int(1))]);
     let inv = g.op("Sub", &[&one, &maskf], &[]);
     let add = g.op("Mul", &[&inv, &big], &[]);
     let add = g.op("Unsqueeze", &[&add, &ax12], &[]);
-    for l in 0..cfg.num_hidden_layers {
-        let p = |s: &str| format!("encoder.layer.{l}.{s}");
-        let heads = |g: &mut GraphBuilder, y: &str| {
-            let y = g.op("Reshape", &[y, &shape_heads], &[]);
-            g.op(
-                "Transpose",
-                &[&y],
-                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-            )
-        };
-        let q = dense(&mut g, tensor, &x, &p("attention.self.query"), (h_us, h_us))?;
-        let k = dense(&mut g, tensor, &x, &p("attention.self.key"), (h_us, h_us))?;
-        let v = dense(&mut g, tensor, &x, &p("attention.self.value"), (h_us, h_us))?;
-        let (q, k, v) = (heads(&mut g, &q), heads(&mut g, &k), heads(&mut g, &v));
-        let kt = g.op(
-            "Transpose",
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        );
-        let sc = g.op("MatMul", &[&q, &kt], &[]);
-        let sc = g.op("Mul", &[&sc, &scale], &[]);
-        let sc = g.op("Add", &[&sc, &add], &[]);
-        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
-        let o = g.op("MatMul", &[&pr, &v], &[]);
-        let o = g.op(
-            "Transpose",
-            &[&o],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let o = g.op("Reshape", &[&o, &shape_model], &[]);
-        let o = dense(
-            &mut g,
-            tensor,
-            &o,
-            &p("attention.output.dense"),
-            (h_us, h_us),
-        )?;
-        let r = g.op("Add", &[&x, &o], &[]);
-        let w = init(
-            &mut g,
-            tensor,
-            &p("attention.output.LayerNorm.weight"),
-            &[h_us],
-        )?;
-        let b = init(
-            &mut g,
-            tensor,
-            &p("attention.output.LayerNorm.bias"),
-            &[h_us],
-        )?;
-        x = g.op(
-            "LayerNormalization",
-            &[&r, &w, &b],
-            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
-        );
-        let f = dense(
-            &mut g,
-            tensor,
-            &x,
-            &p("intermediate.dense"),
-            (cfg.intermediate_size, h_us),
-        )?;
-        // exact GELU: 0.5 x (1 + erf(x / sqrt 2))
-        let e = g.op("Mul", &[&f, &rsqrt2], &[]);
-        let e = g.op("Erf", &[&e], &[]);
-        let e = g.op("Add", &[&e, &one], &[]);
-        let e = g.op("Mul", &[&e, &half], &[]);
-        let f = g.op("Mul", &[&f, &e], &[]);
-        let f = dense(
-            &mut g,
-            tensor,
-            &f,
-            &p("output.dense"),
-            (h_us, cfg.intermediate_size),
-        )?;
-        let r = g.op("Add", &[&x, &f], &[]);
-        let w = init(&mut g, tensor, &p("output.LayerNorm.weight"), &[h_us])?;
-        let b = init(&mut g, tensor, &p("output.LayerNorm.bias"), &[h_us])?;
-        x = g.op(
-            "LayerNormalization",
-            &[&r, &w, &b],
-            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
-        );
-    }
+    let io = EncoderIo {
+        ids: &ids,
+        add_mask: &add,
+        prefix: "",
+        bits: None,
+    };
+    let x = write_encoder(&mut g, cfg, tensor, &io)?;
     // masked mean pooling and L2 normalisation
     let m3 = g.op("Unsqueeze", &[&maskf, &ax_last], &[]);
     let xm = g.op("Mul", &[&x, &m3], &[]);
@@ -344,6 +421,7 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
         architecture: "encoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
         capabilities: Capabilities {
             embed: true,
             ..Default::default()

@@ -33,6 +33,8 @@ pub struct TractDecoder {
     /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
     route_output: Option<usize>,
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Second token stream for graphs with a BERT router (`router_ids`, `router_align`).
+    router: Option<super::align::RouterAlign>,
 }
 
 /// Shortest shared prefix worth reusing, in tokens.
@@ -91,6 +93,21 @@ impl TractDecoder {
                 ),
             });
         }
+        let router = match &manifest.router_tokenizer {
+            Some(file) if n_inputs == 3 => Some(super::align::RouterAlign::load(
+                &dir.join(file),
+                manifest.max_context,
+            )?),
+            Some(_) => {
+                return Err(ModelError::BadModelDir {
+                    path: graph_path.clone(),
+                    message: format!(
+                        "manifest names a router tokenizer but the graph has {n_inputs} inputs, not input_ids, router_ids and router_align"
+                    ),
+                })
+            }
+            None => None,
+        };
         let model = graph.plan.model();
         let route_output = model
             .outputs
@@ -122,6 +139,7 @@ impl TractDecoder {
             prefix: None,
             route_output,
             routes: Default::default(),
+            router,
         })
     }
 
@@ -155,6 +173,13 @@ impl TractDecoder {
         let err = self.tract_err();
         let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
         let mut inputs: TVec<TValue> = tvec!(input.into_tvalue());
+        if let Some(router) = &self.router {
+            let a = router.align(&self.tok, ids)?;
+            let r = Tensor::from_shape(&[1, a.router_ids.len()], &a.router_ids).map_err(&err)?;
+            let al = Tensor::from_shape(&[1, seq], &a.align).map_err(&err)?;
+            inputs.push(r.into_tvalue());
+            inputs.push(al.into_tvalue());
+        }
         let empty;
         let cache = match (cache, self.cache_shape) {
             (Some(c), _) => Some(c),

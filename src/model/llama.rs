@@ -179,6 +179,18 @@ pub fn unpermute_rows(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec
     out
 }
 
+/// [`unpermute_rows`] for a block-quantized matrix (whole rows move).
+pub fn unpermute_quant(q: &QuantMatrix, n_head: usize) -> QuantMatrix {
+    let hd = q.format.n / n_head;
+    let half = hd / 2;
+    // row h*hd + t*half + j comes from GGUF row h*hd + 2j + t
+    q.permute_rows(|r| {
+        let (h, rem) = (r / hd, r % hd);
+        let (t, j) = (rem / half, rem % half);
+        h * hd + 2 * j + t
+    })
+}
+
 /// Transposes a row-major `[rows, cols]` matrix.
 pub fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
@@ -288,15 +300,7 @@ fn linear(
                 )));
             }
             let q = match unpermute {
-                Some(nh) => {
-                    let (hd, half) = (out / nh, out / nh / 2);
-                    // row h*hd + t*half + j comes from GGUF row h*hd + 2j + t
-                    q.permute_rows(|r| {
-                        let (h, rem) = (r / hd, r % hd);
-                        let (t, j) = (rem / half, rem % half);
-                        h * hd + 2 * j + t
-                    })
-                }
+                Some(nh) => unpermute_quant(&q, nh),
                 None => q,
             };
             Ok(crate::ops::quant::write_node(g, name, x, &q))
@@ -767,6 +771,7 @@ pub fn import_gguf_with(
         architecture: "decoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
         capabilities: Capabilities::all(),
         max_context: cfg.context,
         vocab_size: cfg.vocab,

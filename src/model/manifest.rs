@@ -21,6 +21,11 @@ pub struct ModelManifest {
     /// Tokenizer file, relative to the directory.
     #[serde(default = "default_tokenizer")]
     pub tokenizer: String,
+    /// Tokenizer of a second token stream the graph takes (`router_ids` and
+    /// `router_align` inputs: GEM assembled with a BERT router), relative to
+    /// the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_tokenizer: Option<String>,
     /// Declared capabilities.
     pub capabilities: Capabilities,
     /// Maximum context length in tokens.

@@ -1,6 +1,7 @@
 //! The model seam: one [`Model`] trait with declared [`Capabilities`], and the
 //! loaders that turn a `--model` argument into a runnable model.
 
+pub mod align;
 pub mod bert;
 pub mod decoder;
 pub mod gguf;

@@ -141,6 +141,7 @@ pub fn manifest() -> ModelManifest {
         architecture: "decoder".into(),
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
         capabilities: Capabilities::all(),
         max_context: MAX_CONTEXT,
         vocab_size: VOCAB,

@@ -7,6 +7,9 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+/// A token's character span `[start, end)` in the encoded text.
+pub type CharSpan = (usize, usize);
+
 /// A loaded tokenizer with the file it came from.
 pub struct Tok {
     inner: Tokenizer,
@@ -58,6 +61,32 @@ impl Tok {
                 message: format!("encoding failed: {e}"),
             })?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` without special tokens, with each token's
+    /// character span `[start, end)` in `text`.
+    pub fn encode_with_char_offsets(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<u32>, Vec<CharSpan>), ModelError> {
+        let enc =
+            self.inner
+                .encode_char_offsets(text, false)
+                .map_err(|e| ModelError::Tokenizer {
+                    path: self.path.clone(),
+                    message: format!("encoding failed: {e}"),
+                })?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+    }
+
+    /// Id of the token `token` (e.g. `[CLS]`), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Text of `ids` (special tokens skipped).

@@ -246,7 +246,17 @@ pub fn write_node(
     x: &str,
     w: &QuantMatrix,
 ) -> String {
-    use crate::onnx::{Attr, CUSTOM_DOMAIN};
+    let inits = write_initializers(g, name, w);
+    write_node_with(g, name, x, w.format, &inits)
+}
+
+/// Writes a quantized matrix's initializers (`<name>.qweight`, `.scales` and,
+/// when asymmetric, `.mins`); several nodes may then share them.
+pub fn write_initializers(
+    g: &mut crate::onnx::GraphBuilder,
+    name: &str,
+    w: &QuantMatrix,
+) -> Vec<String> {
     let f = w.format;
     let packed = g.init_u8(
         &format!("{name}.qweight"),
@@ -258,12 +268,25 @@ pub fn write_node(
         &[f.n as i64, f.blocks() as i64],
         &w.scales,
     );
-    let mut inputs = vec![x.to_string(), packed, scales];
+    let mut inits = vec![packed, scales];
     if let Some(m) = &w.mins {
-        inputs.push(g.init_f32(&format!("{name}.mins"), &[f.n as i64, f.blocks() as i64], m));
+        inits.push(g.init_f32(&format!("{name}.mins"), &[f.n as i64, f.blocks() as i64], m));
     }
+    inits
+}
+
+/// Adds an `EbQuantLinear` node over initializers written by [`write_initializers`].
+pub fn write_node_with(
+    g: &mut crate::onnx::GraphBuilder,
+    name: &str,
+    x: &str,
+    f: QuantFormat,
+    inits: &[String],
+) -> String {
+    use crate::onnx::{Attr, CUSTOM_DOMAIN};
     let out = format!("{name}.out");
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = vec![x];
+    refs.extend(inits.iter().map(String::as_str));
     g.node_in_domain(
         CUSTOM_DOMAIN,
         OP_NAME,

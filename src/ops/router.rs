@@ -87,9 +87,9 @@ pub fn parse(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let tau = node.get_attr_opt::<f32>("tau")?.unwrap_or(DEFAULT_TAU);
-    if !(0.0..1.0).contains(&tau) {
+    if !(0.0..=1.0).contains(&tau) {
         bail!(
-            "{OP_NAME} node `{}`: attribute tau = {tau}, must be in [0, 1)",
+            "{OP_NAME} node `{}`: attribute tau = {tau}, must be in [0, 1] (1 routes every token to the general pathway)",
             node.name
         );
     }
@@ -152,7 +152,7 @@ pub struct TokenRouter {
     pub tau: f32,
 }
 
-// tau is checked to lie in [0, 1) at parse, never NaN, so equality is total.
+// tau is checked to lie in [0, 1] at parse, never NaN, so equality is total.
 impl Eq for TokenRouter {}
 
 impl Op for TokenRouter {

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod synth_bert;
+pub mod synth_llama;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
