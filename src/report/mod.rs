@@ -208,7 +208,7 @@ pub fn routes_markdown(routes: &[RouteCounts]) -> String {
             }
         }
         if t.iter().sum::<u64>() > 0 {
-            s += &row("**all**", d.as_str(), &t);
+            s += &row("**domain total**", d.as_str(), &t);
         }
     }
     s
