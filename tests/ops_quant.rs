@@ -1,8 +1,13 @@
 //! `EbQuantLinear` executed by tract (optimised and not) against the plain
-//! reference, over random shapes, values, widths and block formats.
+//! reference, over random shapes, values, widths and block formats, on each
+//! lowering (EdgeBench's kernels, tract's block-quant matmul, f32). The
+//! lowering is process-wide; tests that set it race with the others only in
+//! which lowering those use, and every lowering must match the reference.
 
 use edgebench::onnx::{encode, Dim, Elem, GraphBuilder};
-use edgebench::ops::quant::{reference_matmul, write_node, QuantFormat, QuantMatrix, BITS};
+use edgebench::ops::quant::{
+    reference_matmul, set_lowering, write_node, Lowering, QuantFormat, QuantMatrix, BITS,
+};
 use proptest::prelude::*;
 use tract_onnx::prelude::*;
 
@@ -96,7 +101,7 @@ proptest! {
         block_ix in 0usize..3,
         blocks in 1usize..5,
         n in 1usize..12,
-        rows in 1usize..4,
+        rows in prop::sample::select(vec![1usize, 2, 3, 5, 17, 70]),
         asym in any::<bool>(),
         seed in any::<u64>(),
     ) {
@@ -106,8 +111,21 @@ proptest! {
 }
 
 #[test]
-fn four_bit_blocks_of_32_use_the_block_quant_path_exactly() {
-    // the Q4_0 lowering with the asymmetric correction term
+fn every_lowering_matches_the_reference_on_every_kernel_path() {
+    // rows 1 (gemv), 5 (tile), 70 (sgemm panels); n not a multiple of the kernel's 4-row tile
+    for lowering in Lowering::ALL {
+        set_lowering(lowering);
+        for rows in [1, 5, 70] {
+            for bits in BITS {
+                check(bits, 32, 3, 9, rows, true, 42 + bits as u64);
+                check(bits, 64, 2, 6, rows, false, 7 + bits as u64);
+            }
+        }
+    }
+    set_lowering(Lowering::from_env_only());
+    // tract's Q4_0 lowering with the asymmetric correction term, kept as the baseline
+    set_lowering(Lowering::Tract);
     check(4, 32, 4, 8, 3, true, 42);
     check(4, 32, 2, 5, 1, false, 7);
+    set_lowering(Lowering::from_env_only());
 }

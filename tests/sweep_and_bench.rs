@@ -146,6 +146,7 @@ fn bench_ops_quick_prints_scar_and_dense_rows() {
         .count();
     assert_eq!(rows, 4, "{text}");
     assert!(text.contains("Q4_0 block-quant matmul") && text.contains("f32 (MatMul)"));
+    assert!(text.contains("EdgeBench kernel"));
     let json = common::edgebench(&common::repo(), &["bench", "ops", "--quick", "--json"]);
     assert!(json.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)

@@ -39,6 +39,12 @@ pub enum BenchWhat {
         /// Output root (for built-in models).
         #[arg(long, default_value = "reports")]
         out: PathBuf,
+        /// Also load the model with this lowering of its quantized layers
+        /// (`tract`: tract's Q4_0 block-quant matmul and f32 for other widths;
+        /// `f32`: everything dequantized at load) and print speed ratios
+        /// measured in the same run.
+        #[arg(long)]
+        compare_lowering: Option<String>,
     },
     /// Custom ops in tract: SCAR vs dense attention (n = 128, 512, 2048; k = 8, 16), quantized vs f32 linear.
     Ops {
@@ -93,8 +99,25 @@ fn read_bandwidth() -> f64 {
     best
 }
 
+/// Prefill seconds (p50) and decode step seconds of `dec` on `prompt`.
+fn time_decoder(
+    dec: &TractDecoder,
+    prompt: &[u32],
+    decode_tokens: usize,
+    repeats: usize,
+) -> Result<(f64, Vec<f64>), Failure> {
+    let mut prefill = Vec::new();
+    let mut steps = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let (p, s) = dec.time_decode(prompt, decode_tokens).map_err(failed)?;
+        prefill.push(p);
+        steps.extend(s);
+    }
+    Ok((percentile(&prefill, 0.5), steps))
+}
+
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let (model, prompt_tokens, decode_tokens, repeats, json, out) = match a.what {
+    let (model, prompt_tokens, decode_tokens, repeats, json, out, compare) = match a.what {
         BenchWhat::Ops {
             quick,
             repeats,
@@ -107,8 +130,27 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             repeats,
             json,
             out,
-        } => (model, prompt_tokens, decode_tokens, repeats, json, out),
+            compare_lowering,
+        } => (
+            model,
+            prompt_tokens,
+            decode_tokens,
+            repeats,
+            json,
+            out,
+            compare_lowering,
+        ),
     };
+    use edgebench::ops::quant::{set_lowering, Lowering};
+    let compare = match compare {
+        Some(name) => Some(Lowering::parse(&name).ok_or_else(|| {
+            bad_input(anyhow::anyhow!(
+                "--compare-lowering: unknown lowering `{name}`; use kernel, tract or f32"
+            ))
+        })?),
+        None => None,
+    };
+    let lowering = Lowering::from_env();
     let dir = match model.as_str() {
         "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
         other => PathBuf::from(other),
@@ -133,16 +175,12 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             let prompt: Vec<u32> = (0..n)
                 .map(|i| (i as u32 * 7919 + 13) % manifest.vocab_size as u32)
                 .collect();
-            let mut prefill = Vec::new();
-            let mut steps = Vec::new();
-            for _ in 0..repeats.max(1) {
-                let (p, s) = dec.time_decode(&prompt, decode_tokens).map_err(failed)?;
-                prefill.push(p);
-                steps.extend(s);
-            }
+            let (prefill, steps) = time_decoder(&dec, &prompt, decode_tokens, repeats)?;
+            let kv_cache = dec.has_kv_cache();
+            drop(dec);
             rows.push((
                 format!("prefill_{n}_tokens"),
-                n as f64 / percentile(&prefill, 0.5),
+                n as f64 / prefill,
                 "tokens/s (p50, model only)".into(),
             ));
             if !steps.is_empty() {
@@ -163,11 +201,20 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                     bw / 1e9,
                     "GB/s (measured, 1 thread)".into(),
                 ));
-                let bound = graph_bytes as f64 / bw;
+                // bytes read per token: every weight matrix once, one embedding row
+                let per_token = edgebench::perf::count_graph(&dir.join(&manifest.graph))
+                    .map(|c| c.weight_bytes_per_token)
+                    .unwrap_or(graph_bytes as f64);
+                rows.push((
+                    "weight_bytes_per_token".into(),
+                    per_token / 1e6,
+                    "MB (as stored in the graph)".into(),
+                ));
+                let bound = per_token / bw;
                 rows.push((
                     "bandwidth_bound_decode".into(),
                     bound * 1e3,
-                    "ms/token (estimated: graph bytes / bandwidth)".into(),
+                    "ms/token (estimated: weight bytes per token / bandwidth)".into(),
                 ));
                 rows.push((
                     "decode_vs_bound".into(),
@@ -175,11 +222,44 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                     "ratio".into(),
                 ));
             }
-            rows.push((
-                "kv_cache".into(),
-                dec.has_kv_cache() as u8 as f64,
-                "1 = yes".into(),
-            ));
+            if let Some(other) = compare {
+                set_lowering(other);
+                let t = Instant::now();
+                let base = TractDecoder::load(&dir, &manifest, &model).map_err(bad_input)?;
+                let load_other = t.elapsed().as_secs_f64();
+                let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
+                set_lowering(lowering);
+                let name = other.name();
+                rows.push((
+                    format!("load_and_optimise_{name}"),
+                    load_other * 1e3,
+                    "ms".into(),
+                ));
+                rows.push((
+                    format!("prefill_{n}_tokens_{name}"),
+                    n as f64 / p_other,
+                    "tokens/s (p50, model only)".into(),
+                ));
+                rows.push((
+                    format!("prefill_speedup_vs_{name}"),
+                    p_other / prefill,
+                    format!("ratio ({} over {name}, same run)", lowering.name()),
+                ));
+                if !steps.is_empty() && !s_other.is_empty() {
+                    let (a, b) = (percentile(&steps, 0.5), percentile(&s_other, 0.5));
+                    rows.push((
+                        format!("decode_p50_{name}"),
+                        b * 1e3,
+                        "ms/token (model only)".into(),
+                    ));
+                    rows.push((
+                        format!("decode_speedup_vs_{name}"),
+                        b / a,
+                        format!("ratio ({} over {name}, same run)", lowering.name()),
+                    ));
+                }
+            }
+            rows.push(("kv_cache".into(), kv_cache as u8 as f64, "1 = yes".into()));
         }
         "encoder" => {
             let mut enc = TractEncoder::load(&dir, &manifest, &model).map_err(bad_input)?;
@@ -232,10 +312,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         }
     } else {
         println!(
-            "model: {} ({}), matmul: {}, threads: {}",
+            "model: {} ({}), matmul: {}, quantized layers lowered by: {}, threads: {}",
             manifest.name,
             dir.display(),
             manifest.matmul,
+            lowering.name(),
             edgebench::model::threads()
         );
         println!("{:<28} {:>12}  unit", "metric", "value");

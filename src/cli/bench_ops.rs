@@ -232,16 +232,30 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
     ];
     for &batch in &p.batches {
         let x = Tensor::from_shape(&[batch, inp], &random(&mut rng, batch * inp))?;
-        let formats = [None, Some(8), Some(6), Some(4)];
+        use edgebench::ops::quant::{set_lowering, Lowering};
+        // each width on EdgeBench's kernels, and 8/4 bits on tract's own lowering as the baseline
+        let formats = [
+            (None, Lowering::Kernel),
+            (Some(8), Lowering::Kernel),
+            (Some(6), Lowering::Kernel),
+            (Some(4), Lowering::Kernel),
+            (Some(8), Lowering::Tract),
+            (Some(4), Lowering::Tract),
+        ];
         let graphs: Vec<graphs::LinearGraph> = formats
             .iter()
-            .map(|&bits| graphs::linear(&w, out, inp, batch, bits, 32))
+            .map(|&(bits, _)| graphs::linear(&w, out, inp, batch, bits, 32))
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!(e))?;
         let plans: Vec<_> = graphs
             .iter()
-            .map(|g| load(&g.onnx))
+            .zip(&formats)
+            .map(|(g, &(_, lowering))| {
+                set_lowering(lowering);
+                load(&g.onnx)
+            })
             .collect::<TractResult<_>>()?;
+        set_lowering(Lowering::from_env_only());
         let mut jobs: Vec<Job> = plans
             .iter()
             .map(|plan| {
@@ -252,12 +266,17 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         let times = time_all(p, &mut jobs)?;
         drop(jobs);
         let (t0, b0) = (times[0], graphs[0].weight_bytes);
-        for ((bits, g), secs) in formats.iter().zip(&graphs).zip(times) {
-            let name = bits.map_or("f32".to_string(), |b| format!("{b}-bit"));
-            let lowering = match bits {
-                None => " (MatMul)",
-                Some(4) => " (Q4_0 block-quant matmul)",
-                Some(_) => " (f32 after load)",
+        for ((&(bits, lowering), g), secs) in formats.iter().zip(&graphs).zip(times) {
+            let name = match (bits, lowering) {
+                (None, _) => "f32".to_string(),
+                (Some(b), Lowering::Kernel) => format!("{b}-bit"),
+                (Some(b), _) => format!("{b}-bit-tract"),
+            };
+            let lowering = match (bits, lowering) {
+                (None, _) => " (MatMul)",
+                (Some(_), Lowering::Kernel) => " (EdgeBench kernel)",
+                (Some(4), _) => " (tract's Q4_0 block-quant matmul)",
+                (Some(_), _) => " (tract: f32 after load)",
             };
             table.push(format!(
                 "| {batch} | {name}{lowering} | {:.3} | {:.2}x | {} | {:.3}x |",
@@ -327,8 +346,9 @@ pub fn bench_ops(quick: bool, repeats: usize, json: bool) -> Result<(), Failure>
         println!("{l}");
     }
     println!(
-        "\nWeight bytes are as stored in the graph (codes + f32 scales). 6- and 8-bit weights are \
-         dequantized to f32 at load, so in memory they take f32's bytes; 4-bit blocks stay 4-bit."
+        "\nWeight bytes are as stored in the graph (codes + f32 scales). In memory, EdgeBench's \
+         kernel keeps 4-bit codes at 4 bits and other widths at one byte per weight; tract's \
+         lowering keeps 4-bit blocks at 4 bits and dequantizes 6- and 8-bit weights to f32 at load."
     );
     Ok(())
 }

@@ -76,7 +76,7 @@ pub fn materialize_with(
         "f32 (no quantization)".to_string()
     } else {
         format!(
-            "EbQuantLinear: router {}-bit, domain pathways {}-bit, general {}-bit, head {}-bit (4-bit blocks on tract's Q4_0 block-quant matmul)",
+            "EbQuantLinear: router {}-bit, domain pathways {}-bit, general {}-bit, head {}-bit",
             cfg.router.bits, p.domain_bits, p.general_bits, cfg.output.bits
         )
     };

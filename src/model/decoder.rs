@@ -123,7 +123,12 @@ impl TractDecoder {
                 ..manifest.capabilities
             },
             max_context: manifest.max_context,
-            matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
+            matmul: format!(
+                "{}; EbQuantLinear lowering: {}; {} thread(s)",
+                manifest.matmul,
+                crate::ops::quant::Lowering::from_env().name(),
+                super::threads()
+            ),
             parameters: manifest.parameters,
             provenance: manifest.provenance.clone(),
         };

@@ -742,19 +742,17 @@ pub fn import_gguf_with(
     let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let source_hash = crate::record::sha256_file(path).map_err(|e| bad(path, e.to_string()))?;
     let (matmul, how) = match mode {
-        WeightMode::Dequantize => ("f32 (dequantized at import)".to_string(), " --dequantize".to_string()),
+        WeightMode::Dequantize => (
+            "f32 (dequantized at import)".to_string(),
+            " --dequantize".to_string(),
+        ),
         WeightMode::Keep => (
-            "EbQuantLinear: Q4 blocks on tract's Q4_0 block-quant matmul (+ exact Q4_1 minimum correction), Q8 dequantized to f32 at load".to_string(),
+            "EbQuantLinear: Q4_0 / Q4_1 / Q8_0 blocks kept as stored".to_string(),
             String::new(),
         ),
         WeightMode::Requantize { bits } => (
             format!(
-                "EbQuantLinear: every matrix re-quantized at {bits} bits (symmetric blocks of 32){}",
-                if bits == 4 {
-                    ", on tract's Q4_0 block-quant matmul"
-                } else {
-                    ", dequantized to f32 at load"
-                }
+                "EbQuantLinear: every matrix re-quantized at {bits} bits (symmetric blocks of 32)"
             ),
             format!(", every matrix re-quantized at {bits} bits from its dequantized f32"),
         ),

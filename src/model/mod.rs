@@ -230,6 +230,10 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
 pub fn set_threads(n: usize) {
     use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
     THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    // the pool EdgeBench's quantized kernels split rows over (first call wins)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .build_global();
     set_default_executor(if n > 1 {
         Executor::multithread(n)
     } else {

@@ -3,6 +3,7 @@
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
 pub mod graphs;
+pub mod qkernel;
 pub mod quant;
 pub mod router;
 pub mod scar;

@@ -9,12 +9,20 @@
 //! - with `mins` (asymmetric): `w = q * s + m`;
 //! - without (symmetric): `w = (q - 2^(bits-1)) * s`.
 //!
-//! Lowering: 4-bit blocks of 32 become tract's Q4_0 block-quant constant (the
-//! weight stays 4-bit in memory and is dequantised inside the matmul packer);
-//! an asymmetric block adds the exact correction `(m + 8 s) · Σ_block x`,
-//! since `q s + m = (q - 8) s + (m + 8 s)`. Every other width is dequantised to
-//! f32 once, at load. [`reference_matmul`] is the plain implementation tests
-//! compare against.
+//! Lowering (`EDGEBENCH_QUANT_LOWERING`, default `kernel`):
+//! - `kernel`: [`QuantMatMul`], our fused dequantize-and-multiply kernels
+//!   (`qkernel.rs`: AVX2 gemv for decoding, sgemm on dequantized panels for
+//!   prefill); weights stay at their width in memory (a code per byte below
+//!   8 bits except 4). Nodes reading the same initializers share one packed
+//!   copy. Block sizes that are not multiples of 32 fall back to `tract`.
+//! - `tract`: 4-bit blocks of 32 become tract's Q4_0 block-quant constant
+//!   (dequantised inside the matmul packer); an asymmetric block adds the
+//!   exact correction `(m + 8 s) · Σ_block x`, since
+//!   `q s + m = (q - 8) s + (m + 8 s)`. Other widths are dequantised to f32
+//!   once, at load.
+//! - `f32`: every width dequantised to f32 at load.
+//!
+//! [`reference_matmul`] is the plain implementation tests compare against.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -402,8 +410,27 @@ impl Expansion for QuantLinear {
         let rank = model.outlet_fact(inputs[0])?.rank();
         let lead: String = "abcdefgh".chars().take(rank - 1).collect();
         let x = inputs[0];
-        let block_quant = std::env::var("EDGEBENCH_Q4_LOWERING").map_or(true, |v| v != "f32");
-        if f.bits == 4 && f.block_size == 32 && block_quant {
+        let lowering = Lowering::from_env();
+        if lowering == Lowering::Kernel && f.block_size % super::qkernel::QB == 0 {
+            let key: Vec<Option<Arc<Tensor>>> = inputs[1..]
+                .iter()
+                .map(|&o| model.outlet_fact(o).map(|f| f.konst.clone()))
+                .collect::<TractResult<_>>()?;
+            let w = shared_packed(&key, || {
+                super::qkernel::PackedMatrix::from_blocks(
+                    f.bits,
+                    f.block_size,
+                    f.n,
+                    f.k,
+                    &m.packed,
+                    &m.scales,
+                    m.mins.as_deref(),
+                )
+                .map_err(|e| anyhow!("{OP_NAME}: {e}"))
+            })?;
+            return model.wire_node(prefix, QuantMatMul { w }, &[x]);
+        }
+        if f.bits == 4 && f.block_size == 32 && lowering == Lowering::Tract {
             // Q4_0 computes (q - 8) * s with s rounded to f16.
             let bq = Q4_0.pack_prequantized_nibbles(&m.packed, &m.scales, f.n, f.k)?;
             let storage = BlockQuantStorage::new(Box::new(Q4_0), f.n, f.k, Arc::new(bq))?;
@@ -485,6 +512,169 @@ impl Expansion for QuantLinear {
             &[x, w],
         )
     }
+}
+
+/// How `EbQuantLinear` is lowered (`EDGEBENCH_QUANT_LOWERING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lowering {
+    /// EdgeBench's fused kernels ([`QuantMatMul`]), the default.
+    Kernel,
+    /// tract's Q4_0 block-quant matmul for 4-bit blocks of 32, f32 otherwise.
+    Tract,
+    /// Every width dequantised to f32 at load.
+    F32,
+}
+
+/// Lowering chosen in-process by [`set_lowering`] (0: none, else `1 + index`).
+static LOWERING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the lowering of graphs loaded from now on (overrides the environment).
+pub fn set_lowering(l: Lowering) {
+    let i = Lowering::ALL.iter().position(|&x| x == l).unwrap_or(0) as u8;
+    LOWERING.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Lowering {
+    /// Every lowering.
+    pub const ALL: [Lowering; 3] = [Lowering::Kernel, Lowering::Tract, Lowering::F32];
+
+    /// Parses `kernel`, `tract` or `f32`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Lowering::ALL.into_iter().find(|l| l.name() == s)
+    }
+
+    /// What `EDGEBENCH_QUANT_LOWERING` asks for, ignoring [`set_lowering`].
+    pub fn from_env_only() -> Self {
+        std::env::var("EDGEBENCH_QUANT_LOWERING")
+            .ok()
+            .and_then(|v| Lowering::parse(&v))
+            .unwrap_or(Lowering::Kernel)
+    }
+
+    /// The lowering of graphs loaded now: [`set_lowering`]'s, else what
+    /// `EDGEBENCH_QUANT_LOWERING` asks for (`kernel`, `tract`, `f32`;
+    /// anything else or unset: `kernel`).
+    pub fn from_env() -> Self {
+        match LOWERING.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => {}
+            i => return Lowering::ALL[(i - 1) as usize],
+        }
+        Self::from_env_only()
+    }
+
+    /// Its name, as `EDGEBENCH_QUANT_LOWERING` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lowering::Kernel => "kernel",
+            Lowering::Tract => "tract",
+            Lowering::F32 => "f32",
+        }
+    }
+}
+
+type PackedEntry = (
+    Vec<Option<std::sync::Weak<Tensor>>>,
+    std::sync::Weak<super::qkernel::PackedMatrix>,
+);
+
+/// Packed matrices by the initializers they were made from: graphs whose
+/// nodes share initializers (GEM's pathways at one precision) share one
+/// packed copy. Entries hold weak references only.
+static PACKED: std::sync::Mutex<Vec<PackedEntry>> = std::sync::Mutex::new(Vec::new());
+
+fn shared_packed(
+    key: &[Option<Arc<Tensor>>],
+    make: impl FnOnce() -> TractResult<super::qkernel::PackedMatrix>,
+) -> TractResult<Arc<super::qkernel::PackedMatrix>> {
+    let same = |stored: &[Option<std::sync::Weak<Tensor>>]| {
+        stored.len() == key.len()
+            && stored.iter().zip(key).all(|(a, b)| match (a, b) {
+                // the weak reference is alive, so the address is still this tensor's
+                (Some(a), Some(b)) => a.upgrade().is_some_and(|a| Arc::ptr_eq(&a, b)),
+                _ => false,
+            })
+    };
+    let mut cache = PACKED
+        .lock()
+        .map_err(|_| anyhow!("packed-weight cache poisoned"))?;
+    cache.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(w) = cache
+        .iter()
+        .find(|(k, _)| same(k))
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(w);
+    }
+    let w = Arc::new(make()?);
+    cache.push((
+        key.iter().map(|k| k.as_ref().map(Arc::downgrade)).collect(),
+        Arc::downgrade(&w),
+    ));
+    Ok(w)
+}
+
+/// `EbQuantLinear` lowered onto EdgeBench's fused kernels: `x [.., k]` ->
+/// `x · Wᵀ [.., n]`, using the thread count of [`crate::model::threads`].
+#[derive(Debug, Clone)]
+pub struct QuantMatMul {
+    w: Arc<super::qkernel::PackedMatrix>,
+}
+
+impl PartialEq for QuantMatMul {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.w, &other.w)
+    }
+}
+
+impl Eq for QuantMatMul {}
+
+impl Op for QuantMatMul {
+    fn name(&self) -> StaticName {
+        "EbQuantLinear(kernel)".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} x {} at {} bits, {} bytes",
+            self.w.n(),
+            self.w.k(),
+            self.w.bits(),
+            self.w.bytes()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QuantMatMul {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = inputs[0].cast_to::<f32>()?;
+        let (k, n) = (self.w.k(), self.w.n());
+        let shape = x.shape().to_vec();
+        ensure!(
+            shape.last() == Some(&k),
+            "{OP_NAME}: input shape {shape:?}, expected {k} features"
+        );
+        let xs = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut y = vec![0f32; xs.len() / k * n];
+        self.w.matmul(xs, &mut y, crate::model::threads());
+        let mut out_shape = shape;
+        *out_shape.last_mut().expect("rank >= 1") = n;
+        Ok(tvec!(Tensor::from_shape(&out_shape, &y)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for QuantMatMul {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        ensure!(!shape.is_empty(), "{OP_NAME}: input must have rank >= 1");
+        *shape.last_mut().expect("rank >= 1") = self.w.n().to_dim();
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
 }
 
 #[cfg(test)]
