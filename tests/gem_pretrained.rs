@@ -204,39 +204,40 @@ fn smollm2_and_minilm_assemble_into_a_gem_that_edgebench_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let gguf = models.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let bert = models.join("all-minilm-l6-v2");
-    let out = tmp.path().join("gem");
+    // `gem build --from-pretrained` of `variant` from a config edited by `edit`
+    let build = |name: &str, edit: (&str, &str), variant: &str| {
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, pretrained::CONFIG.replace(edit.0, edit.1)).unwrap();
+        let out = tmp.path().join(name);
+        let o = common::edgebench(
+            &repo,
+            &[
+                "gem",
+                "build",
+                "--from-pretrained",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--pathways-gguf",
+                gguf.to_str().unwrap(),
+                "--router-bert",
+                bert.to_str().unwrap(),
+                "--variants",
+                variant,
+                "--sentences-per-domain",
+                "24",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let text = common::text(&o);
+        assert!(o.status.success(), "{text}");
+        (out, text)
+    };
     // SCAR is not a drop-in for a pretrained model's dense attention (it
     // sends this perplexity into the thousands), so this build turns it off
-    let dense = tmp.path().join("gem-dense.toml");
-    std::fs::write(
-        &dense,
-        pretrained::CONFIG.replace("enabled = true", "enabled = false"),
-    )
-    .unwrap();
-    let o = common::edgebench(
-        &repo,
-        &[
-            "gem",
-            "build",
-            "--from-pretrained",
-            "--config",
-            dense.to_str().unwrap(),
-            "--pathways-gguf",
-            gguf.to_str().unwrap(),
-            "--router-bert",
-            bert.to_str().unwrap(),
-            "--variants",
-            "no-router",
-            "--sentences-per-domain",
-            "24",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    let text = common::text(&o);
-    assert!(o.status.success(), "{text}");
+    let (_, text) = build("gem", ("enabled = true", "enabled = false"), "no-router");
     assert!(
         text.contains("held-out") && text.contains("not the paper's trained GEM"),
         "{text}"
@@ -260,33 +261,7 @@ fn smollm2_and_minilm_assemble_into_a_gem_that_edgebench_runs() {
     assert!(ppl > 2.0 && ppl < 40.0, "perplexity {ppl}");
 
     // the full model, on the first 4 layers of SmolLM2
-    let cfg_text = pretrained::CONFIG.replace("layers = 30", "layers = 4");
-    let cfg_path = tmp.path().join("gem-4.toml");
-    std::fs::write(&cfg_path, cfg_text).unwrap();
-    let out4 = tmp.path().join("gem4");
-    let o = common::edgebench(
-        &repo,
-        &[
-            "gem",
-            "build",
-            "--from-pretrained",
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "--pathways-gguf",
-            gguf.to_str().unwrap(),
-            "--router-bert",
-            bert.to_str().unwrap(),
-            "--variants",
-            "full",
-            "--sentences-per-domain",
-            "24",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--out",
-            out4.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", common::text(&o));
+    let (out4, _) = build("gem4", ("layers = 30", "layers = 4"), "full");
     let runs = tmp.path().join("runs");
     let o = common::edgebench(
         &repo,
