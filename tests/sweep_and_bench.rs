@@ -161,3 +161,55 @@ fn bench_ops_quick_prints_scar_and_dense_rows() {
         assert!(lines.iter().any(|v| v["metric"] == m), "{m} missing");
     }
 }
+
+#[test]
+fn bench_model_compares_quantized_lowerings_in_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gem");
+    edgebench::gem::materialize_seeded(
+        &edgebench::gem::tiny_config(),
+        edgebench::gem::Variant::Full,
+        &dir,
+    )
+    .unwrap();
+    let args = |lowering: &str| {
+        common::edgebench(
+            &common::repo(),
+            &[
+                "bench",
+                "model",
+                "--model",
+                dir.to_str().unwrap(),
+                "--prompt-tokens",
+                "8",
+                "--decode-tokens",
+                "2",
+                "--repeats",
+                "1",
+                "--json",
+                "--compare-lowering",
+                lowering,
+            ],
+        )
+    };
+    let o = args("tract");
+    assert!(o.status.success(), "{}", common::text(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let value = |m: &str| {
+        rows.iter()
+            .find(|v| v["metric"] == m)
+            .unwrap_or_else(|| panic!("{m} missing"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(value("decode_speedup_vs_tract") > 0.0);
+    assert!(value("prefill_speedup_vs_tract") > 0.0);
+    // bytes read per token leave out the embedding table, so they are below the file size
+    assert!(value("weight_bytes_per_token") < value("graph_bytes"));
+    let o = args("fast");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::text(&o).contains("--compare-lowering"));
+}
