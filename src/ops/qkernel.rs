@@ -854,6 +854,43 @@ mod x86 {
         assert!(params.len() >= 8 * nb && x.len() >= nb * QB);
     }
 
+    /// Adds one block's dot products `t` (one vector per row) times the 4
+    /// scales at `pb` to `a`, and the 4 offset coefficients at `pb + 4`
+    /// times the block's activation sum `sm` to `macc`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fold_block(
+        pb: *const f32,
+        t: &[__m256; TILE],
+        sm: f32,
+        a: &mut [__m256; TILE],
+        macc: &mut __m128,
+    ) {
+        // SAFETY: the caller guarantees 8 readable f32 at `pb`.
+        unsafe {
+            let s = broadcast4(pb);
+            for r in 0..TILE {
+                a[r] = _mm256_fmadd_ps(s[r], t[r], a[r]);
+            }
+            *macc = _mm_fmadd_ps(_mm_loadu_ps(pb.add(TILE)), _mm_set1_ps(sm), *macc);
+        }
+    }
+
+    /// The 4 outputs of a tile: each row's accumulator summed, plus the offsets.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish(a: &[__m256; TILE], macc: __m128) -> [f32; TILE] {
+        let mut out = [0f32; TILE];
+        // SAFETY: `out` has room for 4 f32.
+        unsafe {
+            _mm_storeu_ps(
+                out.as_mut_ptr(),
+                _mm_add_ps(hsum4(a[0], a[1], a[2], a[3]), macc),
+            )
+        };
+        out
+    }
+
     /// The 4 f32 at `p`, each broadcast to a vector.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -924,23 +961,11 @@ mod x86 {
                     t[2] = _mm256_fmadd_ps(q2, xg, t[2]);
                     t[3] = _mm256_fmadd_ps(q3, xg, t[3]);
                 }
-                let pb = params.as_ptr().add(8 * b);
-                let s = broadcast4(pb);
-                for r in 0..TILE {
-                    a[r] = _mm256_fmadd_ps(s[r], t[r], a[r]);
-                }
-                macc = _mm_fmadd_ps(_mm_loadu_ps(pb.add(TILE)), _mm_set1_ps(sm), macc);
+                fold_block(params.as_ptr().add(8 * b), &t, sm, &mut a, &mut macc);
             }
         }
-        let mut out = [0f32; TILE];
-        // SAFETY: `out` has room for 4 f32.
-        unsafe {
-            _mm_storeu_ps(
-                out.as_mut_ptr(),
-                _mm_add_ps(hsum4(a[0], a[1], a[2], a[3]), macc),
-            )
-        };
-        out
+        // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
+        unsafe { finish(&a, macc) }
     }
 
     /// [`dot_q4`] for byte codes (records start with 128 code bytes, row
@@ -974,23 +999,11 @@ mod x86 {
                         *tr = _mm256_fmadd_ps(q, xg, *tr);
                     }
                 }
-                let pb = params.as_ptr().add(8 * b);
-                let s = broadcast4(pb);
-                for r in 0..TILE {
-                    a[r] = _mm256_fmadd_ps(s[r], t[r], a[r]);
-                }
-                macc = _mm_fmadd_ps(_mm_loadu_ps(pb.add(TILE)), _mm_set1_ps(sm), macc);
+                fold_block(params.as_ptr().add(8 * b), &t, sm, &mut a, &mut macc);
             }
         }
-        let mut out = [0f32; TILE];
-        // SAFETY: `out` has room for 4 f32.
-        unsafe {
-            _mm_storeu_ps(
-                out.as_mut_ptr(),
-                _mm_add_ps(hsum4(a[0], a[1], a[2], a[3]), macc),
-            )
-        };
-        out
+        // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
+        unsafe { finish(&a, macc) }
     }
 
     /// `PackedMatrix::unpack_params`: per record, 4 scales then 4 offset
