@@ -71,6 +71,8 @@ pub struct GraphCount {
     pub flops_per_token: f64,
     /// Weight bytes read per token (every matrix once, one embedding row).
     pub weight_bytes_per_token: f64,
+    /// The part of `weight_bytes_per_token` stored in `EbQuantLinear` nodes.
+    pub quant_bytes_per_token: f64,
     /// What the count leaves out.
     pub note: String,
 }
@@ -126,6 +128,7 @@ pub fn count_graph(path: &Path) -> Result<GraphCount, PerfError> {
                     .or_default() += b;
                 c.flops_per_token += 2.0 * k * out;
                 c.weight_bytes_per_token += b as f64;
+                c.quant_bytes_per_token += b as f64;
                 counted.extend(n.input.iter().skip(1).map(String::as_str));
             }
             "MatMul" | "Gemm" => {

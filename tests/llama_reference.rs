@@ -221,3 +221,66 @@ fn requantized_import_approaches_the_f32_model_as_bits_grow() {
     let err = llama::import_gguf_requantized(&src, &tmp.path().join("q7"), 64, 7).unwrap_err();
     assert!(err.to_string().contains("7 bits"), "{err}");
 }
+
+#[test]
+fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
+    use edgebench::ops::attention::fuse_graph;
+    use tract_onnx::prelude::*;
+    let bytes = synthetic_gguf(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("synthetic.gguf");
+    std::fs::write(&src, &bytes).unwrap();
+    let out = tmp.path().join("model");
+    llama::import_gguf(&src, &out, 64, true).unwrap();
+    let onnx = edgebench::ops::onnx();
+    let proto = onnx.proto_model_for_path(out.join("model.onnx")).unwrap();
+    let mut fused = proto.clone();
+    assert_eq!(fuse_graph(fused.graph.as_mut().unwrap()), LAYERS);
+    // nothing left to fuse, and the fused graph has 10 nodes fewer per layer minus the new one
+    assert_eq!(fuse_graph(fused.graph.as_mut().unwrap()), 0);
+    let nodes = |p: &tract_onnx::pb::ModelProto| p.graph.as_ref().unwrap().node.len();
+    assert_eq!(nodes(&proto) - nodes(&fused), 9 * LAYERS);
+    // the written graph, not optimised, against the fused one after tract's optimisation;
+    // a prefill of 11 tokens (sgemm path), then one decode step on its cache (direct loops)
+    let plain = onnx
+        .model_for_proto_model(&proto)
+        .unwrap()
+        .into_typed()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let fast = onnx
+        .model_for_proto_model(&fused)
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
+        let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
+            .unwrap()
+            .into_tvalue());
+        inputs.extend(past);
+        plan.run(inputs).unwrap()
+    };
+    let empty: Vec<TValue> = (0..2 * LAYERS)
+        .map(|_| Tensor::zero::<f32>(&[1, KV, 0, HD]).unwrap().into_tvalue())
+        .collect();
+    let ids: Vec<i64> = b"edge bench!".iter().map(|&b| b as i64).collect();
+    let (a, b) = (run(&plain, &ids, empty.clone()), run(&fast, &ids, empty));
+    let step = |o: &TVec<TValue>| o.iter().skip(2).cloned().collect::<Vec<_>>();
+    let (a2, b2) = (run(&plain, &[33], step(&a)), run(&fast, &[33], step(&b)));
+    for (x, y) in a.iter().zip(b.iter()).chain(a2.iter().zip(b2.iter())) {
+        let (x, y) = (
+            x.to_plain_array_view::<f32>().unwrap(),
+            y.to_plain_array_view::<f32>().unwrap(),
+        );
+        assert_eq!(x.shape(), y.shape());
+        let err = x
+            .iter()
+            .zip(y.iter())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-4, "fused and written graphs differ by {err}");
+    }
+}

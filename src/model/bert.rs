@@ -459,6 +459,7 @@ impl TractEncoder {
             plan,
             sha256,
             path: graph_path,
+            ..
         } = super::load_graph(dir, manifest)?;
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
         Ok(TractEncoder {

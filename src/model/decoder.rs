@@ -124,9 +124,13 @@ impl TractDecoder {
             },
             max_context: manifest.max_context,
             matmul: format!(
-                "{}; EbQuantLinear lowering: {}; {} thread(s)",
+                "{}; EbQuantLinear lowering: {}; attention: {}; {} thread(s)",
                 manifest.matmul,
                 crate::ops::quant::Lowering::from_env().name(),
+                match graph.fused_attention {
+                    0 => "as written".to_string(),
+                    n => format!("{n} layers fused into EbAttention"),
+                },
                 super::threads()
             ),
             parameters: manifest.parameters,

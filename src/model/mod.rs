@@ -182,6 +182,8 @@ pub struct LoadedGraph {
     pub plan: std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     pub sha256: String,
     pub path: PathBuf,
+    /// Attention chains replaced by `EbAttention` at load (see [`crate::ops::attention::fuse_graph`]).
+    pub fused_attention: usize,
 }
 
 impl LoadedGraph {
@@ -215,15 +217,30 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         path: path.clone(),
         source,
     };
-    let model = crate::ops::onnx()
-        .model_for_read(&mut bytes.as_slice())
-        .map_err(|e| tract(e.context("not a loadable ONNX graph (corrupt or truncated file?)")))?;
+    let onnx = crate::ops::onnx();
+    let not_onnx = |e: anyhow::Error| {
+        tract(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
+    };
+    let mut proto = onnx
+        .proto_model_for_read(&mut bytes.as_slice())
+        .map_err(not_onnx)?;
     drop(bytes);
+    let fused_attention = match proto.graph.as_mut() {
+        Some(g) if crate::ops::attention::fusion_enabled() => crate::ops::attention::fuse_graph(g),
+        _ => 0,
+    };
+    let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
+    drop(proto);
     let plan = model
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(tract)?;
-    Ok(LoadedGraph { plan, sha256, path })
+    Ok(LoadedGraph {
+        plan,
+        sha256,
+        path,
+        fused_attention,
+    })
 }
 
 /// Sets the number of threads tract's matrix products use (process-wide).

@@ -2,6 +2,7 @@
 //! tract-onnx's op registry. The registry keys on op type only, so every name
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
+pub mod attention;
 pub mod graphs;
 pub mod qkernel;
 pub mod quant;
@@ -16,6 +17,8 @@ pub(crate) fn has_input(node: &tract_onnx::pb::NodeProto, i: usize) -> bool {
 /// tract-onnx with EdgeBench's custom ops registered.
 pub fn onnx() -> tract_onnx::model::Onnx {
     let mut onnx = tract_onnx::onnx();
+    onnx.op_register
+        .insert(attention::OP_NAME, attention::parse);
     onnx.op_register.insert(quant::OP_NAME, quant::parse);
     onnx.op_register.insert(scar::OP_NAME, scar::parse);
     onnx.op_register.insert(router::OP_NAME, router::parse);

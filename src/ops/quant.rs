@@ -582,6 +582,18 @@ type PackedEntry = (
 /// packed copy. Entries hold weak references only.
 static PACKED: std::sync::Mutex<Vec<PackedEntry>> = std::sync::Mutex::new(Vec::new());
 
+/// Bytes of the packed matrices alive now (graphs loaded with the `kernel`
+/// lowering): what their decode steps read, each matrix once per token.
+pub fn live_packed_bytes() -> u64 {
+    PACKED.lock().map_or(0, |cache| {
+        cache
+            .iter()
+            .filter_map(|(_, w)| w.upgrade())
+            .map(|m| m.bytes() as u64)
+            .sum()
+    })
+}
+
 fn shared_packed(
     key: &[Option<Arc<Tensor>>],
     make: impl FnOnce() -> TractResult<super::qkernel::PackedMatrix>,
@@ -662,7 +674,9 @@ impl EvalOp for QuantMatMul {
         self.w.matmul(xs, &mut y, crate::model::threads());
         let mut out_shape = shape;
         *out_shape.last_mut().expect("rank >= 1") = n;
-        Ok(tvec!(Tensor::from_shape(&out_shape, &y)?.into_tvalue()))
+        // takes `y` as the tensor's storage (no copy)
+        let y = tract_ndarray::ArrayD::from_shape_vec(out_shape, y)?;
+        Ok(tvec!(y.into_tensor().into_tvalue()))
     }
 }
 

@@ -1,0 +1,828 @@
+//! `EbAttention`: fused scaled-dot-product attention with grouped-query
+//! heads and an additive mask, and [`fuse_graph`], the load-time rewrite that
+//! puts it in place of the decomposed attention our Llama graphs are written
+//! with.
+//!
+//! The graph files EdgeBench writes keep attention as standard ONNX ops
+//! (`Reshape`, `Unsqueeze`, `Transpose`, `MatMul`, `Mul`, `Add`, `Softmax`,
+//! `MatMul`, `Reshape`), so an f32 export also runs in onnxruntime. tract
+//! runs that chain as 10 ops per layer, packing `K` and `V` for its matrix
+//! multiplier at every decode step. Before tract parses a graph,
+//! [`fuse_graph`] replaces each chain it recognises (structurally, not by
+//! node names) with one `EbAttention` node; the file on disk is unchanged.
+//!
+//! Semantics, for inputs `q [b, h, s, d]`, `k [b, kv, t, d]`,
+//! `v [b, kv, t, dv]` and an optional additive `mask` of `s * t` values
+//! (any leading dims of size 1): query head `i` attends with key/value head
+//! `i / (h / kv)`, and
+//! `out[b, i, r] = softmax_j(scale · q[b, i, r] · k[b, i / (h / kv), j] + mask[r, j]) · v[..]`,
+//! `scale` an attribute (default `1 / sqrt(d)`). A row whose mask hides
+//! every key gives zeros. Decode steps (few query rows) run direct loops;
+//! longer inputs run `matrixmultiply::sgemm` per head.
+
+use rayon::prelude::*;
+use std::collections::HashMap;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+/// Op type in the ONNX graph.
+pub const OP_NAME: &str = "EbAttention";
+
+/// Query rows from which the scores and the weighted sum run as sgemm.
+const SGEMM_MIN_ROWS: usize = 8;
+
+/// Sizes of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Batch.
+    pub b: usize,
+    /// Query heads.
+    pub h: usize,
+    /// Key/value heads (divides `h`).
+    pub kv: usize,
+    /// Query rows.
+    pub s: usize,
+    /// Key rows.
+    pub t: usize,
+    /// Query/key width.
+    pub d: usize,
+    /// Value width.
+    pub dv: usize,
+}
+
+impl Dims {
+    fn check(
+        &self,
+        q: usize,
+        k: usize,
+        v: usize,
+        mask: Option<usize>,
+        out: usize,
+    ) -> Result<(), String> {
+        let Dims {
+            b,
+            h,
+            kv,
+            s,
+            t,
+            d,
+            dv,
+        } = *self;
+        if kv == 0 || h % kv != 0 {
+            return Err(format!(
+                "{h} query heads are not a multiple of {kv} key/value heads"
+            ));
+        }
+        let want = [
+            ("q", q, b * h * s * d),
+            ("k", k, b * kv * t * d),
+            ("v", v, b * kv * t * dv),
+            ("out", out, b * h * s * dv),
+        ];
+        for (name, got, want) in want {
+            if got != want {
+                return Err(format!("{name} has {got} values, expected {want}"));
+            }
+        }
+        match mask {
+            Some(m) if m != s * t => Err(format!("mask has {m} values, expected {s} x {t}")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Computes attention into `out` (`[b, h, s, dv]`); heads are spread over
+/// `threads` when the work is large enough.
+///
+/// # Errors
+/// When a slice length does not match `dims`.
+pub fn attend(
+    dims: Dims,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+    threads: usize,
+) -> Result<(), String> {
+    dims.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len), out.len())?;
+    let Dims {
+        h, kv, s, t, d, dv, ..
+    } = dims;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let rep = h / kv;
+    let head = |bh: usize, o: &mut [f32], scores: &mut Vec<f32>| {
+        let (b, i) = (bh / h, bh % h);
+        let kvh = b * kv + i / rep;
+        let qh = &q[bh * s * d..][..s * d];
+        let kh = &k[kvh * t * d..][..t * d];
+        let vh = &v[kvh * t * dv..][..t * dv];
+        one_head(dims, scale, qh, kh, vh, mask, o, scores);
+    };
+    if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
+        out.par_chunks_exact_mut(s * dv)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (bh, o)| head(bh, o, scores));
+    } else {
+        let mut scores = Vec::new();
+        for (bh, o) in out.chunks_exact_mut(s * dv).enumerate() {
+            head(bh, o, &mut scores);
+        }
+    }
+    Ok(())
+}
+
+/// One (batch, head): `o [s, dv]` from `q [s, d]`, `k [t, d]`, `v [t, dv]`.
+#[allow(clippy::too_many_arguments)]
+fn one_head(
+    dims: Dims,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    o: &mut [f32],
+    p: &mut Vec<f32>,
+) {
+    let Dims { s, t, d, dv, .. } = dims;
+    p.clear();
+    p.resize(s * t, 0.0);
+    let big = s >= SGEMM_MIN_ROWS;
+    if big {
+        // SAFETY: p is s x t, q s x d (row-major), k t x d read as its
+        // transpose (row stride 1, column stride d); lengths checked by `attend`.
+        unsafe {
+            matrixmultiply::sgemm(
+                s,
+                d,
+                t,
+                scale,
+                q.as_ptr(),
+                d as isize,
+                1,
+                k.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                p.as_mut_ptr(),
+                t as isize,
+                1,
+            );
+        }
+    } else {
+        for (qr, pr) in q.chunks_exact(d).zip(p.chunks_exact_mut(t)) {
+            for (kr, pj) in k.chunks_exact(d).zip(pr.iter_mut()) {
+                *pj = scale * dot(qr, kr);
+            }
+        }
+    }
+    for (r, pr) in p.chunks_exact_mut(t).enumerate() {
+        if let Some(m) = mask {
+            for (x, &m) in pr.iter_mut().zip(&m[r * t..(r + 1) * t]) {
+                *x += m;
+            }
+        }
+        softmax(pr);
+    }
+    if big {
+        // SAFETY: o is s x dv, p s x t, v t x dv, all row-major and in bounds.
+        unsafe {
+            matrixmultiply::sgemm(
+                s,
+                t,
+                dv,
+                1.0,
+                p.as_ptr(),
+                t as isize,
+                1,
+                v.as_ptr(),
+                dv as isize,
+                1,
+                0.0,
+                o.as_mut_ptr(),
+                dv as isize,
+                1,
+            );
+        }
+    } else {
+        for (pr, or) in p.chunks_exact(t).zip(o.chunks_exact_mut(dv)) {
+            or.fill(0.0);
+            for (&w, vr) in pr.iter().zip(v.chunks_exact(dv)) {
+                if w != 0.0 {
+                    for (a, &b) in or.iter_mut().zip(vr) {
+                        *a += w * b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dot product with 8 independent partial sums (so it vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// In-place softmax of one row; a row of `-inf` only becomes zeros.
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY || max.is_nan() {
+        row.fill(0.0);
+        return;
+    }
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = if *x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*x - max).exp()
+        };
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// Plain definition, for tests: every score, then softmax, then the sum.
+pub fn reference(
+    dims: Dims,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
+    let Dims {
+        b,
+        h,
+        kv,
+        s,
+        t,
+        d,
+        dv,
+    } = dims;
+    let mut out = vec![0f32; b * h * s * dv];
+    for bi in 0..b {
+        for i in 0..h {
+            let kvh = bi * kv + i / (h / kv);
+            for r in 0..s {
+                let qr = &q[((bi * h + i) * s + r) * d..][..d];
+                let sc: Vec<f64> = (0..t)
+                    .map(|j| {
+                        let kr = &k[(kvh * t + j) * d..][..d];
+                        let dot: f64 = qr.iter().zip(kr).map(|(&x, &y)| x as f64 * y as f64).sum();
+                        scale as f64 * dot + mask.map_or(0.0, |m| m[r * t + j] as f64)
+                    })
+                    .collect();
+                let max = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if max == f64::NEG_INFINITY {
+                    continue;
+                }
+                let e: Vec<f64> = sc.iter().map(|x| (x - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                let o = &mut out[((bi * h + i) * s + r) * dv..][..dv];
+                for (j, w) in e.iter().enumerate() {
+                    let vr = &v[(kvh * t + j) * dv..][..dv];
+                    for (a, &x) in o.iter_mut().zip(vr) {
+                        *a += (w / z * x as f64) as f32;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses an `EbAttention` node.
+pub fn parse(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let scale = node.get_attr_opt::<f32>("scale")?;
+    if scale.is_some_and(|s| !s.is_finite()) {
+        bail!(
+            "{OP_NAME} node `{}`: attribute scale must be finite",
+            node.name
+        );
+    }
+    let has_mask = super::has_input(node, 3);
+    Ok((expand(AttentionExpansion { scale, has_mask }), vec![]))
+}
+
+#[derive(Debug, Clone)]
+struct AttentionExpansion {
+    scale: Option<f32>,
+    has_mask: bool,
+}
+
+impl Expansion for AttentionExpansion {
+    fn name(&self) -> StaticName {
+        OP_NAME.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 3 + self.has_mask as usize)?;
+        check_output_arity(outputs, 1)?;
+        for t in &inputs[..3] {
+            s.equals(&t.rank, 4)?;
+            s.equals(&t.datum_type, f32::datum_type())?;
+        }
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].rank, 4)?;
+        for ax in 0..3 {
+            s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
+        }
+        s.equals(&outputs[0].shape[3], &inputs[2].shape[3])?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, Attention { scale: self.scale }, inputs)
+    }
+}
+
+/// The typed, runnable op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attention {
+    /// Score multiplier; `None`: `1 / sqrt(d)`.
+    pub scale: Option<f32>,
+}
+
+// `parse` rejects non-finite scales, so equality is total.
+impl Eq for Attention {}
+
+impl Op for Attention {
+    fn name(&self) -> StaticName {
+        OP_NAME.into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Attention {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (qs, ks, vs) = (inputs[0].shape(), inputs[1].shape(), inputs[2].shape());
+        ensure!(
+            qs.len() == 4 && ks.len() == 4 && vs.len() == 4 && qs[0] == ks[0] && ks[..3] == vs[..3] && qs[3] == ks[3],
+            "{OP_NAME}: shapes Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, h, s, d], [b, kv, t, d], [b, kv, t, dv]"
+        );
+        let dims = Dims {
+            b: qs[0],
+            h: qs[1],
+            kv: ks[1],
+            s: qs[2],
+            t: ks[2],
+            d: qs[3],
+            dv: vs[3],
+        };
+        let scale = self.scale.unwrap_or(1.0 / (dims.d as f32).sqrt());
+        fn slice(t: &TValue) -> TractResult<&[f32]> {
+            t.try_as_plain_ram()?.as_slice::<f32>()
+        }
+        let mask = inputs.get(3).map(slice).transpose()?;
+        let mut out = vec![0f32; dims.b * dims.h * dims.s * dims.dv];
+        attend(
+            dims,
+            scale,
+            slice(&inputs[0])?,
+            slice(&inputs[1])?,
+            slice(&inputs[2])?,
+            mask,
+            &mut out,
+            crate::model::threads(),
+        )
+        .map_err(|e| anyhow!("{OP_NAME}: {e}"))?;
+        let out = tract_ndarray::Array4::from_shape_vec((dims.b, dims.h, dims.s, dims.dv), out)?;
+        Ok(tvec!(out.into_tensor().into_tvalue()))
+    }
+}
+
+impl TypedOp for Attention {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let (q, v) = (&inputs[0].shape, &inputs[2].shape);
+        ensure!(
+            q.rank() == 4 && v.rank() == 4,
+            "{OP_NAME}: Q and V must have rank 4"
+        );
+        Ok(tvec!(f32::fact([
+            q[0].clone(),
+            q[1].clone(),
+            q[2].clone(),
+            v[3].clone()
+        ])))
+    }
+
+    as_op!();
+}
+
+/// Whether [`fuse_graph`] runs at load: [`set_fusion`]'s choice, else
+/// `EDGEBENCH_FUSE_ATTENTION` (`0` turns it off; on by default).
+pub fn fusion_enabled() -> bool {
+    match FUSION.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => std::env::var("EDGEBENCH_FUSE_ATTENTION").map_or(true, |v| v != "0"),
+    }
+}
+
+/// Turns the load-time attention fusion on or off for graphs loaded from now
+/// on (overrides the environment).
+pub fn set_fusion(on: bool) {
+    FUSION.store(1 + on as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Replaces every decomposed grouped-query attention chain of `graph` with
+/// one `EbAttention` node and returns how many it replaced.
+///
+/// The chain, as `model::llama` writes it (each intermediate used once and
+/// not a graph output):
+/// `q5 = Reshape(q, [1, kv, rep, -1, d])`,
+/// `s = MatMul(q5, Transpose(Unsqueeze(k, [2]), [0, 1, 2, 4, 3]))`,
+/// `p = Softmax(Add(Mul(s, scale), mask), -1)`,
+/// `o = Reshape(MatMul(p, Unsqueeze(v, [2])), [1, kv · rep, -1, dv])`,
+/// becomes `o = EbAttention(q, k, v, mask)` with `scale` as an attribute.
+pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
+    let matches: Vec<Chain> = {
+        let view = GraphView::new(graph);
+        (0..graph.node.len())
+            .filter(|&i| graph.node[i].op_type == "Softmax")
+            .filter_map(|i| view.chain_at(i))
+            .collect()
+    };
+    if matches.is_empty() {
+        return 0;
+    }
+    let mut removed = vec![false; graph.node.len()];
+    let mut at: HashMap<usize, NodeProto> = HashMap::new();
+    for (n, c) in matches.iter().enumerate() {
+        for &i in &c.nodes {
+            removed[i] = true;
+        }
+        let last = &graph.node[c.last];
+        let name = if last.name.is_empty() {
+            format!("eb_attention_{n}")
+        } else {
+            format!("{}.eb_attention", last.name)
+        };
+        at.insert(
+            c.last,
+            NodeProto {
+                name,
+                op_type: OP_NAME.into(),
+                domain: crate::onnx::CUSTOM_DOMAIN.into(),
+                input: vec![c.q.clone(), c.k.clone(), c.v.clone(), c.mask.clone()],
+                output: vec![last.output[0].clone()],
+                attribute: vec![pb::AttributeProto {
+                    name: "scale".into(),
+                    r#type: pb::attribute_proto::AttributeType::Float as i32,
+                    f: c.scale,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(fused) = at.remove(&i) {
+            graph.node.push(fused);
+        } else if !removed[i] {
+            graph.node.push(node);
+        }
+    }
+    matches.len()
+}
+
+/// One recognised chain: the node indices it replaces (`last` produces its
+/// output) and the fused node's inputs.
+struct Chain {
+    nodes: Vec<usize>,
+    last: usize,
+    q: String,
+    k: String,
+    v: String,
+    mask: String,
+    scale: f32,
+}
+
+/// Producers, use counts and initializers of a graph, by tensor name.
+struct GraphView<'a> {
+    g: &'a pb::GraphProto,
+    producer: HashMap<&'a str, usize>,
+    consumers: HashMap<&'a str, Vec<usize>>,
+    outputs: std::collections::HashSet<&'a str>,
+    inits: HashMap<&'a str, &'a pb::TensorProto>,
+}
+
+impl<'a> GraphView<'a> {
+    fn new(g: &'a pb::GraphProto) -> Self {
+        let mut producer = HashMap::new();
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in g.node.iter().enumerate() {
+            for o in &n.output {
+                producer.insert(o.as_str(), i);
+            }
+            for x in &n.input {
+                consumers.entry(x.as_str()).or_default().push(i);
+            }
+        }
+        GraphView {
+            g,
+            producer,
+            consumers,
+            outputs: g.output.iter().map(|o| o.name.as_str()).collect(),
+            inits: g.initializer.iter().map(|t| (t.name.as_str(), t)).collect(),
+        }
+    }
+
+    /// The node producing `name` if it has type `op` and `n_in` inputs, and
+    /// `name` is used only once and is not a graph output.
+    fn only_use(&self, name: &str, op: &str, n_in: usize) -> Option<usize> {
+        let i = *self.producer.get(name)?;
+        let n = &self.g.node[i];
+        let single =
+            self.consumers.get(name).is_some_and(|c| c.len() == 1) && !self.outputs.contains(name);
+        (single && n.op_type == op && n.input.len() == n_in && n.output.len() == 1).then_some(i)
+    }
+
+    /// The single consumer of `name` (of type `op`), if `name` has exactly one use.
+    fn single_consumer(&self, name: &str, op: &str) -> Option<usize> {
+        let c = self.consumers.get(name)?;
+        let i = *c.first()?;
+        (c.len() == 1 && !self.outputs.contains(name) && self.g.node[i].op_type == op).then_some(i)
+    }
+
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        let t = self.inits.get(name)?;
+        if t.data_type != pb::tensor_proto::DataType::Int64 as i32 {
+            return None;
+        }
+        if !t.raw_data.is_empty() {
+            return Some(
+                t.raw_data
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            );
+        }
+        Some(t.int64_data.clone())
+    }
+
+    fn scalar_f32(&self, name: &str) -> Option<f32> {
+        let t = self.inits.get(name)?;
+        if t.data_type != pb::tensor_proto::DataType::Float as i32
+            || t.dims.iter().product::<i64>() != 1
+        {
+            return None;
+        }
+        if t.raw_data.len() == 4 {
+            return Some(f32::from_le_bytes(t.raw_data[..4].try_into().ok()?));
+        }
+        t.float_data.first().copied()
+    }
+
+    fn int_attr(&self, node: usize, name: &str) -> Option<Vec<i64>> {
+        let a = self.g.node[node]
+            .attribute
+            .iter()
+            .find(|a| a.name == name)?;
+        Some(if a.ints.is_empty() {
+            vec![a.i]
+        } else {
+            a.ints.clone()
+        })
+    }
+
+    fn chain_at(&self, softmax: usize) -> Option<Chain> {
+        let n = |i: usize| &self.g.node[i];
+        let sm = n(softmax);
+        if sm.input.len() != 1 || sm.output.len() != 1 {
+            return None;
+        }
+        match self.int_attr(softmax, "axis").as_deref() {
+            Some([-1]) | Some([4]) | None => {}
+            _ => return None,
+        }
+        let add = self.only_use(&sm.input[0], "Add", 2)?;
+        let mul = self.only_use(&n(add).input[0], "Mul", 2)?;
+        let mask = n(add).input[1].clone();
+        let scale = self.scalar_f32(&n(mul).input[1])?;
+        let mm1 = self.only_use(&n(mul).input[0], "MatMul", 2)?;
+        let rq = self.only_use(&n(mm1).input[0], "Reshape", 2)?;
+        let tr = self.only_use(&n(mm1).input[1], "Transpose", 1)?;
+        if self.int_attr(tr, "perm")? != [0, 1, 2, 4, 3] {
+            return None;
+        }
+        let uk = self.only_use(&n(tr).input[0], "Unsqueeze", 2)?;
+        let mm2 = self.single_consumer(&sm.output[0], "MatMul")?;
+        if n(mm2).input.len() != 2 || n(mm2).input[0] != sm.output[0] {
+            return None;
+        }
+        let uv = self.only_use(&n(mm2).input[1], "Unsqueeze", 2)?;
+        let ro = self.single_consumer(&n(mm2).output[0], "Reshape")?;
+        if n(ro).input.len() != 2 || n(ro).input[0] != n(mm2).output[0] {
+            return None;
+        }
+        if self.ints(&n(uk).input[1])? != [2] || self.ints(&n(uv).input[1])? != [2] {
+            return None;
+        }
+        let [b, kv, rep, -1, d] = self.ints(&n(rq).input[1])?[..] else {
+            return None;
+        };
+        let [b2, h, -1, dv] = self.ints(&n(ro).input[1])?[..] else {
+            return None;
+        };
+        if b != 1 || b2 != 1 || kv < 1 || rep < 1 || h != kv * rep || d < 1 || dv < 1 {
+            return None;
+        }
+        Some(Chain {
+            nodes: vec![rq, tr, uk, mm1, mul, add, softmax, uv, mm2, ro],
+            last: ro,
+            q: n(rq).input[0].clone(),
+            k: n(uk).input[0].clone(),
+            v: n(uv).input[0].clone(),
+            mask,
+            scale,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32
+                    / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    fn check(dims: Dims, causal: bool) {
+        let Dims {
+            b,
+            h,
+            kv,
+            s,
+            t,
+            d,
+            dv,
+        } = dims;
+        let (q, k, v) = (
+            data(b * h * s * d, 1),
+            data(b * kv * t * d, 2),
+            data(b * kv * t * dv, 3),
+        );
+        let past = t - s;
+        let mask: Vec<f32> = (0..s * t)
+            .map(|x| {
+                if causal && x % t > past + x / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let want = reference(dims, 0.3, &q, &k, &v, Some(&mask));
+        for threads in [1, 2] {
+            let mut got = vec![f32::NAN; want.len()];
+            attend(dims, 0.3, &q, &k, &v, Some(&mask), &mut got, threads).unwrap();
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "{dims:?} threads {threads}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn matches_the_plain_definition_on_both_paths() {
+        // one decode row (direct loops), a prefill block (sgemm), GQA and MHA
+        check(
+            Dims {
+                b: 1,
+                h: 9,
+                kv: 3,
+                s: 1,
+                t: 37,
+                d: 64,
+                dv: 64,
+            },
+            true,
+        );
+        check(
+            Dims {
+                b: 1,
+                h: 4,
+                kv: 4,
+                s: 3,
+                t: 10,
+                d: 12,
+                dv: 8,
+            },
+            true,
+        );
+        check(
+            Dims {
+                b: 1,
+                h: 6,
+                kv: 2,
+                s: 20,
+                t: 29,
+                d: 16,
+                dv: 16,
+            },
+            true,
+        );
+        check(
+            Dims {
+                b: 2,
+                h: 2,
+                kv: 1,
+                s: 9,
+                t: 9,
+                d: 8,
+                dv: 8,
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn fully_masked_rows_give_zeros_and_bad_sizes_are_named() {
+        let dims = Dims {
+            b: 1,
+            h: 1,
+            kv: 1,
+            s: 1,
+            t: 2,
+            d: 2,
+            dv: 2,
+        };
+        let mut out = [9f32; 2];
+        let mask = [f32::NEG_INFINITY; 2];
+        attend(
+            dims,
+            1.0,
+            &[1.0; 2],
+            &[1.0; 4],
+            &[1.0; 4],
+            Some(&mask),
+            &mut out,
+            1,
+        )
+        .unwrap();
+        assert_eq!(out, [0.0, 0.0]);
+        let err = attend(
+            dims, 1.0, &[1.0; 2], &[1.0; 3], &[1.0; 4], None, &mut out, 1,
+        )
+        .unwrap_err();
+        assert!(err.contains("k has 3 values"), "{err}");
+        let bad = Dims {
+            kv: 2,
+            h: 3,
+            ..dims
+        };
+        assert!(attend(bad, 1.0, &[], &[], &[], None, &mut [], 1)
+            .unwrap_err()
+            .contains("multiple"));
+    }
+}
