@@ -45,6 +45,15 @@ pub enum BenchWhat {
         /// measured in the same run.
         #[arg(long)]
         compare_lowering: Option<String>,
+        /// llama.cpp's `llama-bench` binary: also run it on `--gguf` with the
+        /// same thread count, prompt length and decode depth, and print
+        /// ratios measured in the same run.
+        #[arg(long, requires = "gguf")]
+        llama_bench: Option<PathBuf>,
+        /// The GGUF file the model was imported from (for `--llama-bench`;
+        /// checked against the sha256 in the model's provenance).
+        #[arg(long)]
+        gguf: Option<PathBuf>,
     },
     /// Custom ops in tract: SCAR vs dense attention (n = 128, 512, 2048; k = 8, 16), quantized vs f32 linear.
     Ops {
@@ -117,7 +126,7 @@ fn time_decoder(
 }
 
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let (model, prompt_tokens, decode_tokens, repeats, json, out, compare) = match a.what {
+    let (model, prompt_tokens, decode_tokens, repeats, json, out, compare, llama) = match a.what {
         BenchWhat::Ops {
             quick,
             repeats,
@@ -131,6 +140,8 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             json,
             out,
             compare_lowering,
+            llama_bench,
+            gguf,
         } => (
             model,
             prompt_tokens,
@@ -139,6 +150,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             json,
             out,
             compare_lowering,
+            llama_bench.zip(gguf),
         ),
     };
     use edgebench::ops::quant::{set_lowering, Lowering};
@@ -156,6 +168,16 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         other => PathBuf::from(other),
     };
     let manifest = ModelManifest::load(&dir).map_err(bad_input)?;
+    if let Some((_, gguf)) = &llama {
+        if manifest.architecture != "decoder" {
+            return Err(bad_input(anyhow::anyhow!(
+                "--llama-bench compares decoders; {} is an {}",
+                dir.display(),
+                manifest.architecture
+            )));
+        }
+        super::llama_cpp::check_source(gguf, &manifest.provenance).map_err(bad_input)?;
+    }
     let graph_bytes = std::fs::metadata(dir.join(&manifest.graph))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -274,6 +296,45 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                         format!("decode_speedup_vs_{name}"),
                         b / a,
                         format!("ratio ({} over {name}, same run)", lowering.name()),
+                    ));
+                }
+            }
+            if let Some((bin, gguf)) = &llama {
+                let theirs = super::llama_cpp::run(
+                    bin,
+                    gguf,
+                    edgebench::model::threads(),
+                    n,
+                    decode_tokens.max(1),
+                    repeats,
+                )
+                .map_err(failed)?;
+                rows.push((
+                    format!("llama_cpp_prefill_{n}_tokens"),
+                    theirs.prefill_tokens_per_s,
+                    "tokens/s (llama-bench, same run)".into(),
+                ));
+                rows.push((
+                    "prefill_vs_llama_cpp".into(),
+                    n as f64 / prefill / theirs.prefill_tokens_per_s,
+                    "ratio (ours over llama.cpp's tokens/s; >= 1: no slower)".into(),
+                ));
+                if !steps.is_empty() {
+                    let mean = steps.iter().sum::<f64>() / steps.len() as f64 * 1e3;
+                    rows.push((
+                        "llama_cpp_decode".into(),
+                        theirs.decode_ms,
+                        format!("ms/token (llama-bench, mean, after {n} tokens)"),
+                    ));
+                    rows.push((
+                        "decode_mean".into(),
+                        mean,
+                        format!("ms/token (model only, mean, after {n} tokens)"),
+                    ));
+                    rows.push((
+                        "decode_vs_llama_cpp".into(),
+                        mean / theirs.decode_ms,
+                        "ratio (our mean over llama.cpp's; <= 1: no slower)".into(),
                     ));
                 }
             }

@@ -5,6 +5,7 @@ mod bench_ops;
 mod gate;
 mod gem;
 mod import;
+mod llama_cpp;
 mod paper;
 mod perf;
 mod run;
