@@ -284,3 +284,70 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
         assert!(err < 1e-4, "fused and written graphs differ by {err}");
     }
 }
+
+#[test]
+fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
+    let bytes = synthetic_gguf(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("synthetic.gguf");
+    std::fs::write(&src, &bytes).unwrap();
+    let out = tmp.path().join("model");
+    llama::import_gguf(&src, &out, 64, false).unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "model", "--model", out.to_str().unwrap()];
+        args.extend([
+            "--prompt-tokens",
+            "8",
+            "--decode-tokens",
+            "2",
+            "--repeats",
+            "1",
+        ]);
+        args.extend(extra);
+        common::edgebench(&common::repo(), &args)
+    };
+    let o = bench(&["--compare-unfused"]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains(&format!(
+            "attention: {LAYERS} layers fused into EbAttention"
+        )),
+        "{table}"
+    );
+    let value = |m: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(m))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{m} missing from\n{table}"))
+    };
+    assert!(value("decode_speedup_vs_unfused") > 0.0);
+    assert!(value("prefill_speedup_vs_unfused") > 0.0);
+    // the kernels' packed copies are what a decode step reads
+    assert!(value("weight_bytes_read_per_token") > 0.0);
+    // llama.cpp comparisons name what is wrong
+    let o = bench(&[
+        "--llama-bench",
+        "/nonexistent/llama-bench",
+        "--gguf",
+        src.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::text(&o).contains("/nonexistent/llama-bench"),
+        "{}",
+        common::text(&o)
+    );
+    let other = tmp.path().join("other.gguf");
+    std::fs::write(&other, b"GGUF").unwrap();
+    let o = bench(&[
+        "--llama-bench",
+        "/nonexistent/llama-bench",
+        "--gguf",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(common::text(&o).contains("not the file this model was imported from"));
+}

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use edgebench::model::{
     bert::TractEncoder, decoder::TractDecoder, manifest::ModelManifest, tiny, Model,
 };
+use edgebench::ops::quant::{set_lowering, Lowering};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -45,6 +46,10 @@ pub enum BenchWhat {
         /// measured in the same run.
         #[arg(long)]
         compare_lowering: Option<String>,
+        /// Also load the model without the load-time attention fusion
+        /// (`EbAttention`) and print speed ratios measured in the same run.
+        #[arg(long, conflicts_with = "compare_lowering")]
+        compare_unfused: bool,
         /// llama.cpp's `llama-bench` binary: also run it on `--gguf` with the
         /// same thread count, prompt length and decode depth, and print
         /// ratios measured in the same run.
@@ -108,6 +113,15 @@ fn read_bandwidth() -> f64 {
     best
 }
 
+/// What `bench model` compares the model with, loaded again in the same run.
+#[derive(Debug, Clone, Copy)]
+enum Baseline {
+    /// Another lowering of the quantized layers.
+    Lowering(Lowering),
+    /// The graph's attention as written (no `EbAttention` fusion).
+    Unfused,
+}
+
 /// Prefill seconds (p50) and decode step seconds of `dec` on `prompt`.
 fn time_decoder(
     dec: &TractDecoder,
@@ -140,6 +154,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             json,
             out,
             compare_lowering,
+            compare_unfused,
             llama_bench,
             gguf,
         } => (
@@ -149,18 +164,20 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             repeats,
             json,
             out,
-            compare_lowering,
+            (compare_lowering, compare_unfused),
             llama_bench.zip(gguf),
         ),
     };
-    use edgebench::ops::quant::{set_lowering, Lowering};
     let compare = match compare {
-        Some(name) => Some(Lowering::parse(&name).ok_or_else(|| {
-            bad_input(anyhow::anyhow!(
-                "--compare-lowering: unknown lowering `{name}`; use kernel, tract or f32"
-            ))
-        })?),
-        None => None,
+        (Some(name), _) => Some(Baseline::Lowering(Lowering::parse(&name).ok_or_else(
+            || {
+                bad_input(anyhow::anyhow!(
+                    "--compare-lowering: unknown lowering `{name}`; use kernel, tract or f32"
+                ))
+            },
+        )?)),
+        (None, true) => Some(Baseline::Unfused),
+        (None, false) => None,
     };
     let lowering = Lowering::from_env();
     let dir = match model.as_str() {
@@ -263,13 +280,24 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 ));
             }
             if let Some(other) = compare {
-                set_lowering(other);
+                let fusion = edgebench::ops::attention::fusion_enabled();
+                let (name, ours) = match other {
+                    Baseline::Lowering(l) => {
+                        set_lowering(l);
+                        (l.name(), lowering.name())
+                    }
+                    Baseline::Unfused => {
+                        edgebench::ops::attention::set_fusion(false);
+                        ("unfused", "fused")
+                    }
+                };
                 let t = Instant::now();
-                let base = TractDecoder::load(&dir, &manifest, &model).map_err(bad_input)?;
+                let base = TractDecoder::load(&dir, &manifest, &model);
                 let load_other = t.elapsed().as_secs_f64();
-                let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
                 set_lowering(lowering);
-                let name = other.name();
+                edgebench::ops::attention::set_fusion(fusion);
+                let base = base.map_err(bad_input)?;
+                let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
                 rows.push((
                     format!("load_and_optimise_{name}"),
                     load_other * 1e3,
@@ -283,7 +311,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 rows.push((
                     format!("prefill_speedup_vs_{name}"),
                     p_other / prefill,
-                    format!("ratio ({} over {name}, same run)", lowering.name()),
+                    format!("ratio ({ours} over {name}, same run)"),
                 ));
                 if !steps.is_empty() && !s_other.is_empty() {
                     let (a, b) = (percentile(&steps, 0.5), percentile(&s_other, 0.5));
@@ -295,7 +323,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                     rows.push((
                         format!("decode_speedup_vs_{name}"),
                         b / a,
-                        format!("ratio ({} over {name}, same run)", lowering.name()),
+                        format!("ratio ({ours} over {name}, same run)"),
                     ));
                 }
             }

@@ -74,7 +74,8 @@ pub fn avg_ns(jsonl: &str, n_prompt: usize, n_gen: usize) -> Option<f64> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| {
-            v["n_prompt"].as_u64() == Some(n_prompt as u64) && v["n_gen"].as_u64() == Some(n_gen as u64)
+            v["n_prompt"].as_u64() == Some(n_prompt as u64)
+                && v["n_gen"].as_u64() == Some(n_gen as u64)
         })
         .and_then(|v| v["avg_ns"].as_f64())
 }
@@ -85,7 +86,11 @@ pub fn check_source(gguf: &Path, provenance: &str) -> anyhow::Result<()> {
     let Some(want) = provenance
         .split("sha256 ")
         .nth(1)
-        .map(|s| s.chars().take_while(char::is_ascii_hexdigit).collect::<String>())
+        .map(|s| {
+            s.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        })
         .filter(|s| s.len() == 64)
     else {
         return Ok(());
@@ -120,10 +125,20 @@ mod tests {
 
     #[test]
     fn a_missing_binary_is_named() {
-        let err = run(Path::new("/nonexistent/llama-bench"), Path::new("x.gguf"), 1, 8, 4, 1)
-            .unwrap_err();
+        let err = run(
+            Path::new("/nonexistent/llama-bench"),
+            Path::new("x.gguf"),
+            1,
+            8,
+            4,
+            1,
+        )
+        .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("/nonexistent/llama-bench") && msg.contains("llama-bench target"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/llama-bench") && msg.contains("llama-bench target"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -131,9 +146,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("other.gguf");
         std::fs::write(&f, b"GGUF").unwrap();
-        let prov = format!("imported from a.gguf (sha256 {}) by edgebench import gguf", "ab".repeat(32));
+        let prov = format!(
+            "imported from a.gguf (sha256 {}) by edgebench import gguf",
+            "ab".repeat(32)
+        );
         let msg = format!("{:#}", check_source(&f, &prov).unwrap_err());
-        assert!(msg.contains("not the file this model was imported from"), "{msg}");
+        assert!(
+            msg.contains("not the file this model was imported from"),
+            "{msg}"
+        );
         // no recorded hash: nothing to check
         check_source(&f, "built by hand").unwrap();
         let same = format!("(sha256 {})", edgebench::record::sha256_file(&f).unwrap());

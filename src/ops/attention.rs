@@ -98,6 +98,7 @@ impl Dims {
 ///
 /// # Errors
 /// When a slice length does not match `dims`.
+#[allow(clippy::too_many_arguments)]
 pub fn attend(
     dims: Dims,
     scale: f32,
