@@ -378,7 +378,8 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             ));
             // 126 words + [CLS] and [SEP] = 128 tokens for WordPiece vocabularies (as in benches/ort_bench.py)
             let sentence = "the ".repeat(126);
-            for batch in [1usize, 32] {
+            let tokens = enc.count_tokens(&sentence).map_err(failed)?;
+            let time = |enc: &mut TractEncoder, batch: usize| -> Result<f64, Failure> {
                 let texts = vec![sentence.clone(); batch];
                 enc.embed(&texts).map_err(failed)?; // warm-up
                 let mut times = Vec::new();
@@ -387,12 +388,44 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                     enc.embed(&texts).map_err(failed)?;
                     times.push(t.elapsed().as_secs_f64());
                 }
-                let tokens = enc.count_tokens(&sentence).map_err(failed)?;
+                Ok(batch as f64 / percentile(&times, 0.5))
+            };
+            let mut base = match compare {
+                Some(Baseline::Unfused) => {
+                    let fusion = edgebench::ops::attention::fusion_enabled();
+                    edgebench::ops::attention::set_fusion(false);
+                    let base = TractEncoder::load(&dir, &manifest, &model);
+                    edgebench::ops::attention::set_fusion(fusion);
+                    Some(base.map_err(bad_input)?)
+                }
+                Some(Baseline::Lowering(_)) => {
+                    return Err(bad_input(anyhow::anyhow!(
+                        "--compare-lowering applies to quantized decoders; {} is an encoder",
+                        dir.display()
+                    )))
+                }
+                None => None,
+            };
+            for batch in [1usize, 32] {
+                let ours = time(&mut enc, batch)?;
                 rows.push((
                     format!("batch_{batch}_x_{tokens}_tokens"),
-                    batch as f64 / percentile(&times, 0.5),
+                    ours,
                     "sentences/s (p50, end-to-end)".into(),
                 ));
+                if let Some(base) = base.as_mut() {
+                    let theirs = time(base, batch)?;
+                    rows.push((
+                        format!("batch_{batch}_x_{tokens}_tokens_unfused"),
+                        theirs,
+                        "sentences/s (p50, end-to-end)".into(),
+                    ));
+                    rows.push((
+                        format!("batch_{batch}_speedup_vs_unfused"),
+                        ours / theirs,
+                        "ratio (fused over unfused, same run)".into(),
+                    ));
+                }
             }
         }
         other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),

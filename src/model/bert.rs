@@ -459,7 +459,7 @@ impl TractEncoder {
             plan,
             sha256,
             path: graph_path,
-            ..
+            fused_attention,
         } = super::load_graph(dir, manifest)?;
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
         Ok(TractEncoder {
@@ -474,7 +474,12 @@ impl TractEncoder {
                     ..Default::default()
                 },
                 max_context: manifest.max_context,
-                matmul: format!("{}; {} thread(s)", manifest.matmul, super::threads()),
+                matmul: format!(
+                    "{}; attention: {}; {} thread(s)",
+                    manifest.matmul,
+                    super::attention_note(fused_attention),
+                    super::threads()
+                ),
                 parameters: manifest.parameters,
                 provenance: manifest.provenance.clone(),
             },

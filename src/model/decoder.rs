@@ -127,10 +127,7 @@ impl TractDecoder {
                 "{}; EbQuantLinear lowering: {}; attention: {}; {} thread(s)",
                 manifest.matmul,
                 crate::ops::quant::Lowering::from_env().name(),
-                match graph.fused_attention {
-                    0 => "as written".to_string(),
-                    n => format!("{n} layers fused into EbAttention"),
-                },
+                super::attention_note(graph.fused_attention),
                 super::threads()
             ),
             parameters: manifest.parameters,

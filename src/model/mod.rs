@@ -243,6 +243,14 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
     })
 }
 
+/// How a loaded graph's attention runs, for the runtime line of a model.
+pub(crate) fn attention_note(fused: usize) -> String {
+    match fused {
+        0 => "as written".to_string(),
+        n => format!("{n} layers fused into EbAttention"),
+    }
+}
+
 /// Sets the number of threads tract's matrix products use (process-wide).
 pub fn set_threads(n: usize) {
     use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};

@@ -7,15 +7,16 @@
 //! (`Reshape`, `Unsqueeze`, `Transpose`, `MatMul`, `Mul`, `Add`, `Softmax`,
 //! `MatMul`, `Reshape`), so an f32 export also runs in onnxruntime. tract
 //! runs that chain as 10 ops per layer, packing `K` and `V` for its matrix
-//! multiplier at every decode step. Before tract parses a graph,
+//! multiplier at every decode step (and BERT's scale and mask as
+//! broadcasting element-wise ops). Before tract parses a graph,
 //! [`fuse_graph`] replaces each chain it recognises (structurally, not by
 //! node names) with one `EbAttention` node; the file on disk is unchanged.
 //!
 //! Semantics, for inputs `q [b, h, s, d]`, `k [b, kv, t, d]`,
-//! `v [b, kv, t, dv]` and an optional additive `mask` of `s * t` values
-//! (any leading dims of size 1): query head `i` attends with key/value head
-//! `i / (h / kv)`, and
-//! `out[b, i, r] = softmax_j(scale · q[b, i, r] · k[b, i / (h / kv), j] + mask[r, j]) · v[..]`,
+//! `v [b, kv, t, dv]` and an optional additive `mask` broadcast to
+//! `[b, h, s, t]` (`[s, t]`, `[b, 1, 1, t]`, ...): query head `i` attends
+//! with key/value head `i / (h / kv)`, and
+//! `out[b, i, r] = softmax_j(scale · q[b, i, r] · k[b, i / (h / kv), j] + mask[b, i, r, j]) · v[..]`,
 //! `scale` an attribute (default `1 / sqrt(d)`). A row whose mask hides
 //! every key gives zeros. Decode steps (few query rows) run direct loops;
 //! longer inputs run `matrixmultiply::sgemm` per head.
@@ -52,13 +53,33 @@ pub struct Dims {
     pub dv: usize,
 }
 
+/// An additive mask broadcast over `[b, h, s, t]`: `shape` is
+/// `[mb, mh, ms, t]`, each of `mb`, `mh`, `ms` either 1 or the full size.
+#[derive(Debug, Clone, Copy)]
+pub struct Mask<'a> {
+    /// Values, row-major in `shape`.
+    pub data: &'a [f32],
+    /// Its shape, padded to rank 4 with leading 1s.
+    pub shape: [usize; 4],
+}
+
+impl<'a> Mask<'a> {
+    /// The rows of batch `b`, query head `i` (`ms` rows of `t`), and the
+    /// stride between query rows (0 when every row shares one).
+    fn head(&self, b: usize, i: usize) -> (&'a [f32], usize) {
+        let [mb, mh, ms, t] = self.shape;
+        let at = ((if mb == 1 { 0 } else { b }) * mh + if mh == 1 { 0 } else { i }) * ms * t;
+        (&self.data[at..at + ms * t], if ms == 1 { 0 } else { t })
+    }
+}
+
 impl Dims {
     fn check(
         &self,
         q: usize,
         k: usize,
         v: usize,
-        mask: Option<usize>,
+        mask: Option<&Mask>,
         out: usize,
     ) -> Result<(), String> {
         let Dims {
@@ -86,10 +107,23 @@ impl Dims {
                 return Err(format!("{name} has {got} values, expected {want}"));
             }
         }
-        match mask {
-            Some(m) if m != s * t => Err(format!("mask has {m} values, expected {s} x {t}")),
-            _ => Ok(()),
+        let Some(m) = mask else { return Ok(()) };
+        let [mb, mh, ms, mt] = m.shape;
+        let fits = |d: usize, full: usize| d == 1 || d == full;
+        if mt != t || !fits(mb, b) || !fits(mh, h) || !fits(ms, s) {
+            return Err(format!(
+                "mask shape {:?} does not broadcast to [{b}, {h}, {s}, {t}]",
+                m.shape
+            ));
         }
+        if m.data.len() != mb * mh * ms * mt {
+            return Err(format!(
+                "mask has {} values, expected {:?}",
+                m.data.len(),
+                m.shape
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -105,11 +139,11 @@ pub fn attend(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<Mask<'_>>,
     out: &mut [f32],
     threads: usize,
 ) -> Result<(), String> {
-    dims.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len), out.len())?;
+    dims.check(q.len(), k.len(), v.len(), mask.as_ref(), out.len())?;
     let Dims {
         h, kv, s, t, d, dv, ..
     } = dims;
@@ -123,7 +157,8 @@ pub fn attend(
         let qh = &q[bh * s * d..][..s * d];
         let kh = &k[kvh * t * d..][..t * d];
         let vh = &v[kvh * t * dv..][..t * dv];
-        one_head(dims, scale, qh, kh, vh, mask, o, scores);
+        let m = mask.map(|m| m.head(b, i));
+        one_head(dims, scale, qh, kh, vh, m, o, scores);
     };
     if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
         out.par_chunks_exact_mut(s * dv)
@@ -147,7 +182,7 @@ fn one_head(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<(&[f32], usize)>,
     o: &mut [f32],
     p: &mut Vec<f32>,
 ) {
@@ -161,7 +196,7 @@ fn one_head(
             q: &[f32],
             k: &[f32],
             v: &[f32],
-            mask: Option<&[f32]>,
+            mask: Option<(&[f32], usize)>,
             o: &mut [f32],
             p: &mut Vec<f32>,
         ) {
@@ -181,7 +216,7 @@ fn head_body(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<(&[f32], usize)>,
     o: &mut [f32],
     p: &mut Vec<f32>,
 ) {
@@ -218,8 +253,8 @@ fn head_body(
         }
     }
     for (r, pr) in p.chunks_exact_mut(t).enumerate() {
-        if let Some(m) = mask {
-            for (x, &m) in pr.iter_mut().zip(&m[r * t..(r + 1) * t]) {
+        if let Some((m, stride)) = mask {
+            for (x, &m) in pr.iter_mut().zip(&m[r * stride..r * stride + t]) {
                 *x += m;
             }
         }
@@ -308,7 +343,7 @@ pub fn reference(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<Mask<'_>>,
 ) -> Vec<f32> {
     let Dims {
         b,
@@ -329,7 +364,11 @@ pub fn reference(
                     .map(|j| {
                         let kr = &k[(kvh * t + j) * d..][..d];
                         let dot: f64 = qr.iter().zip(kr).map(|(&x, &y)| x as f64 * y as f64).sum();
-                        scale as f64 * dot + mask.map_or(0.0, |m| m[r * t + j] as f64)
+                        let m = mask.map_or(0.0, |m| {
+                            let (rows, stride) = m.head(bi, i);
+                            rows[r * stride + j] as f64
+                        });
+                        scale as f64 * dot + m
                     })
                     .collect();
                 let max = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -449,7 +488,23 @@ impl EvalOp for Attention {
         fn slice(t: &TValue) -> TractResult<&[f32]> {
             t.try_as_plain_ram()?.as_slice::<f32>()
         }
-        let mask = inputs.get(3).map(slice).transpose()?;
+        let mask = match inputs.get(3) {
+            Some(m) => {
+                let ms = m.shape();
+                ensure!(
+                    ms.len() <= 4,
+                    "{OP_NAME}: mask of rank {} (at most 4)",
+                    ms.len()
+                );
+                let mut shape = [1usize; 4];
+                shape[4 - ms.len()..].copy_from_slice(ms);
+                Some(Mask {
+                    data: slice(m)?,
+                    shape,
+                })
+            }
+            None => None,
+        };
         let mut out = vec![0f32; dims.b * dims.h * dims.s * dims.dv];
         attend(
             dims,
@@ -512,7 +567,8 @@ static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0)
 /// `s = MatMul(q5, Transpose(Unsqueeze(k, [2]), [0, 1, 2, 4, 3]))`,
 /// `p = Softmax(Add(Mul(s, scale), mask), -1)`,
 /// `o = Reshape(MatMul(p, Unsqueeze(v, [2])), [1, kv · rep, -1, dv])`,
-/// becomes `o = EbAttention(q, k, v, mask)` with `scale` as an attribute.
+/// becomes `o = EbAttention(q, k, v, mask)` with `scale` as an attribute;
+/// and the multi-head chain `model::bert` writes (see `heads_chain`).
 pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
     let matches: Vec<Chain> = {
         let view = GraphView::new(graph);
@@ -680,16 +736,18 @@ impl<'a> GraphView<'a> {
         let mask = n(add).input[1].clone();
         let scale = self.scalar_f32(&n(mul).input[1])?;
         let mm1 = self.only_use(&n(mul).input[0], "MatMul", 2)?;
-        let rq = self.only_use(&n(mm1).input[0], "Reshape", 2)?;
+        let mm2 = self.single_consumer(&sm.output[0], "MatMul")?;
+        if n(mm2).input.len() != 2 || n(mm2).input[0] != sm.output[0] {
+            return None;
+        }
+        let Some(rq) = self.only_use(&n(mm1).input[0], "Reshape", 2) else {
+            return self.heads_chain([mm1, mul, add, softmax, mm2], mask, scale);
+        };
         let tr = self.only_use(&n(mm1).input[1], "Transpose", 1)?;
         if self.int_attr(tr, "perm")? != [0, 1, 2, 4, 3] {
             return None;
         }
         let uk = self.only_use(&n(tr).input[0], "Unsqueeze", 2)?;
-        let mm2 = self.single_consumer(&sm.output[0], "MatMul")?;
-        if n(mm2).input.len() != 2 || n(mm2).input[0] != sm.output[0] {
-            return None;
-        }
         let uv = self.only_use(&n(mm2).input[1], "Unsqueeze", 2)?;
         let ro = self.single_consumer(&n(mm2).output[0], "Reshape")?;
         if n(ro).input.len() != 2 || n(ro).input[0] != n(mm2).output[0] {
@@ -713,6 +771,51 @@ impl<'a> GraphView<'a> {
             q: n(rq).input[0].clone(),
             k: n(uk).input[0].clone(),
             v: n(uv).input[0].clone(),
+            mask,
+            scale,
+        })
+    }
+
+    /// The multi-head chain `model::bert` writes, with `q`, `k` and `v` each
+    /// `Transpose(Reshape(x, [0, 0, h, d]), [0, 2, 1, 3])`:
+    /// `MatMul(q, Transpose(k, [0, 1, 3, 2]))`, `Mul(scale)`, `Add(mask)`,
+    /// `Softmax`, `MatMul(p, v)`.
+    fn heads_chain(
+        &self,
+        [mm1, mul, add, softmax, mm2]: [usize; 5],
+        mask: String,
+        scale: f32,
+    ) -> Option<Chain> {
+        let n = |i: usize| &self.g.node[i];
+        let tr = self.only_use(&n(mm1).input[1], "Transpose", 1)?;
+        if self.int_attr(tr, "perm")? != [0, 1, 3, 2] {
+            return None;
+        }
+        let (q, k, v) = (&n(mm1).input[0], &n(tr).input[0], &n(mm2).input[1]);
+        let mut heads = None;
+        for x in [q, k, v] {
+            let t = *self.producer.get(x.as_str())?;
+            if n(t).op_type != "Transpose" || self.int_attr(t, "perm")? != [0, 2, 1, 3] {
+                return None;
+            }
+            let r = *self.producer.get(n(t).input[0].as_str())?;
+            if n(r).op_type != "Reshape" || n(r).input.len() != 2 {
+                return None;
+            }
+            let [0, 0, h, d] = self.ints(&n(r).input[1])?[..] else {
+                return None;
+            };
+            if h < 1 || d < 1 || heads.is_some_and(|hd| hd != (h, d)) {
+                return None;
+            }
+            heads = Some((h, d));
+        }
+        Some(Chain {
+            nodes: vec![tr, mm1, mul, add, softmax, mm2],
+            last: mm2,
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
             mask,
             scale,
         })
@@ -758,10 +861,14 @@ mod tests {
                 }
             })
             .collect();
-        let want = reference(dims, 0.3, &q, &k, &v, Some(&mask));
+        let mask = Mask {
+            data: &mask,
+            shape: [1, 1, s, t],
+        };
+        let want = reference(dims, 0.3, &q, &k, &v, Some(mask));
         for threads in [1, 2] {
             let mut got = vec![f32::NAN; want.len()];
-            attend(dims, 0.3, &q, &k, &v, Some(&mask), &mut got, threads).unwrap();
+            attend(dims, 0.3, &q, &k, &v, Some(mask), &mut got, threads).unwrap();
             let err = got
                 .iter()
                 .zip(&want)
@@ -825,6 +932,59 @@ mod tests {
     }
 
     #[test]
+    fn a_padding_mask_broadcasts_over_heads_and_rows() {
+        // [b, 1, 1, t]: batch 1 hides its last two keys, batch 0 none
+        let dims = Dims {
+            b: 2,
+            h: 3,
+            kv: 3,
+            s: 9,
+            t: 9,
+            d: 8,
+            dv: 8,
+        };
+        let (q, k, v) = (
+            data(2 * 3 * 9 * 8, 4),
+            data(2 * 3 * 9 * 8, 5),
+            data(2 * 3 * 9 * 8, 6),
+        );
+        let pad: Vec<f32> = (0..18)
+            .map(|j| if j >= 16 { f32::NEG_INFINITY } else { 0.0 })
+            .collect();
+        let mask = Mask {
+            data: &pad,
+            shape: [2, 1, 1, 9],
+        };
+        let want = reference(dims, 0.5, &q, &k, &v, Some(mask));
+        let mut got = vec![0f32; want.len()];
+        attend(dims, 0.5, &q, &k, &v, Some(mask), &mut got, 1).unwrap();
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-5, "max error {err}");
+        // the padded keys are really hidden: changing their values changes nothing
+        let mut v2 = v.clone();
+        for h in 0..3 {
+            for j in 7..9 {
+                for x in 0..8 {
+                    v2[((3 + h) * 9 + j) * 8 + x] = 100.0;
+                }
+            }
+        }
+        let mut got2 = vec![0f32; want.len()];
+        attend(dims, 0.5, &q, &k, &v2, Some(mask), &mut got2, 1).unwrap();
+        assert_eq!(got[3 * 9 * 8..], got2[3 * 9 * 8..]);
+        let bad = Mask {
+            data: &pad[..9],
+            shape: [1, 1, 3, 3],
+        };
+        let err = attend(dims, 0.5, &q, &k, &v, Some(bad), &mut got, 1).unwrap_err();
+        assert!(err.contains("does not broadcast"), "{err}");
+    }
+
+    #[test]
     fn fully_masked_rows_give_zeros_and_bad_sizes_are_named() {
         let dims = Dims {
             b: 1,
@@ -843,7 +1003,10 @@ mod tests {
             &[1.0; 2],
             &[1.0; 4],
             &[1.0; 4],
-            Some(&mask),
+            Some(Mask {
+                data: &mask,
+                shape: [1, 1, 1, 2],
+            }),
             &mut out,
             1,
         )
