@@ -186,31 +186,13 @@ fn a_checkpoint_whose_shapes_do_not_fit_its_config_is_refused() {
 
 #[test]
 fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
-    use edgebench::ops::attention::fuse_graph;
     use tract_onnx::prelude::*;
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("ckpt");
     write_checkpoint(&ckpt, &tensors());
     let out = tmp.path().join("model");
     bert::import_bert(&ckpt, &out).unwrap();
-    let onnx = edgebench::ops::onnx();
-    let proto = onnx.proto_model_for_path(out.join("model.onnx")).unwrap();
-    let mut fused = proto.clone();
-    assert_eq!(fuse_graph(fused.graph.as_mut().unwrap()), LAYERS);
-    let plain = onnx
-        .model_for_proto_model(&proto)
-        .unwrap()
-        .into_typed()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let fast = onnx
-        .model_for_proto_model(&fused)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
+    let (plain, fast) = common::written_and_fused(&out.join("model.onnx"), LAYERS);
     // two rows, the second padded after 3 tokens: the [b, 1, 1, t] mask must hide its padding
     let ids: Vec<i64> = vec![2, 4, 5, 6, 7, 4, 8, 3, 2, 9, 3, 0, 0, 0, 0, 0];
     let mask: Vec<i64> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
@@ -222,16 +204,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
     };
     let (a, b) = (plain.run(inputs()).unwrap(), fast.run(inputs()).unwrap());
     for (x, y) in a.iter().zip(b.iter()) {
-        let (x, y) = (
-            x.to_plain_array_view::<f32>().unwrap(),
-            y.to_plain_array_view::<f32>().unwrap(),
-        );
-        assert_eq!(x.shape(), y.shape());
-        let err = x
-            .iter()
-            .zip(y.iter())
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let err = common::max_diff(x, y);
         assert!(err < 1e-5, "fused and written graphs differ by {err}");
     }
 }

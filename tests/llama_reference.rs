@@ -242,20 +242,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     assert_eq!(nodes(&proto) - nodes(&fused), 9 * LAYERS);
     // the written graph, not optimised, against the fused one after tract's optimisation;
     // a prefill of 11 tokens (sgemm path), then one decode step on its cache (direct loops)
-    let plain = onnx
-        .model_for_proto_model(&proto)
-        .unwrap()
-        .into_typed()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let fast = onnx
-        .model_for_proto_model(&fused)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
+    let (plain, fast) = common::written_and_fused(&out.join("model.onnx"), LAYERS);
     let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
         let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
             .unwrap()
@@ -271,16 +258,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     let step = |o: &TVec<TValue>| o.iter().skip(2).cloned().collect::<Vec<_>>();
     let (a2, b2) = (run(&plain, &[33], step(&a)), run(&fast, &[33], step(&b)));
     for (x, y) in a.iter().zip(b.iter()).chain(a2.iter().zip(b2.iter())) {
-        let (x, y) = (
-            x.to_plain_array_view::<f32>().unwrap(),
-            y.to_plain_array_view::<f32>().unwrap(),
-        );
-        assert_eq!(x.shape(), y.shape());
-        let err = x
-            .iter()
-            .zip(y.iter())
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let err = common::max_diff(x, y);
         assert!(err < 1e-4, "fused and written graphs differ by {err}");
     }
 }

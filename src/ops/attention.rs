@@ -225,26 +225,8 @@ fn head_body(
     p.resize(s * t, 0.0);
     let big = s >= SGEMM_MIN_ROWS;
     if big {
-        // SAFETY: p is s x t, q s x d (row-major), k t x d read as its
-        // transpose (row stride 1, column stride d); lengths checked by `attend`.
-        unsafe {
-            matrixmultiply::sgemm(
-                s,
-                d,
-                t,
-                scale,
-                q.as_ptr(),
-                d as isize,
-                1,
-                k.as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                p.as_mut_ptr(),
-                t as isize,
-                1,
-            );
-        }
+        // scores: q [s, d] times k [t, d] read as its transpose (strides 1, d)
+        sgemm((s, d, t), scale, (q, d, 1), (k, 1, d), p);
     } else {
         for (qr, pr) in q.chunks_exact(d).zip(p.chunks_exact_mut(t)) {
             for (kr, pj) in k.chunks_exact(d).zip(pr.iter_mut()) {
@@ -261,25 +243,7 @@ fn head_body(
         softmax(pr);
     }
     if big {
-        // SAFETY: o is s x dv, p s x t, v t x dv, all row-major and in bounds.
-        unsafe {
-            matrixmultiply::sgemm(
-                s,
-                t,
-                dv,
-                1.0,
-                p.as_ptr(),
-                t as isize,
-                1,
-                v.as_ptr(),
-                dv as isize,
-                1,
-                0.0,
-                o.as_mut_ptr(),
-                dv as isize,
-                1,
-            );
-        }
+        sgemm((s, t, dv), 1.0, (p, t, 1), (v, dv, 1), o);
     } else {
         for (pr, or) in p.chunks_exact(t).zip(o.chunks_exact_mut(dv)) {
             or.fill(0.0);
@@ -291,6 +255,41 @@ fn head_body(
                 }
             }
         }
+    }
+}
+
+/// `c [m, n] = alpha · a [m, k] · b [k, n]` (`c` row-major), `a` and `b`
+/// given with their row and column strides.
+#[inline(always)]
+fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    (a, rsa, csa): (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    c: &mut [f32],
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(m > 0 && k > 0 && n > 0 && c.len() >= m * n);
+    assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb));
+    // SAFETY: every element addressed through the strides is inside `a`, `b`
+    // and `c` (asserted above); `c` is written only through its own pointer.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
