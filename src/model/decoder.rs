@@ -198,7 +198,15 @@ impl TractDecoder {
         if let Some(c) = cache {
             inputs.extend(c.tensors.iter().cloned());
         }
-        let mut out = self.plan.run(inputs).map_err(&err)?;
+        // With several threads the pass runs on a rayon worker, so the
+        // quantized kernels' row splits are work-stealing joins on a warm
+        // pool instead of one cross-thread hand-off per matrix product.
+        let mut out = if super::threads() > 1 {
+            rayon::scope(|_| self.plan.run(inputs))
+        } else {
+            self.plan.run(inputs)
+        }
+        .map_err(&err)?;
         let logits: Vec<f32> = out[0]
             .to_plain_array_view::<f32>()
             .map_err(&err)?
