@@ -140,35 +140,31 @@ fn time_decoder(
 }
 
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let (model, prompt_tokens, decode_tokens, repeats, json, out, compare, llama) = match a.what {
-        BenchWhat::Ops {
-            quick,
-            repeats,
-            json,
-        } => return super::bench_ops::bench_ops(quick, repeats, json),
-        BenchWhat::Model {
-            model,
-            prompt_tokens,
-            decode_tokens,
-            repeats,
-            json,
-            out,
-            compare_lowering,
-            compare_unfused,
-            llama_bench,
-            gguf,
-        } => (
-            model,
-            prompt_tokens,
-            decode_tokens,
-            repeats,
-            json,
-            out,
-            (compare_lowering, compare_unfused),
-            llama_bench.zip(gguf),
-        ),
+    if let BenchWhat::Ops {
+        quick,
+        repeats,
+        json,
+    } = a.what
+    {
+        return super::bench_ops::bench_ops(quick, repeats, json);
+    }
+    let BenchWhat::Model {
+        model,
+        prompt_tokens,
+        decode_tokens,
+        repeats,
+        json,
+        out,
+        compare_lowering,
+        compare_unfused,
+        llama_bench,
+        gguf,
+    } = a.what
+    else {
+        unreachable!("bench ops returned above")
     };
-    let compare = match compare {
+    let llama = llama_bench.zip(gguf);
+    let compare = match (compare_lowering, compare_unfused) {
         (Some(name), _) => Some(Baseline::Lowering(Lowering::parse(&name).ok_or_else(
             || {
                 bad_input(anyhow::anyhow!(

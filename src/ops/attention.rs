@@ -174,43 +174,9 @@ pub fn attend(
 }
 
 /// One (batch, head): `o [s, dv]` from `q [s, d]`, `k [t, d]`, `v [t, dv]`,
-/// compiled for AVX2+FMA when the CPU has them (the direct loops vectorise).
+/// `p` the scores' scratch buffer.
 #[allow(clippy::too_many_arguments)]
 fn one_head(
-    dims: Dims,
-    scale: f32,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<(&[f32], usize)>,
-    o: &mut [f32],
-    p: &mut Vec<f32>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(
-            dims: Dims,
-            scale: f32,
-            q: &[f32],
-            k: &[f32],
-            v: &[f32],
-            mask: Option<(&[f32], usize)>,
-            o: &mut [f32],
-            p: &mut Vec<f32>,
-        ) {
-            head_body(dims, scale, q, k, v, mask, o, p)
-        }
-        // SAFETY: AVX2 and FMA were detected just above.
-        return unsafe { avx2(dims, scale, q, k, v, mask, o, p) };
-    }
-    head_body(dims, scale, q, k, v, mask, o, p)
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn head_body(
     dims: Dims,
     scale: f32,
     q: &[f32],
@@ -260,7 +226,6 @@ fn head_body(
 
 /// `c [m, n] = alpha · a [m, k] · b [k, n]` (`c` row-major), `a` and `b`
 /// given with their row and column strides.
-#[inline(always)]
 fn sgemm(
     (m, k, n): (usize, usize, usize),
     alpha: f32,
@@ -294,7 +259,6 @@ fn sgemm(
 }
 
 /// Dot product with 8 independent partial sums (so it vectorises).
-#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -313,7 +277,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// In-place softmax of one row; a row of `-inf` only becomes zeros.
-#[inline(always)]
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY || max.is_nan() {
