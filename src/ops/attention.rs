@@ -21,6 +21,7 @@
 //! every key gives zeros. Decode steps (few query rows) run direct loops;
 //! longer inputs run `matrixmultiply::sgemm` per head.
 
+use super::rewrite::GraphView;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use tract_onnx::model::ParsingContext;
@@ -277,25 +278,61 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// In-place softmax of one row; a row of `-inf` only becomes zeros.
+///
+/// The exponentials run through tract-linalg's vectorised `softmax2`
+/// map-reduce kernel (degree-5 minimax `e^x`, AVX2/AVX-512 where present).
 fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = row_max(row);
     if max == f32::NEG_INFINITY || max.is_nan() {
         row.fill(0.0);
         return;
     }
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = if *x == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*x - max).exp()
-        };
-        sum += *x;
-    }
+    let sum = match exp_sum_kernel() {
+        Some(k) => match k.run_with_params(row, max) {
+            Ok(sum) => sum,
+            Err(_) => exp_sum_plain(row, max),
+        },
+        None => exp_sum_plain(row, max),
+    };
     let inv = 1.0 / sum;
     for x in row.iter_mut() {
         *x *= inv;
     }
+}
+
+/// `x = e^(x - max)` in place, returning the sum (the fallback of [`softmax`]).
+fn exp_sum_plain(row: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    sum
+}
+
+/// This host's `softmax2` kernel (`x = e^(x - max)`, returns the sum), built once.
+fn exp_sum_kernel() -> Option<&'static dyn tract_linalg::reduce::MapReduce<f32, f32>> {
+    type Kernel = Box<dyn tract_linalg::reduce::MapReduce<f32, f32>>;
+    static KERNEL: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+    KERNEL
+        .get_or_init(|| tract_linalg::Func::Softmax2.map_reduce_f32().ok())
+        .as_deref()
+}
+
+/// Largest value of a row, in 8 lanes so it vectorises (NaN is not propagated).
+fn row_max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
 }
 
 /// Plain definition, for tests: every score, then softmax, then the sum.
@@ -572,14 +609,7 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             },
         );
     }
-    let old = std::mem::take(&mut graph.node);
-    for (i, node) in old.into_iter().enumerate() {
-        if let Some(fused) = at.remove(&i) {
-            graph.node.push(fused);
-        } else if !removed[i] {
-            graph.node.push(node);
-        }
-    }
+    super::rewrite::splice(graph, &removed, at);
     matches.len()
 }
 
@@ -595,94 +625,7 @@ struct Chain {
     scale: f32,
 }
 
-/// Producers, use counts and initializers of a graph, by tensor name.
-struct GraphView<'a> {
-    g: &'a pb::GraphProto,
-    producer: HashMap<&'a str, usize>,
-    consumers: HashMap<&'a str, Vec<usize>>,
-    outputs: std::collections::HashSet<&'a str>,
-    inits: HashMap<&'a str, &'a pb::TensorProto>,
-}
-
-impl<'a> GraphView<'a> {
-    fn new(g: &'a pb::GraphProto) -> Self {
-        let mut producer = HashMap::new();
-        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, n) in g.node.iter().enumerate() {
-            for o in &n.output {
-                producer.insert(o.as_str(), i);
-            }
-            for x in &n.input {
-                consumers.entry(x.as_str()).or_default().push(i);
-            }
-        }
-        GraphView {
-            g,
-            producer,
-            consumers,
-            outputs: g.output.iter().map(|o| o.name.as_str()).collect(),
-            inits: g.initializer.iter().map(|t| (t.name.as_str(), t)).collect(),
-        }
-    }
-
-    /// The node producing `name` if it has type `op` and `n_in` inputs, and
-    /// `name` is used only once and is not a graph output.
-    fn only_use(&self, name: &str, op: &str, n_in: usize) -> Option<usize> {
-        let i = *self.producer.get(name)?;
-        let n = &self.g.node[i];
-        let single =
-            self.consumers.get(name).is_some_and(|c| c.len() == 1) && !self.outputs.contains(name);
-        (single && n.op_type == op && n.input.len() == n_in && n.output.len() == 1).then_some(i)
-    }
-
-    /// The single consumer of `name` (of type `op`), if `name` has exactly one use.
-    fn single_consumer(&self, name: &str, op: &str) -> Option<usize> {
-        let c = self.consumers.get(name)?;
-        let i = *c.first()?;
-        (c.len() == 1 && !self.outputs.contains(name) && self.g.node[i].op_type == op).then_some(i)
-    }
-
-    fn ints(&self, name: &str) -> Option<Vec<i64>> {
-        let t = self.inits.get(name)?;
-        if t.data_type != pb::tensor_proto::DataType::Int64 as i32 {
-            return None;
-        }
-        if !t.raw_data.is_empty() {
-            return Some(
-                t.raw_data
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            );
-        }
-        Some(t.int64_data.clone())
-    }
-
-    fn scalar_f32(&self, name: &str) -> Option<f32> {
-        let t = self.inits.get(name)?;
-        if t.data_type != pb::tensor_proto::DataType::Float as i32
-            || t.dims.iter().product::<i64>() != 1
-        {
-            return None;
-        }
-        if t.raw_data.len() == 4 {
-            return Some(f32::from_le_bytes(t.raw_data[..4].try_into().ok()?));
-        }
-        t.float_data.first().copied()
-    }
-
-    fn int_attr(&self, node: usize, name: &str) -> Option<Vec<i64>> {
-        let a = self.g.node[node]
-            .attribute
-            .iter()
-            .find(|a| a.name == name)?;
-        Some(if a.ints.is_empty() {
-            vec![a.i]
-        } else {
-            a.ints.clone()
-        })
-    }
-
+impl GraphView<'_> {
     fn chain_at(&self, softmax: usize) -> Option<Chain> {
         let n = |i: usize| &self.g.node[i];
         let sm = n(softmax);

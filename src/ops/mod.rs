@@ -3,9 +3,12 @@
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
 pub mod attention;
+pub mod dense;
+pub mod gemm;
 pub mod graphs;
 pub mod qkernel;
 pub mod quant;
+pub(crate) mod rewrite;
 pub mod router;
 pub mod scar;
 
@@ -19,6 +22,7 @@ pub fn onnx() -> tract_onnx::model::Onnx {
     let mut onnx = tract_onnx::onnx();
     onnx.op_register
         .insert(attention::OP_NAME, attention::parse);
+    onnx.op_register.insert(dense::OP_NAME, dense::parse);
     onnx.op_register.insert(quant::OP_NAME, quant::parse);
     onnx.op_register.insert(scar::OP_NAME, scar::parse);
     onnx.op_register.insert(router::OP_NAME, router::parse);

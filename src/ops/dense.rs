@@ -1,0 +1,257 @@
+//! `EbDense`: `Y = X · W (+ bias)` with `W` `[k, n]` a constant f32
+//! initializer, run by EdgeBench's packed f32 kernel (`gemm.rs`).
+//!
+//! Our graph files keep linear layers as standard `MatMul` (+ `Add` of a
+//! bias), so f32 exports also run in onnxruntime. [`fuse_graph`] rewrites
+//! them at load, before tract parses the graph. tract's own f32 matrix
+//! product reached about 60 % of this host's FMA peak on MiniLM and
+//! SmolLM2 prefill; the packed kernel blocks `k` so its weight slice stays
+//! in L1, as MLAS does. Off with `EDGEBENCH_DENSE=0` or [`set_dense`].
+
+use super::gemm::PackedF32;
+use super::rewrite::GraphView;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+/// Op type in the ONNX graph (domain `ai.edgebench`).
+pub const OP_NAME: &str = "EbDense";
+
+/// Whether [`fuse_graph`] runs at load: [`set_dense`]'s choice, else
+/// `EDGEBENCH_DENSE` (`0` turns it off; on by default).
+pub fn dense_enabled() -> bool {
+    match DENSE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => std::env::var("EDGEBENCH_DENSE").map_or(true, |v| v != "0"),
+    }
+}
+
+/// Turns the load-time `EbDense` rewrite on or off for graphs loaded from
+/// now on (overrides the environment).
+pub fn set_dense(on: bool) {
+    DENSE.store(1 + on as u8, Ordering::Relaxed);
+}
+
+static DENSE: AtomicU8 = AtomicU8::new(0);
+
+/// Replaces every `MatMul(x, W)` whose `W` is a rank-2 f32 initializer
+/// (and the `Add` of an f32 initializer `[n]` that alone consumes it, as a
+/// bias) with one `EbDense` node; returns how many it replaced.
+pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
+    let inputs: std::collections::HashSet<&str> =
+        graph.input.iter().map(|i| i.name.as_str()).collect();
+    let view = GraphView::new(graph);
+    let float = pb::tensor_proto::DataType::Float as i32;
+    // an initializer that is also a graph input can be overridden: not constant
+    let konst = |name: &str| {
+        view.inits
+            .get(name)
+            .filter(|t| t.data_type == float && !inputs.contains(name))
+    };
+    let mut removed = vec![false; graph.node.len()];
+    let mut at: HashMap<usize, NodeProto> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op_type != "MatMul" || node.input.len() != 2 || node.output.len() != 1 {
+            continue;
+        }
+        let Some(w) = konst(&node.input[1]).filter(|w| w.dims.len() == 2) else {
+            continue;
+        };
+        if view.inits.contains_key(node.input[0].as_str()) {
+            continue;
+        }
+        let n = w.dims[1];
+        let bias = view
+            .single_consumer(&node.output[0], "Add")
+            .filter(|&a| graph.node[a].input.len() == 2)
+            .and_then(|a| {
+                let add = &graph.node[a];
+                let other = add.input.iter().find(|x| **x != node.output[0])?;
+                konst(other)
+                    .filter(|b| b.dims == [n])
+                    .map(|_| (a, other.clone()))
+            });
+        let mut input = node.input.clone();
+        let (last, output) = match &bias {
+            Some((a, b)) => {
+                removed[*a] = true;
+                input.push(b.clone());
+                (*a, graph.node[*a].output[0].clone())
+            }
+            None => (i, node.output[0].clone()),
+        };
+        removed[i] = true;
+        let name = if node.name.is_empty() {
+            format!("eb_dense_{i}")
+        } else {
+            format!("{}.eb_dense", node.name)
+        };
+        at.insert(
+            last,
+            NodeProto {
+                name,
+                op_type: OP_NAME.into(),
+                domain: crate::onnx::CUSTOM_DOMAIN.into(),
+                input,
+                output: vec![output],
+                ..Default::default()
+            },
+        );
+    }
+    let count = at.len();
+    super::rewrite::splice(graph, &removed, at);
+    count
+}
+
+/// Builds the op of an `EbDense` node: inputs `x`, `W [k, n]`, optional `bias [n]`.
+pub fn parse(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let has_bias = super::has_input(node, 2);
+    Ok((expand(DenseExpansion { has_bias }), vec![]))
+}
+
+#[derive(Debug, Clone)]
+struct DenseExpansion {
+    has_bias: bool,
+}
+
+impl Expansion for DenseExpansion {
+    fn name(&self) -> StaticName {
+        OP_NAME.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 2 + self.has_bias as usize)?;
+        check_output_arity(outputs, 1)?;
+        for t in inputs {
+            s.equals(&t.datum_type, f32::datum_type())?;
+        }
+        s.equals(&inputs[1].rank, 2)?;
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].rank, &inputs[0].rank)?;
+        s.given(&inputs[0].rank, move |s, rank| {
+            let rank = rank as usize;
+            if rank == 0 {
+                bail!("{OP_NAME}: the input must have rank >= 1");
+            }
+            for ax in 0..rank.saturating_sub(1) {
+                s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
+            }
+            s.equals(&outputs[0].shape[rank - 1], &inputs[1].shape[1])?;
+            s.equals(&inputs[0].shape[rank - 1], &inputs[1].shape[0])
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let konst = |o: OutletId, what: &str| -> TractResult<Arc<Tensor>> {
+            model.outlet_fact(o)?.konst.clone().with_context(|| {
+                format!("{OP_NAME} `{prefix}`: {what} must be a constant initializer")
+            })
+        };
+        let w = konst(inputs[1], "the weight")?;
+        let (k, n) = (w.shape()[0], w.shape()[1]);
+        let bias = if self.has_bias {
+            Some(konst(inputs[2], "the bias")?)
+        } else {
+            None
+        };
+        let slice = |t: &Arc<Tensor>| -> TractResult<Vec<f32>> {
+            Ok(t.cast_to::<f32>()?
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .to_vec())
+        };
+        let bias = bias.as_ref().map(slice).transpose()?;
+        let packed = PackedF32::new(&slice(&w)?, k, n, bias.as_deref())
+            .map_err(|e| anyhow!("{OP_NAME} `{prefix}`: {e}"))?;
+        model.wire_node(
+            prefix,
+            DenseMatMul {
+                w: Arc::new(packed),
+            },
+            &inputs[..1],
+        )
+    }
+}
+
+/// `EbDense` lowered onto the packed kernel: `x [.., k]` -> `[.., n]`,
+/// using the thread count of [`crate::model::threads`].
+#[derive(Debug, Clone)]
+pub struct DenseMatMul {
+    w: Arc<PackedF32>,
+}
+
+impl PartialEq for DenseMatMul {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.w, &other.w)
+    }
+}
+
+impl Eq for DenseMatMul {}
+
+impl Op for DenseMatMul {
+    fn name(&self) -> StaticName {
+        OP_NAME.into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} x {} f32, {} bytes packed",
+            self.w.k(),
+            self.w.n(),
+            self.w.bytes()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DenseMatMul {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = inputs[0].cast_to::<f32>()?;
+        let (k, n) = (self.w.k(), self.w.n());
+        let shape = x.shape().to_vec();
+        ensure!(
+            shape.last() == Some(&k),
+            "{OP_NAME}: input shape {shape:?}, expected {k} features"
+        );
+        let xs = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        let m = xs.len() / k;
+        let mut y = vec![0f32; m * n];
+        self.w.matmul(xs, m, &mut y, crate::model::threads());
+        let mut out_shape = shape;
+        *out_shape.last_mut().expect("rank >= 1") = n;
+        // takes `y` as the tensor's storage (no copy)
+        let y = tract_ndarray::ArrayD::from_shape_vec(out_shape, y)?;
+        Ok(tvec!(y.into_tensor().into_tvalue()))
+    }
+}
+
+impl TypedOp for DenseMatMul {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        ensure!(!shape.is_empty(), "{OP_NAME}: input must have rank >= 1");
+        *shape.last_mut().expect("rank >= 1") = self.w.n().to_dim();
+        Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
+}

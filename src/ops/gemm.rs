@@ -1,0 +1,581 @@
+//! f32 matrix product with constant weights: `Y [m, n] = X [m, k] · W [k, n] (+ bias)`.
+//!
+//! [`PackedF32`] repacks `W` once, at load, into panels of [`NR`] columns
+//! (`k` rows of `NR` values each, 64-byte aligned, the last panel padded
+//! with zeros), so a micro-kernel reads its slice of `W` as one sequential
+//! stream. The product is blocked as BLIS and MLAS do: columns in chunks
+//! of [`NCP`] panels (their weight slice stays in the last-level cache),
+//! `k` in equal blocks of at most [`KC`] (a panel's slice stays in L1 or L2
+//! while the rows of `X` pass over it; the kernel reads 64 bytes of it per
+//! 12 FMAs), rows in blocks of [`MC`] (their `X` slice stays in L2), and an
+//! [`MR`] x [`NR`] micro-kernel that keeps its 12 accumulators in
+//! registers and broadcasts `X` straight from its rows. The bias is the
+//! accumulators' starting value. With several threads, panels are split
+//! into contiguous ranges.
+//!
+//! The x86-64 AVX2+FMA kernel is chosen at run time; a portable kernel with
+//! the same blocking runs elsewhere. Results equal the plain definition up
+//! to f32 summation order.
+
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Columns per packed panel (two AVX registers).
+pub const NR: usize = 16;
+/// Rows of `X` per micro-kernel call.
+pub const MR: usize = 6;
+/// Depth of a `k` block, at most.
+pub const KC: usize = 640;
+/// Rows of `X` per row block (a multiple of [`MR`]); a prompt of 128
+/// tokens is one block, so each weight is read from memory once.
+pub const MC: usize = 144;
+/// Panels per column chunk: its weight slice (at most 2.5 MiB) stays in
+/// the last-level cache while every row block passes over it.
+pub const NCP: usize = 64;
+
+/// How far ahead the one-row kernel prefetches its weights, in lanes.
+const PREFETCH_LANES: usize = 128;
+
+/// One `k` row of a panel, aligned so each is one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Lane([f32; NR]);
+
+/// Constant weights packed for [`PackedF32::matmul`].
+pub struct PackedF32 {
+    k: usize,
+    n: usize,
+    /// Panel after panel, `k` lanes each.
+    lanes: Vec<Lane>,
+    /// Bias padded to whole panels.
+    bias: Option<Vec<Lane>>,
+}
+
+impl std::fmt::Debug for PackedF32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedF32 {{ k: {}, n: {}, bias: {} }}",
+            self.k,
+            self.n,
+            self.bias.is_some()
+        )
+    }
+}
+
+impl PackedF32 {
+    /// Packs `w` (`[k, n]`, row-major) and an optional `bias` (`[n]`).
+    ///
+    /// # Errors
+    /// When a length does not match `k` and `n`, or either is zero.
+    pub fn new(w: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Result<Self, String> {
+        if k == 0 || n == 0 {
+            return Err(format!("empty weight matrix [{k}, {n}]"));
+        }
+        if w.len() != k * n {
+            return Err(format!(
+                "weights have {} values, expected {k} x {n}",
+                w.len()
+            ));
+        }
+        if let Some(b) = bias {
+            if b.len() != n {
+                return Err(format!("bias has {} values, expected {n}", b.len()));
+            }
+        }
+        let panels = n.div_ceil(NR);
+        let mut lanes = vec![Lane([0.0; NR]); panels * k];
+        for (p, panel) in lanes.chunks_exact_mut(k).enumerate() {
+            let (c0, cols) = (p * NR, NR.min(n - p * NR));
+            for (row, lane) in panel.iter_mut().enumerate() {
+                lane.0[..cols].copy_from_slice(&w[row * n + c0..][..cols]);
+            }
+        }
+        let bias = bias.map(|b| {
+            let mut v = vec![Lane([0.0; NR]); panels];
+            for (p, lane) in v.iter_mut().enumerate() {
+                let cols = NR.min(n - p * NR);
+                lane.0[..cols].copy_from_slice(&b[p * NR..][..cols]);
+            }
+            v
+        });
+        Ok(PackedF32 { k, n, lanes, bias })
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes of the packed weights and bias.
+    pub fn bytes(&self) -> usize {
+        (self.lanes.len() + self.bias.as_ref().map_or(0, Vec::len)) * std::mem::size_of::<Lane>()
+    }
+
+    /// `y [m, n] = x [m, k] · W (+ bias)`, over `threads` threads (rayon's pool).
+    ///
+    /// # Panics
+    /// When `x` or `y` do not hold `m` rows.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], threads: usize) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(x.len(), m * k, "x must be [m, k]");
+        assert_eq!(y.len(), m * n, "y must be [m, n]");
+        if m == 0 {
+            return;
+        }
+        let panels = n.div_ceil(NR);
+        let out = OutPtr(y.as_mut_ptr());
+        let simd = simd_available();
+        // at least ~64 k FMAs per task, so small products stay on one thread
+        let min_panels = (1usize << 16).div_ceil(m * k * NR).max(1);
+        let tasks = if threads > 1 {
+            rayon::current_num_threads().min(panels / min_panels).max(1)
+        } else {
+            1
+        };
+        let run = |r: Range<usize>| {
+            // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
+            // each task writes only the columns of its own panels.
+            unsafe { self.run_panels(x, m, out, r, simd) }
+        };
+        if tasks == 1 {
+            run(0..panels);
+        } else {
+            (0..tasks)
+                .into_par_iter()
+                .for_each(|t| run(t * panels / tasks..(t + 1) * panels / tasks));
+        }
+    }
+
+    /// The blocked product over panels `range`.
+    ///
+    /// # Safety
+    /// `x` holds `m * k` values, `y` points to `m * n` writable values, and no
+    /// other thread accesses the columns of `range` meanwhile.
+    unsafe fn run_panels(&self, x: &[f32], m: usize, y: OutPtr, range: Range<usize>, simd: bool) {
+        let (k, n) = (self.k, self.n);
+        let mut range = range;
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 && simd {
+            // decoding: four panels at a time, four weight streams in flight
+            while range.start + GEMV_PANELS <= range.end && (range.start + GEMV_PANELS) * NR <= n {
+                let p = range.start;
+                let mut sums = [[0f32; NR]; GEMV_PANELS];
+                gemv_avx2(
+                    k,
+                    x.as_ptr(),
+                    self.lanes[p * k..].as_ptr().cast(),
+                    &mut sums,
+                );
+                for (j, s) in sums.iter().enumerate() {
+                    let bias = self.bias.as_ref().map(|b| &b[p + j].0);
+                    for (c, v) in s.iter().enumerate() {
+                        *y.get().add((p + j) * NR + c) = v + bias.map_or(0.0, |b| b[c]);
+                    }
+                }
+                range.start += GEMV_PANELS;
+            }
+        }
+        // one row block: stream each panel once, whole depth;
+        // else `k` in equal blocks of at most KC
+        let kc_max = if m <= MR {
+            k
+        } else {
+            k.div_ceil(k.div_ceil(KC))
+        };
+        let mc_max = if m <= MR { MR } else { MC };
+        let mut c0 = range.start;
+        while c0 < range.end {
+            let chunk = c0..(c0 + NCP).min(range.end);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = kc_max.min(k - k0);
+                let first = k0 == 0;
+                let mut m0 = 0;
+                while m0 < m {
+                    let mc = mc_max.min(m - m0);
+                    for p in chunk.clone() {
+                        let w = self.lanes[p * k + k0..][..kc].as_ptr().cast::<f32>();
+                        let cols = NR.min(n - p * NR);
+                        let bias = match (&self.bias, first) {
+                            (Some(b), true) => b[p].0.as_ptr(),
+                            _ => std::ptr::null(),
+                        };
+                        let mut r = m0;
+                        while r < m0 + mc {
+                            let rows = MR.min(m0 + mc - r);
+                            let tile = Tile {
+                                kc,
+                                a: x.as_ptr().add(r * k + k0),
+                                lda: k,
+                                w,
+                                c: y.get().add(r * n + p * NR),
+                                ldc: n,
+                                cols,
+                                accumulate: !first,
+                                bias,
+                            };
+                            tile.run(rows, simd);
+                            r += rows;
+                        }
+                    }
+                    m0 += mc;
+                }
+                k0 += kc;
+            }
+            c0 = chunk.end;
+        }
+    }
+}
+
+/// Output pointer shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: tasks write disjoint columns of `y`, which outlives the parallel
+// section that borrows it mutably.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; no element is accessed by two tasks.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One micro-kernel call: `rows` rows of `X` (from `a`, stride `lda`) times
+/// `kc` lanes of a panel (`w`) into `c` (stride `ldc`, `cols` valid columns).
+struct Tile {
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    w: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    /// Add to `c` (later `k` blocks) instead of overwriting it.
+    accumulate: bool,
+    /// `NR` bias values to start from (first `k` block), or null.
+    bias: *const f32,
+}
+
+impl Tile {
+    /// # Safety
+    /// The pointers address `rows x kc` values of `X`, `kc` lanes and
+    /// `rows x cols` values of `Y`, as [`PackedF32::run_panels`] sets them.
+    unsafe fn run(&self, rows: usize, simd: bool) {
+        macro_rules! dispatch {
+            ($f:ident) => {
+                match rows {
+                    6 => $f::<6>(self),
+                    5 => $f::<5>(self),
+                    4 => $f::<4>(self),
+                    3 => $f::<3>(self),
+                    2 => $f::<2>(self),
+                    _ => $f::<1>(self),
+                }
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            if rows == 1 {
+                kernel_avx2_row(self);
+            } else {
+                dispatch!(kernel_avx2);
+            }
+            return;
+        }
+        let _ = simd;
+        dispatch!(kernel_portable);
+    }
+
+    /// Writes an `R x NR` block of sums into `c` (adding `c` or the bias).
+    ///
+    /// # Safety
+    /// As [`Tile::run`].
+    #[inline(always)]
+    unsafe fn store<const R: usize>(&self, acc: &[[f32; NR]; R]) {
+        for (i, row) in acc.iter().enumerate() {
+            let c = self.c.add(i * self.ldc);
+            for (j, &v) in row[..self.cols].iter().enumerate() {
+                let base = if self.accumulate {
+                    *c.add(j)
+                } else if self.bias.is_null() {
+                    0.0
+                } else {
+                    *self.bias.add(j)
+                };
+                *c.add(j) = base + v;
+            }
+        }
+    }
+}
+
+/// Portable micro-kernel (the compiler vectorises the `NR` lanes).
+///
+/// # Safety
+/// As [`Tile::run`].
+unsafe fn kernel_portable<const R: usize>(t: &Tile) {
+    let mut acc = [[0f32; NR]; R];
+    for p in 0..t.kc {
+        let w = &*t.w.add(p * NR).cast::<[f32; NR]>();
+        for (i, row) in acc.iter_mut().enumerate() {
+            let a = *t.a.add(i * t.lda + p);
+            for (s, &b) in row.iter_mut().zip(w) {
+                *s += a * b;
+            }
+        }
+    }
+    t.store(&acc);
+}
+
+/// AVX2+FMA micro-kernel: `2 R` accumulators, two `W` loads and `R`
+/// broadcasts per step of `k`.
+///
+/// # Safety
+/// As [`Tile::run`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2<const R: usize>(t: &Tile) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut a = [std::ptr::null::<f32>(); R];
+    for (i, a) in a.iter_mut().enumerate() {
+        *a = t.a.add(i * t.lda);
+    }
+    for p in 0..t.kc {
+        let w0 = _mm256_load_ps(t.w.add(p * NR));
+        let w1 = _mm256_load_ps(t.w.add(p * NR + 8));
+        for i in 0..R {
+            let x = _mm256_broadcast_ss(&*a[i].add(p));
+            acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
+        }
+    }
+    if t.cols == NR {
+        for (i, acc) in acc.iter().enumerate() {
+            let c = t.c.add(i * t.ldc);
+            let (mut v0, mut v1) = (acc[0], acc[1]);
+            if t.accumulate {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c.add(8)));
+            } else if !t.bias.is_null() {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(t.bias));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(t.bias.add(8)));
+            }
+            _mm256_storeu_ps(c, v0);
+            _mm256_storeu_ps(c.add(8), v1);
+        }
+    } else {
+        let mut sums = [[0f32; NR]; R];
+        for (s, acc) in sums.iter_mut().zip(&acc) {
+            _mm256_storeu_ps(s.as_mut_ptr(), acc[0]);
+            _mm256_storeu_ps(s.as_mut_ptr().add(8), acc[1]);
+        }
+        t.store(&sums);
+    }
+}
+
+/// AVX2+FMA kernel for one row (decoding): four independent pairs of
+/// accumulators over interleaved steps of `k`, so FMA latency does not bound it.
+///
+/// # Safety
+/// As [`Tile::run`] with one row, on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2_row(t: &Tile) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let steps = t.kc / 4 * 4;
+    for p in (0..steps).step_by(4) {
+        for j in 0..4 {
+            // weights stream from memory: ask for them 2 KiB ahead (a hint, never faults)
+            _mm_prefetch::<_MM_HINT_T0>(t.w.wrapping_add((p + j + PREFETCH_LANES) * NR).cast());
+        }
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm256_broadcast_ss(&*t.a.add(p + j));
+            acc[0] = _mm256_fmadd_ps(x, _mm256_load_ps(t.w.add((p + j) * NR)), acc[0]);
+            acc[1] = _mm256_fmadd_ps(x, _mm256_load_ps(t.w.add((p + j) * NR + 8)), acc[1]);
+        }
+    }
+    for p in steps..t.kc {
+        let x = _mm256_broadcast_ss(&*t.a.add(p));
+        acc[0][0] = _mm256_fmadd_ps(x, _mm256_load_ps(t.w.add(p * NR)), acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(x, _mm256_load_ps(t.w.add(p * NR + 8)), acc[0][1]);
+    }
+    let [a0, a1, a2, a3] = acc;
+    let mut sums = [[0f32; NR]; 1];
+    let lo = _mm256_add_ps(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a2[0], a3[0]));
+    let hi = _mm256_add_ps(_mm256_add_ps(a0[1], a1[1]), _mm256_add_ps(a2[1], a3[1]));
+    _mm256_storeu_ps(sums[0].as_mut_ptr(), lo);
+    _mm256_storeu_ps(sums[0].as_mut_ptr().add(8), hi);
+    t.store(&sums);
+}
+
+/// Panels per call of [`gemv_avx2`].
+const GEMV_PANELS: usize = 4;
+
+/// One row of `X` (`x`, `k` values) times [`GEMV_PANELS`] consecutive whole
+/// panels from `w`: the panels are read as separate streams, which keeps
+/// more memory requests in flight than one stream of the same bytes.
+///
+/// # Safety
+/// `x` holds `k` values and `w` `GEMV_PANELS * k` aligned lanes, on a CPU
+/// with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemv_avx2(k: usize, x: *const f32, w: *const f32, out: &mut [[f32; NR]; GEMV_PANELS]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; GEMV_PANELS];
+    let stride = k * NR;
+    for p in 0..k {
+        let xv = _mm256_broadcast_ss(&*x.add(p));
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let wp = w.add(j * stride + p * NR);
+            acc[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(wp), acc[0]);
+            acc[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wp.add(8)), acc[1]);
+        }
+    }
+    for (o, acc) in out.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[1]);
+    }
+}
+
+/// Whether the AVX2+FMA kernel can run on this CPU.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Plain definition in f64, for tests: `x [m, k] · w [k, n] + bias`.
+pub fn reference(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            let mut s = bias.map_or(0.0, |b| b[c] as f64);
+            for i in 0..k {
+                s += x[r * k + i] as f64 * w[i * n + c] as f64;
+            }
+            y[r * n + c] = s as f32;
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32)
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(seed.wrapping_mul(97));
+                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn check(m: usize, k: usize, n: usize, bias: bool, threads: usize, simd: Option<bool>) {
+        let x = data(m * k, 1);
+        let w = data(k * n, 2);
+        let b = bias.then(|| data(n, 3));
+        let p = PackedF32::new(&w, k, n, b.as_deref()).unwrap();
+        let mut y = vec![f32::NAN; m * n];
+        match simd {
+            // one thread, a forced kernel
+            Some(s) => {
+                let panels = n.div_ceil(NR);
+                // SAFETY: lengths as `matmul` asserts; one thread.
+                unsafe { p.run_panels(&x, m, OutPtr(y.as_mut_ptr()), 0..panels, s) }
+            }
+            None => p.matmul(&x, m, &mut y, threads),
+        }
+        let want = reference(&x, m, &w, k, n, b.as_deref());
+        let err = y
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0f32, f32::max);
+        assert!(
+            err < 1e-5,
+            "m {m} k {k} n {n} bias {bias} threads {threads} simd {simd:?}: error {err}"
+        );
+    }
+
+    #[test]
+    fn matches_the_definition_on_ragged_shapes() {
+        // rows below, at and above MR and MC; k below and above KC; n off the panel width
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 576, 1536),
+            (1, 40, 100),
+            (5, 33, 17),
+            (6, 256, 16),
+            (7, 257, 31),
+            (73, 300, 40),
+            (150, 520, 48),
+        ] {
+            for bias in [false, true] {
+                check(m, k, n, bias, 1, None);
+                check(m, k, n, bias, 1, Some(false));
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_kernel_matches_when_present() {
+        if !simd_available() {
+            eprintln!("skipping: this CPU has no AVX2+FMA");
+            return;
+        }
+        for &(m, k, n) in &[(1, 40, 16), (1, 7, 130), (13, 700, 50), (80, 256, 64)] {
+            check(m, k, n, true, 1, Some(true));
+        }
+    }
+
+    #[test]
+    fn threads_split_panels_without_changing_results() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            check(130, 384, 1000, true, 3, None);
+            check(1, 576, 1536, false, 3, None);
+        });
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(PackedF32::new(&[1.0; 6], 2, 4, None)
+            .unwrap_err()
+            .contains("expected 2 x 4"));
+        assert!(PackedF32::new(&[1.0; 8], 2, 4, Some(&[0.0; 3]))
+            .unwrap_err()
+            .contains("bias"));
+        assert!(PackedF32::new(&[], 0, 4, None).is_err());
+    }
+}
