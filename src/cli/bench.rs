@@ -5,6 +5,7 @@
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
+use edgebench::model::profile::{self as profiling, NodeTime};
 use edgebench::model::{
     bert::TractEncoder, decoder::TractDecoder, manifest::ModelManifest, tiny, Model,
 };
@@ -46,8 +47,10 @@ pub enum BenchWhat {
         /// measured in the same run.
         #[arg(long)]
         compare_lowering: Option<String>,
-        /// Also load the model without the load-time attention fusion
-        /// (`EbAttention`) and print speed ratios measured in the same run.
+        /// Also load the model without the load-time rewrites (attention
+        /// fused into `EbAttention`, f32 linear layers on `EbDense`), as
+        /// tract runs the graph as written, and print speed ratios measured
+        /// in the same run.
         #[arg(long, conflicts_with = "compare_lowering")]
         compare_unfused: bool,
         /// llama.cpp's `llama-bench` binary: also run it on `--gguf` with the
@@ -59,6 +62,11 @@ pub enum BenchWhat {
         /// checked against the sha256 in the model's provenance).
         #[arg(long)]
         gguf: Option<PathBuf>,
+        /// Also print where the time goes: per tract op and the slowest
+        /// nodes, for one prefill and the decode steps after it (decoders)
+        /// or one batch of 1 and one of 32 (encoders), after the timed runs.
+        #[arg(long)]
+        profile: bool,
     },
     /// Custom ops in tract: SCAR vs dense attention (n = 128, 512, 2048; k = 8, 16), quantized vs f32 linear.
     Ops {
@@ -118,8 +126,21 @@ fn read_bandwidth() -> f64 {
 enum Baseline {
     /// Another lowering of the quantized layers.
     Lowering(Lowering),
-    /// The graph's attention as written (no `EbAttention` fusion).
+    /// The graph as written (no `EbAttention` or `EbDense` rewrites).
     Unfused,
+}
+
+/// Runs `load` with the load-time rewrites (`EbAttention`, `EbDense`) off,
+/// so tract runs the graph as written.
+fn without_rewrites<T>(load: impl FnOnce() -> T) -> T {
+    use edgebench::ops::{attention, dense};
+    let (fusion, dense_on) = (attention::fusion_enabled(), dense::dense_enabled());
+    attention::set_fusion(false);
+    dense::set_dense(false);
+    let out = load();
+    attention::set_fusion(fusion);
+    dense::set_dense(dense_on);
+    out
 }
 
 /// Prefill seconds (p50) and decode step seconds of `dec` on `prompt`.
@@ -159,6 +180,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         compare_unfused,
         llama_bench,
         gguf,
+        profile,
     } = a.what
     else {
         unreachable!("bench ops returned above")
@@ -195,6 +217,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         .map(|m| m.len())
         .unwrap_or(0);
     let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let mut profiles: Vec<(String, usize, Vec<NodeTime>)> = Vec::new();
     let runtime: String;
     let t = Instant::now();
     match manifest.architecture.as_str() {
@@ -214,6 +237,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             let (prefill, steps) = time_decoder(&dec, &prompt, decode_tokens, repeats)?;
             let kv_cache = dec.has_kv_cache();
             runtime = dec.info().matmul.clone();
+            if profile {
+                let (p, d) = dec.profile_decode(&prompt, decode_tokens).map_err(failed)?;
+                profiles.push((format!("prefill of {n} tokens"), 1, p));
+                profiles.push((format!("decode step after {n} tokens"), decode_tokens, d));
+            }
             let packed = edgebench::ops::quant::live_packed_bytes();
             drop(dec);
             rows.push((
@@ -276,22 +304,21 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 ));
             }
             if let Some(other) = compare {
-                let fusion = edgebench::ops::attention::fusion_enabled();
-                let (name, ours) = match other {
+                let t = Instant::now();
+                let (name, ours, base) = match other {
                     Baseline::Lowering(l) => {
                         set_lowering(l);
-                        (l.name(), lowering.name())
+                        let base = TractDecoder::load(&dir, &manifest, &model);
+                        set_lowering(lowering);
+                        (l.name(), lowering.name(), base)
                     }
-                    Baseline::Unfused => {
-                        edgebench::ops::attention::set_fusion(false);
-                        ("unfused", "fused")
-                    }
+                    Baseline::Unfused => (
+                        "unfused",
+                        "fused",
+                        without_rewrites(|| TractDecoder::load(&dir, &manifest, &model)),
+                    ),
                 };
-                let t = Instant::now();
-                let base = TractDecoder::load(&dir, &manifest, &model);
                 let load_other = t.elapsed().as_secs_f64();
-                set_lowering(lowering);
-                edgebench::ops::attention::set_fusion(fusion);
                 let base = base.map_err(bad_input)?;
                 let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
                 rows.push((
@@ -387,13 +414,10 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 Ok(batch as f64 / percentile(&times, 0.5))
             };
             let mut base = match compare {
-                Some(Baseline::Unfused) => {
-                    let fusion = edgebench::ops::attention::fusion_enabled();
-                    edgebench::ops::attention::set_fusion(false);
-                    let base = TractEncoder::load(&dir, &manifest, &model);
-                    edgebench::ops::attention::set_fusion(fusion);
-                    Some(base.map_err(bad_input)?)
-                }
+                Some(Baseline::Unfused) => Some(
+                    without_rewrites(|| TractEncoder::load(&dir, &manifest, &model))
+                        .map_err(bad_input)?,
+                ),
                 Some(Baseline::Lowering(_)) => {
                     return Err(bad_input(anyhow::anyhow!(
                         "--compare-lowering applies to quantized decoders; {} is an encoder",
@@ -422,6 +446,18 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                         "ratio (fused over unfused, same run)".into(),
                     ));
                 }
+            }
+            for batch in [1usize, 32].into_iter().filter(|_| profile) {
+                let texts = vec![sentence.clone(); batch];
+                profiling::set_profiling(true);
+                let r = enc.embed(&texts);
+                profiling::set_profiling(false);
+                r.map_err(failed)?;
+                profiles.push((
+                    format!("batch of {batch} x {tokens} tokens"),
+                    1,
+                    profiling::take_profile(),
+                ));
             }
         }
         other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),
@@ -458,5 +494,55 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             println!("{m:<28} {v:>12.3}  {u}");
         }
     }
+    for (phase, passes, nodes) in &profiles {
+        print_profile(phase, *passes, nodes, json);
+    }
     Ok(())
+}
+
+/// Prints one phase's profile: time per tract op, then the slowest nodes.
+fn print_profile(phase: &str, passes: usize, nodes: &[NodeTime], json: bool) {
+    let passes = passes.max(1) as f64;
+    let total: f64 = nodes.iter().map(|n| n.total.as_secs_f64()).sum();
+    let ops = profiling::by_op(nodes);
+    if json {
+        for (op, t, calls) in &ops {
+            println!(
+                "{}",
+                serde_json::json!({"profile": phase, "op": op, "ms": t.as_secs_f64() * 1e3 / passes,
+                    "share": t.as_secs_f64() / total, "calls": *calls as f64 / passes})
+            );
+        }
+        return;
+    }
+    println!(
+        "\nprofile: {phase} ({:.3} ms per pass in nodes, timed node by node)",
+        total * 1e3 / passes
+    );
+    println!(
+        "{:<26} {:>10} {:>7} {:>7}  slowest node (output shape)",
+        "op", "ms/pass", "share", "calls"
+    );
+    for (op, t, calls) in &ops {
+        // nodes are sorted slowest first
+        let slowest = nodes.iter().find(|n| &n.op == op);
+        println!(
+            "{op:<26} {:>10.3} {:>6.1}% {:>7.1}  {}",
+            t.as_secs_f64() * 1e3 / passes,
+            100.0 * t.as_secs_f64() / total,
+            *calls as f64 / passes,
+            slowest.map_or(String::new(), |n| format!("{} {:?}", n.node, n.shape))
+        );
+    }
+    println!("slowest nodes:");
+    for n in nodes.iter().take(8) {
+        println!(
+            "  {:<44} {:<14} {:>10.3} ms/pass  {:>5.1}%  {:?}",
+            n.node,
+            n.op,
+            n.total.as_secs_f64() * 1e3 / passes,
+            100.0 * n.total.as_secs_f64() / total,
+            n.shape
+        );
+    }
 }

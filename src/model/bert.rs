@@ -245,12 +245,13 @@ pub fn write_encoder(
             (cfg.intermediate_size, h_us),
             io.bits,
         )?;
-        // exact GELU: 0.5 x (1 + erf(x / sqrt 2))
+        // exact GELU: (x (1 + erf(x / sqrt 2))) 0.5, in the order tract's
+        // `detect_gelu_exact` fuses into one vectorised op
         let e = g.op("Mul", &[&f, &rsqrt2], &[]);
         let e = g.op("Erf", &[&e], &[]);
         let e = g.op("Add", &[&e, &one], &[]);
-        let e = g.op("Mul", &[&e, &half], &[]);
         let f = g.op("Mul", &[&f, &e], &[]);
+        let f = g.op("Mul", &[&f, &half], &[]);
         let f = dense(
             g,
             tensor,
@@ -455,12 +456,14 @@ pub struct TractEncoder {
 impl TractEncoder {
     /// Loads an `architecture = "encoder"` model directory.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
+        let graph = super::load_graph(dir, manifest)?;
+        let note = graph.rewrites_note();
         let super::LoadedGraph {
             plan,
             sha256,
             path: graph_path,
-            fused_attention,
-        } = super::load_graph(dir, manifest)?;
+            ..
+        } = graph;
         let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
         Ok(TractEncoder {
             plan,
@@ -475,9 +478,8 @@ impl TractEncoder {
                 },
                 max_context: manifest.max_context,
                 matmul: format!(
-                    "{}; attention: {}; {} thread(s)",
+                    "{}; {note}; {} thread(s)",
                     manifest.matmul,
-                    super::attention_note(fused_attention),
                     super::threads()
                 ),
                 parameters: manifest.parameters,
@@ -518,9 +520,7 @@ impl TractEncoder {
         };
         let ids = Tensor::from_shape(&[b, seq], &ids).map_err(terr)?;
         let mask = Tensor::from_shape(&[b, seq], &mask).map_err(terr)?;
-        let out = self
-            .plan
-            .run(tvec!(ids.into_tvalue(), mask.into_tvalue()))
+        let out = super::run_pass(&self.plan, tvec!(ids.into_tvalue(), mask.into_tvalue()))
             .map_err(terr)?;
         let v = out[0].to_plain_array_view::<f32>().map_err(terr)?;
         let d = v.shape()[1];

@@ -124,10 +124,10 @@ impl TractDecoder {
             },
             max_context: manifest.max_context,
             matmul: format!(
-                "{}; EbQuantLinear lowering: {}; attention: {}; {} thread(s)",
+                "{}; EbQuantLinear lowering: {}; {}; {} thread(s)",
                 manifest.matmul,
                 crate::ops::quant::Lowering::from_env().name(),
-                super::attention_note(graph.fused_attention),
+                graph.rewrites_note(),
                 super::threads()
             ),
             parameters: manifest.parameters,
@@ -198,15 +198,7 @@ impl TractDecoder {
         if let Some(c) = cache {
             inputs.extend(c.tensors.iter().cloned());
         }
-        // With several threads the pass runs on a rayon worker, so the
-        // quantized kernels' row splits are work-stealing joins on a warm
-        // pool instead of one cross-thread hand-off per matrix product.
-        let mut out = if super::threads() > 1 {
-            rayon::scope(|_| self.plan.run(inputs))
-        } else {
-            self.plan.run(inputs)
-        }
-        .map_err(&err)?;
+        let mut out = super::run_pass(&self.plan, inputs).map_err(&err)?;
         let logits: Vec<f32> = out[0]
             .to_plain_array_view::<f32>()
             .map_err(&err)?
@@ -589,9 +581,35 @@ impl TractDecoder {
     /// steps on the KV cache (model only: no tokenisation, no sampling).
     /// Returns (prefill seconds, per-step seconds).
     pub fn time_decode(&self, prompt: &[u32], steps: usize) -> Result<(f64, Vec<f64>), ModelError> {
+        self.decode_loop(prompt, steps, || {})
+    }
+
+    /// Per-node times (see [`super::profile`]) of one prefill of `prompt`
+    /// and of `steps` greedy decode steps after it: `(prefill, decode)`.
+    pub fn profile_decode(
+        &self,
+        prompt: &[u32],
+        steps: usize,
+    ) -> Result<(Vec<super::profile::NodeTime>, Vec<super::profile::NodeTime>), ModelError> {
+        super::profile::set_profiling(true);
+        let mut prefill = Vec::new();
+        let r = self.decode_loop(prompt, steps, || prefill = super::profile::take_profile());
+        let decode = super::profile::take_profile();
+        super::profile::set_profiling(false);
+        r.map(|_| (prefill, decode))
+    }
+
+    /// Prefill then `steps` greedy steps; `after_prefill` runs between them.
+    fn decode_loop(
+        &self,
+        prompt: &[u32],
+        steps: usize,
+        mut after_prefill: impl FnMut(),
+    ) -> Result<(f64, Vec<f64>), ModelError> {
         let t = std::time::Instant::now();
         let mut f = self.forward(prompt, None)?;
         let prefill = t.elapsed().as_secs_f64();
+        after_prefill();
         let mut times = Vec::with_capacity(steps);
         let mut ids = prompt.to_vec();
         for _ in 0..steps {

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod hub;
 pub mod llama;
 pub mod manifest;
+pub mod profile;
 pub mod tiny;
 pub mod tokenizer;
 
@@ -184,6 +185,8 @@ pub struct LoadedGraph {
     pub path: PathBuf,
     /// Attention chains replaced by `EbAttention` at load (see [`crate::ops::attention::fuse_graph`]).
     pub fused_attention: usize,
+    /// f32 `MatMul`s with constant weights run by `EbDense` (see [`crate::ops::dense::fuse_graph`]).
+    pub dense: usize,
 }
 
 impl LoadedGraph {
@@ -229,8 +232,13 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         Some(g) if crate::ops::attention::fusion_enabled() => crate::ops::attention::fuse_graph(g),
         _ => 0,
     };
+    let dense = match proto.graph.as_mut() {
+        Some(g) if crate::ops::dense::dense_enabled() => crate::ops::dense::fuse_graph(g),
+        _ => 0,
+    };
     let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
     drop(proto);
+    bound_symbols(&model.symbols).map_err(tract)?;
     let plan = model
         .into_optimized()
         .and_then(|m| m.into_runnable())
@@ -240,14 +248,63 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         sha256,
         path,
         fused_attention,
+        dense,
     })
 }
 
-/// How a loaded graph's attention runs, for the runtime line of a model.
-pub(crate) fn attention_note(fused: usize) -> String {
-    match fused {
-        0 => "as written".to_string(),
-        n => format!("{n} layers fused into EbAttention"),
+/// Bounds of the symbolic dims EdgeBench's graphs declare, as assertions
+/// tract's optimiser can use (unknown names are left alone).
+///
+/// Without them tract cannot prove that a `[batch, seq, 1536]` tensor holds
+/// more than a handful of elements, so it keeps every element-wise `Mul` and
+/// `Add` on its generic path (one indirect call per element) instead of its
+/// vectorised by-scalar and unicast kernels. Our runtimes never feed an empty
+/// batch or sequence; `past` is empty on a first pass.
+pub(crate) const SYMBOL_BOUNDS: [(&str, i64, i64); 5] = [
+    ("batch", 1, 1 << 16),
+    ("seq", 1, 1 << 20),
+    ("rseq", 1, 1 << 20),
+    ("past", 0, 1 << 20),
+    ("total", 1, 1 << 20),
+];
+
+fn bound_symbols(scope: &tract_onnx::prelude::SymbolScope) -> anyhow::Result<()> {
+    for (name, lo, hi) in SYMBOL_BOUNDS {
+        if scope.get(name).is_some() {
+            scope.add_assertion(format!("{name}>={lo}"))?;
+            scope.add_assertion(format!("{name}<={hi}"))?;
+        }
+    }
+    Ok(())
+}
+
+impl LoadedGraph {
+    /// What the load-time rewrites did, for the runtime line of a model.
+    pub(crate) fn rewrites_note(&self) -> String {
+        let attention = match self.fused_attention {
+            0 => "as written".to_string(),
+            n => format!("{n} layers fused into EbAttention"),
+        };
+        match self.dense {
+            0 => format!("attention: {attention}"),
+            n => format!("attention: {attention}; {n} f32 MatMuls on EbDense"),
+        }
+    }
+}
+
+/// Runs one pass of `plan` (timed node by node when [`profile`] is on).
+///
+/// With several threads the pass runs on a worker of rayon's pool, so the
+/// kernels' splits are work-stealing joins on a warm pool instead of one
+/// cross-thread hand-off per matrix product.
+pub(crate) fn run_pass(
+    plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+    inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
+    if threads() > 1 {
+        rayon::scope(|_| profile::run(plan, inputs))
+    } else {
+        profile::run(plan, inputs)
     }
 }
 
@@ -259,8 +316,10 @@ pub fn set_threads(n: usize) {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n.max(1))
         .build_global();
+    // tract's ops share that pool, so they and EdgeBench's kernels never
+    // compete with a second set of spinning workers
     set_default_executor(if n > 1 {
-        Executor::multithread(n)
+        Executor::RayonGlobal
     } else {
         Executor::SingleThread
     });

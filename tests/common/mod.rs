@@ -42,38 +42,29 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// The graph at `path` twice: as written (typed, not optimised) and with its
-/// attention fused by `fuse_graph` (which must replace `layers` chains) and
-/// optimised.
+/// The graph in `dir` as written (typed, not optimised) and as
+/// `model::load_graph` serves it (attention fused, f32 linear layers on
+/// `EbDense`, symbol bounds, tract's optimisation); asserts how many
+/// attention layers and linear layers the load-time rewrites replaced.
 pub fn written_and_fused(
-    path: &Path,
+    dir: &Path,
     layers: usize,
+    dense: usize,
 ) -> (
     std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
 ) {
     use tract_onnx::prelude::*;
-    let onnx = edgebench::ops::onnx();
-    let proto = onnx.proto_model_for_path(path).unwrap();
-    let mut fused = proto.clone();
-    assert_eq!(
-        edgebench::ops::attention::fuse_graph(fused.graph.as_mut().unwrap()),
-        layers
-    );
-    let plain = onnx
-        .model_for_proto_model(&proto)
+    let manifest = edgebench::model::manifest::ModelManifest::load(dir).unwrap();
+    let plain = edgebench::ops::onnx()
+        .model_for_path(dir.join(&manifest.graph))
         .unwrap()
         .into_typed()
         .unwrap();
-    let fast = onnx
-        .model_for_proto_model(&fused)
-        .unwrap()
-        .into_optimized()
-        .unwrap();
-    (
-        plain.into_runnable().unwrap(),
-        fast.into_runnable().unwrap(),
-    )
+    let loaded = edgebench::model::load_graph(dir, &manifest).unwrap();
+    assert_eq!(loaded.fused_attention, layers, "attention layers fused");
+    assert_eq!(loaded.dense, dense, "linear layers on EbDense");
+    (plain.into_runnable().unwrap(), loaded.plan)
 }
 
 /// Largest absolute difference between two f32 tensors of the same shape.
