@@ -305,6 +305,26 @@ fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
     assert!(value("prefill_speedup_vs_unfused") > 0.0);
     // the kernels' packed copies are what a decode step reads
     assert!(value("weight_bytes_read_per_token") > 0.0);
+    // --profile: time per op for the prefill and the decode steps, every node counted once per pass
+    let o = bench(&["--profile"]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for phase in ["prefill of 8 tokens", "decode step after 8 tokens"] {
+        let section = text
+            .split("\nprofile: ")
+            .find(|s| s.starts_with(phase))
+            .unwrap_or_else(|| panic!("profile: {phase} missing from\n{text}"));
+        let calls = |op: &str| -> f64 {
+            section
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(op))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{op} missing from\n{section}"))
+        };
+        assert_eq!(calls("EbAttention"), LAYERS as f64, "{section}");
+        assert!(section.contains("slowest nodes:"), "{section}");
+    }
     // llama.cpp comparisons name what is wrong
     let o = bench(&[
         "--llama-bench",

@@ -145,7 +145,11 @@ fn bench_ops_quick_prints_scar_and_dense_rows() {
         .filter(|l| l.starts_with("| 32 |") || l.starts_with("| 64 |"))
         .count();
     assert_eq!(rows, 4, "{text}");
-    assert!(text.contains("Q4_0 block-quant matmul") && text.contains("f32 (MatMul)"));
+    assert!(
+        text.contains("Q4_0 block-quant matmul")
+            && text.contains("f32 (tract's MatMul)")
+            && text.contains("f32-dense (EbDense")
+    );
     assert!(text.contains("EdgeBench kernel"));
     let json = common::edgebench(&common::repo(), &["bench", "ops", "--quick", "--json"]);
     assert!(json.status.success());

@@ -1,6 +1,7 @@
 //! `edgebench bench ops`: EdgeBench's custom ops timed in tract on this host.
-//! SCAR against dense causal masked attention, and `EbQuantLinear` at 4, 6
-//! and 8 bits against an f32 `MatMul`. Each graph is optimised by tract, run
+//! SCAR against dense causal masked attention; a linear layer in f32 on
+//! tract's `MatMul` (the baseline) and on `EbDense`, and on `EbQuantLinear`
+//! at 4, 6 and 8 bits. Each graph is optimised by tract, run
 //! once to warm up, then timed; the median is printed. Ratios compare figures
 //! measured in the same run.
 
@@ -46,7 +47,7 @@ impl Plan {
                 ns: vec![128, 512, 2048],
                 ks: vec![8, 16],
                 layer: (2048, 512),
-                batches: vec![1, 32],
+                batches: vec![1, 32, 128],
                 repeats: repeats.max(1),
                 min_seconds: 0.5,
             }
@@ -70,6 +71,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn load(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
     edgebench::ops::onnx()
         .model_for_read(&mut &*onnx)?
+        .into_optimized()?
+        .into_runnable()
+}
+
+/// As [`load`], after the `EbDense` rewrite that model loading applies.
+fn load_dense(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
+    let ops = edgebench::ops::onnx();
+    let mut proto = ops.proto_model_for_read(&mut &*onnx)?;
+    if let Some(g) = proto.graph.as_mut() {
+        edgebench::ops::dense::fuse_graph(g);
+    }
+    ops.model_for_proto_model(&proto)?
         .into_optimized()?
         .into_runnable()
 }
@@ -233,8 +246,10 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
     for &batch in &p.batches {
         let x = Tensor::from_shape(&[batch, inp], &random(&mut rng, batch * inp))?;
         use edgebench::ops::quant::{set_lowering, Lowering};
-        // each width on EdgeBench's kernels, and 8/4 bits on tract's own lowering as the baseline
+        // f32 on tract's MatMul (the baseline) and on EbDense; each width on
+        // EdgeBench's kernels, and 8/4 bits on tract's own lowering
         let formats = [
+            (None, Lowering::Tract),
             (None, Lowering::Kernel),
             (Some(8), Lowering::Kernel),
             (Some(6), Lowering::Kernel),
@@ -250,9 +265,12 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         let plans: Vec<_> = graphs
             .iter()
             .zip(&formats)
-            .map(|(g, &(_, lowering))| {
+            .map(|(g, &(bits, lowering))| {
                 set_lowering(lowering);
-                load(&g.onnx)
+                match (bits, lowering) {
+                    (None, Lowering::Kernel) => load_dense(&g.onnx),
+                    _ => load(&g.onnx),
+                }
             })
             .collect::<TractResult<_>>()?;
         set_lowering(Lowering::from_env_only());
@@ -268,12 +286,14 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         let (t0, b0) = (times[0], graphs[0].weight_bytes);
         for ((&(bits, lowering), g), secs) in formats.iter().zip(&graphs).zip(times) {
             let name = match (bits, lowering) {
+                (None, Lowering::Kernel) => "f32-dense".to_string(),
                 (None, _) => "f32".to_string(),
                 (Some(b), Lowering::Kernel) => format!("{b}-bit"),
                 (Some(b), _) => format!("{b}-bit-tract"),
             };
             let lowering = match (bits, lowering) {
-                (None, _) => " (MatMul)",
+                (None, Lowering::Kernel) => " (EbDense, EdgeBench kernel)",
+                (None, _) => " (tract's MatMul)",
                 (Some(_), Lowering::Kernel) => " (EdgeBench kernel)",
                 (Some(4), _) => " (tract's Q4_0 block-quant matmul)",
                 (Some(_), _) => " (tract: f32 after load)",
@@ -341,7 +361,7 @@ pub fn bench_ops(quick: bool, repeats: usize, json: bool) -> Result<(), Failure>
          The paper's k*n+n count (2,176 vs 16,384 at n=128, k=16) is printed as the paper states it; \
          it is not a count of attention work.\n"
     );
-    println!("## Quantized linear (EbQuantLinear) vs f32\n");
+    println!("## Linear layers: f32 on tract and on EbDense, quantized on EbQuantLinear\n");
     for l in lin {
         println!("{l}");
     }
