@@ -226,31 +226,16 @@ impl EvalOp for DenseMatMul {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = inputs[0].cast_to::<f32>()?;
-        let (k, n) = (self.w.k(), self.w.n());
-        let shape = x.shape().to_vec();
-        ensure!(
-            shape.last() == Some(&k),
-            "{OP_NAME}: input shape {shape:?}, expected {k} features"
-        );
-        let xs = x.try_as_plain_ram()?.as_slice::<f32>()?;
-        let m = xs.len() / k;
-        let mut y = vec![0f32; m * n];
-        self.w.matmul(xs, m, &mut y, crate::model::threads());
-        let mut out_shape = shape;
-        *out_shape.last_mut().expect("rank >= 1") = n;
-        // takes `y` as the tensor's storage (no copy)
-        let y = tract_ndarray::ArrayD::from_shape_vec(out_shape, y)?;
-        Ok(tvec!(y.into_tensor().into_tvalue()))
+        let dims = (self.w.k(), self.w.n());
+        super::eval_linear(OP_NAME, &inputs[0], dims, |x, rows, y| {
+            self.w.matmul(x, rows, y, crate::model::threads())
+        })
     }
 }
 
 impl TypedOp for DenseMatMul {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
-        ensure!(!shape.is_empty(), "{OP_NAME}: input must have rank >= 1");
-        *shape.last_mut().expect("rank >= 1") = self.w.n().to_dim();
-        Ok(tvec!(f32::fact(shape)))
+        super::linear_facts(OP_NAME, inputs[0], self.w.n())
     }
 
     as_op!();

@@ -233,9 +233,10 @@ impl PackedF32 {
     }
 }
 
-/// Output pointer shared by the tasks of one product.
+/// Output `y` shared by the parallel tasks of one product (here and in
+/// `qkernel.rs`); each task writes only its own output columns.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 
 // SAFETY: tasks write disjoint columns of `y`, which outlives the parallel
 // section that borrows it mutably.
@@ -245,7 +246,7 @@ unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -28,3 +28,42 @@ pub fn onnx() -> tract_onnx::model::Onnx {
     onnx.op_register.insert(router::OP_NAME, router::parse);
     onnx
 }
+
+/// Evaluates a linear layer `x [.., k]` -> `[.., n]`: `run(x, rows, y)`
+/// fills `y` (`rows x n`, zeroed), which becomes the output's storage.
+pub(crate) fn eval_linear(
+    op: &str,
+    x: &tract_onnx::prelude::TValue,
+    (k, n): (usize, usize),
+    run: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
+    use tract_onnx::prelude::*;
+    let x = x.cast_to::<f32>()?;
+    let shape = x.shape().to_vec();
+    anyhow::ensure!(
+        shape.last() == Some(&k),
+        "{op}: input shape {shape:?}, expected {k} features"
+    );
+    let xs = x.try_as_plain_ram()?.as_slice::<f32>()?;
+    let rows = xs.len() / k;
+    let mut y = vec![0f32; rows * n];
+    run(xs, rows, &mut y);
+    let mut out_shape = shape;
+    *out_shape.last_mut().expect("rank >= 1") = n;
+    // takes `y` as the tensor's storage (no copy)
+    let y = tract_ndarray::ArrayD::from_shape_vec(out_shape, y)?;
+    Ok(tvec!(y.into_tensor().into_tvalue()))
+}
+
+/// Output fact of a linear layer: the input's shape with `n` features, f32.
+pub(crate) fn linear_facts(
+    op: &str,
+    x: &tract_onnx::prelude::TypedFact,
+    n: usize,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TypedFact>> {
+    use tract_onnx::prelude::*;
+    let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
+    anyhow::ensure!(!shape.is_empty(), "{op}: input must have rank >= 1");
+    *shape.last_mut().expect("rank >= 1") = n.to_dim();
+    Ok(tvec!(f32::fact(shape)))
+}

@@ -33,6 +33,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::gemm::OutPtr;
+
 /// Output rows per tile of the packed layout.
 pub const TILE: usize = 4;
 /// Weights per internal block (input blocks of 64, 96, ... are split into 32s).
@@ -215,22 +217,7 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// `y` shared by the parallel tasks; each writes only its own output columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-// SAFETY: tasks write disjoint elements of `y` (their own column range) and
-// `y` outlives the parallel section, which borrows it mutably.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above; no element is accessed by two tasks.
-unsafe impl Sync for OutPtr {}
-
 impl OutPtr {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-
     /// Writes tile `o0 / TILE`'s `valid` outputs for each row of `dots`
     /// (`TILE` values per row) into `y` (`n` columns).
     ///
