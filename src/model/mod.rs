@@ -196,6 +196,18 @@ impl LoadedGraph {
         (m.inputs.len(), m.outputs.len())
     }
 
+    /// What the load-time rewrites did, for the runtime line of a model.
+    pub(crate) fn rewrites_note(&self) -> String {
+        let attention = match self.fused_attention {
+            0 => "as written".to_string(),
+            n => format!("{n} layers fused into EbAttention"),
+        };
+        match self.dense {
+            0 => format!("attention: {attention}"),
+            n => format!("attention: {attention}; {n} f32 MatMuls on EbDense"),
+        }
+    }
+
     /// Wraps a tract error with the graph's path.
     pub fn error(&self, source: anyhow::Error) -> ModelError {
         ModelError::Tract {
@@ -260,7 +272,7 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
 /// `Add` on its generic path (one indirect call per element) instead of its
 /// vectorised by-scalar and unicast kernels. Our runtimes never feed an empty
 /// batch or sequence; `past` is empty on a first pass.
-pub(crate) const SYMBOL_BOUNDS: [(&str, i64, i64); 5] = [
+const SYMBOL_BOUNDS: [(&str, i64, i64); 5] = [
     ("batch", 1, 1 << 16),
     ("seq", 1, 1 << 20),
     ("rseq", 1, 1 << 20),
@@ -276,20 +288,6 @@ fn bound_symbols(scope: &tract_onnx::prelude::SymbolScope) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-impl LoadedGraph {
-    /// What the load-time rewrites did, for the runtime line of a model.
-    pub(crate) fn rewrites_note(&self) -> String {
-        let attention = match self.fused_attention {
-            0 => "as written".to_string(),
-            n => format!("{n} layers fused into EbAttention"),
-        };
-        match self.dense {
-            0 => format!("attention: {attention}"),
-            n => format!("attention: {attention}; {n} f32 MatMuls on EbDense"),
-        }
-    }
 }
 
 /// Runs one pass of `plan` (timed node by node when [`profile`] is on).

@@ -171,14 +171,12 @@ impl Expansion for DenseExpansion {
         } else {
             None
         };
-        let slice = |t: &Arc<Tensor>| -> TractResult<Vec<f32>> {
-            Ok(t.cast_to::<f32>()?
-                .try_as_plain_ram()?
-                .as_slice::<f32>()?
-                .to_vec())
+        // the rules made both f32, so these read the constants in place
+        let bias = match &bias {
+            Some(b) => Some(b.try_as_plain_ram()?.as_slice::<f32>()?),
+            None => None,
         };
-        let bias = bias.as_ref().map(slice).transpose()?;
-        let packed = PackedF32::new(&slice(&w)?, k, n, bias.as_deref())
+        let packed = PackedF32::new(w.try_as_plain_ram()?.as_slice::<f32>()?, k, n, bias)
             .map_err(|e| anyhow!("{OP_NAME} `{prefix}`: {e}"))?;
         model.wire_node(
             prefix,
