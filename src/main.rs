@@ -17,8 +17,22 @@ fn main() -> std::process::ExitCode {
     match cli::dispatch(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {:#}", e.error);
+            eprintln!("error: {}", message(&e.error));
             std::process::ExitCode::from(e.code)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause that the
+/// message so far already ends with (our error types print their source).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.ends_with(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
