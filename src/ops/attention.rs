@@ -542,20 +542,16 @@ impl TypedOp for Attention {
 /// Whether [`fuse_graph`] runs at load: [`set_fusion`]'s choice, else
 /// `EDGEBENCH_FUSE_ATTENTION` (`0` turns it off; on by default).
 pub fn fusion_enabled() -> bool {
-    match FUSION.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => std::env::var("EDGEBENCH_FUSE_ATTENTION").map_or(true, |v| v != "0"),
-    }
+    FUSION.enabled()
 }
 
 /// Turns the load-time attention fusion on or off for graphs loaded from now
 /// on (overrides the environment).
 pub fn set_fusion(on: bool) {
-    FUSION.store(1 + on as u8, std::sync::atomic::Ordering::Relaxed);
+    FUSION.set(on);
 }
 
-static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static FUSION: super::rewrite::Switch = super::rewrite::Switch::new("EDGEBENCH_FUSE_ATTENTION");
 
 /// Replaces every decomposed grouped-query attention chain of `graph` with
 /// one `EbAttention` node and returns how many it replaced.

@@ -11,7 +11,6 @@
 use super::gemm::PackedF32;
 use super::rewrite::GraphView;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -23,20 +22,16 @@ pub const OP_NAME: &str = "EbDense";
 /// Whether [`fuse_graph`] runs at load: [`set_dense`]'s choice, else
 /// `EDGEBENCH_DENSE` (`0` turns it off; on by default).
 pub fn dense_enabled() -> bool {
-    match DENSE.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => std::env::var("EDGEBENCH_DENSE").map_or(true, |v| v != "0"),
-    }
+    DENSE.enabled()
 }
 
 /// Turns the load-time `EbDense` rewrite on or off for graphs loaded from
 /// now on (overrides the environment).
 pub fn set_dense(on: bool) {
-    DENSE.store(1 + on as u8, Ordering::Relaxed);
+    DENSE.set(on);
 }
 
-static DENSE: AtomicU8 = AtomicU8::new(0);
+static DENSE: super::rewrite::Switch = super::rewrite::Switch::new("EDGEBENCH_DENSE");
 
 /// Replaces every `MatMul(x, W)` whose `W` is a rank-2 f32 initializer
 /// (and the `Add` of an f32 initializer `[n]` that alone consumes it, as a
