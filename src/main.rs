@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -20,6 +21,24 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {}", message(&e.error));
             std::process::ExitCode::from(e.code)
         }
+    }
+}
+
+/// Tells glibc's malloc to keep freed memory for reuse instead of giving it
+/// back to the kernel. By default a block above 128 KiB (rising with use, up
+/// to 32 MiB) is its own `mmap` and every free `munmap`s it, so each forward
+/// pass page-faults its large tensors in afresh: a 128-token prompt's 25 MB
+/// of logits alone is 6 000 faults, and the faults were 10-13 % of a
+/// SmolLM2 prefill here. Blocks up to 32 MiB (glibc's ceiling for this
+/// setting) now come from the heap, and the heap is trimmed only above
+/// 1 GiB free. Peak RSS is unchanged: freed memory is reused, not added to.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's parameters; called in main
+    // before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

@@ -425,22 +425,26 @@ fn report_exit_code_and_summaries() {
         .any(|r| r.section == Section::Performance));
 }
 
-fn temp_rules(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgebench-gate-core-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+fn temp_rules(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
 
 #[test]
 fn rules_file_errors_name_file_and_field() {
-    let path = temp_rules("typo.toml", "[quality]\nmax_drop = 0.02\nalfa = 0.05\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = temp_rules(
+        &dir,
+        "typo.toml",
+        "[quality]\nmax_drop = 0.02\nalfa = 0.05\n",
+    );
     let e = GateRules::load(&path).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}:3:1: ", path.display())), "{e}");
     assert!(e.contains("alfa"), "{e}");
 
     let path = temp_rules(
+        &dir,
         "alpha.toml",
         "[[quality.override]]\nsuite = \"legal_*\"\nalpha = 1.5\n",
     );
@@ -453,7 +457,11 @@ fn rules_file_errors_name_file_and_field() {
         )
     );
 
-    let path = temp_rules("neg.toml", "[performance.throughput]\nfloor = -0.03\n");
+    let path = temp_rules(
+        &dir,
+        "neg.toml",
+        "[performance.throughput]\nfloor = -0.03\n",
+    );
     let e = GateRules::load(&path).unwrap_err().to_string();
     assert!(
         e.contains("performance.throughput.floor: must be a finite number >= 0"),

@@ -49,10 +49,23 @@ struct Cache {
 
 /// Outputs of one forward pass.
 struct Forward {
-    logits: Vec<f32>,
+    /// `[1, seq, vocab]` f32, checked in [`TractDecoder::forward`]; kept as
+    /// the graph's own tensor (a copy of a prompt's logits was a 25 MB
+    /// allocation and copy per pass).
+    logits: TValue,
     hidden: Option<(Vec<f32>, usize)>,
     seq: usize,
     cache: Option<Cache>,
+}
+
+impl Forward {
+    /// All logits, `seq` rows of `vocab`.
+    fn logits_slice(&self) -> &[f32] {
+        self.logits
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .expect("logits are plain f32: checked in TractDecoder::forward")
+    }
 }
 
 impl TractDecoder {
@@ -199,17 +212,16 @@ impl TractDecoder {
             inputs.extend(c.tensors.iter().cloned());
         }
         let mut out = super::run_pass(&self.plan, inputs).map_err(&err)?;
-        let logits: Vec<f32> = out[0]
-            .to_plain_array_view::<f32>()
+        let logits = out[0].clone();
+        let n = logits
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
             .map_err(&err)?
-            .iter()
-            .copied()
-            .collect();
-        if logits.len() != seq * vocab {
+            .len();
+        if n != seq * vocab {
             return Err(ModelError::Runtime(format!(
-                "{}: logits have {} values, expected seq {seq} x vocab {vocab}",
+                "{}: logits have {n} values, expected seq {seq} x vocab {vocab}",
                 self.graph_path.display(),
-                logits.len()
             )));
         }
         let hidden = if self.has_hidden {
@@ -245,7 +257,7 @@ impl TractDecoder {
 
     fn row<'a>(&self, f: &'a Forward, pos: usize) -> &'a [f32] {
         let v = self.manifest.vocab_size;
-        &f.logits[pos * v..(pos + 1) * v]
+        &f.logits_slice()[pos * v..(pos + 1) * v]
     }
 
     /// Runs a context through the model, reusing the KV cache of the longest
@@ -569,7 +581,7 @@ impl TractDecoder {
 
     /// Logits `[ids.len() x vocab]` of one forward pass from an empty cache.
     pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
-        Ok(self.forward(ids, None)?.logits)
+        Ok(self.forward(ids, None)?.logits_slice().to_vec())
     }
 
     /// Token ids of a text under this model's tokenizer.
