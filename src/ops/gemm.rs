@@ -201,6 +201,12 @@ impl PackedF32 {
                     let mc = mc_max.min(m - m0);
                     for p in chunk.clone() {
                         let w = self.lanes[p * k + k0..][..kc].as_ptr().cast::<f32>();
+                        // the next panel's slice, asked into L2 a share per tile,
+                        // so the first tile on it does not wait on memory
+                        let next = (p + 1 < range.end)
+                            .then(|| self.lanes[(p + 1) * k + k0..][..kc].as_ptr());
+                        let per_tile = kc.div_ceil(mc.div_ceil(MR));
+                        let mut fetched = 0;
                         let cols = NR.min(n - p * NR);
                         let bias = match (&self.bias, first) {
                             (Some(b), true) => b[p].0.as_ptr(),
@@ -220,6 +226,11 @@ impl PackedF32 {
                                 accumulate: !first,
                                 bias,
                             };
+                            if let Some(next) = next {
+                                let end = (fetched + per_tile).min(kc);
+                                prefetch_l2(next, fetched..end);
+                                fetched = end;
+                            }
                             tile.run(rows, simd);
                             r += rows;
                         }
@@ -448,6 +459,19 @@ unsafe fn gemv_avx2(k: usize, x: *const f32, w: *const f32, out: &mut [[f32; NR]
         _mm256_storeu_ps(o.as_mut_ptr(), acc[0]);
         _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[1]);
     }
+}
+
+/// Asks for `lanes` of `panel` in L2 (a hint: never faults, no-op off x86-64).
+#[inline(always)]
+fn prefetch_l2(panel: *const Lane, lanes: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    for l in lanes {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // SAFETY: prefetching is a hint that never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(panel.wrapping_add(l).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (panel, lanes);
 }
 
 /// Whether the AVX2+FMA kernel can run on this CPU.
