@@ -172,6 +172,15 @@ enum Kind {
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// Where the gemv kernels find each block's 4 scales and 4 offset coefficients.
+#[derive(Clone, Copy)]
+enum Params<'a> {
+    /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per block).
+    Unpacked(&'a [f32]),
+    /// In the records themselves, converted as each block is reached.
+    Records(ParamLayout),
+}
+
 /// Where a record keeps its scales and mins, and in which width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ParamLayout {
@@ -498,6 +507,27 @@ impl PackedMatrix {
         let mut dots = vec![0f32; TILE * rows];
         for t in tiles {
             let tile = self.tile(t);
+            #[cfg(target_arch = "x86_64")]
+            if rows == 1 && simd {
+                // one row: the kernel reads each block's parameters from its
+                // record as it goes, without a separate unpacking pass
+                // SAFETY: `simd` is only true when AVX2, FMA and F16C were
+                // detected; the kernels check their slice lengths.
+                let d = unsafe {
+                    match self.kind {
+                        Kind::Nibbles => {
+                            x86::dot_q4(tile, self.stride, Params::Records(self.params), x, sxm)
+                        }
+                        Kind::Bytes => {
+                            x86::dot_q8(tile, self.stride, Params::Records(self.params), x, sxm)
+                        }
+                    }
+                };
+                dots[..TILE].copy_from_slice(&d);
+                // SAFETY: as below.
+                unsafe { y.put(&dots, n, t * TILE, (n - t * TILE).min(TILE)) };
+                continue;
+            }
             self.unpack_params(tile, &mut params, simd);
             for ((xr, sr), d) in x
                 .chunks_exact(k)
@@ -528,8 +558,10 @@ impl PackedMatrix {
             // detected; the kernels check their slice lengths.
             return unsafe {
                 match self.kind {
-                    Kind::Nibbles => x86::dot_q4(tile, self.stride, params, x, sxm),
-                    Kind::Bytes => x86::dot_q8(tile, self.stride, params, x, sxm),
+                    Kind::Nibbles => {
+                        x86::dot_q4(tile, self.stride, Params::Unpacked(params), x, sxm)
+                    }
+                    Kind::Bytes => x86::dot_q8(tile, self.stride, Params::Unpacked(params), x, sxm),
                 }
             };
         }
@@ -797,7 +829,7 @@ fn dot32(a: &[f32; QB], b: &[f32]) -> f32 {
 mod x86 {
     //! AVX2+FMA+F16C kernels. Every function requires a CPU with all three.
 
-    use super::{ParamLayout, QB, TILE};
+    use super::{ParamLayout, Params, QB, TILE};
     use std::arch::x86_64::*;
 
     /// `[Σ a0, Σ a1, Σ a2, Σ a3]`.
@@ -836,9 +868,45 @@ mod x86 {
     }
 
     /// Checks the slice lengths the tile kernels rely on.
-    fn check(tile: &[u8], stride: usize, code_bytes: usize, params: &[f32], x: &[f32], nb: usize) {
+    fn check(tile: &[u8], stride: usize, code_bytes: usize, params: Params, x: &[f32], nb: usize) {
         assert!(stride >= code_bytes && tile.len() >= nb * stride);
-        assert!(params.len() >= 8 * nb && x.len() >= nb * QB);
+        assert!(x.len() >= nb * QB);
+        match params {
+            Params::Unpacked(p) => assert!(p.len() >= 8 * nb),
+            Params::Records(l) => {
+                assert!(l.at + TILE * (l.scale_bytes + l.min_bytes) <= stride)
+            }
+        }
+    }
+
+    /// Block `b`'s 4 scales and 4 offset coefficients as 8 f32: a pointer
+    /// into the unpacked parameters, or `buf` filled from record `rec`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block_params(
+        params: Params,
+        b: usize,
+        rec: *const u8,
+        buf: &mut [f32; 8],
+    ) -> *const f32 {
+        // SAFETY: the caller checked the layout (`check`): the parameters of
+        // block `b` lie inside its record, or 8 f32 at 8b inside `params`.
+        unsafe {
+            match params {
+                Params::Unpacked(p) => p.as_ptr().add(8 * b),
+                Params::Records(l) => {
+                    let s = load4(rec.add(l.at), l.scale_bytes);
+                    let c = if l.min_bytes == 0 {
+                        s
+                    } else {
+                        load4(rec.add(l.at + TILE * l.scale_bytes), l.min_bytes)
+                    };
+                    _mm_storeu_ps(buf.as_mut_ptr(), s);
+                    _mm_storeu_ps(buf.as_mut_ptr().add(TILE), c);
+                    buf.as_ptr()
+                }
+            }
+        }
     }
 
     /// Adds one block's dot products `t` (one vector per row) times the 4
@@ -917,7 +985,7 @@ mod x86 {
     pub(super) unsafe fn dot_q4(
         tile: &[u8],
         stride: usize,
-        params: &[f32],
+        params: Params,
         x: &[f32],
         sxm: &[f32],
     ) -> [f32; TILE] {
@@ -926,6 +994,7 @@ mod x86 {
         let mask = _mm256_set1_epi32(0xF);
         let mut a = [_mm256_setzero_ps(); TILE];
         let mut macc = _mm_setzero_ps();
+        let mut buf = [0f32; 8];
         for (b, &sm) in sxm.iter().enumerate() {
             // SAFETY: b < nb, so the record p..p + stride is inside `tile`,
             // x[32b..32b + 32] inside `x` and params[8b..8b + 8] inside
@@ -948,7 +1017,8 @@ mod x86 {
                     t[2] = _mm256_fmadd_ps(q2, xg, t[2]);
                     t[3] = _mm256_fmadd_ps(q3, xg, t[3]);
                 }
-                fold_block(params.as_ptr().add(8 * b), &t, sm, &mut a, &mut macc);
+                let pb = block_params(params, b, p, &mut buf);
+                fold_block(pb, &t, sm, &mut a, &mut macc);
             }
         }
         // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
@@ -964,7 +1034,7 @@ mod x86 {
     pub(super) unsafe fn dot_q8(
         tile: &[u8],
         stride: usize,
-        params: &[f32],
+        params: Params,
         x: &[f32],
         sxm: &[f32],
     ) -> [f32; TILE] {
@@ -972,6 +1042,7 @@ mod x86 {
         check(tile, stride, TILE * QB, params, x, nb);
         let mut a = [_mm256_setzero_ps(); TILE];
         let mut macc = _mm_setzero_ps();
+        let mut buf = [0f32; 8];
         for (b, &sm) in sxm.iter().enumerate() {
             // SAFETY: as in `dot_q4`.
             unsafe {
@@ -986,7 +1057,8 @@ mod x86 {
                         *tr = _mm256_fmadd_ps(q, xg, *tr);
                     }
                 }
-                fold_block(params.as_ptr().add(8 * b), &t, sm, &mut a, &mut macc);
+                let pb = block_params(params, b, p, &mut buf);
+                fold_block(pb, &t, sm, &mut a, &mut macc);
             }
         }
         // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
