@@ -193,6 +193,17 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
     let out = tmp.path().join("model");
     bert::import_bert(&ckpt, &out).unwrap();
     let (plain, fast) = common::written_and_fused(&out, LAYERS, 6 * LAYERS);
+    // the heads' transposes went into EbAttention (it reads and writes rows-first)
+    let moves = |p: &TypedRunnableModel| {
+        p.model()
+            .nodes
+            .iter()
+            .filter(|n| n.op().name() == "MoveAxis")
+            .count()
+    };
+    // q, k, v, k transposed, and the output back to rows
+    assert_eq!(moves(&plain), 5 * LAYERS, "the written graph's transposes");
+    assert_eq!(moves(&fast), 0, "transposes left after the fusion");
     // two rows, the second padded after 3 tokens: the [b, 1, 1, t] mask must hide its padding
     let ids: Vec<i64> = vec![2, 4, 5, 6, 7, 4, 8, 3, 2, 9, 3, 0, 0, 0, 0, 0];
     let mask: Vec<i64> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];

@@ -18,9 +18,13 @@
 //! with key/value head `i / (h / kv)`, and
 //! `out[b, i, r] = softmax_j(scale · q[b, i, r] · k[b, i / (h / kv), j] + mask[b, i, r, j]) · v[..]`,
 //! `scale` an attribute (default `1 / sqrt(d)`). A row whose mask hides
-//! every key gives zeros. Decode steps (few query rows) run direct loops;
-//! longer inputs run `matrixmultiply::sgemm` per head.
+//! every key gives zeros. With attribute `layout = "bshd"` ([`Layout`]) the
+//! inputs are `[b, s, h, d]`, `[b, t, kv, d]`, `[b, t, kv, dv]` and the output
+//! `[b, s, h, dv]`, so BERT's four transposes per layer go into the op.
+//! Decode steps (few query rows) run direct loops; longer inputs run
+//! `matrixmultiply::sgemm` per head, through each head's row stride.
 
+use super::gemm::OutPtr;
 use super::rewrite::GraphView;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -128,6 +132,18 @@ impl Dims {
     }
 }
 
+/// How `q`, `k`, `v` and the output order their axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `[b, heads, rows, width]`, each head's rows contiguous (the default).
+    #[default]
+    Heads,
+    /// `[b, rows, heads, width]`, each row's heads side by side: what a
+    /// projection reshaped to heads gives before any transpose (attribute
+    /// `layout = "bshd"`).
+    Tokens,
+}
+
 /// Computes attention into `out` (`[b, h, s, dv]`); heads are spread over
 /// `threads` when the work is large enough.
 ///
@@ -135,6 +151,25 @@ impl Dims {
 /// When a slice length does not match `dims`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
+    dims: Dims,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<Mask<'_>>,
+    out: &mut [f32],
+    threads: usize,
+) -> Result<(), String> {
+    attend_in(Layout::Heads, dims, scale, q, k, v, mask, out, threads)
+}
+
+/// [`attend`] with `q`, `k`, `v` and `out` in `layout`.
+///
+/// # Errors
+/// When a slice length does not match `dims`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_in(
+    layout: Layout,
     dims: Dims,
     scale: f32,
     q: &[f32],
@@ -152,39 +187,65 @@ pub fn attend(
         return Ok(());
     }
     let rep = h / kv;
-    let head = |bh: usize, o: &mut [f32], scores: &mut Vec<f32>| {
+    // (offset of head `i` of batch `b`, stride between its rows), per tensor
+    let at = |b: usize, i: usize, heads: usize, rows: usize, width: usize| match layout {
+        Layout::Heads => ((b * heads + i) * rows * width, width),
+        Layout::Tokens => (b * rows * heads * width + i * width, heads * width),
+    };
+    let o = OutPtr(out.as_mut_ptr());
+    let head = |bh: usize, scores: &mut Vec<f32>| {
         let (b, i) = (bh / h, bh % h);
-        let kvh = b * kv + i / rep;
-        let qh = &q[bh * s * d..][..s * d];
-        let kh = &k[kvh * t * d..][..t * d];
-        let vh = &v[kvh * t * dv..][..t * dv];
+        let (qa, qs) = at(b, i, h, s, d);
+        let (ka, ks) = at(b, i / rep, kv, t, d);
+        let (va, vs) = at(b, i / rep, kv, t, dv);
+        let (oa, os) = at(b, i, h, s, dv);
         let m = mask.map(|m| m.head(b, i));
-        one_head(dims, scale, qh, kh, vh, m, o, scores);
+        fn view(x: &[f32], a: usize, stride: usize, rows: usize, width: usize) -> (&[f32], usize) {
+            let end = if rows == 0 {
+                a
+            } else {
+                a + (rows - 1) * stride + width
+            };
+            (&x[a..end], stride)
+        }
+        // SAFETY: `dims.check` gave `out` b·h·s·dv values; head (b, i)'s
+        // rows oa + r·os .. + dv lie inside it, and no other head writes them.
+        let oh = unsafe { OutPtr(o.get().add(oa)) };
+        one_head(
+            dims,
+            scale,
+            view(q, qa, qs, s, d),
+            view(k, ka, ks, t, d),
+            view(v, va, vs, t, dv),
+            m,
+            (oh, os),
+            scores,
+        );
     };
     if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
-        out.par_chunks_exact_mut(s * dv)
-            .enumerate()
-            .for_each_init(Vec::new, |scores, (bh, o)| head(bh, o, scores));
+        (0..dims.b * h)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scores, bh| head(bh, scores));
     } else {
         let mut scores = Vec::new();
-        for (bh, o) in out.chunks_exact_mut(s * dv).enumerate() {
-            head(bh, o, &mut scores);
+        for bh in 0..dims.b * h {
+            head(bh, &mut scores);
         }
     }
     Ok(())
 }
 
 /// One (batch, head): `o [s, dv]` from `q [s, d]`, `k [t, d]`, `v [t, dv]`,
-/// `p` the scores' scratch buffer.
+/// each given with the stride between its rows; `p` the scores' scratch buffer.
 #[allow(clippy::too_many_arguments)]
 fn one_head(
     dims: Dims,
     scale: f32,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, qs): (&[f32], usize),
+    (k, ks): (&[f32], usize),
+    (v, vs): (&[f32], usize),
     mask: Option<(&[f32], usize)>,
-    o: &mut [f32],
+    (o, os): (OutPtr, usize),
     p: &mut Vec<f32>,
 ) {
     let Dims { s, t, d, dv, .. } = dims;
@@ -192,12 +253,19 @@ fn one_head(
     p.resize(s * t, 0.0);
     let big = s >= SGEMM_MIN_ROWS;
     if big {
-        // scores: q [s, d] times k [t, d] read as its transpose (strides 1, d)
-        sgemm((s, d, t), scale, (q, d, 1), (k, 1, d), p);
+        // scores: q [s, d] times k [t, d] read as its transpose (strides 1, ks)
+        sgemm(
+            (s, d, t),
+            scale,
+            (q, qs, 1),
+            (k, 1, ks),
+            (p.as_mut_ptr(), t),
+        );
     } else {
-        for (qr, pr) in q.chunks_exact(d).zip(p.chunks_exact_mut(t)) {
-            for (kr, pj) in k.chunks_exact(d).zip(pr.iter_mut()) {
-                *pj = scale * dot(qr, kr);
+        for (r, pr) in p.chunks_exact_mut(t).enumerate() {
+            let qr = &q[r * qs..][..d];
+            for (j, pj) in pr.iter_mut().enumerate() {
+                *pj = scale * dot(qr, &k[j * ks..][..d]);
             }
         }
     }
@@ -210,13 +278,16 @@ fn one_head(
         softmax(pr);
     }
     if big {
-        sgemm((s, t, dv), 1.0, (p, t, 1), (v, dv, 1), o);
+        sgemm((s, t, dv), 1.0, (p, t, 1), (v, vs, 1), (o.get(), os));
     } else {
-        for (pr, or) in p.chunks_exact(t).zip(o.chunks_exact_mut(dv)) {
+        for (r, pr) in p.chunks_exact(t).enumerate() {
+            // SAFETY: row r of this head's output: dv values at o + r·os,
+            // inside `out` and written by this head only (see `attend_in`).
+            let or = unsafe { std::slice::from_raw_parts_mut(o.get().add(r * os), dv) };
             or.fill(0.0);
-            for (&w, vr) in pr.iter().zip(v.chunks_exact(dv)) {
+            for (j, &w) in pr.iter().enumerate() {
                 if w != 0.0 {
-                    for (a, &b) in or.iter_mut().zip(vr) {
+                    for (a, &b) in or.iter_mut().zip(&v[j * vs..][..dv]) {
                         *a += w * b;
                     }
                 }
@@ -225,20 +296,21 @@ fn one_head(
     }
 }
 
-/// `c [m, n] = alpha · a [m, k] · b [k, n]` (`c` row-major), `a` and `b`
-/// given with their row and column strides.
+/// `c [m, n] = alpha · a [m, k] · b [k, n]`, `a` and `b` given with their
+/// row and column strides, `c` as a pointer and its row stride: `m` rows of
+/// `n` values that the caller may write and nothing else reads meanwhile.
 fn sgemm(
     (m, k, n): (usize, usize, usize),
     alpha: f32,
     (a, rsa, csa): (&[f32], usize, usize),
     (b, rsb, csb): (&[f32], usize, usize),
-    c: &mut [f32],
+    (c, rsc): (*mut f32, usize),
 ) {
     let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(m > 0 && k > 0 && n > 0 && c.len() >= m * n);
+    assert!(m > 0 && k > 0 && n > 0 && rsc >= n);
     assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb));
-    // SAFETY: every element addressed through the strides is inside `a`, `b`
-    // and `c` (asserted above); `c` is written only through its own pointer.
+    // SAFETY: every element addressed through the strides is inside `a` and
+    // `b` (asserted above); `c`'s rows are the caller's to write.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -252,8 +324,8 @@ fn sgemm(
             rsb as isize,
             csb as isize,
             0.0,
-            c.as_mut_ptr(),
-            n as isize,
+            c,
+            rsc as isize,
             1,
         );
     }
@@ -401,13 +473,29 @@ pub fn parse(
             node.name
         );
     }
+    let layout = match node.get_attr_opt::<&str>("layout")? {
+        None | Some("bhsd") => Layout::Heads,
+        Some("bshd") => Layout::Tokens,
+        Some(other) => bail!(
+            "{OP_NAME} node `{}`: attribute layout must be \"bhsd\" or \"bshd\", got {other:?}",
+            node.name
+        ),
+    };
     let has_mask = super::has_input(node, 3);
-    Ok((expand(AttentionExpansion { scale, has_mask }), vec![]))
+    Ok((
+        expand(AttentionExpansion {
+            scale,
+            layout,
+            has_mask,
+        }),
+        vec![],
+    ))
 }
 
 #[derive(Debug, Clone)]
 struct AttentionExpansion {
     scale: Option<f32>,
+    layout: Layout,
     has_mask: bool,
 }
 
@@ -443,7 +531,11 @@ impl Expansion for AttentionExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, Attention { scale: self.scale }, inputs)
+        let op = Attention {
+            scale: self.scale,
+            layout: self.layout,
+        };
+        model.wire_node(prefix, op, inputs)
     }
 }
 
@@ -452,6 +544,8 @@ impl Expansion for AttentionExpansion {
 pub struct Attention {
     /// Score multiplier; `None`: `1 / sqrt(d)`.
     pub scale: Option<f32>,
+    /// Axis order of the inputs and the output.
+    pub layout: Layout,
 }
 
 // `parse` rejects non-finite scales, so equality is total.
@@ -471,15 +565,29 @@ impl EvalOp for Attention {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (qs, ks, vs) = (inputs[0].shape(), inputs[1].shape(), inputs[2].shape());
         ensure!(
-            qs.len() == 4 && ks.len() == 4 && vs.len() == 4 && qs[0] == ks[0] && ks[..3] == vs[..3] && qs[3] == ks[3],
-            "{OP_NAME}: shapes Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, h, s, d], [b, kv, t, d], [b, kv, t, dv]"
+            qs.len() == 4
+                && ks.len() == 4
+                && vs.len() == 4
+                && qs[0] == ks[0]
+                && ks[..3] == vs[..3]
+                && qs[3] == ks[3],
+            "{OP_NAME}: shapes Q {qs:?}, K {ks:?}, V {vs:?} do not fit {}",
+            match self.layout {
+                Layout::Heads => "[b, h, s, d], [b, kv, t, d], [b, kv, t, dv]",
+                Layout::Tokens => "[b, s, h, d], [b, t, kv, d], [b, t, kv, dv]",
+            }
         );
+        // axes of heads and rows
+        let (ha, ra) = match self.layout {
+            Layout::Heads => (1, 2),
+            Layout::Tokens => (2, 1),
+        };
         let dims = Dims {
             b: qs[0],
-            h: qs[1],
-            kv: ks[1],
-            s: qs[2],
-            t: ks[2],
+            h: qs[ha],
+            kv: ks[ha],
+            s: qs[ra],
+            t: ks[ra],
             d: qs[3],
             dv: vs[3],
         };
@@ -505,7 +613,8 @@ impl EvalOp for Attention {
             None => None,
         };
         let mut out = vec![0f32; dims.b * dims.h * dims.s * dims.dv];
-        attend(
+        attend_in(
+            self.layout,
             dims,
             scale,
             slice(&inputs[0])?,
@@ -516,7 +625,11 @@ impl EvalOp for Attention {
             crate::model::threads(),
         )
         .map_err(|e| anyhow!("{OP_NAME}: {e}"))?;
-        let out = tract_ndarray::Array4::from_shape_vec((dims.b, dims.h, dims.s, dims.dv), out)?;
+        let shape = match self.layout {
+            Layout::Heads => (dims.b, dims.h, dims.s, dims.dv),
+            Layout::Tokens => (dims.b, dims.s, dims.h, dims.dv),
+        };
+        let out = tract_ndarray::Array4::from_shape_vec(shape, out)?;
         Ok(tvec!(out.into_tensor().into_tvalue()))
     }
 }
@@ -595,12 +708,19 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
                 domain: crate::onnx::CUSTOM_DOMAIN.into(),
                 input: vec![c.q.clone(), c.k.clone(), c.v.clone(), c.mask.clone()],
                 output: vec![last.output[0].clone()],
-                attribute: vec![pb::AttributeProto {
+                attribute: std::iter::once(pb::AttributeProto {
                     name: "scale".into(),
                     r#type: pb::attribute_proto::AttributeType::Float as i32,
                     f: c.scale,
                     ..Default::default()
-                }],
+                })
+                .chain((c.layout == Layout::Tokens).then(|| pb::AttributeProto {
+                    name: "layout".into(),
+                    r#type: pb::attribute_proto::AttributeType::String as i32,
+                    s: b"bshd".to_vec(),
+                    ..Default::default()
+                }))
+                .collect(),
                 ..Default::default()
             },
         );
@@ -619,6 +739,7 @@ struct Chain {
     v: String,
     mask: String,
     scale: f32,
+    layout: Layout,
 }
 
 impl GraphView<'_> {
@@ -674,6 +795,7 @@ impl GraphView<'_> {
             v: n(uv).input[0].clone(),
             mask,
             scale,
+            layout: Layout::Heads,
         })
     }
 
@@ -694,6 +816,7 @@ impl GraphView<'_> {
         }
         let (q, k, v) = (&n(mm1).input[0], &n(tr).input[0], &n(mm2).input[1]);
         let mut heads = None;
+        let mut transposes = vec![];
         for x in [q, k, v] {
             let t = *self.producer.get(x.as_str())?;
             if n(t).op_type != "Transpose" || self.int_attr(t, "perm")? != [0, 2, 1, 3] {
@@ -710,15 +833,38 @@ impl GraphView<'_> {
                 return None;
             }
             heads = Some((h, d));
+            transposes.push(self.only_use(x, "Transpose", 1));
+        }
+        // The heads back to rows: Transpose(o, [0, 2, 1, 3]).
+        let back = self
+            .single_consumer(&n(mm2).output[0], "Transpose")
+            .filter(|&t| self.int_attr(t, "perm").as_deref() == Some(&[0, 2, 1, 3][..]));
+        let mut nodes = vec![tr, mm1, mul, add, softmax, mm2];
+        if let (&[Some(tq), Some(tk), Some(tv)], Some(back)) = (&transposes[..], back) {
+            // nothing else reads the heads-first copies: attend in rows-first
+            // order and drop all four transposes
+            nodes.extend([tq, tk, tv, back]);
+            let input = |t: usize| n(t).input[0].clone();
+            return Some(Chain {
+                nodes,
+                last: back,
+                q: input(tq),
+                k: input(tk),
+                v: input(tv),
+                mask,
+                scale,
+                layout: Layout::Tokens,
+            });
         }
         Some(Chain {
-            nodes: vec![tr, mm1, mul, add, softmax, mm2],
+            nodes,
             last: mm2,
             q: q.clone(),
             k: k.clone(),
             v: v.clone(),
             mask,
             scale,
+            layout: Layout::Heads,
         })
     }
 }
@@ -767,15 +913,50 @@ mod tests {
             shape: [1, 1, s, t],
         };
         let want = reference(dims, 0.3, &q, &k, &v, Some(mask));
+        // [b, heads, rows, width] <-> [b, rows, heads, width]
+        let swap = |x: &[f32], heads: usize, rows: usize, width: usize| {
+            let mut y = vec![0f32; x.len()];
+            for (i, &val) in x.iter().enumerate() {
+                let (w, r, hd, bb) = (
+                    i % width,
+                    i / width % rows,
+                    i / (width * rows) % heads,
+                    i / (width * rows * heads),
+                );
+                y[((bb * rows + r) * heads + hd) * width + w] = val;
+            }
+            y
+        };
+        let (qt, kt, vt) = (swap(&q, h, s, d), swap(&k, kv, t, d), swap(&v, kv, t, dv));
         for threads in [1, 2] {
             let mut got = vec![f32::NAN; want.len()];
             attend(dims, 0.3, &q, &k, &v, Some(mask), &mut got, threads).unwrap();
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(err < 1e-5, "{dims:?} threads {threads}: max error {err}");
+            let mut got_t = vec![f32::NAN; want.len()];
+            attend_in(
+                Layout::Tokens,
+                dims,
+                0.3,
+                &qt,
+                &kt,
+                &vt,
+                Some(mask),
+                &mut got_t,
+                threads,
+            )
+            .unwrap();
+            // back to heads-first: swap with the rows and heads axes exchanged
+            let got_t = swap(&got_t, s, h, dv);
+            for (layout, got) in [("heads", got), ("tokens", got_t)] {
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    err < 1e-5,
+                    "{dims:?} {layout} layout, threads {threads}: max error {err}"
+                );
+            }
         }
     }
 
