@@ -144,31 +144,14 @@ pub enum Layout {
     Tokens,
 }
 
-/// Computes attention into `out` (`[b, h, s, dv]`); heads are spread over
+/// Computes attention into `out` (`[b, h, s, dv]`, or `[b, s, h, dv]` in
+/// [`Layout::Tokens`], as are `q`, `k` and `v`); heads are spread over
 /// `threads` when the work is large enough.
 ///
 /// # Errors
 /// When a slice length does not match `dims`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
-    dims: Dims,
-    scale: f32,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<Mask<'_>>,
-    out: &mut [f32],
-    threads: usize,
-) -> Result<(), String> {
-    attend_in(Layout::Heads, dims, scale, q, k, v, mask, out, threads)
-}
-
-/// [`attend`] with `q`, `k`, `v` and `out` in `layout`.
-///
-/// # Errors
-/// When a slice length does not match `dims`.
-#[allow(clippy::too_many_arguments)]
-pub fn attend_in(
     layout: Layout,
     dims: Dims,
     scale: f32,
@@ -282,7 +265,7 @@ fn one_head(
     } else {
         for (r, pr) in p.chunks_exact(t).enumerate() {
             // SAFETY: row r of this head's output: dv values at o + r·os,
-            // inside `out` and written by this head only (see `attend_in`).
+            // inside `out` and written by this head only (see `attend`).
             let or = unsafe { std::slice::from_raw_parts_mut(o.get().add(r * os), dv) };
             or.fill(0.0);
             for (j, &w) in pr.iter().enumerate() {
@@ -613,7 +596,7 @@ impl EvalOp for Attention {
             None => None,
         };
         let mut out = vec![0f32; dims.b * dims.h * dims.s * dims.dv];
-        attend_in(
+        attend(
             self.layout,
             dims,
             scale,
@@ -930,9 +913,20 @@ mod tests {
         let (qt, kt, vt) = (swap(&q, h, s, d), swap(&k, kv, t, d), swap(&v, kv, t, dv));
         for threads in [1, 2] {
             let mut got = vec![f32::NAN; want.len()];
-            attend(dims, 0.3, &q, &k, &v, Some(mask), &mut got, threads).unwrap();
+            attend(
+                Layout::Heads,
+                dims,
+                0.3,
+                &q,
+                &k,
+                &v,
+                Some(mask),
+                &mut got,
+                threads,
+            )
+            .unwrap();
             let mut got_t = vec![f32::NAN; want.len()];
-            attend_in(
+            attend(
                 Layout::Tokens,
                 dims,
                 0.3,
@@ -1039,7 +1033,18 @@ mod tests {
         };
         let want = reference(dims, 0.5, &q, &k, &v, Some(mask));
         let mut got = vec![0f32; want.len()];
-        attend(dims, 0.5, &q, &k, &v, Some(mask), &mut got, 1).unwrap();
+        attend(
+            Layout::Heads,
+            dims,
+            0.5,
+            &q,
+            &k,
+            &v,
+            Some(mask),
+            &mut got,
+            1,
+        )
+        .unwrap();
         let err = got
             .iter()
             .zip(&want)
@@ -1056,13 +1061,24 @@ mod tests {
             }
         }
         let mut got2 = vec![0f32; want.len()];
-        attend(dims, 0.5, &q, &k, &v2, Some(mask), &mut got2, 1).unwrap();
+        attend(
+            Layout::Heads,
+            dims,
+            0.5,
+            &q,
+            &k,
+            &v2,
+            Some(mask),
+            &mut got2,
+            1,
+        )
+        .unwrap();
         assert_eq!(got[3 * 9 * 8..], got2[3 * 9 * 8..]);
         let bad = Mask {
             data: &pad[..9],
             shape: [1, 1, 3, 3],
         };
-        let err = attend(dims, 0.5, &q, &k, &v, Some(bad), &mut got, 1).unwrap_err();
+        let err = attend(Layout::Heads, dims, 0.5, &q, &k, &v, Some(bad), &mut got, 1).unwrap_err();
         assert!(err.contains("does not broadcast"), "{err}");
     }
 
@@ -1080,6 +1096,7 @@ mod tests {
         let mut out = [9f32; 2];
         let mask = [f32::NEG_INFINITY; 2];
         attend(
+            Layout::Heads,
             dims,
             1.0,
             &[1.0; 2],
@@ -1095,7 +1112,15 @@ mod tests {
         .unwrap();
         assert_eq!(out, [0.0, 0.0]);
         let err = attend(
-            dims, 1.0, &[1.0; 2], &[1.0; 3], &[1.0; 4], None, &mut out, 1,
+            Layout::Heads,
+            dims,
+            1.0,
+            &[1.0; 2],
+            &[1.0; 3],
+            &[1.0; 4],
+            None,
+            &mut out,
+            1,
         )
         .unwrap_err();
         assert!(err.contains("k has 3 values"), "{err}");
@@ -1104,8 +1129,10 @@ mod tests {
             h: 3,
             ..dims
         };
-        assert!(attend(bad, 1.0, &[], &[], &[], None, &mut [], 1)
-            .unwrap_err()
-            .contains("multiple"));
+        assert!(
+            attend(Layout::Heads, bad, 1.0, &[], &[], &[], None, &mut [], 1)
+                .unwrap_err()
+                .contains("multiple")
+        );
     }
 }

@@ -174,6 +174,7 @@ struct Line([u8; 64]);
 
 /// Where the gemv kernels find each block's 4 scales and 4 offset coefficients.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86-64 kernels
 enum Params<'a> {
     /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per block).
     Unpacked(&'a [f32]),
