@@ -61,11 +61,13 @@ struct Forward {
 impl Forward {
     /// All logits, `seq` rows of `vocab`.
     fn logits_slice(&self) -> &[f32] {
-        self.logits
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>())
-            .expect("logits are plain f32: checked in TractDecoder::forward")
+        f32_data(&self.logits).expect("logits are plain f32: checked in TractDecoder::forward")
     }
+}
+
+/// A plain f32 tensor's values.
+fn f32_data(t: &TValue) -> TractResult<&[f32]> {
+    t.try_as_plain_ram()?.as_slice::<f32>()
 }
 
 impl TractDecoder {
@@ -213,11 +215,7 @@ impl TractDecoder {
         }
         let mut out = super::run_pass(&self.plan, inputs).map_err(&err)?;
         let logits = out[0].clone();
-        let n = logits
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>())
-            .map_err(&err)?
-            .len();
+        let n = f32_data(&logits).map_err(&err)?.len();
         if n != seq * vocab {
             return Err(ModelError::Runtime(format!(
                 "{}: logits have {n} values, expected seq {seq} x vocab {vocab}",

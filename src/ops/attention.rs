@@ -912,35 +912,16 @@ mod tests {
         };
         let (qt, kt, vt) = (swap(&q, h, s, d), swap(&k, kv, t, d), swap(&v, kv, t, dv));
         for threads in [1, 2] {
-            let mut got = vec![f32::NAN; want.len()];
-            attend(
-                Layout::Heads,
-                dims,
-                0.3,
-                &q,
-                &k,
-                &v,
-                Some(mask),
-                &mut got,
-                threads,
-            )
-            .unwrap();
-            let mut got_t = vec![f32::NAN; want.len()];
-            attend(
-                Layout::Tokens,
-                dims,
-                0.3,
-                &qt,
-                &kt,
-                &vt,
-                Some(mask),
-                &mut got_t,
-                threads,
-            )
-            .unwrap();
-            // back to heads-first: swap with the rows and heads axes exchanged
-            let got_t = swap(&got_t, s, h, dv);
-            for (layout, got) in [("heads", got), ("tokens", got_t)] {
+            for (layout, [q, k, v]) in [
+                (Layout::Heads, [&q, &k, &v]),
+                (Layout::Tokens, [&qt, &kt, &vt]),
+            ] {
+                let mut got = vec![f32::NAN; want.len()];
+                attend(layout, dims, 0.3, q, k, v, Some(mask), &mut got, threads).unwrap();
+                if layout == Layout::Tokens {
+                    // back to heads-first: swap with the rows and heads axes exchanged
+                    got = swap(&got, s, h, dv);
+                }
                 let err = got
                     .iter()
                     .zip(&want)
@@ -948,7 +929,7 @@ mod tests {
                     .fold(0f32, f32::max);
                 assert!(
                     err < 1e-5,
-                    "{dims:?} {layout} layout, threads {threads}: max error {err}"
+                    "{dims:?} {layout:?} layout, threads {threads}: max error {err}"
                 );
             }
         }
@@ -1032,19 +1013,12 @@ mod tests {
             shape: [2, 1, 1, 9],
         };
         let want = reference(dims, 0.5, &q, &k, &v, Some(mask));
-        let mut got = vec![0f32; want.len()];
-        attend(
-            Layout::Heads,
-            dims,
-            0.5,
-            &q,
-            &k,
-            &v,
-            Some(mask),
-            &mut got,
-            1,
-        )
-        .unwrap();
+        let run = |v: &[f32]| {
+            let mut got = vec![0f32; want.len()];
+            attend(Layout::Heads, dims, 0.5, &q, &k, v, Some(mask), &mut got, 1).unwrap();
+            got
+        };
+        let mut got = run(&v);
         let err = got
             .iter()
             .zip(&want)
@@ -1060,19 +1034,7 @@ mod tests {
                 }
             }
         }
-        let mut got2 = vec![0f32; want.len()];
-        attend(
-            Layout::Heads,
-            dims,
-            0.5,
-            &q,
-            &k,
-            &v2,
-            Some(mask),
-            &mut got2,
-            1,
-        )
-        .unwrap();
+        let got2 = run(&v2);
         assert_eq!(got[3 * 9 * 8..], got2[3 * 9 * 8..]);
         let bad = Mask {
             data: &pad[..9],

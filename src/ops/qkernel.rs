@@ -174,7 +174,6 @@ struct Line([u8; 64]);
 
 /// Where the gemv kernels find each block's 4 scales and 4 offset coefficients.
 #[derive(Clone, Copy)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86-64 kernels
 enum Params<'a> {
     /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per block).
     Unpacked(&'a [f32]),
@@ -506,36 +505,23 @@ impl PackedMatrix {
         let rows = x.len() / k;
         let mut params = vec![0f32; 8 * nb];
         let mut dots = vec![0f32; TILE * rows];
+        // one row: the SIMD kernels read each block's parameters from its
+        // record as they go, without a separate unpacking pass
+        let in_place = rows == 1 && simd && cfg!(target_arch = "x86_64");
         for t in tiles {
             let tile = self.tile(t);
-            #[cfg(target_arch = "x86_64")]
-            if rows == 1 && simd {
-                // one row: the kernel reads each block's parameters from its
-                // record as it goes, without a separate unpacking pass
-                // SAFETY: `simd` is only true when AVX2, FMA and F16C were
-                // detected; the kernels check their slice lengths.
-                let d = unsafe {
-                    match self.kind {
-                        Kind::Nibbles => {
-                            x86::dot_q4(tile, self.stride, Params::Records(self.params), x, sxm)
-                        }
-                        Kind::Bytes => {
-                            x86::dot_q8(tile, self.stride, Params::Records(self.params), x, sxm)
-                        }
-                    }
-                };
-                dots[..TILE].copy_from_slice(&d);
-                // SAFETY: as below.
-                unsafe { y.put(&dots, n, t * TILE, (n - t * TILE).min(TILE)) };
-                continue;
-            }
-            self.unpack_params(tile, &mut params, simd);
+            let src = if in_place {
+                Params::Records(self.params)
+            } else {
+                self.unpack_params(tile, &mut params, simd);
+                Params::Unpacked(&params)
+            };
             for ((xr, sr), d) in x
                 .chunks_exact(k)
                 .zip(sxm.chunks_exact(nb))
                 .zip(dots.chunks_exact_mut(TILE))
             {
-                d.copy_from_slice(&self.tile_dot(tile, &params, xr, sr, simd));
+                d.copy_from_slice(&self.tile_dot(tile, src, xr, sr, simd));
             }
             let o0 = t * TILE;
             // SAFETY: y has rows * n values, o0 + valid <= n, and this task
@@ -548,7 +534,7 @@ impl PackedMatrix {
     fn tile_dot(
         &self,
         tile: &[u8],
-        params: &[f32],
+        params: Params,
         x: &[f32],
         sxm: &[f32],
         simd: bool,
@@ -559,14 +545,15 @@ impl PackedMatrix {
             // detected; the kernels check their slice lengths.
             return unsafe {
                 match self.kind {
-                    Kind::Nibbles => {
-                        x86::dot_q4(tile, self.stride, Params::Unpacked(params), x, sxm)
-                    }
-                    Kind::Bytes => x86::dot_q8(tile, self.stride, Params::Unpacked(params), x, sxm),
+                    Kind::Nibbles => x86::dot_q4(tile, self.stride, params, x, sxm),
+                    Kind::Bytes => x86::dot_q8(tile, self.stride, params, x, sxm),
                 }
             };
         }
         let _ = simd;
+        let Params::Unpacked(params) = params else {
+            unreachable!("parameters are read in place only by the SIMD kernels")
+        };
         let mut acc = [0f32; TILE];
         let mut codes = [0f32; QB];
         for (((rec, xb), &sm), p) in tile
@@ -896,14 +883,7 @@ mod x86 {
             match params {
                 Params::Unpacked(p) => p.as_ptr().add(8 * b),
                 Params::Records(l) => {
-                    let s = load4(rec.add(l.at), l.scale_bytes);
-                    let c = if l.min_bytes == 0 {
-                        s
-                    } else {
-                        load4(rec.add(l.at + TILE * l.scale_bytes), l.min_bytes)
-                    };
-                    _mm_storeu_ps(buf.as_mut_ptr(), s);
-                    _mm_storeu_ps(buf.as_mut_ptr().add(TILE), c);
+                    record_params(rec, l, buf.as_mut_ptr());
                     buf.as_ptr()
                 }
             }
@@ -1083,18 +1063,37 @@ mod x86 {
         assert!(out.len() >= 8 * nb && min_at + TILE * l.min_bytes <= stride);
         for b in 0..nb {
             // SAFETY: b < nb: the record and out[8b..8b + 8] are in bounds
-            // (checked above); 8 bytes of binary16 or 16 of f32 per vector.
+            // (checked above).
             unsafe {
-                let p = tile.as_ptr().add(b * stride);
-                let s = load4(p.add(l.at), l.scale_bytes);
-                let c = if l.min_bytes == 0 {
-                    s
-                } else {
-                    load4(p.add(min_at), l.min_bytes)
-                };
-                _mm_storeu_ps(out.as_mut_ptr().add(8 * b), s);
-                _mm_storeu_ps(out.as_mut_ptr().add(8 * b + TILE), c);
-            }
+                record_params(
+                    tile.as_ptr().add(b * stride),
+                    l,
+                    out.as_mut_ptr().add(8 * b),
+                )
+            };
+        }
+    }
+
+    /// One record's 4 scales, then its 4 offset coefficients (mins, or the
+    /// scales again when symmetric), as 8 f32 at `out`.
+    ///
+    /// # Safety
+    /// The record at `rec` holds the parameters where `l` says, `out` has
+    /// room for 8 f32, and the CPU supports AVX2, FMA and F16C.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn record_params(rec: *const u8, l: ParamLayout, out: *mut f32) {
+        // SAFETY: as the caller guarantees; 8 bytes of binary16 or 16 of f32
+        // per vector.
+        unsafe {
+            let s = load4(rec.add(l.at), l.scale_bytes);
+            let c = if l.min_bytes == 0 {
+                s
+            } else {
+                load4(rec.add(l.at + TILE * l.scale_bytes), l.min_bytes)
+            };
+            _mm_storeu_ps(out, s);
+            _mm_storeu_ps(out.add(TILE), c);
         }
     }
 
