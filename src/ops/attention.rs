@@ -595,25 +595,25 @@ impl EvalOp for Attention {
             }
             None => None,
         };
-        let mut out = vec![0f32; dims.b * dims.h * dims.s * dims.dv];
-        attend(
-            self.layout,
-            dims,
-            scale,
-            slice(&inputs[0])?,
-            slice(&inputs[1])?,
-            slice(&inputs[2])?,
-            mask,
-            &mut out,
-            crate::model::threads(),
-        )
-        .map_err(|e| anyhow!("{OP_NAME}: {e}"))?;
         let shape = match self.layout {
-            Layout::Heads => (dims.b, dims.h, dims.s, dims.dv),
-            Layout::Tokens => (dims.b, dims.s, dims.h, dims.dv),
+            Layout::Heads => [dims.b, dims.h, dims.s, dims.dv],
+            Layout::Tokens => [dims.b, dims.s, dims.h, dims.dv],
         };
-        let out = tract_ndarray::Array4::from_shape_vec(shape, out)?;
-        Ok(tvec!(out.into_tensor().into_tvalue()))
+        let out = super::f32_output(&shape, |out| {
+            attend(
+                self.layout,
+                dims,
+                scale,
+                slice(&inputs[0])?,
+                slice(&inputs[1])?,
+                slice(&inputs[2])?,
+                mask,
+                out,
+                crate::model::threads(),
+            )
+            .map_err(|e| anyhow!("{OP_NAME}: {e}"))
+        })?;
+        Ok(tvec!(out))
     }
 }
 

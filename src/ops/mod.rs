@@ -29,8 +29,21 @@ pub fn onnx() -> tract_onnx::model::Onnx {
     onnx
 }
 
+/// A zeroed f32 tensor of `shape` that `fill` writes in place. Building the
+/// output in a `Vec` and converting it (`ndarray` -> `Tensor`) would copy it
+/// once more: tract copies into its own aligned storage.
+pub(crate) fn f32_output(
+    shape: &[usize],
+    fill: impl FnOnce(&mut [f32]) -> tract_onnx::prelude::TractResult<()>,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TValue> {
+    use tract_onnx::prelude::*;
+    let mut t = Tensor::zero::<f32>(shape)?;
+    fill(t.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
+    Ok(t.into_tvalue())
+}
+
 /// Evaluates a linear layer `x [.., k]` -> `[.., n]`: `run(x, rows, y)`
-/// fills `y` (`rows x n`, zeroed), which becomes the output's storage.
+/// fills `y` (`rows x n`, zeroed), the output's own storage.
 pub(crate) fn eval_linear(
     op: &str,
     x: &tract_onnx::prelude::TValue,
@@ -46,13 +59,13 @@ pub(crate) fn eval_linear(
     );
     let xs = x.try_as_plain_ram()?.as_slice::<f32>()?;
     let rows = xs.len() / k;
-    let mut y = vec![0f32; rows * n];
-    run(xs, rows, &mut y);
     let mut out_shape = shape;
     *out_shape.last_mut().expect("rank >= 1") = n;
-    // takes `y` as the tensor's storage (no copy)
-    let y = tract_ndarray::ArrayD::from_shape_vec(out_shape, y)?;
-    Ok(tvec!(y.into_tensor().into_tvalue()))
+    let y = f32_output(&out_shape, |y| {
+        run(xs, rows, y);
+        Ok(())
+    })?;
+    Ok(tvec!(y))
 }
 
 /// Output fact of a linear layer: the input's shape with `n` features, f32.
