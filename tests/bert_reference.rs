@@ -219,3 +219,47 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
         assert!(err < 1e-5, "fused and written graphs differ by {err}");
     }
 }
+
+#[test]
+fn bench_model_times_an_encoder_alone_and_with_tokenisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    write_checkpoint(&ckpt, &tensors());
+    let out = tmp.path().join("model");
+    bert::import_bert(&ckpt, &out).unwrap();
+    let o = common::edgebench(
+        &common::repo(),
+        &[
+            "bench",
+            "model",
+            "--model",
+            out.to_str().unwrap(),
+            "--repeats",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", common::text(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    for batch in [1, 32] {
+        let model_only = rows
+            .iter()
+            .find(|r| {
+                r["metric"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(&format!("batch_{batch}_x_")))
+            })
+            .unwrap_or_else(|| panic!("no model-only row for batch {batch}: {rows:?}"));
+        assert_eq!(model_only["unit"], "sentences/s (p50, model only)");
+        let end_to_end = rows
+            .iter()
+            .find(|r| r["metric"] == format!("batch_{batch}_end_to_end"))
+            .unwrap_or_else(|| panic!("no end-to-end row for batch {batch}: {rows:?}"));
+        for r in [model_only, end_to_end] {
+            assert!(r["value"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+}

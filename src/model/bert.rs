@@ -502,8 +502,21 @@ impl TractEncoder {
 const BATCH: usize = 32;
 
 impl TractEncoder {
-    /// Runs one batch padded to its longest sequence.
-    fn run_batch(&self, encoded: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// Token ids of `text` with the special tokens, cut to the model's
+    /// context (keeping the final `[SEP]`).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let mut ids = self.tok.encode_with_specials(text)?;
+        if ids.len() > self.max_len {
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(self.max_len - 1);
+            ids.push(last); // keep [SEP]
+        }
+        Ok(ids)
+    }
+
+    /// Embeddings of one batch of token ids, padded to its longest sequence
+    /// (the model alone: no tokenisation).
+    pub fn embed_ids(&self, encoded: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
         let seq = encoded.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
         let b = encoded.len();
         let mut ids = vec![0i64; b * seq];
@@ -549,22 +562,14 @@ impl Model for TractEncoder {
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
         let encoded: Vec<Vec<u32>> = texts
             .iter()
-            .map(|t| {
-                let mut ids = self.tok.encode_with_specials(t)?;
-                if ids.len() > self.max_len {
-                    let last = *ids.last().expect("non-empty");
-                    ids.truncate(self.max_len - 1);
-                    ids.push(last); // keep [SEP]
-                }
-                Ok(ids)
-            })
+            .map(|t| self.tokenize(t))
             .collect::<Result<_, ModelError>>()?;
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
         let mut out = vec![Vec::new(); encoded.len()];
         for chunk in order.chunks(BATCH) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-            for (&i, e) in chunk.iter().zip(self.run_batch(&batch)?) {
+            for (&i, e) in chunk.iter().zip(self.embed_ids(&batch)?) {
                 out[i] = e;
             }
         }
@@ -585,7 +590,7 @@ impl Model for TractEncoder {
             ids.push(last);
         }
         let t = std::time::Instant::now();
-        self.run_batch(&[ids.as_slice()])?;
+        self.embed_ids(&[ids.as_slice()])?;
         Ok(super::QueryTiming {
             ttft_ms: t.elapsed().as_secs_f64() * 1e3,
             token_gaps_ms: vec![],
