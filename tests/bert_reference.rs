@@ -184,14 +184,20 @@ fn a_checkpoint_whose_shapes_do_not_fit_its_config_is_refused() {
     );
 }
 
-#[test]
-fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
-    use tract_onnx::prelude::*;
-    let tmp = tempfile::tempdir().unwrap();
+/// The synthetic checkpoint written and imported under `tmp`; the model directory.
+fn imported(tmp: &tempfile::TempDir) -> std::path::PathBuf {
     let ckpt = tmp.path().join("ckpt");
     write_checkpoint(&ckpt, &tensors());
     let out = tmp.path().join("model");
     bert::import_bert(&ckpt, &out).unwrap();
+    out
+}
+
+#[test]
+fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
+    use tract_onnx::prelude::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = imported(&tmp);
     let (plain, fast) = common::written_and_fused(&out, LAYERS, 6 * LAYERS);
     // the heads' transposes went into EbAttention (it reads and writes rows-first)
     let moves = |p: &TypedRunnableModel| {
@@ -223,10 +229,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
 #[test]
 fn bench_model_times_an_encoder_alone_and_with_tokenisation() {
     let tmp = tempfile::tempdir().unwrap();
-    let ckpt = tmp.path().join("ckpt");
-    write_checkpoint(&ckpt, &tensors());
-    let out = tmp.path().join("model");
-    bert::import_bert(&ckpt, &out).unwrap();
+    let out = imported(&tmp);
     let o = common::edgebench(
         &common::repo(),
         &[
