@@ -242,7 +242,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     assert_eq!(nodes(&proto) - nodes(&fused), 9 * LAYERS);
     // the written graph, not optimised, against the fused one after tract's optimisation;
     // a prefill of 11 tokens (sgemm path), then one decode step on its cache (direct loops)
-    let (plain, fast) = common::written_and_fused(&out, LAYERS, 7 * LAYERS + 1);
+    let (plain, fast) = common::written_and_fused(&out, LAYERS, 2 * LAYERS, 7 * LAYERS + 1);
     let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
         let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
             .unwrap()
@@ -323,6 +323,8 @@ fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
                 .unwrap_or_else(|| panic!("{op} missing from\n{section}"))
         };
         assert_eq!(calls("EbAttention"), LAYERS as f64, "{section}");
+        // the query's and the key's RoPE in every layer
+        assert_eq!(calls("EbRope"), 2.0 * LAYERS as f64, "{section}");
         assert!(section.contains("slowest nodes:"), "{section}");
     }
     // llama.cpp comparisons name what is wrong

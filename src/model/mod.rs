@@ -187,6 +187,8 @@ pub struct LoadedGraph {
     pub fused_attention: usize,
     /// f32 `MatMul`s with constant weights run by `EbDense` (see [`crate::ops::dense::fuse_graph`]).
     pub dense: usize,
+    /// RoPE chains replaced by `EbRope` at load (see [`crate::ops::rope::fuse_graph`]).
+    pub rope: usize,
 }
 
 impl LoadedGraph {
@@ -198,10 +200,13 @@ impl LoadedGraph {
 
     /// What the load-time rewrites did, for the runtime line of a model.
     pub(crate) fn rewrites_note(&self) -> String {
-        let attention = match self.fused_attention {
+        let mut attention = match self.fused_attention {
             0 => "as written".to_string(),
             n => format!("{n} layers fused into EbAttention"),
         };
+        if self.rope > 0 {
+            attention += &format!(", {} RoPE chains into EbRope", self.rope);
+        }
         match self.dense {
             0 => format!("attention: {attention}"),
             n => format!("attention: {attention}; {n} f32 MatMuls on EbDense"),
@@ -240,9 +245,12 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         .proto_model_for_read(&mut bytes.as_slice())
         .map_err(not_onnx)?;
     drop(bytes);
-    let fused_attention = match proto.graph.as_mut() {
-        Some(g) if crate::ops::attention::fusion_enabled() => crate::ops::attention::fuse_graph(g),
-        _ => 0,
+    let (fused_attention, rope) = match proto.graph.as_mut() {
+        Some(g) if crate::ops::attention::fusion_enabled() => (
+            crate::ops::attention::fuse_graph(g),
+            crate::ops::rope::fuse_graph(g),
+        ),
+        _ => (0, 0),
     };
     let dense = match proto.graph.as_mut() {
         Some(g) if crate::ops::dense::dense_enabled() => crate::ops::dense::fuse_graph(g),
@@ -261,6 +269,7 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         path,
         fused_attention,
         dense,
+        rope,
     })
 }
 

@@ -635,14 +635,15 @@ impl TypedOp for Attention {
     as_op!();
 }
 
-/// Whether [`fuse_graph`] runs at load: [`set_fusion`]'s choice, else
-/// `EDGEBENCH_FUSE_ATTENTION` (`0` turns it off; on by default).
+/// Whether [`fuse_graph`] (and [`super::rope::fuse_graph`]) run at load:
+/// [`set_fusion`]'s choice, else `EDGEBENCH_FUSE_ATTENTION` (`0` turns them
+/// off; on by default).
 pub fn fusion_enabled() -> bool {
     FUSION.enabled()
 }
 
-/// Turns the load-time attention fusion on or off for graphs loaded from now
-/// on (overrides the environment).
+/// Turns the load-time attention and RoPE fusions on or off for graphs
+/// loaded from now on (overrides the environment).
 pub fn set_fusion(on: bool) {
     FUSION.set(on);
 }

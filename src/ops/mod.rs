@@ -9,6 +9,7 @@ pub mod graphs;
 pub mod qkernel;
 pub mod quant;
 pub(crate) mod rewrite;
+pub mod rope;
 pub mod router;
 pub mod scar;
 
@@ -26,6 +27,7 @@ pub fn onnx() -> tract_onnx::model::Onnx {
     onnx.op_register.insert(quant::OP_NAME, quant::parse);
     onnx.op_register.insert(scar::OP_NAME, scar::parse);
     onnx.op_register.insert(router::OP_NAME, router::parse);
+    onnx.op_register.insert(rope::OP_NAME, rope::parse);
     onnx
 }
 

@@ -43,12 +43,14 @@ pub fn text(o: &Output) -> String {
 }
 
 /// The graph in `dir` as written (typed, not optimised) and as
-/// `model::load_graph` serves it (attention fused, f32 linear layers on
-/// `EbDense`, symbol bounds, tract's optimisation); asserts how many
-/// attention layers and linear layers the load-time rewrites replaced.
+/// `model::load_graph` serves it (attention and RoPE fused, f32 linear
+/// layers on `EbDense`, symbol bounds, tract's optimisation); asserts how
+/// many attention layers, RoPE chains and linear layers the load-time
+/// rewrites replaced.
 pub fn written_and_fused(
     dir: &Path,
     layers: usize,
+    rope: usize,
     dense: usize,
 ) -> (
     std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
@@ -63,6 +65,7 @@ pub fn written_and_fused(
         .unwrap();
     let loaded = edgebench::model::load_graph(dir, &manifest).unwrap();
     assert_eq!(loaded.fused_attention, layers, "attention layers fused");
+    assert_eq!(loaded.rope, rope, "RoPE chains on EbRope");
     assert_eq!(loaded.dense, dense, "linear layers on EbDense");
     (plain.into_runnable().unwrap(), loaded.plan)
 }
