@@ -63,8 +63,9 @@ pub enum BenchWhat {
         #[arg(long)]
         gguf: Option<PathBuf>,
         /// Also print where the time goes: per tract op and the slowest
-        /// nodes, for one prefill and the decode steps after it (decoders)
-        /// or one batch of 1 and one of 32 (encoders), after the timed runs.
+        /// nodes, averaged over `--repeats` prefills and the decode steps
+        /// after one more (decoders) or `--repeats` batches of 1 and of 32
+        /// (encoders), after the timed runs.
         #[arg(long)]
         profile: bool,
     },
@@ -238,8 +239,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             let kv_cache = dec.has_kv_cache();
             runtime = dec.info().matmul.clone();
             if profile {
-                let (p, d) = dec.profile_decode(&prompt, decode_tokens).map_err(failed)?;
-                profiles.push((format!("prefill of {n} tokens"), 1, p));
+                let passes = repeats.max(1);
+                let (p, d) = dec
+                    .profile_decode(&prompt, passes, decode_tokens)
+                    .map_err(failed)?;
+                profiles.push((format!("prefill of {n} tokens"), passes, p));
                 profiles.push((format!("decode step after {n} tokens"), decode_tokens, d));
             }
             let packed = edgebench::ops::quant::live_packed_bytes();
@@ -467,13 +471,14 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             }
             for batch in [1usize, 32].into_iter().filter(|_| profile) {
                 let texts = vec![sentence.clone(); batch];
+                let passes = repeats.max(1);
                 profiling::set_profiling(true);
-                let r = enc.embed(&texts);
+                let r = (0..passes).try_for_each(|_| enc.embed(&texts).map(drop));
                 profiling::set_profiling(false);
                 r.map_err(failed)?;
                 profiles.push((
                     format!("batch of {batch} x {tokens} tokens"),
-                    1,
+                    passes,
                     profiling::take_profile(),
                 ));
             }

@@ -594,19 +594,26 @@ impl TractDecoder {
         self.decode_loop(prompt, steps, || {})
     }
 
-    /// Per-node times (see [`super::profile`]) of one prefill of `prompt`
-    /// and of `steps` greedy decode steps after it: `(prefill, decode)`.
+    /// Per-node times (see [`super::profile`]) of `passes` prefills of
+    /// `prompt` and of `steps` greedy decode steps after one more:
+    /// `(prefill, decode)`, each summed over its passes.
     pub fn profile_decode(
         &self,
         prompt: &[u32],
+        passes: usize,
         steps: usize,
     ) -> Result<(Vec<super::profile::NodeTime>, Vec<super::profile::NodeTime>), ModelError> {
         super::profile::set_profiling(true);
-        let mut prefill = Vec::new();
-        let r = self.decode_loop(prompt, steps, || prefill = super::profile::take_profile());
-        let decode = super::profile::take_profile();
+        let r = (0..passes)
+            .try_for_each(|_| self.forward(prompt, None).map(drop))
+            .map(|()| super::profile::take_profile())
+            .and_then(|prefill| {
+                // the decode steps' own prefill is left out
+                self.decode_loop(prompt, steps, || drop(super::profile::take_profile()))?;
+                Ok((prefill, super::profile::take_profile()))
+            });
         super::profile::set_profiling(false);
-        r.map(|_| (prefill, decode))
+        r
     }
 
     /// Prefill then `steps` greedy steps; `after_prefill` runs between them.

@@ -599,20 +599,24 @@ impl EvalOp for Attention {
             Layout::Heads => [dims.b, dims.h, dims.s, dims.dv],
             Layout::Tokens => [dims.b, dims.s, dims.h, dims.dv],
         };
-        let out = super::f32_output(&shape, |out| {
-            attend(
-                self.layout,
-                dims,
-                scale,
-                slice(&inputs[0])?,
-                slice(&inputs[1])?,
-                slice(&inputs[2])?,
-                mask,
-                out,
-                crate::model::threads(),
-            )
-            .map_err(|e| anyhow!("{OP_NAME}: {e}"))
-        })?;
+        // SAFETY: `attend` writes every output row (a product with beta 0,
+        // or a zeroed row it then adds to) or fails.
+        let out = unsafe {
+            super::f32_output(&shape, |out| {
+                attend(
+                    self.layout,
+                    dims,
+                    scale,
+                    slice(&inputs[0])?,
+                    slice(&inputs[1])?,
+                    slice(&inputs[2])?,
+                    mask,
+                    out,
+                    crate::model::threads(),
+                )
+                .map_err(|e| anyhow!("{OP_NAME}: {e}"))
+            })?
+        };
         Ok(tvec!(out))
     }
 }

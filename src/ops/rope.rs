@@ -248,10 +248,14 @@ impl EvalOp for Rope {
             t.try_as_plain_ram()?.as_slice::<f32>()
         }
         let (x, cos, sin) = (slice(&inputs[0])?, slice(&inputs[1])?, slice(&inputs[2])?);
-        let y = super::f32_output(xs, |y| {
-            rotate(x, cos, sin, d, positions, y);
-            Ok(())
-        })?;
+        // SAFETY: `rotate` writes every row of `y`: x and y hold the same
+        // whole rows of d values.
+        let y = unsafe {
+            super::f32_output(xs, |y| {
+                rotate(x, cos, sin, d, positions, y);
+                Ok(())
+            })?
+        };
         Ok(tvec!(y))
     }
 }
