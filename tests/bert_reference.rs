@@ -198,7 +198,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
     use tract_onnx::prelude::*;
     let tmp = tempfile::tempdir().unwrap();
     let out = imported(&tmp);
-    let (plain, fast) = common::written_and_fused(&out, LAYERS, 0, 6 * LAYERS);
+    let (plain, fast) = common::written_and_fused(&out, LAYERS, 0, 2 * LAYERS + 1, 6 * LAYERS);
     // the heads' transposes went into EbAttention (it reads and writes rows-first)
     let moves = |p: &TypedRunnableModel| {
         p.model()

@@ -242,7 +242,8 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     assert_eq!(nodes(&proto) - nodes(&fused), 9 * LAYERS);
     // the written graph, not optimised, against the fused one after tract's optimisation;
     // a prefill of 11 tokens (sgemm path), then one decode step on its cache (direct loops)
-    let (plain, fast) = common::written_and_fused(&out, LAYERS, 2 * LAYERS, 7 * LAYERS + 1);
+    let (plain, fast) =
+        common::written_and_fused(&out, LAYERS, 2 * LAYERS, 2 * LAYERS + 1, 7 * LAYERS + 1);
     let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
         let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
             .unwrap()

@@ -183,12 +183,38 @@ pub struct LoadedGraph {
     pub plan: std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     pub sha256: String,
     pub path: PathBuf,
-    /// Attention chains replaced by `EbAttention` at load (see [`crate::ops::attention::fuse_graph`]).
-    pub fused_attention: usize,
-    /// f32 `MatMul`s with constant weights run by `EbDense` (see [`crate::ops::dense::fuse_graph`]).
-    pub dense: usize,
-    /// RoPE chains replaced by `EbRope` at load (see [`crate::ops::rope::fuse_graph`]).
+    /// What the load-time rewrites replaced.
+    pub rewrites: Rewrites,
+}
+
+/// Counts of what the load-time rewrites put in place (all zero when they
+/// are off): see `docs/ops.md`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrites {
+    /// Attention chains replaced by `EbAttention` ([`crate::ops::attention::fuse_graph`]).
+    pub attention: usize,
+    /// RoPE chains replaced by `EbRope` ([`crate::ops::rope::fuse_graph`]).
     pub rope: usize,
+    /// Layer and RMS normalisations replaced by `EbNorm` ([`crate::ops::norm::fuse_graph`]).
+    pub norm: usize,
+    /// f32 `MatMul`s with constant weights run by `EbDense` ([`crate::ops::dense::fuse_graph`]).
+    pub dense: usize,
+}
+
+impl Rewrites {
+    /// Runs the rewrites that are switched on over `graph`.
+    pub fn apply(graph: &mut tract_onnx::pb::GraphProto) -> Self {
+        let mut r = Rewrites::default();
+        if crate::ops::attention::fusion_enabled() {
+            r.attention = crate::ops::attention::fuse_graph(graph);
+            r.rope = crate::ops::rope::fuse_graph(graph);
+            r.norm = crate::ops::norm::fuse_graph(graph);
+        }
+        if crate::ops::dense::dense_enabled() {
+            r.dense = crate::ops::dense::fuse_graph(graph);
+        }
+        r
+    }
 }
 
 impl LoadedGraph {
@@ -200,14 +226,20 @@ impl LoadedGraph {
 
     /// What the load-time rewrites did, for the runtime line of a model.
     pub(crate) fn rewrites_note(&self) -> String {
-        let mut attention = match self.fused_attention {
+        let r = self.rewrites;
+        let mut attention = match r.attention {
             0 => "as written".to_string(),
             n => format!("{n} layers fused into EbAttention"),
         };
-        if self.rope > 0 {
-            attention += &format!(", {} RoPE chains into EbRope", self.rope);
+        for (n, what) in [
+            (r.rope, "RoPE chains into EbRope"),
+            (r.norm, "norms into EbNorm"),
+        ] {
+            if n > 0 {
+                attention += &format!(", {n} {what}");
+            }
         }
-        match self.dense {
+        match r.dense {
             0 => format!("attention: {attention}"),
             n => format!("attention: {attention}; {n} f32 MatMuls on EbDense"),
         }
@@ -245,17 +277,11 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         .proto_model_for_read(&mut bytes.as_slice())
         .map_err(not_onnx)?;
     drop(bytes);
-    let (fused_attention, rope) = match proto.graph.as_mut() {
-        Some(g) if crate::ops::attention::fusion_enabled() => (
-            crate::ops::attention::fuse_graph(g),
-            crate::ops::rope::fuse_graph(g),
-        ),
-        _ => (0, 0),
-    };
-    let dense = match proto.graph.as_mut() {
-        Some(g) if crate::ops::dense::dense_enabled() => crate::ops::dense::fuse_graph(g),
-        _ => 0,
-    };
+    let rewrites = proto
+        .graph
+        .as_mut()
+        .map(Rewrites::apply)
+        .unwrap_or_default();
     let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
     drop(proto);
     bound_symbols(&model.symbols).map_err(tract)?;
@@ -267,9 +293,7 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         plan,
         sha256,
         path,
-        fused_attention,
-        dense,
-        rope,
+        rewrites,
     })
 }
 

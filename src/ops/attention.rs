@@ -21,10 +21,11 @@
 //! every key gives zeros. With attribute `layout = "bshd"` ([`Layout`]) the
 //! inputs are `[b, s, h, d]`, `[b, t, kv, d]`, `[b, t, kv, dv]` and the output
 //! `[b, s, h, dv]`, so BERT's four transposes per layer go into the op.
-//! Decode steps (few query rows) run direct loops; longer inputs run
-//! `matrixmultiply::sgemm` per head, through each head's row stride.
+//! Decode steps (few query rows) run direct loops; longer inputs run both
+//! products per head on EdgeBench's packed f32 kernel (`gemm.rs`), through
+//! each head's row stride.
 
-use super::gemm::OutPtr;
+use super::gemm::{OutPtr, PackedF32};
 use super::rewrite::GraphView;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -36,8 +37,8 @@ use tract_onnx::tract_hir::internal::*;
 /// Op type in the ONNX graph.
 pub const OP_NAME: &str = "EbAttention";
 
-/// Query rows from which the scores and the weighted sum run as sgemm.
-const SGEMM_MIN_ROWS: usize = 8;
+/// Query rows from which the scores and the weighted sum run on the packed kernel.
+const PACKED_MIN_ROWS: usize = 8;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +177,7 @@ pub fn attend(
         Layout::Tokens => (b * rows * heads * width + i * width, heads * width),
     };
     let o = OutPtr(out.as_mut_ptr());
-    let head = |bh: usize, scores: &mut Vec<f32>| {
+    let head = |bh: usize, scratch: &mut Scratch| {
         let (b, i) = (bh / h, bh % h);
         let (qa, qs) = at(b, i, h, s, d);
         let (ka, ks) = at(b, i / rep, kv, t, d);
@@ -202,24 +203,47 @@ pub fn attend(
             view(v, va, vs, t, dv),
             m,
             (oh, os),
-            scores,
+            scratch,
         );
     };
     if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
         (0..dims.b * h)
             .into_par_iter()
-            .for_each_init(Vec::new, |scores, bh| head(bh, scores));
+            .for_each_init(Scratch::new, |scratch, bh| head(bh, scratch));
     } else {
-        let mut scores = Vec::new();
+        let mut scratch = Scratch::new();
         for bh in 0..dims.b * h {
-            head(bh, &mut scores);
+            head(bh, &mut scratch);
         }
     }
     Ok(())
 }
 
+/// Per-thread buffers of [`one_head`]: the scores, and `scale · Kᵀ` and `V`
+/// packed for the f32 kernel (`gemm.rs`).
+struct Scratch {
+    p: Vec<f32>,
+    kt: PackedF32,
+    v: PackedF32,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            p: Vec::new(),
+            kt: PackedF32::empty(),
+            v: PackedF32::empty(),
+        }
+    }
+}
+
 /// One (batch, head): `o [s, dv]` from `q [s, d]`, `k [t, d]`, `v [t, dv]`,
-/// each given with the stride between its rows; `p` the scores' scratch buffer.
+/// each given with the stride between its rows.
+///
+/// From [`PACKED_MIN_ROWS`] query rows on, both products run on the packed
+/// f32 kernel: `scale · Kᵀ` and `V` are packed from their strided views
+/// (`t · (d + dv)` values, against `2 · s · t · (d + dv)` FLOPs), and the
+/// kernel reads `q` and writes `o` through their row strides.
 #[allow(clippy::too_many_arguments)]
 fn one_head(
     dims: Dims,
@@ -229,21 +253,23 @@ fn one_head(
     (v, vs): (&[f32], usize),
     mask: Option<(&[f32], usize)>,
     (o, os): (OutPtr, usize),
-    p: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
     let Dims { s, t, d, dv, .. } = dims;
+    let p = &mut scratch.p;
     p.clear();
     p.resize(s * t, 0.0);
-    let big = s >= SGEMM_MIN_ROWS;
+    let big = s >= PACKED_MIN_ROWS && t > 0 && d > 0;
     if big {
-        // scores: q [s, d] times k [t, d] read as its transpose (strides 1, ks)
-        sgemm(
-            (s, d, t),
-            scale,
-            (q, qs, 1),
-            (k, 1, ks),
-            (p.as_mut_ptr(), t),
-        );
+        // W [d, t] = scale · kᵀ: element (i, j) is k[j · ks + i]
+        scratch.kt.repack(k, (d, t), (1, ks), scale);
+        // SAFETY: q holds s rows of d values qs apart (`view` in `attend`),
+        // p s rows of t.
+        unsafe {
+            scratch
+                .kt
+                .matmul_strided(q.as_ptr(), qs, s, p.as_mut_ptr(), t)
+        };
     } else {
         for (r, pr) in p.chunks_exact_mut(t).enumerate() {
             let qr = &q[r * qs..][..d];
@@ -260,8 +286,11 @@ fn one_head(
         }
         softmax(pr);
     }
-    if big {
-        sgemm((s, t, dv), 1.0, (p, t, 1), (v, vs, 1), (o.get(), os));
+    if big && dv > 0 {
+        scratch.v.repack(v, (t, dv), (vs, 1), 1.0);
+        // SAFETY: p holds s rows of t values; this head's output rows are
+        // dv values os apart, inside `out` and written by this head only.
+        unsafe { scratch.v.matmul_strided(p.as_ptr(), t, s, o.get(), os) };
     } else {
         for (r, pr) in p.chunks_exact(t).enumerate() {
             // SAFETY: row r of this head's output: dv values at o + r·os,
@@ -276,41 +305,6 @@ fn one_head(
                 }
             }
         }
-    }
-}
-
-/// `c [m, n] = alpha · a [m, k] · b [k, n]`, `a` and `b` given with their
-/// row and column strides, `c` as a pointer and its row stride: `m` rows of
-/// `n` values that the caller may write and nothing else reads meanwhile.
-fn sgemm(
-    (m, k, n): (usize, usize, usize),
-    alpha: f32,
-    (a, rsa, csa): (&[f32], usize, usize),
-    (b, rsb, csb): (&[f32], usize, usize),
-    (c, rsc): (*mut f32, usize),
-) {
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(m > 0 && k > 0 && n > 0 && rsc >= n);
-    assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb));
-    // SAFETY: every element addressed through the strides is inside `a` and
-    // `b` (asserted above); `c`'s rows are the caller's to write.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            0.0,
-            c,
-            rsc as isize,
-            1,
-        );
     }
 }
 
@@ -942,7 +936,7 @@ mod tests {
 
     #[test]
     fn matches_the_plain_definition_on_both_paths() {
-        // one decode row (direct loops), a prefill block (sgemm), GQA and MHA
+        // one decode row (direct loops), a prefill block (packed kernel), GQA and MHA
         check(
             Dims {
                 b: 1,

@@ -105,6 +105,101 @@ impl PackedF32 {
         Ok(PackedF32 { k, n, lanes, bias })
     }
 
+    /// An empty matrix, to be filled by [`PackedF32::repack`].
+    pub(crate) fn empty() -> Self {
+        PackedF32 {
+            k: 0,
+            n: 0,
+            lanes: Vec::new(),
+            bias: None,
+        }
+    }
+
+    /// Packs `scale · W` in place of what `self` held, reusing its storage:
+    /// `W [k, n]` element `(i, j)` read at `w[i · rs + j · cs]` (so a
+    /// transposed or strided view packs without a copy first). No bias.
+    ///
+    /// # Panics
+    /// When `k` or `n` is zero or `w` is too short for the strides.
+    pub(crate) fn repack(
+        &mut self,
+        w: &[f32],
+        (k, n): (usize, usize),
+        (rs, cs): (usize, usize),
+        scale: f32,
+    ) {
+        assert!(k > 0 && n > 0, "empty weight matrix [{k}, {n}]");
+        assert!(
+            w.len() > (k - 1) * rs + (n - 1) * cs,
+            "w is too short for [{k}, {n}]"
+        );
+        let panels = n.div_ceil(NR);
+        self.lanes.clear();
+        self.lanes.resize(panels * k, Lane([0.0; NR]));
+        for (p, panel) in self.lanes.chunks_exact_mut(k).enumerate() {
+            let (c0, cols) = (p * NR, NR.min(n - p * NR));
+            if cs == 1 {
+                for (i, lane) in panel.iter_mut().enumerate() {
+                    for (l, &v) in lane.0[..cols].iter_mut().zip(&w[i * rs + c0..][..cols]) {
+                        *l = scale * v;
+                    }
+                }
+            } else if rs == 1 {
+                // a transposed view: column c0 + c is k contiguous values
+                for c in 0..cols {
+                    let col = &w[(c0 + c) * cs..][..k];
+                    for (lane, &v) in panel.iter_mut().zip(col) {
+                        lane.0[c] = scale * v;
+                    }
+                }
+            } else {
+                for c in 0..cols {
+                    let col = (c0 + c) * cs;
+                    for (i, lane) in panel.iter_mut().enumerate() {
+                        lane.0[c] = scale * w[col + i * rs];
+                    }
+                }
+            }
+        }
+        (self.k, self.n, self.bias) = (k, n, None);
+    }
+
+    /// `y = x · W` on this thread, `x` given as `m` rows of `k` values
+    /// `lda` apart and `y` as `m` rows of `n` values `ldc` apart.
+    ///
+    /// # Safety
+    /// `x` addresses `(m - 1) · lda + k` readable values and `y`
+    /// `(m - 1) · ldc + n` writable ones, which nothing else accesses
+    /// meanwhile; `lda >= k`, `ldc >= n`.
+    pub(crate) unsafe fn matmul_strided(
+        &self,
+        x: *const f32,
+        lda: usize,
+        m: usize,
+        y: *mut f32,
+        ldc: usize,
+    ) {
+        if m == 0 {
+            return;
+        }
+        let simd = simd_available();
+        let panels = self.n.div_ceil(NR);
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.run_panels(
+                Strided {
+                    x,
+                    lda,
+                    m,
+                    y: OutPtr(y),
+                    ldc,
+                },
+                0..panels,
+                simd,
+            )
+        }
+    }
+
     /// Input features.
     pub fn k(&self) -> usize {
         self.k
@@ -141,10 +236,17 @@ impl PackedF32 {
         } else {
             1
         };
+        let io = Strided {
+            x: x.as_ptr(),
+            lda: k,
+            m,
+            y: out,
+            ldc: n,
+        };
         let run = |r: Range<usize>| {
             // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
             // each task writes only the columns of its own panels.
-            unsafe { self.run_panels(x, m, out, r, simd) }
+            unsafe { self.run_panels(io, r, simd) }
         };
         if tasks == 1 {
             run(0..panels);
@@ -158,10 +260,12 @@ impl PackedF32 {
     /// The blocked product over panels `range`.
     ///
     /// # Safety
-    /// `x` holds `m * k` values, `y` points to `m * n` writable values, and no
-    /// other thread accesses the columns of `range` meanwhile.
-    unsafe fn run_panels(&self, x: &[f32], m: usize, y: OutPtr, range: Range<usize>, simd: bool) {
+    /// `io` addresses `m` readable rows of `k` values and `m` writable rows
+    /// of `n` values, and no other thread accesses the columns of `range`
+    /// meanwhile.
+    unsafe fn run_panels(&self, io: Strided, range: Range<usize>, simd: bool) {
         let (k, n) = (self.k, self.n);
+        let Strided { x, lda, m, y, ldc } = io;
         let mut range = range;
         #[cfg(target_arch = "x86_64")]
         if m == 1 && simd {
@@ -169,12 +273,7 @@ impl PackedF32 {
             while range.start + GEMV_PANELS <= range.end && (range.start + GEMV_PANELS) * NR <= n {
                 let p = range.start;
                 let mut sums = [[0f32; NR]; GEMV_PANELS];
-                gemv_avx2(
-                    k,
-                    x.as_ptr(),
-                    self.lanes[p * k..].as_ptr().cast(),
-                    &mut sums,
-                );
+                gemv_avx2(k, x, self.lanes[p * k..].as_ptr().cast(), &mut sums);
                 for (j, s) in sums.iter().enumerate() {
                     let bias = self.bias.as_ref().map(|b| &b[p + j].0);
                     for (c, v) in s.iter().enumerate() {
@@ -199,6 +298,7 @@ impl PackedF32 {
         // Only with one `k` block (each value written once) and aligned rows.
         let stream = m * n * std::mem::size_of::<f32>() > STREAM_BYTES
             && kc_max == k
+            && ldc == n
             && n % 8 == 0
             && (y.get() as usize) % 32 == 0;
         let mut c0 = range.start;
@@ -229,11 +329,11 @@ impl PackedF32 {
                             let rows = MR.min(m0 + mc - r);
                             let tile = Tile {
                                 kc,
-                                a: x.as_ptr().add(r * k + k0),
-                                lda: k,
+                                a: x.add(r * lda + k0),
+                                lda,
                                 w,
-                                c: y.get().add(r * n + p * NR),
-                                ldc: n,
+                                c: y.get().add(r * ldc + p * NR),
+                                ldc,
                                 cols,
                                 accumulate: !first,
                                 stream: stream && cols == NR,
@@ -262,6 +362,22 @@ impl PackedF32 {
         }
     }
 }
+
+/// Operands of one product: `m` rows of `X` (`lda` apart) and of `Y`
+/// (`ldc` apart).
+#[derive(Clone, Copy)]
+struct Strided {
+    x: *const f32,
+    lda: usize,
+    m: usize,
+    y: OutPtr,
+    ldc: usize,
+}
+
+// SAFETY: tasks read `x` and write disjoint columns of `y` (see `OutPtr`).
+unsafe impl Send for Strided {}
+// SAFETY: as above.
+unsafe impl Sync for Strided {}
 
 /// Output `y` shared by the parallel tasks of one product (here and in
 /// `qkernel.rs`); each task writes only its own output columns.
@@ -560,7 +676,14 @@ mod tests {
             Some(s) => {
                 let panels = n.div_ceil(NR);
                 // SAFETY: lengths as `matmul` asserts; one thread.
-                unsafe { p.run_panels(&x, m, OutPtr(y.as_mut_ptr()), 0..panels, s) }
+                let io = Strided {
+                    x: x.as_ptr(),
+                    lda: k,
+                    m,
+                    y: OutPtr(y.as_mut_ptr()),
+                    ldc: n,
+                };
+                unsafe { p.run_panels(io, 0..panels, s) }
             }
             None => p.matmul(&x, m, &mut y, threads),
         }
@@ -574,6 +697,35 @@ mod tests {
             err < 1e-5,
             "m {m} k {k} n {n} bias {bias} threads {threads} simd {simd:?}: error {err}"
         );
+    }
+
+    #[test]
+    fn repacked_strided_views_match_the_definition() {
+        // W read transposed (rs 1, cs ld), X and Y with row strides wider
+        // than their rows, and one matrix repacked over a larger one
+        let mut p = PackedF32::new(&data(40 * 70, 9), 40, 70, None).unwrap();
+        for (m, k, n) in [(13, 32, 37), (7, 5, 16), (150, 64, 9)] {
+            let ld = k + 3;
+            let wt = data(n * ld, 4); // W = wtᵀ: element (i, j) at wt[j · ld + i]
+            let (lda, ldc) = (k + 5, n + 2);
+            let x = data(m * lda, 5);
+            let mut y = vec![f32::NAN; m * ldc];
+            p.repack(&wt, (k, n), (1, ld), 0.5);
+            // SAFETY: x holds m rows lda apart, y m rows ldc apart.
+            unsafe { p.matmul_strided(x.as_ptr(), lda, m, y.as_mut_ptr(), ldc) };
+            for r in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|i| x[r * lda + i] * 0.5 * wt[j * ld + i]).sum();
+                    let got = y[r * ldc + j];
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "m {m} k {k} n {n} ({r}, {j}): {got} vs {want}"
+                    );
+                }
+                // the gap between rows is left alone
+                assert!(y[r * ldc + n..(r + 1) * ldc].iter().all(|v| v.is_nan()));
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod dense;
 pub mod gemm;
 pub mod graphs;
+pub mod norm;
 pub mod qkernel;
 pub mod quant;
 pub(crate) mod rewrite;
@@ -28,6 +29,7 @@ pub fn onnx() -> tract_onnx::model::Onnx {
     onnx.op_register.insert(scar::OP_NAME, scar::parse);
     onnx.op_register.insert(router::OP_NAME, router::parse);
     onnx.op_register.insert(rope::OP_NAME, rope::parse);
+    onnx.op_register.insert(norm::OP_NAME, norm::parse);
     onnx
 }
 

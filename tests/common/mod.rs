@@ -43,14 +43,14 @@ pub fn text(o: &Output) -> String {
 }
 
 /// The graph in `dir` as written (typed, not optimised) and as
-/// `model::load_graph` serves it (attention and RoPE fused, f32 linear
-/// layers on `EbDense`, symbol bounds, tract's optimisation); asserts how
-/// many attention layers, RoPE chains and linear layers the load-time
-/// rewrites replaced.
+/// `model::load_graph` serves it (attention, RoPE and norms fused, f32
+/// linear layers on `EbDense`, symbol bounds, tract's optimisation); asserts
+/// how many of each the load-time rewrites replaced.
 pub fn written_and_fused(
     dir: &Path,
     layers: usize,
     rope: usize,
+    norms: usize,
     dense: usize,
 ) -> (
     std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
@@ -64,9 +64,11 @@ pub fn written_and_fused(
         .into_typed()
         .unwrap();
     let loaded = edgebench::model::load_graph(dir, &manifest).unwrap();
-    assert_eq!(loaded.fused_attention, layers, "attention layers fused");
-    assert_eq!(loaded.rope, rope, "RoPE chains on EbRope");
-    assert_eq!(loaded.dense, dense, "linear layers on EbDense");
+    let r = loaded.rewrites;
+    assert_eq!(r.attention, layers, "attention layers fused");
+    assert_eq!(r.rope, rope, "RoPE chains on EbRope");
+    assert_eq!(r.norm, norms, "normalisations on EbNorm");
+    assert_eq!(r.dense, dense, "linear layers on EbDense");
     (plain.into_runnable().unwrap(), loaded.plan)
 }
 
