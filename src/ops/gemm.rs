@@ -164,40 +164,52 @@ impl PackedF32 {
         (self.k, self.n, self.bias) = (k, n, None);
     }
 
-    /// `y = x · W` on this thread, `x` given as `m` rows of `k` values
-    /// `lda` apart and `y` as `m` rows of `n` values `ldc` apart.
+    /// `y = x · W[..k, ..n]` on this thread (the first `k` rows and `n`
+    /// columns of the packed `W`, at most all of them), `x` given as `m`
+    /// rows of `k` values `lda` apart and `y` as `m` rows of `n` values
+    /// `ldc` apart.
     ///
     /// # Safety
     /// `x` addresses `(m - 1) · lda + k` readable values and `y`
     /// `(m - 1) · ldc + n` writable ones, which nothing else accesses
     /// meanwhile; `lda >= k`, `ldc >= n`.
+    ///
+    /// # Panics
+    /// When `k` or `n` exceeds the packed matrix's.
     pub(crate) unsafe fn matmul_strided(
         &self,
-        x: *const f32,
-        lda: usize,
-        m: usize,
-        y: *mut f32,
-        ldc: usize,
+        (x, lda): (*const f32, usize),
+        (y, ldc): (*mut f32, usize),
+        (m, k, n): (usize, usize, usize),
     ) {
-        if m == 0 {
+        assert!(
+            k <= self.k && n <= self.n,
+            "[{k}, {n}] is not inside [{}, {}]",
+            self.k,
+            self.n
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            for r in 0..m {
+                // SAFETY: row r of y, n values (the caller's contract).
+                unsafe { std::slice::from_raw_parts_mut(y.add(r * ldc), n).fill(0.0) };
+            }
             return;
         }
         let simd = simd_available();
-        let panels = self.n.div_ceil(NR);
+        let io = Strided {
+            x,
+            lda,
+            m,
+            y: OutPtr(y),
+            ldc,
+            k,
+            n,
+        };
         // SAFETY: the caller's contract.
-        unsafe {
-            self.run_panels(
-                Strided {
-                    x,
-                    lda,
-                    m,
-                    y: OutPtr(y),
-                    ldc,
-                },
-                0..panels,
-                simd,
-            )
-        }
+        unsafe { self.run_panels(io, 0..n.div_ceil(NR), simd) }
     }
 
     /// Input features.
@@ -242,6 +254,8 @@ impl PackedF32 {
             m,
             y: out,
             ldc: n,
+            k,
+            n,
         };
         let run = |r: Range<usize>| {
             // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
@@ -264,8 +278,18 @@ impl PackedF32 {
     /// of `n` values, and no other thread accesses the columns of `range`
     /// meanwhile.
     unsafe fn run_panels(&self, io: Strided, range: Range<usize>, simd: bool) {
-        let (k, n) = (self.k, self.n);
-        let Strided { x, lda, m, y, ldc } = io;
+        // depth and width of this product (at most the packed ones); panels
+        // stay `self.k` lanes apart
+        let Strided {
+            x,
+            lda,
+            m,
+            y,
+            ldc,
+            k,
+            n,
+        } = io;
+        let stride = self.k;
         let mut range = range;
         #[cfg(target_arch = "x86_64")]
         if m == 1 && simd {
@@ -273,7 +297,7 @@ impl PackedF32 {
             while range.start + GEMV_PANELS <= range.end && (range.start + GEMV_PANELS) * NR <= n {
                 let p = range.start;
                 let mut sums = [[0f32; NR]; GEMV_PANELS];
-                gemv_avx2(k, x, self.lanes[p * k..].as_ptr().cast(), &mut sums);
+                gemv_avx2(k, x, self.lanes[p * stride..].as_ptr().cast(), &mut sums);
                 for (j, s) in sums.iter().enumerate() {
                     let bias = self.bias.as_ref().map(|b| &b[p + j].0);
                     for (c, v) in s.iter().enumerate() {
@@ -312,11 +336,11 @@ impl PackedF32 {
                 while m0 < m {
                     let mc = mc_max.min(m - m0);
                     for p in chunk.clone() {
-                        let w = self.lanes[p * k + k0..][..kc].as_ptr().cast::<f32>();
+                        let w = self.lanes[p * stride + k0..][..kc].as_ptr().cast::<f32>();
                         // the next panel's slice, asked into L2 a share per tile,
                         // so the first tile on it does not wait on memory
                         let next = (p + 1 < range.end)
-                            .then(|| self.lanes[(p + 1) * k + k0..][..kc].as_ptr());
+                            .then(|| self.lanes[(p + 1) * stride + k0..][..kc].as_ptr());
                         let per_tile = kc.div_ceil(mc.div_ceil(MR));
                         let mut fetched = 0;
                         let cols = NR.min(n - p * NR);
@@ -363,8 +387,9 @@ impl PackedF32 {
     }
 }
 
-/// Operands of one product: `m` rows of `X` (`lda` apart) and of `Y`
-/// (`ldc` apart).
+/// Operands of one product: `m` rows of `k` values of `X` (`lda` apart)
+/// and of `n` values of `Y` (`ldc` apart); `k` and `n` at most the packed
+/// matrix's (the product uses its first `k` rows and `n` columns).
 #[derive(Clone, Copy)]
 struct Strided {
     x: *const f32,
@@ -372,6 +397,8 @@ struct Strided {
     m: usize,
     y: OutPtr,
     ldc: usize,
+    k: usize,
+    n: usize,
 }
 
 // SAFETY: tasks read `x` and write disjoint columns of `y` (see `OutPtr`).
@@ -682,6 +709,8 @@ mod tests {
                     m,
                     y: OutPtr(y.as_mut_ptr()),
                     ldc: n,
+                    k,
+                    n,
                 };
                 unsafe { p.run_panels(io, 0..panels, s) }
             }
@@ -702,28 +731,32 @@ mod tests {
     #[test]
     fn repacked_strided_views_match_the_definition() {
         // W read transposed (rs 1, cs ld), X and Y with row strides wider
-        // than their rows, and one matrix repacked over a larger one
+        // than their rows, one matrix repacked over a larger one, and
+        // products over only the first rows and columns of W
         let mut p = PackedF32::new(&data(40 * 70, 9), 40, 70, None).unwrap();
         for (m, k, n) in [(13, 32, 37), (7, 5, 16), (150, 64, 9)] {
             let ld = k + 3;
             let wt = data(n * ld, 4); // W = wtᵀ: element (i, j) at wt[j · ld + i]
             let (lda, ldc) = (k + 5, n + 2);
             let x = data(m * lda, 5);
-            let mut y = vec![f32::NAN; m * ldc];
             p.repack(&wt, (k, n), (1, ld), 0.5);
-            // SAFETY: x holds m rows lda apart, y m rows ldc apart.
-            unsafe { p.matmul_strided(x.as_ptr(), lda, m, y.as_mut_ptr(), ldc) };
-            for r in 0..m {
-                for j in 0..n {
-                    let want: f32 = (0..k).map(|i| x[r * lda + i] * 0.5 * wt[j * ld + i]).sum();
-                    let got = y[r * ldc + j];
-                    assert!(
-                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "m {m} k {k} n {n} ({r}, {j}): {got} vs {want}"
-                    );
+            for (ku, nu) in [(k, n), (k - 2, n - 3), (0, n)] {
+                let mut y = vec![f32::NAN; m * ldc];
+                // SAFETY: x holds m rows lda apart, y m rows ldc apart.
+                unsafe { p.matmul_strided((x.as_ptr(), lda), (y.as_mut_ptr(), ldc), (m, ku, nu)) };
+                for r in 0..m {
+                    for j in 0..nu {
+                        let want: f32 =
+                            (0..ku).map(|i| x[r * lda + i] * 0.5 * wt[j * ld + i]).sum();
+                        let got = y[r * ldc + j];
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "m {m} k {ku} of {k} n {nu} of {n} ({r}, {j}): {got} vs {want}"
+                        );
+                    }
+                    // the rest of each row is left alone
+                    assert!(y[r * ldc + nu..(r + 1) * ldc].iter().all(|v| v.is_nan()));
                 }
-                // the gap between rows is left alone
-                assert!(y[r * ldc + n..(r + 1) * ldc].iter().all(|v| v.is_nan()));
             }
         }
     }

@@ -134,23 +134,22 @@ impl GraphView<'_> {
             }
             let c = &self.g.node[concat];
             let neg = self.only_use(&c.input[0], "Neg", 1)?;
-            let (x2, hi) = self.last_axis_slice(&self.g.node[neg].input[0])?;
-            let (x1, lo) = self.last_axis_slice(&c.input[1])?;
-            let h = lo.1;
-            let fits = x1.0 == x2.0 && lo.0 == 0 && h > 0 && hi == (h, 2 * h);
+            let hi = self.last_axis_slice(&self.g.node[neg].input[0])?;
+            let lo = self.last_axis_slice(&c.input[1])?;
+            let h = lo.end;
+            let fits = lo.x == hi.x && lo.start == 0 && h > 0 && (hi.start, hi.end) == (h, 2 * h);
             fits.then(|| {
                 (
-                    x1.0.to_string(),
-                    vec![x1.1, x2.1, neg, concat],
+                    lo.x.to_string(),
+                    vec![lo.node, hi.node, neg, concat],
                     m.input[j].clone(),
                 )
             })
         })
     }
 
-    /// `name = Slice(x, [start], [end], [-1])` (steps absent or `[1]`), used
-    /// once: `(x, slice node)` and `(start, end)`.
-    fn last_axis_slice(&self, name: &str) -> Option<((&str, usize), (i64, i64))> {
+    /// `name = Slice(x, [start], [end], [-1])` (steps absent or `[1]`), used once.
+    fn last_axis_slice(&self, name: &str) -> Option<LastAxisSlice<'_>> {
         let i = *self.producer.get(name)?;
         let n = &self.g.node[i];
         let n_in = n.input.len();
@@ -164,8 +163,21 @@ impl GraphView<'_> {
         if one(3)? != -1 || (n_in == 5 && one(4)? != 1) {
             return None;
         }
-        Some(((n.input[0].as_str(), i), (one(1)?, one(2)?)))
+        Some(LastAxisSlice {
+            x: n.input[0].as_str(),
+            node: i,
+            start: one(1)?,
+            end: one(2)?,
+        })
     }
+}
+
+/// A `Slice` of the last axis: its input, node and bounds.
+struct LastAxisSlice<'a> {
+    x: &'a str,
+    node: usize,
+    start: i64,
+    end: i64,
 }
 
 /// Parses an `EbRope` node: inputs `x`, `cos`, `sin`; no attributes.
