@@ -23,21 +23,49 @@ pub const OP_NAME: &str = "EbRope";
 /// `y = x · cos + rotate_half(x) · sin` over rows of width `d`:
 /// `rotate_half(x) = [-x[d/2..], x[..d/2]]`. `x` holds whole rows; row `r`
 /// uses table row `r % positions` (`cos` and `sin` hold `positions` rows of
-/// `d`), so tables of one row broadcast over every row. Plain loops the
-/// compiler vectorises.
+/// `d`), so tables of one row broadcast over every row.
 pub fn rotate(x: &[f32], cos: &[f32], sin: &[f32], d: usize, positions: usize, y: &mut [f32]) {
-    let half = d / 2;
     for (r, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
         let p = (r % positions) * d;
-        let (c, s) = (&cos[p..p + d], &sin[p..p + d]);
-        let (x1, x2) = xr.split_at(half);
-        let (y1, y2) = yr.split_at_mut(half);
-        let (c1, c2) = c.split_at(half);
-        let (s1, s2) = s.split_at(half);
-        for j in 0..half {
-            y1[j] = x1[j] * c1[j] - x2[j] * s1[j];
-            y2[j] = x2[j] * c2[j] + x1[j] * s2[j];
+        rotate_row(xr, &cos[p..p + d], &sin[p..p + d], yr);
+    }
+}
+
+/// [`rotate`] from `x [b, s, h, d]` (a projection reshaped to heads) into
+/// `y [b, h, s, d]`: the transpose to heads-first comes free with the pass.
+/// Row `i` of each head uses table row `i % positions`.
+pub fn rotate_to_heads(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    [b, s, h, d]: [usize; 4],
+    positions: usize,
+    y: &mut [f32],
+) {
+    for bb in 0..b {
+        for i in 0..s {
+            let p = (i % positions) * d;
+            let (c, sn) = (&cos[p..p + d], &sin[p..p + d]);
+            for hh in 0..h {
+                let src = ((bb * s + i) * h + hh) * d;
+                let dst = ((bb * h + hh) * s + i) * d;
+                rotate_row(&x[src..src + d], c, sn, &mut y[dst..dst + d]);
+            }
         }
+    }
+}
+
+/// One row; plain loops the compiler vectorises.
+#[inline(always)]
+fn rotate_row(x: &[f32], c: &[f32], s: &[f32], y: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y.split_at_mut(half);
+    let (c1, c2) = c.split_at(half);
+    let (s1, s2) = s.split_at(half);
+    for j in 0..half {
+        y1[j] = x1[j] * c1[j] - x2[j] * s1[j];
+        y2[j] = x2[j] * c2[j] + x1[j] * s2[j];
     }
 }
 
@@ -48,7 +76,10 @@ pub fn rotate(x: &[f32], cos: &[f32], sin: &[f32], d: usize, positions: usize, y
 /// not a graph output; either operand order of the `Mul`s and the `Add`):
 /// `a = Slice(x, [0], [h], [-1])`, `b = Slice(x, [h], [2h], [-1])`,
 /// `y = Add(Mul(x, cos), Mul(Concat(Neg(b), a, axis = -1), sin))`
-/// becomes `y = EbRope(x, cos, sin)`.
+/// becomes `y = EbRope(x, cos, sin)`. When `x = Transpose(t, [0, 2, 1, 3])`
+/// and nothing but the chain reads `x` (a query or key reshaped to heads),
+/// the transpose goes too: `y = EbRope(t, cos, sin)` with
+/// `layout = "bshd"`.
 pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
     let matches: Vec<Chain> = {
         let view = GraphView::new(graph);
@@ -77,6 +108,16 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
                 domain: crate::onnx::CUSTOM_DOMAIN.into(),
                 input: vec![c.x.clone(), c.cos.clone(), c.sin.clone()],
                 output: vec![add.output[0].clone()],
+                attribute: c
+                    .tokens
+                    .then(|| pb::AttributeProto {
+                        name: "layout".into(),
+                        r#type: pb::attribute_proto::AttributeType::String as i32,
+                        s: b"bshd".to_vec(),
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             },
         );
@@ -93,6 +134,8 @@ struct Chain {
     x: String,
     cos: String,
     sin: String,
+    /// `x` is `[b, s, h, d]`, its transpose to heads-first absorbed.
+    tokens: bool,
 }
 
 impl GraphView<'_> {
@@ -113,12 +156,31 @@ impl GraphView<'_> {
             };
             let mut nodes = half_nodes;
             nodes.extend([plain, rotated, add]);
+            // x = Transpose(t, [0, 2, 1, 3]) read only by this chain's
+            // two slices and plain product: rotate from t directly
+            let readers = self.consumers.get(x.as_str()).map_or(0, Vec::len);
+            let transpose = self.producer.get(x.as_str()).copied().filter(|&tr| {
+                let n = &self.g.node[tr];
+                n.op_type == "Transpose"
+                    && n.input.len() == 1
+                    && self.int_attr(tr, "perm").as_deref() == Some(&[0, 2, 1, 3])
+                    && readers == 3
+                    && !self.outputs.contains(x.as_str())
+            });
+            let (x, tokens) = match transpose {
+                Some(tr) => {
+                    nodes.push(tr);
+                    (self.g.node[tr].input[0].clone(), true)
+                }
+                None => (x, false),
+            };
             Some(Chain {
                 nodes,
                 add,
                 x,
                 cos,
                 sin,
+                tokens,
             })
         })
     }
@@ -180,16 +242,26 @@ struct LastAxisSlice<'a> {
     end: i64,
 }
 
-/// Parses an `EbRope` node: inputs `x`, `cos`, `sin`; no attributes.
+/// Parses an `EbRope` node: inputs `x`, `cos`, `sin`; attribute `layout`
+/// (`"bhsd"`, the default: the output has `x`'s shape; `"bshd"`: `x` is
+/// `[b, s, h, d]` and the output `[b, h, s, d]`).
 pub fn parse(
     _ctx: &ParsingContext,
-    _node: &NodeProto,
+    node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    Ok((expand(RopeExpansion), vec![]))
+    let tokens = match node.get_attr_opt::<&str>("layout")? {
+        None | Some("bhsd") => false,
+        Some("bshd") => true,
+        Some(other) => bail!(
+            "{OP_NAME} node `{}`: attribute layout must be \"bhsd\" or \"bshd\", got {other:?}",
+            node.name
+        ),
+    };
+    Ok((expand(RopeExpansion(Rope { tokens })), vec![]))
 }
 
 #[derive(Debug, Clone)]
-struct RopeExpansion;
+struct RopeExpansion(Rope);
 
 impl Expansion for RopeExpansion {
     fn name(&self) -> StaticName {
@@ -208,7 +280,15 @@ impl Expansion for RopeExpansion {
             s.equals(&t.datum_type, f32::datum_type())?;
         }
         s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].shape, &inputs[0].shape)
+        if !self.0.tokens {
+            return s.equals(&outputs[0].shape, &inputs[0].shape);
+        }
+        s.equals(&inputs[0].rank, 4)?;
+        s.equals(&outputs[0].rank, 4)?;
+        for (o, i) in [(0, 0), (1, 2), (2, 1), (3, 3)] {
+            s.equals(&outputs[0].shape[o], &inputs[0].shape[i])?;
+        }
+        Ok(())
     }
 
     fn wire(
@@ -217,13 +297,16 @@ impl Expansion for RopeExpansion {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, Rope, inputs)
+        model.wire_node(prefix, self.0.clone(), inputs)
     }
 }
 
 /// The typed, runnable op.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rope;
+pub struct Rope {
+    /// `x` is `[b, s, h, d]` and the output `[b, h, s, d]`.
+    pub tokens: bool,
+}
 
 impl Op for Rope {
     fn name(&self) -> StaticName {
@@ -239,7 +322,12 @@ impl EvalOp for Rope {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (xs, cs, ss) = (inputs[0].shape(), inputs[1].shape(), inputs[2].shape());
         let d = xs.last().copied().unwrap_or(0);
-        let rows = xs.len().checked_sub(2).map(|a| xs[a]);
+        // the axis of positions: the rows of each head
+        let rows = match (self.tokens, xs.len()) {
+            (true, 4) => Some(xs[1]),
+            (true, _) => None,
+            (false, r) => r.checked_sub(2).map(|a| xs[a]),
+        };
         // the tables: [positions, d] after any leading 1s, positions = rows or 1
         let table = |t: &[usize]| -> Option<usize> {
             let (lead, tail) = t.split_at(t.len().checked_sub(2)?);
@@ -248,8 +336,13 @@ impl EvalOp for Rope {
         let positions = match (table(cs), table(ss), rows) {
             (Some(p), Some(q), Some(r)) if p == q && (p == r || p == 1) => p,
             _ => bail!(
-                "{OP_NAME}: x {xs:?} with cos {cs:?} and sin {ss:?}: expected x [.., rows, d] \
-                 and tables [rows or 1, d]"
+                "{OP_NAME}: x {xs:?} with cos {cs:?} and sin {ss:?}: expected x {} \
+                 and tables [rows or 1, d]",
+                if self.tokens {
+                    "[b, rows, h, d]"
+                } else {
+                    "[.., rows, d]"
+                }
             ),
         };
         ensure!(
@@ -260,11 +353,19 @@ impl EvalOp for Rope {
             t.try_as_plain_ram()?.as_slice::<f32>()
         }
         let (x, cos, sin) = (slice(&inputs[0])?, slice(&inputs[1])?, slice(&inputs[2])?);
-        // SAFETY: `rotate` writes every row of `y`: x and y hold the same
-        // whole rows of d values.
+        let out: TVec<usize> = if self.tokens {
+            tvec![xs[0], xs[2], xs[1], xs[3]]
+        } else {
+            xs.into()
+        };
+        // SAFETY: both rotations write every row of `y`: x and y hold the
+        // same number of whole rows of d values.
         let y = unsafe {
-            super::f32_output(xs, |y| {
-                rotate(x, cos, sin, d, positions, y);
+            super::f32_output(&out, |y| {
+                match self.tokens {
+                    true => rotate_to_heads(x, cos, sin, [xs[0], xs[1], xs[2], d], positions, y),
+                    false => rotate(x, cos, sin, d, positions, y),
+                }
                 Ok(())
             })?
         };
@@ -274,11 +375,21 @@ impl EvalOp for Rope {
 
 impl TypedOp for Rope {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = &inputs[0].shape;
+        if self.tokens {
+            ensure!(x.rank() == 4, "{OP_NAME}: x must be [b, rows, h, d]");
+            return Ok(tvec!(f32::fact([
+                x[0].clone(),
+                x[2].clone(),
+                x[1].clone(),
+                x[3].clone()
+            ])));
+        }
         ensure!(
-            inputs[0].rank() >= 2,
+            x.rank() >= 2,
             "{OP_NAME}: x must have rank >= 2 ([.., rows, d])"
         );
-        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+        Ok(tvec!(f32::fact(x.clone())))
     }
 
     as_op!();
@@ -291,19 +402,31 @@ mod tests {
 
     /// x [1, 2, seq, d] and tables [pos, d] as graph inputs (as in
     /// `model::llama`, tract cannot tell that pos = seq); the chain in
-    /// `model::llama`'s form (`swap`: the other operand orders).
-    fn chain_graph(d: i64, swap: bool) -> pb::ModelProto {
+    /// `model::llama`'s form (`swap`: the other operand orders;
+    /// `transposed`: x is `Transpose([1, seq, 2, d] input, [0, 2, 1, 3])`).
+    fn chain_graph(d: i64, swap: bool, transposed: bool) -> pb::ModelProto {
         let mut g = GraphBuilder::new("rope");
+        let (two, seq) = (Dim::Fixed(2), Dim::from("seq"));
+        let dims = if transposed { [seq, two] } else { [two, seq] };
         let x = g.input(
             "x",
             Elem::F32,
             &[
                 Dim::Fixed(1),
-                Dim::Fixed(2),
-                Dim::from("seq"),
+                dims[0].clone(),
+                dims[1].clone(),
                 Dim::Fixed(d),
             ],
         );
+        let x = if transposed {
+            g.op(
+                "Transpose",
+                &[&x],
+                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            )
+        } else {
+            x
+        };
         let cos = g.input("cos", Elem::F32, &[Dim::from("pos"), Dim::Fixed(d)]);
         let sin = g.input("sin", Elem::F32, &[Dim::from("pos"), Dim::Fixed(d)]);
         let c = |g: &mut GraphBuilder, name: &str, v: i64| g.init_i64(name, &[1], &[v]);
@@ -380,14 +503,21 @@ mod tests {
     #[test]
     fn the_fused_op_equals_the_chain_it_replaces() {
         let (seq, d) = (5usize, 8usize);
-        let x = Tensor::from_shape(&[1, 2, seq, d], &data(2 * seq * d, 1)).unwrap();
         let cos = Tensor::from_shape(&[seq, d], &data(seq * d, 2)).unwrap();
         let sin = Tensor::from_shape(&[seq, d], &data(seq * d, 3)).unwrap();
-        let inputs = [x, cos, sin];
-        for swap in [false, true] {
-            let plain = chain_graph(d as i64, swap);
+        for (swap, transposed) in [(false, false), (true, false), (false, true), (true, true)] {
+            let shape = if transposed {
+                [1, seq, 2, d]
+            } else {
+                [1, 2, seq, d]
+            };
+            let x = Tensor::from_shape(&shape, &data(2 * seq * d, 1)).unwrap();
+            let inputs = [x, cos.clone(), sin.clone()];
+            let plain = chain_graph(d as i64, swap, transposed);
             let mut fused = plain.clone();
             assert_eq!(fuse_graph(fused.graph.as_mut().unwrap()), 1, "swap {swap}");
+            let layout = &fused.graph.as_ref().unwrap().node[0].attribute;
+            assert_eq!(layout.len(), transposed as usize, "layout attribute");
             let ops: Vec<_> = fused
                 .graph
                 .as_ref()
@@ -396,7 +526,11 @@ mod tests {
                 .iter()
                 .map(|n| n.op_type.as_str())
                 .collect();
-            assert_eq!(ops, [OP_NAME], "only the fused node is left");
+            assert_eq!(
+                ops,
+                [OP_NAME],
+                "only the fused node is left, transpose included"
+            );
             let (want, got) = (run(&plain, &inputs), run(&fused, &inputs));
             assert_eq!(want.len(), got.len());
             for (w, g) in want.iter().zip(&got) {
@@ -438,14 +572,14 @@ mod tests {
     #[test]
     fn chains_that_differ_are_left_alone() {
         // halves that do not meet (a slice of [1, h) instead of [0, h))
-        let mut m = chain_graph(8, false);
+        let mut m = chain_graph(8, false, false);
         let g = m.graph.as_mut().unwrap();
         let z = g.initializer.iter_mut().find(|t| t.name == "z").unwrap();
         z.raw_data.clear();
         z.int64_data = vec![1];
         assert_eq!(fuse_graph(g), 0);
         // an intermediate that is also a graph output
-        let mut m = chain_graph(8, false);
+        let mut m = chain_graph(8, false, false);
         let g = m.graph.as_mut().unwrap();
         let neg = g.node.iter().find(|n| n.op_type == "Neg").unwrap().output[0].clone();
         g.output.push(pb::ValueInfoProto {
@@ -453,12 +587,24 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(fuse_graph(g), 0);
+        // a transposed input that something else also reads keeps its transpose
+        let mut m = chain_graph(8, false, true);
+        let g = m.graph.as_mut().unwrap();
+        let x = g.node[0].output[0].clone();
+        g.output.push(pb::ValueInfoProto {
+            name: x,
+            ..Default::default()
+        });
+        assert_eq!(fuse_graph(g), 1);
+        let ops: Vec<_> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Transpose", OP_NAME]);
+        assert!(g.node[1].attribute.is_empty(), "heads-first input");
     }
 
     #[test]
     fn tables_that_do_not_fit_are_named() {
         let model = {
-            let mut m = chain_graph(8, false);
+            let mut m = chain_graph(8, false, false);
             fuse_graph(m.graph.as_mut().unwrap());
             m
         };
