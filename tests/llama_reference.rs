@@ -354,3 +354,50 @@ fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
     assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
     assert!(common::text(&o).contains("not the file this model was imported from"));
 }
+
+#[test]
+fn two_threads_score_a_text_as_one_does() {
+    // the same perplexity through every multithreaded path a pass takes
+    // (quantized and f32 kernels, attention, norms, the spinning worker)
+    let bytes = synthetic_gguf(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("synthetic.gguf");
+    std::fs::write(&src, &bytes).unwrap();
+    let out = tmp.path().join("model");
+    llama::import_gguf(&src, &out, 64, false).unwrap();
+    let text = tmp.path().join("text.txt");
+    std::fs::write(
+        &text,
+        "edge bench measures small models on small devices. ".repeat(8),
+    )
+    .unwrap();
+    let ppl = |threads: &str| -> f64 {
+        let o = common::edgebench(
+            &common::repo(),
+            &[
+                "perplexity",
+                "--model",
+                out.to_str().unwrap(),
+                "--text",
+                text.to_str().unwrap(),
+                "--ctx",
+                "48",
+                "--threads",
+                threads,
+            ],
+        );
+        assert!(o.status.success(), "{}", common::text(&o));
+        let s = String::from_utf8_lossy(&o.stdout);
+        s.split_whitespace()
+            .skip_while(|w| *w != "perplexity")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no perplexity in {s}"))
+    };
+    let (one, two) = (ppl("1"), ppl("2"));
+    assert!(one.is_finite() && one > 1.0, "{one}");
+    assert!(
+        (one - two).abs() <= 1e-4 * one,
+        "1 thread {one}, 2 threads {two}"
+    );
+}

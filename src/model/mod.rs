@@ -332,10 +332,47 @@ pub(crate) fn run_pass(
     plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
     inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
 ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-    if threads() > 1 {
-        rayon::scope(|_| profile::run(plan, inputs))
-    } else {
-        profile::run(plan, inputs)
+    match threads() {
+        1 => profile::run(plan, inputs),
+        // The other worker waits for the pass's splits in a loop instead of
+        // going to sleep between them (onnxruntime's pool spins too): a
+        // sleeping worker is woken through the kernel, and a pass has
+        // hundreds of splits with single-threaded ops in between.
+        2 => {
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let done = &done;
+            rayon::scope(move |s| {
+                let pass_thread = rayon::current_thread_index();
+                s.spawn(move |_| spin_for_work(done, pass_thread));
+                // ends the spin even if the pass panics (the scope waits for it)
+                struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Done<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+                let _done = Done(done);
+                profile::run(plan, inputs)
+            })
+        }
+        _ => rayon::scope(|_| profile::run(plan, inputs)),
+    }
+}
+
+/// Runs the pool's pending jobs until `done`, spinning between them.
+///
+/// Only with two threads, and never on the pass's own thread: there it
+/// would sit above the pass on the stack and wait for it forever. With two
+/// threads the other worker can only pick this job up when it is idle
+/// (nothing of the pass below it), so nothing it runs waits on it.
+fn spin_for_work(done: &std::sync::atomic::AtomicBool, pass_thread: Option<usize>) {
+    if rayon::current_thread_index() == pass_thread {
+        return;
+    }
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
     }
 }
 
