@@ -124,13 +124,24 @@ fn reference_logits(g: &Gguf, bytes: &[u8], ids: &[u32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn check(quantized_file: bool, keep_quantized: bool) {
-    let bytes = synthetic_gguf(quantized_file);
+/// The synthetic GGUF (`quantized_file`: Q4/Q8 tensors, else f32) written
+/// to a temporary directory and imported (`dequantize`: as f32): the
+/// directory, the GGUF's path and the model directory.
+fn imported(
+    quantized_file: bool,
+    dequantize: bool,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("synthetic.gguf");
-    std::fs::write(&src, &bytes).unwrap();
+    std::fs::write(&src, synthetic_gguf(quantized_file)).unwrap();
     let out = tmp.path().join("model");
-    llama::import_gguf(&src, &out, 64, !keep_quantized).unwrap();
+    llama::import_gguf(&src, &out, 64, dequantize).unwrap();
+    (tmp, src, out)
+}
+
+fn check(quantized_file: bool, keep_quantized: bool) {
+    let (_tmp, src, out) = imported(quantized_file, !keep_quantized);
+    let bytes = std::fs::read(&src).unwrap();
     let dec = TractDecoder::load(&out, &ModelManifest::load(&out).unwrap(), "test").unwrap();
     let ids: Vec<u32> = b"edge bench!".iter().map(|&b| b as u32).collect();
     let got = dec.logits(&ids).unwrap();
@@ -226,12 +237,7 @@ fn requantized_import_approaches_the_f32_model_as_bits_grow() {
 fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     use edgebench::ops::attention::fuse_graph;
     use tract_onnx::prelude::*;
-    let bytes = synthetic_gguf(false);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("synthetic.gguf");
-    std::fs::write(&src, &bytes).unwrap();
-    let out = tmp.path().join("model");
-    llama::import_gguf(&src, &out, 64, true).unwrap();
+    let (_tmp, _, out) = imported(false, true);
     let onnx = edgebench::ops::onnx();
     let proto = onnx.proto_model_for_path(out.join("model.onnx")).unwrap();
     let mut fused = proto.clone();
@@ -266,12 +272,7 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
 
 #[test]
 fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
-    let bytes = synthetic_gguf(true);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("synthetic.gguf");
-    std::fs::write(&src, &bytes).unwrap();
-    let out = tmp.path().join("model");
-    llama::import_gguf(&src, &out, 64, false).unwrap();
+    let (tmp, src, out) = imported(true, false);
     let bench = |extra: &[&str]| {
         let mut args = vec!["bench", "model", "--model", out.to_str().unwrap()];
         args.extend([
@@ -359,12 +360,7 @@ fn bench_model_times_the_fused_and_unfused_attention_in_one_run() {
 fn two_threads_score_a_text_as_one_does() {
     // the same perplexity through every multithreaded path a pass takes
     // (quantized and f32 kernels, attention, norms, the spinning worker)
-    let bytes = synthetic_gguf(true);
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("synthetic.gguf");
-    std::fs::write(&src, &bytes).unwrap();
-    let out = tmp.path().join("model");
-    llama::import_gguf(&src, &out, 64, false).unwrap();
+    let (tmp, _, out) = imported(true, false);
     let text = tmp.path().join("text.txt");
     std::fs::write(
         &text,

@@ -26,9 +26,8 @@
 //! each head's row stride.
 
 use super::gemm::{OutPtr, PackedF32};
-use super::rewrite::GraphView;
+use super::rewrite::{float_attr, replace_all, string_attr, Fused, GraphView};
 use rayon::prelude::*;
-use std::collections::HashMap;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -723,48 +722,19 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             .filter_map(|i| view.chain_at(i))
             .collect()
     };
-    if matches.is_empty() {
-        return 0;
-    }
-    let mut removed = vec![false; graph.node.len()];
-    let mut at: HashMap<usize, NodeProto> = HashMap::new();
-    for (n, c) in matches.iter().enumerate() {
-        for &i in &c.nodes {
-            removed[i] = true;
-        }
-        let last = &graph.node[c.last];
-        let name = if last.name.is_empty() {
-            format!("eb_attention_{n}")
-        } else {
-            format!("{}.eb_attention", last.name)
-        };
-        at.insert(
-            c.last,
-            NodeProto {
-                name,
-                op_type: OP_NAME.into(),
-                domain: crate::onnx::CUSTOM_DOMAIN.into(),
-                input: vec![c.q.clone(), c.k.clone(), c.v.clone(), c.mask.clone()],
-                output: vec![last.output[0].clone()],
-                attribute: std::iter::once(pb::AttributeProto {
-                    name: "scale".into(),
-                    r#type: pb::attribute_proto::AttributeType::Float as i32,
-                    f: c.scale,
-                    ..Default::default()
-                })
-                .chain((c.layout == Layout::Tokens).then(|| pb::AttributeProto {
-                    name: "layout".into(),
-                    r#type: pb::attribute_proto::AttributeType::String as i32,
-                    s: b"bshd".to_vec(),
-                    ..Default::default()
-                }))
+    let fused = matches
+        .into_iter()
+        .map(|c| Fused {
+            nodes: c.nodes,
+            last: c.last,
+            named_after: c.last,
+            inputs: vec![c.q, c.k, c.v, c.mask],
+            attributes: std::iter::once(float_attr("scale", c.scale))
+                .chain((c.layout == Layout::Tokens).then(|| string_attr("layout", "bshd")))
                 .collect(),
-                ..Default::default()
-            },
-        );
-    }
-    super::rewrite::splice(graph, &removed, at);
-    matches.len()
+        })
+        .collect();
+    replace_all(graph, OP_NAME, "eb_attention", fused)
 }
 
 /// One recognised chain: the node indices it replaces (`last` produces its

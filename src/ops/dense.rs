@@ -9,8 +9,7 @@
 //! in L1, as MLAS does. Off with `EDGEBENCH_DENSE=0` or [`set_dense`].
 
 use super::gemm::PackedF32;
-use super::rewrite::GraphView;
-use std::collections::HashMap;
+use super::rewrite::{replace_all, Fused, GraphView};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -47,8 +46,7 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             .get(name)
             .filter(|t| t.data_type == float && !inputs.contains(name))
     };
-    let mut removed = vec![false; graph.node.len()];
-    let mut at: HashMap<usize, NodeProto> = HashMap::new();
+    let mut fused = Vec::new();
     for (i, node) in graph.node.iter().enumerate() {
         if node.op_type != "MatMul" || node.input.len() != 2 || node.output.len() != 1 {
             continue;
@@ -70,36 +68,24 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
                     .filter(|b| b.dims == [n])
                     .map(|_| (a, other.clone()))
             });
-        let mut input = node.input.clone();
-        let (last, output) = match &bias {
+        let mut inputs = node.input.clone();
+        let (nodes, last) = match bias {
             Some((a, b)) => {
-                removed[*a] = true;
-                input.push(b.clone());
-                (*a, graph.node[*a].output[0].clone())
+                inputs.push(b);
+                (vec![i, a], a)
             }
-            None => (i, node.output[0].clone()),
+            None => (vec![i], i),
         };
-        removed[i] = true;
-        let name = if node.name.is_empty() {
-            format!("eb_dense_{i}")
-        } else {
-            format!("{}.eb_dense", node.name)
-        };
-        at.insert(
+        fused.push(Fused {
+            nodes,
             last,
-            NodeProto {
-                name,
-                op_type: OP_NAME.into(),
-                domain: crate::onnx::CUSTOM_DOMAIN.into(),
-                input,
-                output: vec![output],
-                ..Default::default()
-            },
-        );
+            named_after: i,
+            inputs,
+            attributes: vec![],
+        });
     }
-    let count = at.len();
-    super::rewrite::splice(graph, &removed, at);
-    count
+    drop(view);
+    replace_all(graph, OP_NAME, "eb_dense", fused)
 }
 
 /// Builds the op of an `EbDense` node: inputs `x`, `W [k, n]`, optional `bias [n]`.

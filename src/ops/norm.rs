@@ -10,9 +10,8 @@
 //! `EbNorm` node in place of each at load, under the attention fusion's
 //! switch ([`super::attention::fusion_enabled`]); the file is unchanged.
 
-use super::rewrite::GraphView;
+use super::rewrite::{float_attr, replace_all, string_attr, Fused, GraphView};
 use rayon::prelude::*;
-use std::collections::HashMap;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -114,7 +113,7 @@ fn sum8(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 ///   intermediate used once and not a graph output):
 ///   `Mul(Div(x, Sqrt(Add(ReduceMean(Pow(x, 2), axes = [-1], keepdims = 1), eps))), w)`.
 pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
-    let matches: Vec<Fused> = {
+    let matches: Vec<Match> = {
         let view = GraphView::new(graph);
         (0..graph.node.len())
             .filter_map(|i| match graph.node[i].op_type.as_str() {
@@ -124,56 +123,31 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             })
             .collect()
     };
-    let mut removed = vec![false; graph.node.len()];
-    let mut at: HashMap<usize, NodeProto> = HashMap::new();
-    for (n, f) in matches.iter().enumerate() {
-        for &i in &f.nodes {
-            removed[i] = true;
-        }
-        let last = &graph.node[f.last];
-        let name = if last.name.is_empty() {
-            format!("eb_norm_{n}")
-        } else {
-            format!("{}.eb_norm", last.name)
-        };
-        let attr = |name: &str| pb::AttributeProto {
-            name: name.into(),
-            ..Default::default()
-        };
-        at.insert(
-            f.last,
-            NodeProto {
-                name,
-                op_type: OP_NAME.into(),
-                domain: crate::onnx::CUSTOM_DOMAIN.into(),
-                input: f.inputs.clone(),
-                output: vec![last.output[0].clone()],
-                attribute: vec![
-                    pb::AttributeProto {
-                        r#type: pb::attribute_proto::AttributeType::String as i32,
-                        s: match f.kind {
-                            Kind::Layer => b"layer".to_vec(),
-                            Kind::Rms => b"rms".to_vec(),
-                        },
-                        ..attr("kind")
+    let fused = matches
+        .into_iter()
+        .map(|f| Fused {
+            nodes: f.nodes,
+            last: f.last,
+            named_after: f.last,
+            inputs: f.inputs,
+            attributes: vec![
+                string_attr(
+                    "kind",
+                    match f.kind {
+                        Kind::Layer => "layer",
+                        Kind::Rms => "rms",
                     },
-                    pb::AttributeProto {
-                        r#type: pb::attribute_proto::AttributeType::Float as i32,
-                        f: f.eps,
-                        ..attr("epsilon")
-                    },
-                ],
-                ..Default::default()
-            },
-        );
-    }
-    super::rewrite::splice(graph, &removed, at);
-    matches.len()
+                ),
+                float_attr("epsilon", f.eps),
+            ],
+        })
+        .collect();
+    replace_all(graph, OP_NAME, "eb_norm", fused)
 }
 
 /// One recognised normalisation: the nodes it replaces (`last` produces
 /// its output) and the fused node's inputs (`x`, `scale`, optional `bias`).
-struct Fused {
+struct Match {
     nodes: Vec<usize>,
     last: usize,
     kind: Kind,
@@ -182,7 +156,7 @@ struct Fused {
 }
 
 impl GraphView<'_> {
-    fn layer_norm_at(&self, i: usize) -> Option<Fused> {
+    fn layer_norm_at(&self, i: usize) -> Option<Match> {
         let n = &self.g.node[i];
         let axis = self.int_attr(i, "axis").unwrap_or(vec![-1]);
         let extra_outputs = n.output.iter().skip(1).any(|o| !o.is_empty());
@@ -193,7 +167,7 @@ impl GraphView<'_> {
             Some(a) => a.f,
             None => 1e-5,
         };
-        Some(Fused {
+        Some(Match {
             nodes: vec![i],
             last: i,
             kind: Kind::Layer,
@@ -202,7 +176,7 @@ impl GraphView<'_> {
         })
     }
 
-    fn rms_at(&self, mul: usize) -> Option<Fused> {
+    fn rms_at(&self, mul: usize) -> Option<Match> {
         let m = &self.g.node[mul];
         if m.input.len() != 2 || m.output.len() != 1 {
             return None;
@@ -224,7 +198,7 @@ impl GraphView<'_> {
             let pow = self.only_use(&self.g.node[mean].input[0], "Pow", 2)?;
             let p = &self.g.node[pow];
             let fits = reduce_ok && p.input[0] == *x && self.scalar_f32(&p.input[1]) == Some(2.0);
-            fits.then(|| Fused {
+            fits.then(|| Match {
                 nodes: vec![pow, mean, add, sqrt, div, mul],
                 last: mul,
                 kind: Kind::Rms,

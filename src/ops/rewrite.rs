@@ -1,5 +1,5 @@
 //! A read-only view of an ONNX graph for EdgeBench's load-time rewrites
-//! (`attention::fuse_graph`, `dense::fuse_graph`): producers, consumers,
+//! (`attention`, `rope`, `norm` and `dense`'s `fuse_graph`): producers, consumers,
 //! outputs and initializers by tensor name, and the node replacement they share.
 
 use std::collections::HashMap;
@@ -95,13 +95,78 @@ impl<'a> GraphView<'a> {
     }
 }
 
+/// One fused node to put in place of `nodes`: it goes where `last` was and
+/// keeps `last`'s output, and is named after node `named_after`.
+pub(crate) struct Fused {
+    pub(crate) nodes: Vec<usize>,
+    pub(crate) last: usize,
+    pub(crate) named_after: usize,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) attributes: Vec<pb::AttributeProto>,
+}
+
+/// Replaces the nodes of each of `matches` with one `op_type` node of
+/// EdgeBench's domain, named `<name>.<suffix>` (`<suffix>_<n>` for an
+/// unnamed node); returns how many it put in place.
+pub(crate) fn replace_all(
+    graph: &mut pb::GraphProto,
+    op_type: &str,
+    suffix: &str,
+    matches: Vec<Fused>,
+) -> usize {
+    let count = matches.len();
+    let mut removed = vec![false; graph.node.len()];
+    let mut at: HashMap<usize, NodeProto> = HashMap::new();
+    for (n, f) in matches.into_iter().enumerate() {
+        for &i in &f.nodes {
+            removed[i] = true;
+        }
+        let named = &graph.node[f.named_after].name;
+        let name = if named.is_empty() {
+            format!("{suffix}_{n}")
+        } else {
+            format!("{named}.{suffix}")
+        };
+        at.insert(
+            f.last,
+            NodeProto {
+                name,
+                op_type: op_type.into(),
+                domain: crate::onnx::CUSTOM_DOMAIN.into(),
+                input: f.inputs,
+                output: vec![graph.node[f.last].output[0].clone()],
+                attribute: f.attributes,
+                ..Default::default()
+            },
+        );
+    }
+    splice(graph, &removed, at);
+    count
+}
+
+/// A string attribute.
+pub(crate) fn string_attr(name: &str, value: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::String as i32,
+        s: value.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A float attribute.
+pub(crate) fn float_attr(name: &str, value: f32) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Float as i32,
+        f: value,
+        ..Default::default()
+    }
+}
+
 /// Rebuilds `graph.node` without the `removed` nodes, putting each
 /// replacement of `at` where the node of that index was.
-pub(crate) fn splice(
-    graph: &mut pb::GraphProto,
-    removed: &[bool],
-    mut at: HashMap<usize, NodeProto>,
-) {
+fn splice(graph: &mut pb::GraphProto, removed: &[bool], mut at: HashMap<usize, NodeProto>) {
     let old = std::mem::take(&mut graph.node);
     for (i, node) in old.into_iter().enumerate() {
         if let Some(fused) = at.remove(&i) {

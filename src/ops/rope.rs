@@ -10,8 +10,7 @@
 //! `EbRope` node in place of each chain at load, under the same switch as the
 //! attention fusion ([`super::attention::fusion_enabled`]).
 
-use super::rewrite::GraphView;
-use std::collections::HashMap;
+use super::rewrite::{replace_all, string_attr, Fused, GraphView};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -88,42 +87,21 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             .filter_map(|i| view.rope_at(i))
             .collect()
     };
-    let mut removed = vec![false; graph.node.len()];
-    let mut at: HashMap<usize, NodeProto> = HashMap::new();
-    for (n, c) in matches.iter().enumerate() {
-        for &i in &c.nodes {
-            removed[i] = true;
-        }
-        let add = &graph.node[c.add];
-        let name = if add.name.is_empty() {
-            format!("eb_rope_{n}")
-        } else {
-            format!("{}.eb_rope", add.name)
-        };
-        at.insert(
-            c.add,
-            NodeProto {
-                name,
-                op_type: OP_NAME.into(),
-                domain: crate::onnx::CUSTOM_DOMAIN.into(),
-                input: vec![c.x.clone(), c.cos.clone(), c.sin.clone()],
-                output: vec![add.output[0].clone()],
-                attribute: c
-                    .tokens
-                    .then(|| pb::AttributeProto {
-                        name: "layout".into(),
-                        r#type: pb::attribute_proto::AttributeType::String as i32,
-                        s: b"bshd".to_vec(),
-                        ..Default::default()
-                    })
-                    .into_iter()
-                    .collect(),
-                ..Default::default()
-            },
-        );
-    }
-    super::rewrite::splice(graph, &removed, at);
-    matches.len()
+    let fused = matches
+        .into_iter()
+        .map(|c| Fused {
+            nodes: c.nodes,
+            last: c.add,
+            named_after: c.add,
+            inputs: vec![c.x, c.cos, c.sin],
+            attributes: c
+                .tokens
+                .then(|| string_attr("layout", "bshd"))
+                .into_iter()
+                .collect(),
+        })
+        .collect();
+    replace_all(graph, OP_NAME, "eb_rope", fused)
 }
 
 /// One recognised chain: the nodes it replaces (`add` produces its output)
