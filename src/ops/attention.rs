@@ -197,16 +197,14 @@ pub fn attend(
         // SAFETY: `dims.check` gave `out` b·h·s·dv values; head (b, i)'s
         // rows oa + r·os .. + dv lie inside it, and no other head writes them.
         let oh = unsafe { OutPtr(o.get().add(oa)) };
-        one_head(
-            dims,
-            scale,
-            view(q, qa, qs, s, d),
-            view(k, ka, ks, t, d),
-            view(v, va, vs, t, dv),
-            m,
-            (oh, os),
-            scratch,
-        );
+        let io = HeadIo {
+            q: view(q, qa, qs, s, d),
+            k: view(k, ka, ks, t, d),
+            v: view(v, va, vs, t, dv),
+            mask: m,
+            o: (oh, os),
+        };
+        one_head(dims, scale, io, scratch);
     };
     if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
         (0..dims.b * h)
@@ -239,38 +237,37 @@ impl Scratch {
     }
 }
 
-/// One (batch, head): `o [s, dv]` from `q [s, d]`, `k [t, d]`, `v [t, dv]`,
-/// each given with the stride between its rows.
+/// One (batch, head)'s operands, each with the stride between its rows:
+/// `q [s, d]`, `k [t, d]`, `v [t, dv]`, the mask's rows (stride 0: one row
+/// shared) and the output `o [s, dv]`.
+#[derive(Clone, Copy)]
+struct HeadIo<'a> {
+    q: (&'a [f32], usize),
+    k: (&'a [f32], usize),
+    v: (&'a [f32], usize),
+    mask: Option<(&'a [f32], usize)>,
+    o: (OutPtr, usize),
+}
+
+/// One (batch, head): `o` from `q`, `k`, `v` and the mask ([`HeadIo`]).
 ///
 /// From [`PACKED_MIN_ROWS`] query rows on, both products run on the packed
 /// f32 kernel: `scale · Kᵀ` and `V` are packed from their strided views
 /// (`t · (d + dv)` values, against `2 · s · t · (d + dv)` FLOPs), and the
 /// kernel reads `q` and writes `o` through their row strides.
-#[allow(clippy::too_many_arguments)]
-fn one_head(
-    dims: Dims,
-    scale: f32,
-    (q, qs): (&[f32], usize),
-    (k, ks): (&[f32], usize),
-    (v, vs): (&[f32], usize),
-    mask: Option<(&[f32], usize)>,
-    (o, os): (OutPtr, usize),
-    scratch: &mut Scratch,
-) {
+fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
     let Dims { s, t, d, dv, .. } = dims;
     if s >= PACKED_MIN_ROWS && t > 0 && d > 0 && dv > 0 {
-        packed_head(
-            dims,
-            scale,
-            (q, qs),
-            (k, ks),
-            (v, vs),
-            mask,
-            (o, os),
-            scratch,
-        );
+        packed_head(dims, scale, io, scratch);
         return;
     }
+    let HeadIo {
+        q: (q, qs),
+        k: (k, ks),
+        v: (v, vs),
+        mask,
+        o: (o, os),
+    } = io;
     let p = &mut scratch.p;
     p.clear();
     p.resize(s * t, 0.0);
@@ -305,18 +302,15 @@ fn one_head(
 /// time. A block multiplies only the keys up to the last one its mask
 /// leaves visible (not `-inf`): exact, since hidden keys weigh `e^-inf = 0`,
 /// and under a causal mask it skips about a third of both products.
-#[allow(clippy::too_many_arguments)]
-fn packed_head(
-    dims: Dims,
-    scale: f32,
-    (q, qs): (&[f32], usize),
-    (k, ks): (&[f32], usize),
-    (v, vs): (&[f32], usize),
-    mask: Option<(&[f32], usize)>,
-    (o, os): (OutPtr, usize),
-    scratch: &mut Scratch,
-) {
+fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
     let Dims { s, t, d, dv, .. } = dims;
+    let HeadIo {
+        q: (q, qs),
+        k: (k, ks),
+        v: (v, vs),
+        mask,
+        o: (o, os),
+    } = io;
     // W [d, t] = scale · kᵀ: element (i, j) is k[j · ks + i]
     scratch.kt.repack(k, (d, t), (1, ks), scale);
     scratch.v.repack(v, (t, dv), (vs, 1), 1.0);
@@ -880,16 +874,7 @@ impl GraphView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2000) as f32
-                    / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::ops::test_util::data;
 
     fn check(dims: Dims, causal: bool) {
         let Dims {

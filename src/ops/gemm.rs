@@ -680,17 +680,7 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32)
-                    .wrapping_mul(2654435761)
-                    .wrapping_add(seed.wrapping_mul(97));
-                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::ops::test_util::data;
 
     fn check(m: usize, k: usize, n: usize, bias: bool, threads: usize, simd: Option<bool>) {
         let x = data(m * k, 1);

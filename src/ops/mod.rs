@@ -96,3 +96,40 @@ pub(crate) fn linear_facts(
     *shape.last_mut().expect("rank >= 1") = n.to_dim();
     Ok(tvec!(f32::fact(shape)))
 }
+
+/// Helpers of the ops' unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use tract_onnx::prelude::*;
+
+    /// `n` deterministic pseudo-random values in [-1, 1].
+    pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32)
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(seed.wrapping_mul(97));
+                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The first output of `model`, loaded with EdgeBench's ops and
+    /// optimised by tract, on `inputs`.
+    pub(crate) fn run_optimized(model: &tract_onnx::pb::ModelProto, inputs: &[Tensor]) -> Vec<f32> {
+        let plan = super::onnx()
+            .model_for_proto_model(model)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .unwrap();
+        let out = plan
+            .run(inputs.iter().cloned().map(Tensor::into_tvalue).collect())
+            .unwrap();
+        out[0]
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+}

@@ -337,17 +337,7 @@ impl TypedOp for Norm {
 mod tests {
     use super::*;
     use crate::onnx::{Attr, Dim, Elem, GraphBuilder};
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let h = (i as u32)
-                    .wrapping_mul(2654435761)
-                    .wrapping_add(seed.wrapping_mul(97));
-                ((h >> 8) % 2001) as f32 / 500.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::ops::test_util::{data, run_optimized};
 
     /// `x [rows, d]` -> the normalisation as our writers spell it.
     fn graph(kind: Kind, d: i64) -> pb::ModelProto {
@@ -383,23 +373,6 @@ mod tests {
         g.finish("norm", &[])
     }
 
-    fn run(model: &pb::ModelProto, x: &Tensor) -> Vec<f32> {
-        let plan = crate::ops::onnx()
-            .model_for_proto_model(model)
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-            .into_runnable()
-            .unwrap();
-        let out = plan.run(tvec!(x.clone().into_tvalue())).unwrap();
-        out[0]
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
-    }
-
     #[test]
     fn the_fused_op_equals_tract_on_the_written_graph() {
         let d = 37;
@@ -423,7 +396,8 @@ mod tests {
                     .map(|v| 30.0 + v)
                     .collect();
                 let x = Tensor::from_shape(&[rows, d as usize], &xs).unwrap();
-                let (want, got) = (run(&plain, &x), run(&fused, &x));
+                let x = [x];
+                let (want, got) = (run_optimized(&plain, &x), run_optimized(&fused, &x));
                 let err = want
                     .iter()
                     .zip(&got)

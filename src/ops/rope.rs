@@ -377,6 +377,7 @@ impl TypedOp for Rope {
 mod tests {
     use super::*;
     use crate::onnx::{Attr, Dim, Elem, GraphBuilder};
+    use crate::ops::test_util::{data, run_optimized};
 
     /// x [1, 2, seq, d] and tables [pos, d] as graph inputs (as in
     /// `model::llama`, tract cannot tell that pos = seq); the chain in
@@ -448,36 +449,6 @@ mod tests {
         g.finish("rope chain", &[])
     }
 
-    fn run(model: &pb::ModelProto, inputs: &[Tensor]) -> Vec<f32> {
-        let onnx = crate::ops::onnx();
-        let plan = onnx
-            .model_for_proto_model(model)
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-            .into_runnable()
-            .unwrap();
-        let out = plan
-            .run(inputs.iter().cloned().map(|t| t.into()).collect())
-            .unwrap();
-        out[0]
-            .try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
-    }
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32
-                    / (1 << 24) as f32
-                    - 0.5
-            })
-            .collect()
-    }
-
     #[test]
     fn the_fused_op_equals_the_chain_it_replaces() {
         let (seq, d) = (5usize, 8usize);
@@ -509,7 +480,10 @@ mod tests {
                 [OP_NAME],
                 "only the fused node is left, transpose included"
             );
-            let (want, got) = (run(&plain, &inputs), run(&fused, &inputs));
+            let (want, got) = (
+                run_optimized(&plain, &inputs),
+                run_optimized(&fused, &inputs),
+            );
             assert_eq!(want.len(), got.len());
             for (w, g) in want.iter().zip(&got) {
                 assert!((w - g).abs() <= 1e-6, "{w} vs {g}");
