@@ -10,14 +10,14 @@
 //! 12 FMAs), rows in blocks of [`MC`] (their `X` slice stays in L2), and an
 //! [`MR`] x [`NR`] micro-kernel that keeps its 12 accumulators in
 //! registers and broadcasts `X` straight from its rows. The bias is the
-//! accumulators' starting value. With several threads, panels are split
-//! into contiguous ranges.
+//! accumulators' starting value. With several threads, the threads claim
+//! contiguous ranges of panels that shrink towards the end
+//! (`ops::parallel::guided`).
 //!
 //! The x86-64 AVX2+FMA kernel is chosen at run time; a portable kernel with
 //! the same blocking runs elsewhere. Results equal the plain definition up
 //! to f32 summation order.
 
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// Columns per packed panel (two AVX registers).
@@ -243,11 +243,6 @@ impl PackedF32 {
         let simd = simd_available();
         // at least ~64 k FMAs per task, so small products stay on one thread
         let min_panels = (1usize << 16).div_ceil(m * k * NR).max(1);
-        let tasks = if threads > 1 {
-            rayon::current_num_threads().min(panels / min_panels).max(1)
-        } else {
-            1
-        };
         let io = Strided {
             x: x.as_ptr(),
             lda: k,
@@ -257,18 +252,13 @@ impl PackedF32 {
             k,
             n,
         };
-        let run = |r: Range<usize>| {
-            // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
-            // each task writes only the columns of its own panels.
-            unsafe { self.run_panels(io, r, simd) }
-        };
-        if tasks == 1 {
-            run(0..panels);
-        } else {
-            (0..tasks)
-                .into_par_iter()
-                .for_each(|t| run(t * panels / tasks..(t + 1) * panels / tasks));
-        }
+        // one-row products run four panels at a time
+        let unit = if m == 1 { GEMV_PANELS } else { 1 };
+        // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
+        // each claim writes only the columns of its own panels.
+        super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
+            self.run_panels(io, r, simd)
+        });
     }
 
     /// The blocked product over panels `range`.

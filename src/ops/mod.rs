@@ -7,6 +7,7 @@ pub mod dense;
 pub mod gemm;
 pub mod graphs;
 pub mod norm;
+pub(crate) mod parallel;
 pub mod qkernel;
 pub mod quant;
 pub(crate) mod rewrite;

@@ -31,8 +31,6 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::gemm::OutPtr;
 
 /// Output rows per tile of the packed layout.
@@ -392,9 +390,8 @@ impl PackedMatrix {
     }
 
     /// `y[r*n + o] = Σ_i x[r*k + i] · w[o, i]` for `rows = x.len() / k`.
-    /// `threads > 1` splits the output rows over rayon's current pool
-    /// (`rayon::current_num_threads()` tasks at most; small matrices stay on
-    /// the calling thread).
+    /// `threads > 1` spreads the output rows over rayon's current pool
+    /// (`ops::parallel::guided`; small matrices stay on the calling thread).
     ///
     /// # Panics
     /// If `x.len()` is not a multiple of `k` or `y.len() != rows * n`.
@@ -445,16 +442,16 @@ impl PackedMatrix {
                 .chunks_exact(QB)
                 .map(|c| mul * c.iter().sum::<f32>())
                 .collect();
-            split(tiles, threads, per_task, |r| {
+            super::parallel::guided(tiles, threads, per_task, 1, |r| {
                 self.gemv_tiles(r, x, &sxm, out, simd)
             });
         } else if rows <= opts.tile_max_rows {
-            split(tiles, threads, per_task, |r| {
+            super::parallel::guided(tiles, threads, per_task, 1, |r| {
                 self.tile_rows(r, x, out, simd)
             });
         } else {
             let panel = opts.panel_rows.div_ceil(TILE).max(1);
-            split(tiles, threads, MIN_GEMM_TASK, |r| {
+            super::parallel::guided(tiles, threads, MIN_GEMM_TASK, 1, |r| {
                 self.gemm_tiles(r, x, out, simd, panel)
             });
         }
@@ -695,25 +692,6 @@ fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) {
         }
         f(&mut buf[..len]);
     });
-}
-
-/// Runs `f` over `0..tiles`, split into at most `rayon::current_num_threads()`
-/// contiguous ranges of at least `min_tiles` when `threads > 1`.
-fn split(tiles: usize, threads: usize, min_tiles: usize, f: impl Fn(Range<usize>) + Sync) {
-    let tasks = if threads > 1 {
-        rayon::current_num_threads()
-            .min(tiles / min_tiles.max(1))
-            .max(1)
-    } else {
-        1
-    };
-    if tasks == 1 {
-        f(0..tiles);
-    } else {
-        (0..tasks)
-            .into_par_iter()
-            .for_each(|c| f(c * tiles / tasks..(c + 1) * tiles / tasks));
-    }
 }
 
 /// Whether the AVX2+FMA+F16C kernels can run on this CPU.
