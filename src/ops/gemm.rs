@@ -12,7 +12,9 @@
 //! registers and broadcasts `X` straight from its rows. The bias is the
 //! accumulators' starting value. With several threads, the threads claim
 //! contiguous ranges of panels that shrink towards the end
-//! (`ops::parallel::guided`).
+//! (`ops::parallel::guided`), or of rows when `X` has more rows than `W`
+//! has columns (an encoder batch). Either way each output is summed in the
+//! same order as on one thread.
 //!
 //! The x86-64 AVX2+FMA kernel is chosen at run time; a portable kernel with
 //! the same blocking runs elsewhere. Results equal the plain definition up
@@ -199,15 +201,7 @@ impl PackedF32 {
             return;
         }
         let simd = simd_available();
-        let io = Strided {
-            x,
-            lda,
-            m,
-            y: OutPtr(y),
-            ldc,
-            k,
-            n,
-        };
+        let io = Strided::new((x, lda), (OutPtr(y), ldc), (m, k, n));
         // SAFETY: the caller's contract.
         unsafe { self.run_panels(io, 0..n.div_ceil(NR), simd) }
     }
@@ -243,15 +237,19 @@ impl PackedF32 {
         let simd = simd_available();
         // at least ~64 k FMAs per task, so small products stay on one thread
         let min_panels = (1usize << 16).div_ceil(m * k * NR).max(1);
-        let io = Strided {
-            x: x.as_ptr(),
-            lda: k,
-            m,
-            y: out,
-            ldc: n,
-            k,
-            n,
-        };
+        let io = Strided::new((x.as_ptr(), k), (out, n), (m, k, n));
+        if m > n.max(MC) {
+            // many rows (an encoder batch): threads take row ranges, as
+            // MLAS does when M > N, so each reads its own rows of `X` once
+            // and all of the (smaller) `W`, instead of all of `X` per claim
+            let min_rows = (1usize << 16).div_ceil(k * n).max(MR);
+            super::parallel::guided(m, threads, min_rows, MR, |r| {
+                // SAFETY: as below; rows `r` lie inside `x` and `y`, and
+                // each claim writes only its own rows
+                unsafe { self.run_panels(io.rows(r), 0..panels, simd) }
+            });
+            return;
+        }
         // one-row products run four panels at a time
         let unit = if m == 1 { GEMV_PANELS } else { 1 };
         // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
@@ -278,6 +276,7 @@ impl PackedF32 {
             ldc,
             k,
             n,
+            kc: kc_max,
         } = io;
         let stride = self.k;
         let mut range = range;
@@ -297,13 +296,6 @@ impl PackedF32 {
                 range.start += GEMV_PANELS;
             }
         }
-        // one row block: stream each panel once, whole depth;
-        // else `k` in equal blocks of at most KC
-        let kc_max = if m <= MR {
-            k
-        } else {
-            k.div_ceil(k.div_ceil(KC))
-        };
         let mc_max = if m <= MR { MR } else { MC };
         // An output far beyond the caches (an LM head's logits, a large
         // batch's activations) is written around them: non-temporal stores
@@ -389,6 +381,51 @@ struct Strided {
     ldc: usize,
     k: usize,
     n: usize,
+    /// Depth of a `k` block, chosen once per product, so that a share of
+    /// its rows is summed in the same order as the whole.
+    kc: usize,
+}
+
+impl Strided {
+    fn new(
+        (x, lda): (*const f32, usize),
+        (y, ldc): (OutPtr, usize),
+        (m, k, n): (usize, usize, usize),
+    ) -> Strided {
+        // one row block: stream each panel once, whole depth;
+        // else `k` in equal blocks of at most KC
+        let kc = if m <= MR {
+            k
+        } else {
+            k.div_ceil(k.div_ceil(KC).max(1))
+        };
+        Strided {
+            x,
+            lda,
+            m,
+            y,
+            ldc,
+            k,
+            n,
+            kc,
+        }
+    }
+
+    /// Rows `r` of this product.
+    ///
+    /// # Safety
+    /// `r.end <= self.m`.
+    unsafe fn rows(self, r: Range<usize>) -> Strided {
+        // SAFETY: the caller's bound keeps both inside their rows
+        unsafe {
+            Strided {
+                x: self.x.add(r.start * self.lda),
+                y: OutPtr(self.y.get().add(r.start * self.ldc)),
+                m: r.len(),
+                ..self
+            }
+        }
+    }
 }
 
 // SAFETY: tasks read `x` and write disjoint columns of `y` (see `OutPtr`).
@@ -683,15 +720,7 @@ mod tests {
             Some(s) => {
                 let panels = n.div_ceil(NR);
                 // SAFETY: lengths as `matmul` asserts; one thread.
-                let io = Strided {
-                    x: x.as_ptr(),
-                    lda: k,
-                    m,
-                    y: OutPtr(y.as_mut_ptr()),
-                    ldc: n,
-                    k,
-                    n,
-                };
+                let io = Strided::new((x.as_ptr(), k), (OutPtr(y.as_mut_ptr()), n), (m, k, n));
                 unsafe { p.run_panels(io, 0..panels, s) }
             }
             None => p.matmul(&x, m, &mut y, threads),
@@ -773,14 +802,28 @@ mod tests {
     }
 
     #[test]
-    fn threads_split_panels_without_changing_results() {
+    fn threads_split_products_without_changing_results() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
         pool.install(|| {
+            // columns split (prefill, decoding), rows split (an encoder batch)
             check(130, 384, 1000, true, 3, None);
             check(1, 576, 1536, false, 3, None);
+            check(1000, 40, 70, true, 3, None);
+            // bit for bit: each output is summed in the same order either way
+            for (m, k, n) in [(130, 384, 1000), (1000, 700, 70), (1, 576, 1536)] {
+                let p = PackedF32::new(&data(k * n, 2), k, n, None).unwrap();
+                let x = data(m * k, 1);
+                let (mut one, mut three) = (vec![0.0; m * n], vec![0.0; m * n]);
+                p.matmul(&x, m, &mut one, 1);
+                p.matmul(&x, m, &mut three, 3);
+                assert!(one
+                    .iter()
+                    .zip(&three)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
         });
     }
 
