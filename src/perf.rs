@@ -83,11 +83,14 @@ pub fn count_graph(path: &Path) -> Result<GraphCount, PerfError> {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|source| PerfError::Io {
+    let io = |source| PerfError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let model = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: only read, and dropped before this returns (as `model::load_graph`)
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let model = tract_onnx::pb::ModelProto::decode(&map[..])
         .map_err(|e| bad(format!("not an ONNX protobuf: {e}")))?;
     let graph = model.graph.ok_or_else(|| bad("no graph".into()))?;
     let inits: BTreeMap<&str, &tract_onnx::pb::TensorProto> = graph

@@ -257,14 +257,22 @@ impl LoadedGraph {
 /// Reads `<dir>/<manifest.graph>`, hashes it, parses it (with EdgeBench's
 /// ops), optimises it and makes it runnable; errors name the file.
 pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, ModelError> {
+    use prost::Message;
     use sha2::{Digest, Sha256};
     use tract_onnx::prelude::*;
     let path = dir.join(&manifest.graph);
-    let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+    let io = |source| ModelError::Io {
         path: path.clone(),
         source,
-    })?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    };
+    let file = std::fs::File::open(&path).map_err(io)?;
+    // Mapped rather than read: reading copied the file twice (into our
+    // buffer, then into tract's) before protobuf decoding copied it once
+    // more, 1.6 GB of copies and page faults for SmolLM2 in f32.
+    // SAFETY: the map is only read, and dropped before this returns; a
+    // process truncating the file meanwhile could fault us, as it could
+    // tract's own `proto_model_for_path`, which maps too.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let tract = |source: anyhow::Error| ModelError::Tract {
         path: path.clone(),
         source,
@@ -273,10 +281,15 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
     let not_onnx = |e: anyhow::Error| {
         tract(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
     };
-    let mut proto = onnx
-        .proto_model_for_read(&mut bytes.as_slice())
-        .map_err(not_onnx)?;
-    drop(bytes);
+    // the hash reads the map on the other core while the graph decodes
+    let (sha256, proto) = std::thread::scope(|s| {
+        let hash = s.spawn(|| hex::encode(Sha256::digest(&map[..])));
+        let proto = tract_onnx::pb::ModelProto::decode(&map[..]);
+        (hash.join(), proto)
+    });
+    let sha256 = sha256.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let mut proto = proto.map_err(|e| not_onnx(e.into()))?;
+    drop(map);
     let rewrites = proto
         .graph
         .as_mut()
