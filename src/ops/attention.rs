@@ -27,6 +27,7 @@
 
 use super::gemm::{OutPtr, PackedF32};
 use super::rewrite::{float_attr, replace_all, string_attr, Fused, GraphView};
+use super::softmax::{exp_row, softmax};
 use rayon::prelude::*;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
@@ -223,6 +224,8 @@ pub fn attend(
 /// packed for the f32 kernel (`gemm.rs`).
 struct Scratch {
     p: Vec<f32>,
+    /// Each row's sum of unnormalised weights.
+    sums: Vec<f32>,
     kt: PackedF32,
     v: PackedF32,
 }
@@ -231,6 +234,7 @@ impl Scratch {
     fn new() -> Self {
         Scratch {
             p: Vec::new(),
+            sums: Vec::new(),
             kt: PackedF32::empty(),
             v: PackedF32::empty(),
         }
@@ -276,12 +280,7 @@ fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
         for (j, pj) in pr.iter_mut().enumerate() {
             *pj = scale * dot(qr, &k[j * ks..][..d]);
         }
-        if let Some((m, stride)) = mask {
-            for (x, &m) in pr.iter_mut().zip(&m[r * stride..r * stride + t]) {
-                *x += m;
-            }
-        }
-        softmax(pr);
+        softmax(pr, mask.map(|(m, stride)| &m[r * stride..][..t]));
     }
     for (r, pr) in p.chunks_exact(t).enumerate() {
         // SAFETY: row r of this head's output: dv values at o + r·os,
@@ -336,14 +335,14 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
                 (rows, d, te),
             )
         };
+        // unnormalised weights; each output row is scaled once it is summed
+        // (dv values instead of te)
+        let sums = &mut scratch.sums;
+        sums.clear();
         if te > 0 {
             for (r, pr) in p.chunks_exact_mut(te).enumerate() {
-                if let Some((m, stride)) = mask {
-                    for (x, &m) in pr.iter_mut().zip(&m[(r0 + r) * stride..][..te]) {
-                        *x += m;
-                    }
-                }
-                softmax(pr);
+                let m = mask.map(|(m, stride)| &m[(r0 + r) * stride..][..te]);
+                sums.push(exp_row(pr, m));
             }
         }
         // SAFETY: p holds rows x te values; this head's output rows r0.. are
@@ -354,6 +353,15 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
                 .v
                 .matmul_strided((p.as_ptr(), te), (o.get().add(r0 * os), os), (rows, te, dv))
         };
+        for (r, &sum) in sums.iter().enumerate() {
+            // a row with every key hidden has weights and output 0
+            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+            // SAFETY: output row r0 + r, as above
+            let or = unsafe { std::slice::from_raw_parts_mut(o.get().add((r0 + r) * os), dv) };
+            for x in or {
+                *x *= inv;
+            }
+        }
     }
 }
 
@@ -373,64 +381,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// In-place softmax of one row; a row of `-inf` only becomes zeros.
-///
-/// The exponentials run through tract-linalg's vectorised `softmax2`
-/// map-reduce kernel (degree-5 minimax `e^x`, AVX2/AVX-512 where present).
-fn softmax(row: &mut [f32]) {
-    let max = row_max(row);
-    if max == f32::NEG_INFINITY || max.is_nan() {
-        row.fill(0.0);
-        return;
-    }
-    let sum = match exp_sum_kernel() {
-        Some(k) => match k.run_with_params(row, max) {
-            Ok(sum) => sum,
-            Err(_) => exp_sum_plain(row, max),
-        },
-        None => exp_sum_plain(row, max),
-    };
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
-}
-
-/// `x = e^(x - max)` in place, returning the sum (the fallback of [`softmax`]).
-fn exp_sum_plain(row: &mut [f32], max: f32) -> f32 {
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    sum
-}
-
-/// This host's `softmax2` kernel (`x = e^(x - max)`, returns the sum), built once.
-fn exp_sum_kernel() -> Option<&'static dyn tract_linalg::reduce::MapReduce<f32, f32>> {
-    type Kernel = Box<dyn tract_linalg::reduce::MapReduce<f32, f32>>;
-    static KERNEL: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
-    KERNEL
-        .get_or_init(|| tract_linalg::Func::Softmax2.map_reduce_f32().ok())
-        .as_deref()
-}
-
-/// Largest value of a row, in 8 lanes so it vectorises (NaN is not propagated).
-fn row_max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = row.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-    for c in chunks {
-        for i in 0..8 {
-            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
-        }
-    }
-    acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
 }
 
 /// Plain definition, for tests: every score, then softmax, then the sum.

@@ -14,6 +14,7 @@ pub(crate) mod rewrite;
 pub mod rope;
 pub mod router;
 pub mod scar;
+pub(crate) mod softmax;
 
 /// Whether an ONNX node has its optional input `i` (present and not the empty name).
 pub(crate) fn has_input(node: &tract_onnx::pb::NodeProto, i: usize) -> bool {
