@@ -210,6 +210,21 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
     // q, k, v, k transposed, and the output back to rows
     assert_eq!(moves(&plain), 5 * LAYERS, "the written graph's transposes");
     assert_eq!(moves(&fast), 0, "transposes left after the fusion");
+    // GELU went into the intermediate products' EbDense, once per layer
+    let ops = |p: &TypedRunnableModel, name: &str| {
+        p.model()
+            .nodes
+            .iter()
+            .filter(|n| n.op().name() == name)
+            .count()
+    };
+    let gelu = |p: &TypedRunnableModel| ops(p, "GeluExact") + ops(p, "Erf");
+    assert_eq!(
+        gelu(&plain),
+        LAYERS,
+        "GELU as written (tract's fused op or Erf)"
+    );
+    assert_eq!(gelu(&fast), 0, "GELU left after the fusion");
     // two rows, the second padded after 3 tokens: the [b, 1, 1, t] mask must hide its padding
     let ids: Vec<i64> = vec![2, 4, 5, 6, 7, 4, 8, 3, 2, 9, 3, 0, 0, 0, 0, 0];
     let mask: Vec<i64> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];

@@ -250,6 +250,16 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     // a prefill of 11 tokens (sgemm path), then one decode step on its cache (direct loops)
     let (plain, fast) =
         common::written_and_fused(&out, LAYERS, 2 * LAYERS, 2 * LAYERS + 1, 7 * LAYERS + 1);
+    // SiLU (Sigmoid and Mul as written) went into the gate products' EbDense
+    let sigmoids = |p: &TypedRunnableModel| {
+        p.model()
+            .nodes
+            .iter()
+            .filter(|n| ["Sigmoid", "Silu"].contains(&n.op().name().as_ref()))
+            .count()
+    };
+    assert_eq!(sigmoids(&plain), LAYERS, "SiLU as written");
+    assert_eq!(sigmoids(&fast), 0, "SiLU left after the fusion");
     let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
         let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
             .unwrap()

@@ -8,6 +8,7 @@
 //! SmolLM2 prefill; the packed kernel blocks `k` so its weight slice stays
 //! in L1, as MLAS does. Off with `EDGEBENCH_DENSE=0` or [`set_dense`].
 
+use super::activation::Activation;
 use super::gemm::PackedF32;
 use super::rewrite::{replace_all, Fused, GraphView};
 use tract_onnx::model::ParsingContext;
@@ -34,7 +35,9 @@ static DENSE: super::rewrite::Switch = super::rewrite::Switch::new("EDGEBENCH_DE
 
 /// Replaces every `MatMul(x, W)` whose `W` is a rank-2 f32 initializer
 /// (and the `Add` of an f32 initializer `[n]` that alone consumes it, as a
-/// bias) with one `EbDense` node; returns how many it replaced.
+/// bias, and an activation chain that alone consumes the result: BERT's
+/// exact GELU or Llama's SiLU, see [`activation_after`]) with one `EbDense`
+/// node; returns how many it replaced.
 pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
     let inputs: std::collections::HashSet<&str> =
         graph.input.iter().map(|i| i.name.as_str()).collect();
@@ -69,37 +72,119 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
                     .map(|_| (a, other.clone()))
             });
         let mut inputs = node.input.clone();
-        let (nodes, last) = match bias {
+        let (mut nodes, mut last) = match bias {
             Some((a, b)) => {
                 inputs.push(b);
                 (vec![i, a], a)
             }
             None => (vec![i], i),
         };
+        let mut attributes = vec![];
+        if let Some((act, chain)) = activation_after(&view, &graph.node[last].output[0]) {
+            last = *chain.last().expect("a chain has nodes");
+            nodes.extend(chain);
+            attributes.push(super::rewrite::string_attr("activation", act.name()));
+        }
         fused.push(Fused {
             nodes,
             last,
             named_after: i,
             inputs,
-            attributes: vec![],
+            attributes,
         });
     }
     drop(view);
     replace_all(graph, OP_NAME, "eb_dense", fused)
 }
 
-/// Builds the op of an `EbDense` node: inputs `x`, `W [k, n]`, optional `bias [n]`.
+/// The activation chain that alone consumes `y`, as written by our BERT
+/// and Llama/GEM graphs, and its nodes in order:
+/// - GELU: `Mul(y, 1/√2)`, `Erf`, `Add(·, 1)`, `Mul(y, ·)`, `Mul(·, 0.5)`;
+/// - SiLU: `Sigmoid(y)`, `Mul(y, ·)`.
+///
+/// Operands of `Add` and `Mul` may come in either order; constants must be
+/// scalar f32 initializers of those values.
+fn activation_after(view: &GraphView<'_>, y: &str) -> Option<(Activation, Vec<usize>)> {
+    let g = view.g;
+    let uses = view.consumers.get(y)?;
+    if uses.len() != 2 || view.outputs.contains(y) {
+        return None;
+    }
+    let other = |n: usize, x: &str| -> Option<&str> {
+        let node = &g.node[n];
+        (node.input.len() == 2 && node.output.len() == 1).then_some(())?;
+        match (node.input[0] == x, node.input[1] == x) {
+            (true, false) => Some(node.input[1].as_str()),
+            (false, true) => Some(node.input[0].as_str()),
+            _ => None,
+        }
+    };
+    let is_const = |name: &str, v: f32| view.scalar_f32(name).is_some_and(|c| (c - v).abs() < 1e-6);
+    let out = |n: usize| g.node[n].output[0].as_str();
+    let (a, b) = (uses[0], uses[1]);
+    for (first, second) in [(a, b), (b, a)] {
+        match (
+            g.node[first].op_type.as_str(),
+            g.node[second].op_type.as_str(),
+        ) {
+            ("Sigmoid", "Mul") => {
+                let sig = &g.node[first];
+                if sig.input.len() == 1
+                    && sig.output.len() == 1
+                    && view.single_consumer(out(first), "Mul") == Some(second)
+                    && other(second, y) == Some(out(first))
+                {
+                    return Some((Activation::Silu, vec![first, second]));
+                }
+            }
+            ("Mul", "Mul") => {
+                // first: y / √2; second: y · (1 + erf(..))
+                if !other(first, y).is_some_and(|c| is_const(c, std::f32::consts::FRAC_1_SQRT_2)) {
+                    continue;
+                }
+                let erf = view.single_consumer(out(first), "Erf")?;
+                let add = view.single_consumer(out(erf), "Add")?;
+                if !other(add, out(erf)).is_some_and(|c| is_const(c, 1.0))
+                    || view.single_consumer(out(add), "Mul") != Some(second)
+                    || other(second, y) != Some(out(add))
+                {
+                    return None;
+                }
+                let half = view.single_consumer(out(second), "Mul")?;
+                if !other(half, out(second)).is_some_and(|c| is_const(c, 0.5)) {
+                    return None;
+                }
+                return Some((Activation::Gelu, vec![first, erf, add, second, half]));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Builds the op of an `EbDense` node: inputs `x`, `W [k, n]`, optional
+/// `bias [n]`; optional attribute `activation` (`gelu` or `silu`).
 pub fn parse(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let has_bias = super::has_input(node, 2);
-    Ok((expand(DenseExpansion { has_bias }), vec![]))
+    let act = match node.get_attr_opt::<String>("activation")? {
+        None => None,
+        Some(name) => Some(Activation::parse(&name).with_context(|| {
+            format!(
+                "{OP_NAME} `{}`: unknown activation {name:?} (gelu or silu)",
+                node.name
+            )
+        })?),
+    };
+    Ok((expand(DenseExpansion { has_bias, act }), vec![]))
 }
 
 #[derive(Debug, Clone)]
 struct DenseExpansion {
     has_bias: bool,
+    act: Option<Activation>,
 }
 
 impl Expansion for DenseExpansion {
@@ -163,6 +248,7 @@ impl Expansion for DenseExpansion {
             prefix,
             DenseMatMul {
                 w: Arc::new(packed),
+                act: self.act,
             },
             &inputs[..1],
         )
@@ -174,11 +260,12 @@ impl Expansion for DenseExpansion {
 #[derive(Debug, Clone)]
 pub struct DenseMatMul {
     w: Arc<PackedF32>,
+    act: Option<Activation>,
 }
 
 impl PartialEq for DenseMatMul {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.w, &other.w)
+        Arc::ptr_eq(&self.w, &other.w) && self.act == other.act
     }
 }
 
@@ -191,10 +278,12 @@ impl Op for DenseMatMul {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} x {} f32, {} bytes packed",
+            "{} x {} f32, {} bytes packed{}",
             self.w.k(),
             self.w.n(),
-            self.w.bytes()
+            self.w.bytes(),
+            self.act
+                .map_or(String::new(), |a| format!(", then {}", a.name()))
         )])
     }
 
@@ -207,7 +296,8 @@ impl EvalOp for DenseMatMul {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let dims = (self.w.k(), self.w.n());
         super::eval_linear(OP_NAME, &inputs[0], dims, |x, rows, y| {
-            self.w.matmul(x, rows, y, crate::model::threads())
+            self.w
+                .matmul_then(x, rows, y, crate::model::threads(), self.act)
         })
     }
 }

@@ -20,6 +20,7 @@
 //! the same blocking runs elsewhere. Results equal the plain definition up
 //! to f32 summation order.
 
+use super::activation::Activation;
 use std::ops::Range;
 
 /// Columns per packed panel (two AVX registers).
@@ -226,6 +227,22 @@ impl PackedF32 {
     /// # Panics
     /// When `x` or `y` do not hold `m` rows.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], threads: usize) {
+        self.matmul_then(x, m, y, threads, None)
+    }
+
+    /// [`PackedF32::matmul`], then `act` on each output, applied by the
+    /// thread that wrote it, right after, while it is in cache.
+    ///
+    /// # Panics
+    /// When `x` or `y` do not hold `m` rows.
+    pub fn matmul_then(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        threads: usize,
+        act: Option<Activation>,
+    ) {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "x must be [m, k]");
         assert_eq!(y.len(), m * n, "y must be [m, n]");
@@ -246,7 +263,15 @@ impl PackedF32 {
             super::parallel::guided(m, threads, min_rows, MR, |r| {
                 // SAFETY: as below; rows `r` lie inside `x` and `y`, and
                 // each claim writes only its own rows
-                unsafe { self.run_panels(io.rows(r), 0..panels, simd) }
+                unsafe {
+                    self.run_panels(io.rows(r.clone()), 0..panels, simd);
+                    if let Some(act) = act {
+                        act.apply(std::slice::from_raw_parts_mut(
+                            io.y.get().add(r.start * n),
+                            r.len() * n,
+                        ));
+                    }
+                }
             });
             return;
         }
@@ -255,7 +280,17 @@ impl PackedF32 {
         // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
         // each claim writes only the columns of its own panels.
         super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
-            self.run_panels(io, r, simd)
+            self.run_panels(io, r.clone(), simd);
+            if let Some(act) = act {
+                // the claim's columns of every row
+                let (c0, c1) = (r.start * NR, (r.end * NR).min(n));
+                for row in 0..m {
+                    act.apply(std::slice::from_raw_parts_mut(
+                        io.y.get().add(row * n + c0),
+                        c1 - c0,
+                    ));
+                }
+            }
         });
     }
 

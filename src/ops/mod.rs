@@ -2,6 +2,7 @@
 //! tract-onnx's op registry. The registry keys on op type only, so every name
 //! is prefixed `Eb`. Semantics and packing layouts: `docs/ops.md`.
 
+pub mod activation;
 pub mod attention;
 pub mod dense;
 pub mod gemm;

@@ -69,7 +69,7 @@ fn exp_sub_sum_plain(row: &mut [f32], max: f32) -> f32 {
 }
 
 /// Whether the AVX2+FMA path can run on this CPU.
-fn simd_available() -> bool {
+pub(super) fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -118,10 +118,10 @@ unsafe fn exp_sub_sum_avx2(row: &mut [f32], max: f32) -> f32 {
     sum
 }
 
-/// `e^x` of 8 values (0 below [`EXP_MIN`], and for NaN).
+/// `e^x` of 8 values at most 0.34 (0 below [`EXP_MIN`], and for NaN).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+pub(super) fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     // ln 2 split so that n · LN2_HI is exact for |n| <= 2^8
     const LN2_HI: f32 = 0.693_359_4;
