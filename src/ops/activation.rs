@@ -2,8 +2,6 @@
 //! they are still in cache (`dense::fuse_graph` folds the written chains
 //! into the product): BERT's exact GELU and Llama's SiLU.
 
-use super::softmax::simd_available;
-
 /// An activation applied to every output of a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -34,7 +32,7 @@ impl Activation {
     /// Applies the activation to every value of `x` in place.
     pub fn apply(self, x: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if simd_available() {
+        if super::avx2_fma() {
             // SAFETY: AVX2 and FMA are present (checked above).
             unsafe { apply_avx2(self, x) };
             return;

@@ -201,7 +201,7 @@ impl PackedF32 {
             }
             return;
         }
-        let simd = simd_available();
+        let simd = super::avx2_fma();
         let io = Strided::new((x, lda), (OutPtr(y), ldc), (m, k, n));
         // SAFETY: the caller's contract.
         unsafe { self.run_panels(io, 0..n.div_ceil(NR), simd) }
@@ -251,7 +251,7 @@ impl PackedF32 {
         }
         let panels = n.div_ceil(NR);
         let out = OutPtr(y.as_mut_ptr());
-        let simd = simd_available();
+        let simd = super::avx2_fma();
         // at least ~64 k FMAs per task, so small products stay on one thread
         let min_panels = (1usize << 16).div_ceil(m * k * NR).max(1);
         let io = Strided::new((x.as_ptr(), k), (out, n), (m, k, n));
@@ -278,7 +278,7 @@ impl PackedF32 {
         // one-row products run four panels at a time
         let unit = if m == 1 { GEMV_PANELS } else { 1 };
         // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
-        // each claim writes only the columns of its own panels.
+        // each claim writes (and activates) only the columns of its panels.
         super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
             self.run_panels(io, r.clone(), simd);
             if let Some(act) = act {
@@ -705,18 +705,6 @@ fn prefetch_l2(panel: *const Lane, lanes: Range<usize>) {
     let _ = (panel, lanes);
 }
 
-/// Whether the AVX2+FMA kernel can run on this CPU.
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Plain definition in f64, for tests: `x [m, k] · w [k, n] + bias`.
 pub fn reference(
     x: &[f32],
@@ -827,7 +815,7 @@ mod tests {
 
     #[test]
     fn avx2_kernel_matches_when_present() {
-        if !simd_available() {
+        if !crate::ops::avx2_fma() {
             eprintln!("skipping: this CPU has no AVX2+FMA");
             return;
         }

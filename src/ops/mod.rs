@@ -17,6 +17,19 @@ pub mod router;
 pub mod scar;
 pub(crate) mod softmax;
 
+/// Whether this CPU can run EdgeBench's AVX2+FMA kernels (`gemm`,
+/// `softmax`, `activation`; checked at run time, cached by std).
+pub(crate) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether an ONNX node has its optional input `i` (present and not the empty name).
 pub(crate) fn has_input(node: &tract_onnx::pb::NodeProto, i: usize) -> bool {
     node.input.get(i).is_some_and(|name| !name.is_empty())

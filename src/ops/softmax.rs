@@ -23,7 +23,7 @@ pub(crate) fn exp_row(row: &mut [f32], mask: Option<&[f32]>) -> f32 {
         return 0.0;
     }
     #[cfg(target_arch = "x86_64")]
-    if simd_available() {
+    if super::avx2_fma() {
         // SAFETY: AVX2 and FMA are present (checked above).
         return unsafe { exp_sub_sum_avx2(row, max) };
     }
@@ -66,18 +66,6 @@ fn exp_sub_sum_plain(row: &mut [f32], max: f32) -> f32 {
         sum += *x;
     }
     sum
-}
-
-/// Whether the AVX2+FMA path can run on this CPU.
-pub(super) fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Below this, `e^x` is taken as 0 (`e^-87.34` is the smallest normal f32).
