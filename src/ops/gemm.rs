@@ -264,12 +264,10 @@ impl PackedF32 {
                 // SAFETY: as below; rows `r` lie inside `x` and `y`, and
                 // each claim writes only its own rows
                 unsafe {
-                    self.run_panels(io.rows(r.clone()), 0..panels, simd);
+                    let rows = io.rows(r);
+                    self.run_panels(rows, 0..panels, simd);
                     if let Some(act) = act {
-                        act.apply(std::slice::from_raw_parts_mut(
-                            io.y.get().add(r.start * n),
-                            r.len() * n,
-                        ));
+                        rows.activate(0..n, act);
                     }
                 }
             });
@@ -280,16 +278,10 @@ impl PackedF32 {
         // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
         // each claim writes (and activates) only the columns of its panels.
         super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
-            self.run_panels(io, r.clone(), simd);
+            let cols = r.start * NR..(r.end * NR).min(n);
+            self.run_panels(io, r, simd);
             if let Some(act) = act {
-                // the claim's columns of every row
-                let (c0, c1) = (r.start * NR, (r.end * NR).min(n));
-                for row in 0..m {
-                    act.apply(std::slice::from_raw_parts_mut(
-                        io.y.get().add(row * n + c0),
-                        c1 - c0,
-                    ));
-                }
+                io.activate(cols, act);
             }
         });
     }
@@ -459,6 +451,22 @@ impl Strided {
                 m: r.len(),
                 ..self
             }
+        }
+    }
+
+    /// Applies `act` to columns `cols` of each of the `m` rows of `y`.
+    ///
+    /// # Safety
+    /// As [`PackedF32::run_panels`] for those columns: `cols.end <= n`.
+    unsafe fn activate(self, cols: Range<usize>, act: Activation) {
+        for row in 0..self.m {
+            // SAFETY: row `row`'s columns `cols`, inside `y` (the caller's contract)
+            act.apply(unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.y.get().add(row * self.ldc + cols.start),
+                    cols.len(),
+                )
+            });
         }
     }
 }
@@ -821,6 +829,31 @@ mod tests {
         }
         for &(m, k, n) in &[(1, 40, 16), (1, 7, 130), (13, 700, 50), (80, 256, 64)] {
             check(m, k, n, true, 1, Some(true));
+        }
+    }
+
+    #[test]
+    fn activations_cover_every_output_on_both_splits() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        // columns split (ragged last panel), rows split, one row
+        for (m, k, n) in [(130, 40, 70), (1000, 40, 70), (1, 64, 200)] {
+            let (x, w) = (data(m * k, 1), data(k * n, 2));
+            let p = PackedF32::new(&w, k, n, None).unwrap();
+            for act in [Activation::Gelu, Activation::Silu] {
+                let mut want = reference(&x, m, &w, k, n, None);
+                act.apply(&mut want);
+                let mut y = vec![f32::NAN; m * n];
+                pool.install(|| p.matmul_then(&x, m, &mut y, 3, Some(act)));
+                let err = y
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                    .fold(0f32, f32::max);
+                assert!(err < 1e-5, "{act:?} m {m} k {k} n {n}: error {err}");
+            }
         }
     }
 
