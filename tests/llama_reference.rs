@@ -221,7 +221,7 @@ fn requantized_import_approaches_the_f32_model_as_bits_grow() {
             .iter()
             .zip(&exact)
             .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+            .fold(0f32, common::worse);
         errors.push(err);
     }
     assert!(errors[0] < 0.05, "8-bit max |diff| {}", errors[0]);

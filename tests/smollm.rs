@@ -120,7 +120,7 @@ fn q4_1_graph_and_its_dequantized_twin_give_the_same_logits() {
         .iter()
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+        .fold(0f32, common::worse);
     assert!(
         max < 1e-3,
         "quantized vs dequantized logits differ by {max}"

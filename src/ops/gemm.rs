@@ -761,7 +761,7 @@ mod tests {
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0f32, f32::max);
+            .fold(0f32, crate::ops::test_util::worse);
         assert!(
             err < 1e-5,
             "m {m} k {k} n {n} bias {bias} threads {threads} simd {simd:?}: error {err}"
@@ -851,7 +851,7 @@ mod tests {
                     .iter()
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-                    .fold(0f32, f32::max);
+                    .fold(0f32, crate::ops::test_util::worse);
                 assert!(err < 1e-5, "{act:?} m {m} k {k} n {n}: error {err}");
             }
         }
@@ -906,7 +906,7 @@ mod tests {
                 .iter()
                 .zip(&want)
                 .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-                .fold(0f32, f32::max);
+                .fold(0f32, crate::ops::test_util::worse);
             assert!(err < 1e-5, "threads {threads}: error {err}");
         }
     }

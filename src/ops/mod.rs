@@ -118,6 +118,17 @@ pub(crate) fn linear_facts(
 pub(crate) mod test_util {
     use tract_onnx::prelude::*;
 
+    /// Fold step for the largest error: NaN once any error is NaN
+    /// (`f32::max` would drop it, and an output never written, or NaN,
+    /// would pass).
+    pub(crate) fn worse(largest: f32, e: f32) -> f32 {
+        if e > largest || e.is_nan() {
+            e
+        } else {
+            largest
+        }
+    }
+
     /// `n` deterministic pseudo-random values in [-1, 1].
     pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)

@@ -402,7 +402,7 @@ mod tests {
                     .iter()
                     .zip(&got)
                     .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                    .fold(0f32, crate::ops::test_util::worse);
                 assert!(err < 1e-3, "{kind:?} rows {rows}: error {err}");
             }
         }

@@ -717,7 +717,7 @@ mod tests {
                 .iter()
                 .zip(&w)
                 .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+                .fold(0f32, crate::ops::test_util::worse);
             assert!(err <= last + 1e-6, "bits {bits}: {err} > {last}");
             last = err;
         }

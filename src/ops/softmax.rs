@@ -164,7 +164,8 @@ mod tests {
                     (g as f64 - w).abs() / w
                 }
             })
-            .fold(sum_err, f64::max)
+            // NaN-aware: f64::max would drop a NaN value
+            .fold(sum_err, |m, e| if e > m || e.is_nan() { e } else { m })
     }
 
     #[test]

@@ -72,6 +72,16 @@ pub fn written_and_fused(
     (plain.into_runnable().unwrap(), loaded.plan)
 }
 
+/// Fold step for the largest error: NaN once any error is NaN
+/// (`f32::max` would drop it, so a NaN output would pass).
+pub fn worse(largest: f32, e: f32) -> f32 {
+    if e > largest || e.is_nan() {
+        e
+    } else {
+        largest
+    }
+}
+
 /// Largest absolute difference between two f32 tensors of the same shape.
 pub fn max_diff(a: &tract_onnx::prelude::TValue, b: &tract_onnx::prelude::TValue) -> f32 {
     let (a, b) = (
@@ -82,5 +92,5 @@ pub fn max_diff(a: &tract_onnx::prelude::TValue, b: &tract_onnx::prelude::TValue
     a.iter()
         .zip(b.iter())
         .map(|(p, q)| (p - q).abs())
-        .fold(0f32, f32::max)
+        .fold(0f32, worse)
 }
