@@ -225,6 +225,12 @@ fn attention_fusion_replaces_every_layer_and_keeps_padded_batches_exact() {
         "GELU as written (tract's fused op or Erf)"
     );
     assert_eq!(gelu(&fast), 0, "GELU left after the fusion");
+    // both residual connections of each layer went into the products before them
+    assert_eq!(
+        common::dense_then(&fast, "Add"),
+        2 * LAYERS,
+        "residuals fused"
+    );
     // two rows, the second padded after 3 tokens: the [b, 1, 1, t] mask must hide its padding
     let ids: Vec<i64> = vec![2, 4, 5, 6, 7, 4, 8, 3, 2, 9, 3, 0, 0, 0, 0, 0];
     let mask: Vec<i64> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];

@@ -260,6 +260,17 @@ fn attention_fusion_replaces_every_layer_and_keeps_the_logits() {
     };
     assert_eq!(sigmoids(&plain), LAYERS, "SiLU as written");
     assert_eq!(sigmoids(&fast), 0, "SiLU left after the fusion");
+    // each layer's two residual connections and SwiGLU's product went into products
+    assert_eq!(
+        common::dense_then(&fast, "Add"),
+        2 * LAYERS,
+        "residuals fused"
+    );
+    assert_eq!(
+        common::dense_then(&fast, "Mul"),
+        LAYERS,
+        "SwiGLU products fused"
+    );
     let run = |plan: &std::sync::Arc<TypedRunnableModel>, ids: &[i64], past: Vec<TValue>| {
         let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
             .unwrap()

@@ -1,6 +1,8 @@
-//! Element-wise activations that `EbDense` applies to its outputs while
-//! they are still in cache (`dense::fuse_graph` folds the written chains
-//! into the product): BERT's exact GELU and Llama's SiLU.
+//! Element-wise work that `EbDense` applies to its outputs while they are
+//! still in cache (`dense::fuse_graph` folds the written ops into the
+//! product): BERT's exact GELU and Llama's SiLU, then an element-wise `Add`
+//! or `Mul` with a tensor of the output's shape (a residual connection,
+//! SwiGLU's gate times up).
 
 /// An activation applied to every output of a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +50,68 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::Silu => x / (1.0 + (-x).exp()),
         }
+    }
+}
+
+/// An element-wise operation with a second tensor of the output's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binary {
+    /// `y + other` (a residual connection).
+    Add,
+    /// `y · other` (SwiGLU: `silu(gate) · up`).
+    Mul,
+}
+
+impl Binary {
+    /// Name in the `then` attribute of an `EbDense` node, and the ONNX op it replaces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "Add",
+            Binary::Mul => "Mul",
+        }
+    }
+
+    /// The operation named `name` ([`Binary::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "Add" => Some(Binary::Add),
+            "Mul" => Some(Binary::Mul),
+            _ => None,
+        }
+    }
+
+    /// `y[i] = y[i] op other[i]`.
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    pub fn apply(self, y: &mut [f32], other: &[f32]) {
+        assert_eq!(
+            y.len(),
+            other.len(),
+            "operands of {} differ in length",
+            self.name()
+        );
+        match self {
+            Binary::Add => y.iter_mut().zip(other).for_each(|(a, b)| *a += b),
+            Binary::Mul => y.iter_mut().zip(other).for_each(|(a, b)| *a *= b),
+        }
+    }
+}
+
+/// What a product does to its outputs once summed: the activation, then
+/// the binary operation with `other` (laid out as the output, `[m, n]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Applied first.
+    pub act: Option<Activation>,
+    /// Then `y = y op other`.
+    pub then: Option<(Binary, &'a [f32])>,
+}
+
+impl Epilogue<'_> {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.act.is_none() && self.then.is_none()
     }
 }
 

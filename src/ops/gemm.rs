@@ -20,7 +20,7 @@
 //! the same blocking runs elsewhere. Results equal the plain definition up
 //! to f32 summation order.
 
-use super::activation::Activation;
+use super::activation::Epilogue;
 use std::ops::Range;
 
 /// Columns per packed panel (two AVX registers).
@@ -227,25 +227,34 @@ impl PackedF32 {
     /// # Panics
     /// When `x` or `y` do not hold `m` rows.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], threads: usize) {
-        self.matmul_then(x, m, y, threads, None)
+        self.matmul_then(x, m, y, threads, Epilogue::default())
     }
 
-    /// [`PackedF32::matmul`], then `act` on each output, applied by the
+    /// [`PackedF32::matmul`], then `epi` on each output, applied by the
     /// thread that wrote it, right after, while it is in cache.
     ///
     /// # Panics
-    /// When `x` or `y` do not hold `m` rows.
+    /// When `x` or `y` do not hold `m` rows, or `epi`'s other operand is
+    /// not `[m, n]`.
     pub fn matmul_then(
         &self,
         x: &[f32],
         m: usize,
         y: &mut [f32],
         threads: usize,
-        act: Option<Activation>,
+        epi: Epilogue<'_>,
     ) {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "x must be [m, k]");
         assert_eq!(y.len(), m * n, "y must be [m, n]");
+        if let Some((op, other)) = epi.then {
+            assert_eq!(
+                other.len(),
+                m * n,
+                "the operand of {} must be [m, n]",
+                op.name()
+            );
+        }
         if m == 0 {
             return;
         }
@@ -264,11 +273,10 @@ impl PackedF32 {
                 // SAFETY: as below; rows `r` lie inside `x` and `y`, and
                 // each claim writes only its own rows
                 unsafe {
+                    let first = r.start;
                     let rows = io.rows(r);
                     self.run_panels(rows, 0..panels, simd);
-                    if let Some(act) = act {
-                        rows.activate(0..n, act);
-                    }
+                    rows.finish(first, 0..n, epi);
                 }
             });
             return;
@@ -276,13 +284,11 @@ impl PackedF32 {
         // one-row products run four panels at a time
         let unit = if m == 1 { GEMV_PANELS } else { 1 };
         // SAFETY: `x` holds `m * k` values, `y` `m * n` (asserted above);
-        // each claim writes (and activates) only the columns of its panels.
+        // each claim writes (and finishes) only the columns of its panels.
         super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
             let cols = r.start * NR..(r.end * NR).min(n);
             self.run_panels(io, r, simd);
-            if let Some(act) = act {
-                io.activate(cols, act);
-            }
+            io.finish(0, cols, epi);
         });
     }
 
@@ -467,19 +473,31 @@ impl Strided {
         }
     }
 
-    /// Applies `act` to columns `cols` of each of the `m` rows of `y`.
+    /// Applies `epi` to columns `cols` of each of the `m` rows of `y`;
+    /// these are rows `first..` of the whole product, which `epi`'s other
+    /// operand (`[rows, n]`, contiguous) is laid out as.
     ///
     /// # Safety
     /// As [`PackedF32::run_panels`] for those columns: `cols.end <= n`.
-    unsafe fn activate(self, cols: Range<usize>, act: Activation) {
+    unsafe fn finish(self, first: usize, cols: Range<usize>, epi: Epilogue<'_>) {
+        if epi.is_empty() {
+            return;
+        }
         for row in 0..self.m {
             // SAFETY: row `row`'s columns `cols`, inside `y` (the caller's contract)
-            act.apply(unsafe {
+            let y = unsafe {
                 std::slice::from_raw_parts_mut(
                     self.y.get().add(row * self.ldc + cols.start),
                     cols.len(),
                 )
-            });
+            };
+            if let Some(act) = epi.act {
+                act.apply(y);
+            }
+            if let Some((op, other)) = epi.then {
+                let at = (first + row) * self.n;
+                op.apply(y, &other[at + cols.start..at + cols.end]);
+            }
         }
     }
 }
@@ -856,7 +874,8 @@ mod tests {
     }
 
     #[test]
-    fn activations_cover_every_output_on_both_splits() {
+    fn epilogues_cover_every_output_on_both_splits() {
+        use crate::ops::activation::{Activation, Binary};
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -864,18 +883,37 @@ mod tests {
         // columns split (ragged last panel), rows split, one row
         for (m, k, n) in [(130, 40, 70), (1000, 40, 70), (1, 64, 200)] {
             let (x, w) = (data(m * k, 1), data(k * n, 2));
+            let other = data(m * n, 4);
             let p = PackedF32::new(&w, k, n, None).unwrap();
-            for act in [Activation::Gelu, Activation::Silu] {
+            let acts = [None, Some(Activation::Gelu), Some(Activation::Silu)];
+            let thens = [None, Some(Binary::Add), Some(Binary::Mul)];
+            for (act, then) in acts.into_iter().flat_map(|a| thens.map(|t| (a, t))) {
                 let mut want = reference(&x, m, &w, k, n, None);
-                act.apply(&mut want);
+                if let Some(act) = act {
+                    act.apply(&mut want);
+                }
+                for (v, o) in want.iter_mut().zip(&other) {
+                    match then {
+                        Some(Binary::Add) => *v += o,
+                        Some(Binary::Mul) => *v *= o,
+                        None => {}
+                    }
+                }
+                let epi = Epilogue {
+                    act,
+                    then: then.map(|t| (t, other.as_slice())),
+                };
                 let mut y = vec![f32::NAN; m * n];
-                pool.install(|| p.matmul_then(&x, m, &mut y, 3, Some(act)));
+                pool.install(|| p.matmul_then(&x, m, &mut y, 3, epi));
                 let err = y
                     .iter()
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
                     .fold(0f32, crate::ops::test_util::worse);
-                assert!(err < 1e-5, "{act:?} m {m} k {k} n {n}: error {err}");
+                assert!(
+                    err < 1e-5,
+                    "{act:?} then {then:?}, m {m} k {k} n {n}: error {err}"
+                );
             }
         }
     }

@@ -72,6 +72,23 @@ pub fn written_and_fused(
     (plain.into_runnable().unwrap(), loaded.plan)
 }
 
+/// `EbDense` nodes of `plan` that apply `then` (`Add` or `Mul`) to their
+/// outputs (`dense::fuse_graph` folded a residual or SwiGLU's product in).
+pub fn dense_then(plan: &tract_onnx::prelude::TypedRunnableModel, then: &str) -> usize {
+    plan.model()
+        .nodes
+        .iter()
+        .filter(|n| n.op().name() == "EbDense")
+        .filter(|n| {
+            n.op()
+                .info()
+                .unwrap()
+                .iter()
+                .any(|l| l.ends_with(&format!("then {then}")))
+        })
+        .count()
+}
+
 /// Fold step for the largest error: NaN once any error is NaN
 /// (`f32::max` would drop it, so a NaN output would pass).
 pub fn worse(largest: f32, e: f32) -> f32 {
