@@ -36,6 +36,9 @@ pub const MC: usize = 144;
 /// the last-level cache while every row block passes over it.
 pub const NCP: usize = 64;
 
+/// Packed slices up to this size run rows-outside ([`PackedF32::run_small`]).
+const SMALL_BYTES: usize = 64 << 10;
+
 /// Outputs above this size are written with non-temporal stores.
 const STREAM_BYTES: usize = 8 << 20;
 
@@ -329,6 +332,11 @@ impl PackedF32 {
                 range.start += GEMV_PANELS;
             }
         }
+        if m > 1 && kc_max == k && range.len() * k * std::mem::size_of::<Lane>() <= SMALL_BYTES {
+            // SAFETY: the caller's contract
+            unsafe { self.run_small(io, range, simd) };
+            return;
+        }
         let mc_max = if m <= MR { MR } else { MC };
         // An output far beyond the caches (an LM head's logits, a large
         // batch's activations) is written around them: non-temporal stores
@@ -377,6 +385,8 @@ impl PackedF32 {
                                 accumulate: !first,
                                 stream: stream && cols == NR,
                                 bias,
+                                more: 0,
+                                w_step: stride,
                             };
                             if let Some(next) = next {
                                 let end = (fetched + per_tile).min(kc);
@@ -398,6 +408,62 @@ impl PackedF32 {
             // order the non-temporal stores before whatever follows (the
             // join that hands `y` to the next op)
             std::arch::x86_64::_mm_sfence();
+        }
+    }
+}
+
+impl PackedF32 {
+    /// [`PackedF32::run_panels`] for a product whose packed slice fits in
+    /// cache (attention's per-head products): rows outside, panels inside,
+    /// one kernel call per row tile for all the whole panels. Blocking
+    /// gains nothing here, and the per-tile call and prefetches cost a
+    /// fifth of a 48 x 32 x 128 product.
+    ///
+    /// # Safety
+    /// As [`PackedF32::run_panels`], with one `k` block (`io.kc == io.k`).
+    unsafe fn run_small(&self, io: Strided, range: Range<usize>, simd: bool) {
+        let Strided {
+            x,
+            lda,
+            m,
+            y,
+            ldc,
+            k,
+            n,
+            ..
+        } = io;
+        let stride = self.k;
+        // panels with all NR columns inside `n`, then at most one ragged one
+        let whole = range.start..range.end.min(n / NR).max(range.start);
+        let bias = |p: usize| match &self.bias {
+            Some(b) => b[p].0.as_ptr(),
+            None => std::ptr::null(),
+        };
+        let mut r = 0;
+        while r < m {
+            let rows = tile_rows(m - r);
+            for (p, more) in [(whole.start, whole.len().saturating_sub(1))]
+                .into_iter()
+                .filter(|_| !whole.is_empty())
+                .chain((whole.end..range.end).map(|p| (p, 0)))
+            {
+                Tile {
+                    kc: k,
+                    a: x.add(r * lda),
+                    lda,
+                    w: self.lanes[p * stride..][..k].as_ptr().cast(),
+                    c: y.get().add(r * ldc + p * NR),
+                    ldc,
+                    cols: NR.min(n - p * NR),
+                    accumulate: false,
+                    stream: false,
+                    bias: bias(p),
+                    more,
+                    w_step: stride,
+                }
+                .run(rows, simd);
+            }
+            r += rows;
         }
     }
 }
@@ -527,6 +593,7 @@ impl OutPtr {
 
 /// One micro-kernel call: `rows` rows of `X` (from `a`, stride `lda`) times
 /// `kc` lanes of a panel (`w`) into `c` (stride `ldc`, `cols` valid columns).
+#[derive(Clone, Copy)]
 struct Tile {
     kc: usize,
     a: *const f32,
@@ -541,6 +608,12 @@ struct Tile {
     stream: bool,
     /// `NR` bias values to start from (first `k` block), or null.
     bias: *const f32,
+    /// Whole panels after the first one to run with the same rows (`w`
+    /// advances `w_step` lanes per panel, `c` and `bias` `NR` values);
+    /// `cols` is then `NR`.
+    more: usize,
+    /// Lanes from one panel to the next.
+    w_step: usize,
 }
 
 impl Tile {
@@ -548,6 +621,17 @@ impl Tile {
     /// The pointers address `rows x kc` values of `X`, `kc` lanes and
     /// `rows x cols` values of `Y`, as [`PackedF32::run_panels`] sets them.
     unsafe fn run(&self, rows: usize, simd: bool) {
+        if self.more > 0 && !(cfg!(target_arch = "x86_64") && simd && rows > 1) {
+            // only the AVX2 kernel of several rows loops over panels itself
+            for j in 0..=self.more {
+                Tile {
+                    more: 0,
+                    ..self.panel(j)
+                }
+                .run(rows, simd);
+            }
+            return;
+        }
         macro_rules! dispatch {
             ($f:ident) => {
                 match rows {
@@ -571,6 +655,24 @@ impl Tile {
         }
         let _ = simd;
         dispatch!(kernel_portable);
+    }
+
+    /// This tile moved to its `j`-th panel.
+    ///
+    /// # Safety
+    /// `j <= self.more`.
+    #[inline(always)]
+    unsafe fn panel(&self, j: usize) -> Tile {
+        Tile {
+            w: self.w.add(j * self.w_step * NR),
+            c: self.c.add(j * NR),
+            bias: if self.bias.is_null() {
+                self.bias
+            } else {
+                self.bias.add(j * NR)
+            },
+            ..*self
+        }
     }
 
     /// Writes an `R x NR` block of sums into `c` (adding `c` or the bias).
@@ -620,48 +722,51 @@ unsafe fn kernel_portable<const R: usize>(t: &Tile) {
 /// As [`Tile::run`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2<const R: usize>(t: &Tile) {
+unsafe fn kernel_avx2<const R: usize>(tile: &Tile) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let mut a = [std::ptr::null::<f32>(); R];
     for (i, a) in a.iter_mut().enumerate() {
-        *a = t.a.add(i * t.lda);
+        *a = tile.a.add(i * tile.lda);
     }
-    for p in 0..t.kc {
-        let w0 = _mm256_load_ps(t.w.add(p * NR));
-        let w1 = _mm256_load_ps(t.w.add(p * NR + 8));
-        for i in 0..R {
-            let x = _mm256_broadcast_ss(&*a[i].add(p));
-            acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
-        }
-    }
-    if t.cols == NR {
-        for (i, acc) in acc.iter().enumerate() {
-            let c = t.c.add(i * t.ldc);
-            let (mut v0, mut v1) = (acc[0], acc[1]);
-            if t.accumulate {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c.add(8)));
-            } else if !t.bias.is_null() {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(t.bias));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(t.bias.add(8)));
-            }
-            if t.stream {
-                _mm256_stream_ps(c, v0);
-                _mm256_stream_ps(c.add(8), v1);
-            } else {
-                _mm256_storeu_ps(c, v0);
-                _mm256_storeu_ps(c.add(8), v1);
+    for j in 0..=tile.more {
+        let t = &tile.panel(j);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in 0..t.kc {
+            let w0 = _mm256_load_ps(t.w.add(p * NR));
+            let w1 = _mm256_load_ps(t.w.add(p * NR + 8));
+            for i in 0..R {
+                let x = _mm256_broadcast_ss(&*a[i].add(p));
+                acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
             }
         }
-    } else {
-        let mut sums = [[0f32; NR]; R];
-        for (s, acc) in sums.iter_mut().zip(&acc) {
-            _mm256_storeu_ps(s.as_mut_ptr(), acc[0]);
-            _mm256_storeu_ps(s.as_mut_ptr().add(8), acc[1]);
+        if t.cols == NR {
+            for (i, acc) in acc.iter().enumerate() {
+                let c = t.c.add(i * t.ldc);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if t.accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c.add(8)));
+                } else if !t.bias.is_null() {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(t.bias));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(t.bias.add(8)));
+                }
+                if t.stream {
+                    _mm256_stream_ps(c, v0);
+                    _mm256_stream_ps(c.add(8), v1);
+                } else {
+                    _mm256_storeu_ps(c, v0);
+                    _mm256_storeu_ps(c.add(8), v1);
+                }
+            }
+        } else {
+            let mut sums = [[0f32; NR]; R];
+            for (s, acc) in sums.iter_mut().zip(&acc) {
+                _mm256_storeu_ps(s.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(s.as_mut_ptr().add(8), acc[1]);
+            }
+            t.store(&sums);
         }
-        t.store(&sums);
     }
 }
 
