@@ -320,12 +320,16 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
             .map_or(0, |j| j + 1),
         None => t,
     };
+    // one mask row shared by every query row (BERT's padding): one scan
+    let shared = matches!(mask, None | Some((_, 0))).then(|| visible(0));
     for r0 in (0..s).step_by(ROW_BLOCK) {
         let rows = ROW_BLOCK.min(s - r0);
-        let te = (r0..r0 + rows).map(visible).max().unwrap_or(0);
-        let p = &mut scratch.p;
-        p.clear();
-        p.resize(rows * te, 0.0);
+        let te = shared.unwrap_or_else(|| (r0..r0 + rows).map(visible).max().unwrap_or(0));
+        // every score is written by the product below: grow, never clear
+        if scratch.p.len() < rows * te {
+            scratch.p.resize(rows * te, 0.0);
+        }
+        let p = &mut scratch.p[..rows * te];
         // SAFETY: q holds s rows of d values qs apart (`view` in `attend`),
         // p rows x te; te <= t keys and d are inside the packed kᵀ.
         unsafe {
