@@ -91,7 +91,7 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             attributes.push(super::rewrite::string_attr("activation", act.name()));
         }
         if let Some((op, b, other)) = binary_after(&view, &graph.node[last].output[0]) {
-            if view.inits.get(other).is_none() && taken.insert(b) {
+            if !view.inits.contains_key(other) && taken.insert(b) {
                 last = b;
                 nodes.push(b);
                 inputs.push(other.to_string());
