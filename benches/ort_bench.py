@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--edgebench", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "edgebench"))
+    ap.add_argument("--one-ort-round", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     try:
         import numpy as np
@@ -28,12 +29,13 @@ def main():
     except ImportError:
         print("onnxruntime or numpy is not installed: pip install onnxruntime numpy", file=sys.stderr)
         return 2
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = a.threads
-    opts.inter_op_num_threads = 1
-    t = time.perf_counter()
-    sess = ort.InferenceSession(os.path.join(a.model, "model.onnx"), opts, providers=["CPUExecutionProvider"])
-    load_ms = (time.perf_counter() - t) * 1e3
+    if a.one_ort_round:  # child: load, time, print one JSON line
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = a.threads
+        opts.inter_op_num_threads = 1
+        t = time.perf_counter()
+        sess = ort.InferenceSession(os.path.join(a.model, "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        load_ms = (time.perf_counter() - t) * 1e3
 
     def ort_round():
         names = [i.name for i in sess.get_inputs()]
@@ -69,6 +71,19 @@ def main():
             rows["decode_p50"] = statistics.median(steps) * 1e3
         return rows
 
+    if a.one_ort_round:
+        rows = ort_round()
+        rows["load_and_optimise"] = load_ms
+        print(json.dumps(rows))
+        return 0
+
+    def ort_process_round():
+        args = [sys.executable, os.path.abspath(__file__), "--one-ort-round", "--model", a.model,
+                "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
+                "--decode-tokens", str(a.decode_tokens), "--repeats", str(a.repeats)]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     def tract_round():
         try:
             out = subprocess.run([a.edgebench, "--threads", str(a.threads), "bench", "model", "--model", a.model, "--json",
@@ -81,14 +96,10 @@ def main():
 
     rounds = []
     for _ in range(max(1, a.rounds)):
-        rounds.append((ort_round(), tract_round()))
+        rounds.append((ort_process_round(), tract_round()))
     print(f"model {a.model}, threads {a.threads} for both engines, {len(rounds)} round(s), medians over rounds")
     print(f"{'metric':<26} {'onnxruntime':>12} {'tract':>12} {'tract/ort':>10}  range")
     # ratio > 1 means tract is slower for times (ms) and faster for rates (tokens/s, sentences/s)
-    tract_load = [t["load_and_optimise"] for _, t in rounds if t.get("load_and_optimise")]
-    if tract_load:
-        tl = statistics.median(tract_load)
-        print(f"{'load_and_optimise':<26} {load_ms:>12.2f} {tl:>12.2f} {tl / load_ms:>10.2f}  (onnxruntime loaded once)")
     for m in rounds[0][0]:
         pairs = [(o[m], t[m]) for o, t in rounds if t.get(m)]
         ov = statistics.median(o[m] for o, _ in rounds)
