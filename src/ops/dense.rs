@@ -199,25 +199,9 @@ pub fn parse(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let then = match node.get_attr_opt::<String>("then")? {
-        None => None,
-        Some(name) => Some(Binary::parse(&name).with_context(|| {
-            format!(
-                "{OP_NAME} `{}`: unknown `then` operation {name:?} (Add or Mul)",
-                node.name
-            )
-        })?),
-    };
+    let then = named_attr(node, "then", Binary::parse, "Add or Mul")?;
     let has_bias = super::has_input(node, 2) && (then.is_none() || super::has_input(node, 3));
-    let act = match node.get_attr_opt::<String>("activation")? {
-        None => None,
-        Some(name) => Some(Activation::parse(&name).with_context(|| {
-            format!(
-                "{OP_NAME} `{}`: unknown activation {name:?} (gelu or silu)",
-                node.name
-            )
-        })?),
-    };
+    let act = named_attr(node, "activation", Activation::parse, "gelu or silu")?;
     Ok((
         expand(DenseExpansion {
             has_bias,
@@ -226,6 +210,26 @@ pub fn parse(
         }),
         vec![],
     ))
+}
+
+/// Optional string attribute `attr` of `node`, read by `parse`; an unknown
+/// value is an error naming the node and the `expected` values.
+fn named_attr<T>(
+    node: &NodeProto,
+    attr: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> TractResult<Option<T>> {
+    node.get_attr_opt::<String>(attr)?
+        .map(|name| {
+            parse(&name).with_context(|| {
+                format!(
+                    "{OP_NAME} `{}`: unknown {attr} {name:?} ({expected})",
+                    node.name
+                )
+            })
+        })
+        .transpose()
 }
 
 #[derive(Debug, Clone)]
@@ -430,7 +434,7 @@ impl TypedOp for DenseMatMul {
 mod tests {
     use super::*;
     use crate::onnx::{Dim, Elem, GraphBuilder};
-    use crate::ops::test_util::{data, worse};
+    use crate::ops::test_util::{data, rel_err};
 
     fn rows() -> Dim {
         Dim::from("rows")
@@ -534,12 +538,7 @@ mod tests {
         for rows in [1usize, 7, 300] {
             let (want, got) = (run(&plain, rows), run(&fused, rows));
             for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert_eq!(w.len(), g.len());
-                let err = w
-                    .iter()
-                    .zip(g)
-                    .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
-                    .fold(0f32, worse);
+                let err = rel_err(g, w);
                 assert!(err < 1e-5, "output {i}, {rows} rows: error {err}");
             }
         }

@@ -874,7 +874,7 @@ pub fn reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::data;
+    use crate::ops::test_util::{data, rel_err};
 
     fn check(m: usize, k: usize, n: usize, bias: bool, threads: usize, simd: Option<bool>) {
         let x = data(m * k, 1);
@@ -893,11 +893,7 @@ mod tests {
             None => p.matmul(&x, m, &mut y, threads),
         }
         let want = reference(&x, m, &w, k, n, b.as_deref());
-        let err = y
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0f32, crate::ops::test_util::worse);
+        let err = rel_err(&y, &want);
         assert!(
             err < 1e-5,
             "m {m} k {k} n {n} bias {bias} threads {threads} simd {simd:?}: error {err}"
@@ -1010,11 +1006,7 @@ mod tests {
                 };
                 let mut y = vec![f32::NAN; m * n];
                 pool.install(|| p.matmul_then(&x, m, &mut y, 3, epi));
-                let err = y
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-                    .fold(0f32, crate::ops::test_util::worse);
+                let err = rel_err(&y, &want);
                 assert!(
                     err < 1e-5,
                     "{act:?} then {then:?}, m {m} k {k} n {n}: error {err}"
@@ -1068,11 +1060,7 @@ mod tests {
             let y =
                 unsafe { std::slice::from_raw_parts_mut(lanes.as_mut_ptr().cast::<f32>(), m * n) };
             pool.install(|| p.matmul(&x, m, y, threads));
-            let err = y
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-                .fold(0f32, crate::ops::test_util::worse);
+            let err = rel_err(y, &want);
             assert!(err < 1e-5, "threads {threads}: error {err}");
         }
     }

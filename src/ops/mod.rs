@@ -129,6 +129,15 @@ pub(crate) mod test_util {
         }
     }
 
+    /// Largest `|got - want| / (1 + |want|)` (NaN if any value is NaN).
+    pub(crate) fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len(), "lengths differ");
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0f32, worse)
+    }
+
     /// `n` deterministic pseudo-random values in [-1, 1].
     pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
