@@ -93,7 +93,13 @@ impl PackedF32 {
             }
         }
         let panels = n.div_ceil(NR);
-        let mut lanes = vec![Lane([0.0; NR]); panels * k];
+        let mut lanes: Vec<Lane> = Vec::with_capacity(panels * k);
+        // before the first write, so the kernel backs it with 2 MiB pages
+        super::huge_pages(
+            lanes.as_ptr().cast(),
+            panels * k * std::mem::size_of::<Lane>(),
+        );
+        lanes.resize(panels * k, Lane([0.0; NR]));
         for (p, panel) in lanes.chunks_exact_mut(k).enumerate() {
             let (c0, cols) = (p * NR, NR.min(n - p * NR));
             for (row, lane) in panel.iter_mut().enumerate() {
