@@ -91,7 +91,7 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
             attributes.push(super::rewrite::string_attr("activation", act.name()));
         }
         if let Some((op, b, other)) = binary_after(&view, &graph.node[last].output[0]) {
-            if !view.inits.contains_key(other) && taken.insert(b) {
+            if taken.insert(b) {
                 last = b;
                 nodes.push(b);
                 inputs.push(other.to_string());
@@ -111,7 +111,8 @@ pub fn fuse_graph(graph: &mut pb::GraphProto) -> usize {
 }
 
 /// The `Add` or `Mul` that alone consumes `y`, its node, and its other
-/// operand (not `y` itself). Whether the operand has `y`'s shape is only
+/// operand: computed (not an initializer: constants are biases or stay
+/// tract's) and not `y` itself. Whether the operand has `y`'s shape is only
 /// known once tract has typed the graph: `EbDense` checks it then, and
 /// wires the product and tract's broadcasting op when it does not.
 fn binary_after<'a>(view: &GraphView<'a>, y: &str) -> Option<(Binary, usize, &'a str)> {
@@ -123,6 +124,9 @@ fn binary_after<'a>(view: &GraphView<'a>, y: &str) -> Option<(Binary, usize, &'a
         return None;
     }
     let other = node.input.iter().find(|x| *x != y)?;
+    if view.inits.contains_key(other.as_str()) {
+        return None;
+    }
     Some((Binary::parse(&node.op_type)?, b, other.as_str()))
 }
 

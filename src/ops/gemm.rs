@@ -416,9 +416,7 @@ impl PackedF32 {
             std::arch::x86_64::_mm_sfence();
         }
     }
-}
 
-impl PackedF32 {
     /// [`PackedF32::run_panels`] for a product whose packed slice fits in
     /// cache (attention's per-head products): rows outside, panels inside,
     /// one kernel call per row tile for all the whole panels. Blocking
@@ -441,33 +439,32 @@ impl PackedF32 {
         let stride = self.k;
         // panels with all NR columns inside `n`, then at most one ragged one
         let whole = range.start..range.end.min(n / NR).max(range.start);
-        let bias = |p: usize| match &self.bias {
-            Some(b) => b[p].0.as_ptr(),
-            None => std::ptr::null(),
-        };
         let mut r = 0;
         while r < m {
             let rows = tile_rows(m - r);
-            for (p, more) in [(whole.start, whole.len().saturating_sub(1))]
-                .into_iter()
-                .filter(|_| !whole.is_empty())
-                .chain((whole.end..range.end).map(|p| (p, 0)))
-            {
-                Tile {
-                    kc: k,
-                    a: x.add(r * lda),
-                    lda,
-                    w: self.lanes[p * stride..][..k].as_ptr().cast(),
-                    c: y.get().add(r * ldc + p * NR),
-                    ldc,
-                    cols: NR.min(n - p * NR),
-                    accumulate: false,
-                    stream: false,
-                    bias: bias(p),
-                    more,
-                    w_step: stride,
-                }
-                .run(rows, simd);
+            // panel `p` and the `more` whole panels after it, on rows r..
+            let tile = |p: usize, more: usize| Tile {
+                kc: k,
+                a: x.add(r * lda),
+                lda,
+                w: self.lanes[p * stride..][..k].as_ptr().cast(),
+                c: y.get().add(r * ldc + p * NR),
+                ldc,
+                cols: NR.min(n - p * NR),
+                accumulate: false,
+                stream: false,
+                bias: self
+                    .bias
+                    .as_ref()
+                    .map_or(std::ptr::null(), |b| b[p].0.as_ptr()),
+                more,
+                w_step: stride,
+            };
+            if !whole.is_empty() {
+                tile(whole.start, whole.len() - 1).run(rows, simd);
+            }
+            for p in whole.end..range.end {
+                tile(p, 0).run(rows, simd);
             }
             r += rows;
         }
