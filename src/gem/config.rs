@@ -188,7 +188,7 @@ impl GemConfig {
         bits_ok("pathways.general_bits", self.pathways.general_bits)?;
         bits_ok("output.bits", self.output.bits)?;
         let bs = self.pathways.block_size;
-        if bs == 0 || bs % 8 != 0 {
+        if bs == 0 || !bs.is_multiple_of(8) {
             return Err(bad(
                 "pathways.block_size",
                 format!("{bs} must be a positive multiple of 8"),
@@ -232,7 +232,7 @@ impl GemConfig {
             }
         }
         let kv = self.pathways.kv_heads();
-        if kv == 0 || self.pathways.heads % kv != 0 {
+        if kv == 0 || !self.pathways.heads.is_multiple_of(kv) {
             return Err(bad(
                 "pathways.kv_heads",
                 format!(

@@ -354,7 +354,7 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
             ),
         ));
     }
-    if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+    if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
         return Err(bad(
             &cfg_path,
             "hidden_size must be a multiple of num_attention_heads",
@@ -478,8 +478,9 @@ impl TractEncoder {
                 },
                 max_context: manifest.max_context,
                 matmul: format!(
-                    "{}; {note}; {} thread(s)",
+                    "{}; {note}; f32 kernels: {}; {} thread(s)",
                     manifest.matmul,
+                    crate::ops::isa().name(),
                     super::threads()
                 ),
                 parameters: manifest.parameters,

@@ -139,10 +139,11 @@ impl TractDecoder {
             },
             max_context: manifest.max_context,
             matmul: format!(
-                "{}; EbQuantLinear lowering: {}; {}; {} thread(s)",
+                "{}; EbQuantLinear lowering: {}; {}; f32 kernels: {}; {} thread(s)",
                 manifest.matmul,
                 crate::ops::quant::Lowering::from_env().name(),
                 graph.rewrites_note(),
+                crate::ops::isa().name(),
                 super::threads()
             ),
             parameters: manifest.parameters,

@@ -837,7 +837,7 @@ pub fn dequantize_blocks(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>
         ));
     }
     let (bs, bb) = ty.layout().expect("supported types have a known layout");
-    if n % bs != 0 {
+    if !n.is_multiple_of(bs) {
         return err(format!(
             "{n} elements, not a multiple of block size {bs} of {}",
             ty.name()
@@ -901,7 +901,7 @@ pub fn dequantize_blocks(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>
 
 fn check_blocks(w: &[f32], what: &str) {
     assert!(
-        w.len() % 32 == 0,
+        w.len().is_multiple_of(32),
         "{what}: {} values, not a multiple of the block size 32",
         w.len()
     );

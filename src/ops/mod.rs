@@ -17,17 +17,77 @@ pub mod router;
 pub mod scar;
 pub(crate) mod softmax;
 
-/// Whether this CPU can run EdgeBench's AVX2+FMA kernels (`gemm`,
-/// `softmax`, `activation`; checked at run time, cached by std).
-pub(crate) fn avx2_fma() -> bool {
+/// The widest x86-64 vector instructions EdgeBench's kernels use, in
+/// increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust (the compiler's own vectorisation): every other CPU.
+    Portable,
+    /// AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// AVX-512F (with AVX2 + FMA), 16 lanes: the f32 product kernels.
+    Avx512,
+}
+
+impl Isa {
+    /// Lower-case name, as `EDGEBENCH_MAX_ISA` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The kernels this process runs: the widest this CPU has (detected at
+/// run time), capped by the environment variable `EDGEBENCH_MAX_ISA`
+/// (`avx512`, `avx2` or `portable`), so the same binary can be compared
+/// against itself, or kept off AVX-512 on CPUs that slow their clock for
+/// it. Read once per process; an unknown value is reported on stderr and
+/// ignored.
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let cap = match std::env::var("EDGEBENCH_MAX_ISA") {
+            Err(_) => Isa::Avx512,
+            Ok(v) => match [Isa::Portable, Isa::Avx2, Isa::Avx512]
+                .into_iter()
+                .find(|i| i.name() == v.trim().to_ascii_lowercase())
+            {
+                Some(i) => i,
+                None => {
+                    eprintln!(
+                        "warning: EDGEBENCH_MAX_ISA={v:?} is not one of avx512, avx2, portable; ignored"
+                    );
+                    Isa::Avx512
+                }
+            },
+        };
+        detected_isa().min(cap)
+    })
+}
+
+/// The widest [`Isa`] this CPU supports.
+fn detected_isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        use std::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            return if has!("avx512f") {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            };
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::Portable
+}
+
+/// Whether EdgeBench's AVX2+FMA kernels run (`gemm`, `softmax`,
+/// `activation`): see [`isa`].
+pub(crate) fn avx2_fma() -> bool {
+    isa() >= Isa::Avx2
 }
 
 /// Whether an ONNX node has its optional input `i` (present and not the empty name).

@@ -68,13 +68,13 @@ impl BlockQuant<'_> {
         if !BITS.contains(&self.bits) {
             return Err(format!("bits = {} is not one of {BITS:?}", self.bits));
         }
-        if self.block_size == 0 || self.block_size % QB != 0 {
+        if self.block_size == 0 || !self.block_size.is_multiple_of(QB) {
             return Err(format!(
                 "block_size = {} must be a positive multiple of {QB}",
                 self.block_size
             ));
         }
-        if self.k == 0 || self.k % self.block_size != 0 {
+        if self.k == 0 || !self.k.is_multiple_of(self.block_size) {
             return Err(format!(
                 "k = {} must be a positive multiple of block_size {}",
                 self.k, self.block_size
@@ -413,7 +413,7 @@ impl PackedMatrix {
     pub fn matmul_with(&self, x: &[f32], y: &mut [f32], threads: usize, opts: Options) {
         let (n, k, nb) = (self.n, self.k, self.nb);
         assert!(
-            x.len() % k == 0,
+            x.len().is_multiple_of(k),
             "x has {} values, not a multiple of k = {k}",
             x.len()
         );
@@ -1083,7 +1083,7 @@ mod x86 {
     pub(super) unsafe fn tile_f32(w: &[f32], x: &[f32], out: &mut [f32]) {
         let k = w.len() / TILE;
         let rows = x.len() / k.max(1);
-        assert!(k % 8 == 0 && w.len() == TILE * k && x.len() == rows * k);
+        assert!(k.is_multiple_of(8) && w.len() == TILE * k && x.len() == rows * k);
         assert!(out.len() >= rows * TILE);
         let wp = w.as_ptr();
         let mut r = 0;
@@ -1347,7 +1347,7 @@ mod tests {
         for &bits in &BITS {
             for (si, &(n, k)) in shapes.iter().enumerate() {
                 for mins in [false, true] {
-                    let half = (si + mins as usize) % 2 == 0;
+                    let half = (si + mins as usize).is_multiple_of(2);
                     let q = Owned::random(&mut rng, bits, 32, n, k, mins, half);
                     let m = PackedMatrix::new(&q.view()).unwrap();
                     assert_eq!(m.half_params(), (half, mins && half));

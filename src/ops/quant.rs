@@ -56,13 +56,13 @@ impl QuantFormat {
         if !BITS.contains(&self.bits) {
             return Err(format!("bits = {} is not one of {BITS:?}", self.bits));
         }
-        if self.block_size == 0 || self.block_size % 8 != 0 {
+        if self.block_size == 0 || !self.block_size.is_multiple_of(8) {
             return Err(format!(
                 "block_size = {} must be a positive multiple of 8",
                 self.block_size
             ));
         }
-        if self.k == 0 || self.k % self.block_size != 0 {
+        if self.k == 0 || !self.k.is_multiple_of(self.block_size) {
             return Err(format!(
                 "in_features = {} must be a multiple of block_size {}",
                 self.k, self.block_size
@@ -411,7 +411,7 @@ impl Expansion for QuantLinear {
         let lead: String = "abcdefgh".chars().take(rank - 1).collect();
         let x = inputs[0];
         let lowering = Lowering::from_env();
-        if lowering == Lowering::Kernel && f.block_size % super::qkernel::QB == 0 {
+        if lowering == Lowering::Kernel && f.block_size.is_multiple_of(super::qkernel::QB) {
             let key: Vec<Option<Arc<Tensor>>> = inputs[1..]
                 .iter()
                 .map(|&o| model.outlet_fact(o).map(|f| f.konst.clone()))
