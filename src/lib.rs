@@ -3,6 +3,7 @@
 //! Data flows one way: [`suite`] files -> [`data`] examples -> [`request`]s ->
 //! [`model`] -> per-example [`record`]s -> [`metrics`] -> [`report`].
 
+pub mod alloc;
 pub mod data;
 pub mod device;
 pub mod gate;

@@ -5,6 +5,9 @@ mod cli;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOC: edgebench::alloc::HugePageAlloc = edgebench::alloc::HugePageAlloc;
+
 fn main() -> std::process::ExitCode {
     // A closed pipe (`edgebench suites list | head`) ends the process quietly,
     // as in other Unix tools, instead of panicking inside println!.
