@@ -456,7 +456,7 @@ pub struct TractEncoder {
 impl TractEncoder {
     /// Loads an `architecture = "encoder"` model directory.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let graph = super::load_graph(dir, manifest)?;
+        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest)?;
         let note = graph.rewrites_note();
         let super::LoadedGraph {
             plan,
@@ -464,7 +464,7 @@ impl TractEncoder {
             path: graph_path,
             ..
         } = graph;
-        let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
+        let tok = tok?;
         Ok(TractEncoder {
             plan,
             tok,

@@ -73,7 +73,7 @@ fn f32_data(t: &TValue) -> TractResult<&[f32]> {
 impl TractDecoder {
     /// Loads `<dir>/model.onnx` and `<dir>/tokenizer.json` as described by the manifest.
     pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let graph = super::load_graph(dir, manifest)?;
+        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest)?;
         let (n_inputs, n_outputs) = graph.arity();
         let tract_err = |e: anyhow::Error| graph.error(e);
         let graph_path = graph.path.clone();
@@ -97,7 +97,7 @@ impl TractDecoder {
             }
             _ => None,
         };
-        let tok = Tok::load(&dir.join(&manifest.tokenizer))?;
+        let tok = tok?;
         if tok.vocab_size() > manifest.vocab_size {
             return Err(ModelError::Tokenizer {
                 path: dir.join(&manifest.tokenizer),
