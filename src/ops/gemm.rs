@@ -376,6 +376,7 @@ impl PackedF32 {
                 let mut m0 = 0;
                 while m0 < m {
                     let mc = mc_max.min(m - m0);
+                    let tiles = mc.div_ceil(if pairs { MR_AVX512 } else { MR });
                     let mut p = chunk.start;
                     while p < chunk.end {
                         let width = if pairs && p + 1 < chunk.end && (p + 2) * NR <= n {
@@ -387,7 +388,6 @@ impl PackedF32 {
                         // the next tile's panels' slices, asked into L2 a
                         // share per tile, so its first tile does not wait on memory
                         let next = p + width..(p + 2 * width).min(range.end);
-                        let tiles = mc.div_ceil(if pairs { MR_AVX512 } else { MR });
                         let per_tile = (next.len() * kc).div_ceil(tiles);
                         let mut fetched = 0;
                         let cols = NR.min(n - p * NR);
@@ -985,17 +985,14 @@ mod tests {
         let w = data(k * n, 2);
         let b = bias.then(|| data(n, 3));
         let p = PackedF32::new(&w, k, n, b.as_deref()).unwrap();
-        let mut y = vec![f32::NAN; m * n];
-        match isa {
-            // one thread, a forced kernel
-            Some(s) => {
-                let panels = n.div_ceil(NR);
-                // SAFETY: lengths as `matmul` asserts; one thread.
-                let io = Strided::new((x.as_ptr(), k), (OutPtr(y.as_mut_ptr()), n), (m, k, n));
-                unsafe { p.run_panels(io, 0..panels, s) }
+        let y = match isa {
+            Some(isa) => forced(&p, &x, m, isa),
+            None => {
+                let mut y = vec![f32::NAN; m * n];
+                p.matmul(&x, m, &mut y, threads);
+                y
             }
-            None => p.matmul(&x, m, &mut y, threads),
-        }
+        };
         let want = reference(&x, m, &w, k, n, b.as_deref());
         let err = rel_err(&y, &want);
         // f32 summation error grows with the depth (about 1.6e-5 at k = 700)
@@ -1004,6 +1001,17 @@ mod tests {
             err < tol,
             "m {m} k {k} n {n} bias {bias} threads {threads} isa {isa:?}: error {err}"
         );
+    }
+
+    /// `x [m, k] · p` on one thread with the kernels of `isa`.
+    fn forced(p: &PackedF32, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
+        let (k, n) = (p.k(), p.n());
+        assert_eq!(x.len(), m * k);
+        let mut y = vec![f32::NAN; m * n];
+        let io = Strided::new((x.as_ptr(), k), (OutPtr(y.as_mut_ptr()), n), (m, k, n));
+        // SAFETY: x holds m rows of k values, y m rows of n; one thread.
+        unsafe { p.run_panels(io, 0..n.div_ceil(NR), isa) };
+        y
     }
 
     #[test]
@@ -1105,17 +1113,14 @@ mod tests {
             check(m, k, n, false, 1, Some(Isa::Avx512));
             let p = PackedF32::new(&data(k * n, 2), k, n, Some(&data(n, 3))).unwrap();
             let x = data(m * k, 1);
-            let run = |isa| {
-                let mut y = vec![f32::NAN; m * n];
-                let io = Strided::new((x.as_ptr(), k), (OutPtr(y.as_mut_ptr()), n), (m, k, n));
-                // SAFETY: x holds m rows of k values, y m rows of n; one thread.
-                unsafe { p.run_panels(io, 0..n.div_ceil(NR), isa) };
-                y
-            };
             // each output summed in the same order: equal, not just close
             // (unless AVX2 has a one-row tile, which sums in four chains)
             if m % MR != 1 {
-                assert_eq!(run(Isa::Avx2), run(Isa::Avx512), "m {m} k {k} n {n}");
+                assert_eq!(
+                    forced(&p, &x, m, Isa::Avx2),
+                    forced(&p, &x, m, Isa::Avx512),
+                    "m {m} k {k} n {n}"
+                );
             }
         }
     }
