@@ -82,6 +82,11 @@ pub struct QualityRules {
     /// lower-is-better metrics such as perplexity).
     #[serde(default = "default_max_drop")]
     pub max_drop: f64,
+    /// Largest tolerated drop relative to the baseline's magnitude (0.01 =
+    /// 1 %); the threshold is the larger of this and `max_drop`. 0 (the
+    /// default) leaves thresholds absolute.
+    #[serde(default)]
+    pub max_rel_drop: f64,
     /// Significance level of the paired test.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
@@ -97,6 +102,7 @@ impl Default for QualityRules {
     fn default() -> Self {
         QualityRules {
             max_drop: DEFAULT_MAX_DROP,
+            max_rel_drop: 0.0,
             alpha: DEFAULT_ALPHA,
             mcnemar_mid_p: false,
             overrides: Vec::new(),
@@ -121,6 +127,9 @@ pub struct QualityOverride {
     /// New `max_drop`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_drop: Option<f64>,
+    /// New `max_rel_drop`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rel_drop: Option<f64>,
     /// New `alpha`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
@@ -400,10 +409,25 @@ impl CheckKey {
 pub struct QualityRule {
     /// Largest tolerated worsening (absolute).
     pub max_drop: f64,
+    /// Largest tolerated worsening relative to the baseline's magnitude.
+    pub max_rel_drop: f64,
     /// Significance level.
     pub alpha: f64,
     /// Use McNemar's mid-p.
     pub mid_p: bool,
+}
+
+impl QualityRule {
+    /// The threshold on the drop from `baseline`: the larger of the absolute
+    /// and the relative tolerance.
+    pub fn threshold(&self, baseline: f64) -> f64 {
+        let relative = self.max_rel_drop * baseline.abs();
+        if relative.is_finite() {
+            self.max_drop.max(relative)
+        } else {
+            self.max_drop
+        }
+    }
 }
 
 /// The rule that applies to one performance class.
@@ -580,6 +604,7 @@ impl GateRules {
 
         let q = &self.quality;
         non_negative("quality.max_drop", q.max_drop)?;
+        non_negative("quality.max_rel_drop", q.max_rel_drop)?;
         alpha("quality.alpha", q.alpha)?;
         for (i, o) in q.overrides.iter().enumerate() {
             let f = format!("quality.override[{i}]");
@@ -593,6 +618,9 @@ impl GateRules {
             )?;
             if let Some(x) = o.max_drop {
                 non_negative(&format!("{f}.max_drop"), x)?;
+            }
+            if let Some(x) = o.max_rel_drop {
+                non_negative(&format!("{f}.max_rel_drop"), x)?;
             }
             if let Some(a) = o.alpha {
                 alpha(&format!("{f}.alpha"), a)?;
@@ -672,7 +700,8 @@ impl GateRules {
         match key.kind {
             CheckKind::Suite | CheckKind::Domain => {
                 let q = &self.quality;
-                let (mut max_drop, mut alpha, mut enabled) = (q.max_drop, q.alpha, true);
+                let (mut max_drop, mut max_rel_drop) = (q.max_drop, q.max_rel_drop);
+                let (mut alpha, mut enabled) = (q.alpha, true);
                 for o in &q.overrides {
                     // A suite selector never matches a domain score.
                     if selects(&o.suite, &key.suite)
@@ -680,12 +709,14 @@ impl GateRules {
                         && selects(&o.metric, &Some(key.metric.clone()))
                     {
                         max_drop = o.max_drop.unwrap_or(max_drop);
+                        max_rel_drop = o.max_rel_drop.unwrap_or(max_rel_drop);
                         alpha = o.alpha.unwrap_or(alpha);
                         enabled = o.enabled.unwrap_or(enabled);
                     }
                 }
                 enabled.then_some(QualityRule {
                     max_drop,
+                    max_rel_drop,
                     alpha,
                     mid_p,
                 })
@@ -712,6 +743,7 @@ impl GateRules {
                 }
                 enabled.then_some(QualityRule {
                     max_drop,
+                    max_rel_drop: 0.0,
                     alpha,
                     mid_p,
                 })
@@ -838,6 +870,11 @@ alpha = 0.01
 suite = "legal_noisy"
 enabled = false
 
+[[quality.override]]
+metric = "*perplexity"
+max_drop = 0.5
+max_rel_drop = 0.01
+
 [[robustness.override]]
 metric = "cdtr"
 domain = "multilingual"
@@ -869,6 +906,36 @@ max_change = 0.2
             Some((0.05, 0.05))
         );
         assert_eq!(rule(CheckKey::dsi("multilingual")), Some((0.05, 0.05)));
+        // Relative tolerance: only where an override sets it.
+        let rel = |k: CheckKey| r.quality_rule(&k).map(|q| q.max_rel_drop);
+        assert_eq!(
+            rel(CheckKey::suite("wiki", "stem", "word_perplexity")),
+            Some(0.01)
+        );
+        assert_eq!(rel(CheckKey::suite("wiki", "stem", "acc")), Some(0.0));
+        assert_eq!(rel(CheckKey::cdtr("legal", "stem")), Some(0.0));
+        let q = r
+            .quality_rule(&CheckKey::suite("wiki", "stem", "word_perplexity"))
+            .unwrap();
+        assert_eq!((q.threshold(20.0), q.threshold(1e6)), (0.5, 1e4));
+    }
+
+    #[test]
+    fn the_shipped_default_rules_scale_perplexity_thresholds() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/reports/baselines/gate.toml");
+        let r = GateRules::load(std::path::Path::new(path)).unwrap();
+        let q = r
+            .quality_rule(&CheckKey::suite(
+                "dapt-lm-news",
+                "domain-adaptive",
+                "word_perplexity",
+            ))
+            .unwrap();
+        assert_eq!((q.max_drop, q.max_rel_drop), (0.5, 0.01));
+        let acc = r
+            .quality_rule(&CheckKey::suite("mathqa", "stem", "acc"))
+            .unwrap();
+        assert_eq!((acc.max_drop, acc.max_rel_drop), (0.01, 0.0));
     }
 
     #[test]
@@ -918,6 +985,11 @@ max_change = 0.2
         assert_eq!(
             e,
             "rules/gate.toml: quality.override[1].max_drop: must be a finite number >= 0, got -0.1"
+        );
+        let e = error("[[quality.override]]\nmetric = \"ppl\"\nmax_rel_drop = -0.01\n");
+        assert_eq!(
+            e,
+            "rules/gate.toml: quality.override[0].max_rel_drop: must be a finite number >= 0, got -0.01"
         );
         let e = error("[[quality.override]]\nmax_drop = 0.1\n");
         assert!(

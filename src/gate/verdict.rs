@@ -137,7 +137,8 @@ pub struct QualityCheck {
     pub change: f64,
     /// Worsening in the metric's bad direction (negative for a gain).
     pub drop: f64,
-    /// Threshold on `drop`.
+    /// Threshold on `drop`: the rule's `max_drop`, or `max_rel_drop` times
+    /// the baseline's magnitude when that is larger.
     pub max_drop: f64,
     /// Significance level.
     pub alpha: f64,
@@ -197,7 +198,7 @@ pub fn check_quality(input: &QualityInput, rule: &QualityRule) -> QualityCheck {
         candidate: input.candidate,
         change,
         drop,
-        max_drop: rule.max_drop,
+        max_drop: rule.threshold(input.baseline),
         alpha: rule.alpha,
         p_value,
         test,
@@ -234,7 +235,7 @@ fn decide(
         return inconclusive(format!("{} has no usable data", test.as_str()));
     };
     let t = test.as_str();
-    let (md, a) = (rule.max_drop, rule.alpha);
+    let (md, a) = (rule.threshold(input.baseline), rule.alpha);
     let gain = -drop;
     let scale = input.baseline.abs().max(input.candidate.abs());
     if exceeds(drop, md, scale) {
@@ -410,6 +411,7 @@ mod tests {
 
     const RULE: QualityRule = QualityRule {
         max_drop: 0.01,
+        max_rel_drop: 0.0,
         alpha: 0.05,
         mid_p: false,
     };
@@ -482,6 +484,54 @@ mod tests {
             ..input
         };
         assert_eq!(check_quality(&up, &RULE).verdict, Verdict::Improvement);
+    }
+
+    #[test]
+    fn a_relative_threshold_scales_with_the_baseline() {
+        // The bundled tiny model's word perplexity (4.4e11) moved by 1.6e-8
+        // relative between two CPUs, with every example's log-probability
+        // moving the same way: significant, and far above an absolute 0.5.
+        let rise = |baseline: f64, candidate: f64| QualityInput {
+            baseline,
+            candidate,
+            higher_is_better: false,
+            n: 50,
+            evidence: Evidence::Bootstrap(vec![candidate - baseline; 99]),
+        };
+        let absolute = QualityRule {
+            max_drop: 0.5,
+            ..RULE
+        };
+        let tiny = rise(437_376_322_309.0, 437_376_329_303.0);
+        assert_eq!(check_quality(&tiny, &absolute).verdict, Verdict::Regression);
+        let relative = QualityRule {
+            max_rel_drop: 0.01,
+            ..absolute
+        };
+        let chk = check_quality(&tiny, &relative);
+        assert_eq!(chk.verdict, Verdict::Pass);
+        assert!(
+            (chk.max_drop - 4_373_763_223.09).abs() < 1e-3,
+            "{}",
+            chk.max_drop
+        );
+        // 2 % worse is still a regression at 1 %.
+        let worse = rise(437_376_322_309.0, 1.02 * 437_376_322_309.0);
+        assert_eq!(
+            check_quality(&worse, &relative).verdict,
+            Verdict::Regression
+        );
+        // Below 50 the absolute 0.5 is the larger: 45.57 -> 46.0 passes,
+        // 45.57 -> 46.2 fails.
+        assert_eq!(check_quality(&rise(45.57, 46.0), &relative).max_drop, 0.5);
+        assert_eq!(
+            check_quality(&rise(45.57, 46.0), &relative).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            check_quality(&rise(45.57, 46.2), &relative).verdict,
+            Verdict::Regression
+        );
     }
 
     #[test]
