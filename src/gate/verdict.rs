@@ -192,13 +192,14 @@ pub fn check_quality(input: &QualityInput, rule: &QualityRule) -> QualityCheck {
             )
         }
     };
-    let (verdict, detail) = decide(input, rule, drop, p_value, test);
+    let threshold = rule.threshold(input.baseline);
+    let (verdict, detail) = decide(input, (threshold, rule.alpha), drop, p_value, test);
     QualityCheck {
         baseline: input.baseline,
         candidate: input.candidate,
         change,
         drop,
-        max_drop: rule.threshold(input.baseline),
+        max_drop: threshold,
         alpha: rule.alpha,
         p_value,
         test,
@@ -216,7 +217,7 @@ fn exceeds(x: f64, limit: f64, scale: f64) -> bool {
 
 fn decide(
     input: &QualityInput,
-    rule: &QualityRule,
+    (md, a): (f64, f64),
     drop: f64,
     p: Option<f64>,
     test: TestKind,
@@ -235,7 +236,6 @@ fn decide(
         return inconclusive(format!("{} has no usable data", test.as_str()));
     };
     let t = test.as_str();
-    let (md, a) = (rule.threshold(input.baseline), rule.alpha);
     let gain = -drop;
     let scale = input.baseline.abs().max(input.candidate.abs());
     if exceeds(drop, md, scale) {
