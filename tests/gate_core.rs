@@ -484,6 +484,7 @@ fn the_shipped_rules_file_is_the_defaults_plus_perplexity_overrides() {
         .quality_rule(&CheckKey::suite("commonsenseqa", "commonsense", "acc"))
         .unwrap();
     assert_eq!((acc.max_drop, acc.alpha), (0.01, 0.05));
+    assert_eq!(acc.max_rel_drop, 0.0);
     let ppl = rules
         .quality_rule(&CheckKey::suite(
             "dapt-lm-news",
@@ -492,6 +493,9 @@ fn the_shipped_rules_file_is_the_defaults_plus_perplexity_overrides() {
         ))
         .unwrap();
     assert!(ppl.max_drop > 0.01);
+    // 0.5 or 1 % of the baseline, whichever is larger (word perplexities
+    // of the tiny model reach 1e11)
+    assert_eq!((ppl.max_drop, ppl.max_rel_drop), (0.5, 0.01));
     // Apart from that override, the file spells out the built-in defaults.
     let d = GateRules::default();
     for key in [
