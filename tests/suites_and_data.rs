@@ -38,7 +38,7 @@ fn registry_has_47_suites_in_8_domains_with_the_issue_counts() {
 fn every_suite_loads_its_fixtures() {
     let root = common::repo().join("fixtures");
     for s in specs() {
-        match data::locate(&s, &root) {
+        match data::locate(&s, &root).unwrap() {
             DataStatus::Found(_) => {}
             DataStatus::Missing(m) => panic!("{}: fixture missing: {m}", s.id),
         }
@@ -63,7 +63,7 @@ fn every_real_sample_in_shared_data_loads() {
     };
     let mut loaded = 0;
     for s in specs() {
-        if let DataStatus::Found(_) = data::locate(&s, &root) {
+        if let DataStatus::Found(_) = data::locate(&s, &root).unwrap() {
             let ex = data::load_examples(&s, &root).unwrap_or_else(|e| panic!("{}: {e}", s.id));
             assert!(!ex.is_empty(), "{}: no example", s.id);
             loaded += 1;

@@ -35,12 +35,13 @@ pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
                 .iter()
                 .map(|s| {
                     let status = match data::locate(s, &root) {
-                        DataStatus::Found(f) => format!(
+                        Ok(DataStatus::Found(f)) => format!(
                             "found ({} file{})",
                             f.len(),
                             if f.len() == 1 { "" } else { "s" }
                         ),
-                        DataStatus::Missing(m) => format!("missing: {m}"),
+                        Ok(DataStatus::Missing(m)) => format!("missing: {m}"),
+                        Err(e) => format!("invalid: {e}"),
                     };
                     (
                         s.id.clone(),
@@ -84,14 +85,13 @@ pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
             let mut problems: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
             let mut loaded = 0;
             for s in &ok {
-                if let DataStatus::Found(_) = data::locate(s, &root) {
-                    match data::load_examples(s, &root) {
-                        Ok(ex) if ex.is_empty() => {
-                            problems.push(format!("{}: data loads but yields no example", s.id))
-                        }
+                match data::locate(s, &root) {
+                    Ok(DataStatus::Found(_)) => match data::load_examples(s, &root) {
                         Ok(_) => loaded += 1,
                         Err(e) => problems.push(format!("{}: {e}", s.id)),
-                    }
+                    },
+                    Ok(DataStatus::Missing(_)) => {}
+                    Err(e) => problems.push(format!("{}: {e}", s.id)),
                 }
             }
             println!(

@@ -313,12 +313,16 @@ fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Example> {
                     value: to_text(&a, "")
                         .trim()
                         .replace(',', "")
-                        .parse()
-                        .map_err(|_| {
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
                             DataError::at(
                                 &row.file,
                                 row.line,
-                                format!("answer `{a}` is not a number"),
+                                format!(
+                                    "field `{answer_path}`: answer `{a}` is not a finite number"
+                                ),
                             )
                         })?,
                 },
@@ -331,6 +335,7 @@ fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Example> {
         }
     };
     Ok(Example {
+        truncated_bytes: 0,
         id,
         vars,
         choices,
@@ -363,6 +368,7 @@ fn dailydialog(spec: &SuiteSpec, rows: &[Row], values: &[String]) -> Res<Vec<Exa
             vars.insert("history".into(), dialog[start..i].join("\n"));
             vars.insert("utterance".into(), utt.clone());
             out.push(Example {
+                truncated_bytes: 0,
                 id: format!("{id}#{i}"),
                 vars,
                 choices: words(spec, values),
@@ -390,6 +396,7 @@ fn persona_example(
     vars.insert("history".into(), history[start..].join("\n"));
     vars.insert("message".into(), message.to_string());
     Example {
+        truncated_bytes: 0,
         id,
         vars,
         choices,
@@ -551,12 +558,20 @@ fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                                     "sentence {k}: NER span needs [start, end, label]"
                                 )));
                             };
-                            let (s, e) = (s as usize - offset, e as usize - offset);
-                            if e >= sent.len() || s > e {
+                            // document-level token offsets -> this sentence's positions
+                            let local = |x: i64| {
+                                usize::try_from(x)
+                                    .ok()
+                                    .and_then(|x| x.checked_sub(offset))
+                                    .filter(|x| *x < sent.len())
+                            };
+                            let Some((s, e)) = local(s).zip(local(e)).filter(|(s, e)| s <= e)
+                            else {
                                 return Err(bad(format!(
-                                    "sentence {k}: span [{s}, {e}] outside the sentence"
+                                    "field `{key}`, sentence {k}: span [{s}, {e}] is outside the sentence (document tokens {offset}..{})",
+                                    offset + sent.len()
                                 )));
-                            }
+                            };
                             if tags[s..=e].iter().any(|t| t != "O") {
                                 continue; // nested span: keep the first, as BIO cannot nest
                             }
@@ -587,6 +602,7 @@ fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                         Gold::Triples { triples }
                     };
                     out.push(Example {
+                        truncated_bytes: 0,
                         id: format!("{id}#{k}"),
                         vars,
                         choices: spec.labels.values.clone(),
@@ -617,6 +633,7 @@ fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 let mut vars = BTreeMap::new();
                 vars.insert("document".into(), doc.join(" "));
                 out.push(Example {
+                    truncated_bytes: 0,
                     id,
                     vars,
                     choices: vec![],
@@ -730,6 +747,7 @@ fn tydiqa(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                     (1..=passages.len()).map(|i| i.to_string()).collect();
                 choices.push("none".into());
                 out.push(Example {
+                    truncated_bytes: 0,
                     id,
                     vars,
                     choices,
@@ -755,6 +773,7 @@ fn tydiqa(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                     .collect();
                 texts.dedup();
                 out.push(Example {
+                    truncated_bytes: 0,
                     id,
                     vars,
                     choices: vec![],
@@ -782,6 +801,7 @@ fn tatoeba(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("target".into(), target.clone());
     vars.insert("lang".into(), lang);
     Ok(Example {
+        truncated_bytes: 0,
         id: row_id(spec, row),
         vars,
         choices: vec![],
@@ -800,6 +820,7 @@ fn bucc(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("sentence".into(), sentence);
     vars.insert("lang".into(), lang.clone());
     Ok(Example {
+        truncated_bytes: 0,
         id: key.clone(),
         vars,
         choices: vec![],
@@ -832,6 +853,7 @@ fn finqa(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("context".into(), format!("{pre}\n{table}\n{post}"));
     vars.insert("question".into(), question);
     Ok(Example {
+        truncated_bytes: 0,
         id: row_id(spec, row),
         vars,
         choices: vec![],
@@ -890,6 +912,7 @@ fn mimic_diagnosis(
         let mut vars = BTreeMap::new();
         vars.insert("text".into(), text);
         out.push(Example {
+            truncated_bytes: 0,
             id,
             vars,
             choices: words(spec, values),

@@ -80,6 +80,11 @@ pub fn load_file(path: &Path) -> Result<SuiteSpec, SuiteError> {
 
 /// Checks a parsed suite for consistency; the message names the field.
 pub fn validate(s: &SuiteSpec) -> Result<(), String> {
+    inside_data_root("data.dir", &s.data.dir)?;
+    inside_data_root("data.eval", &s.data.eval)?;
+    if let Some(f) = &s.data.fewshot {
+        inside_data_root("data.fewshot", f)?;
+    }
     if s.metrics.is_empty() {
         return Err("`metrics` is empty: name at least one".into());
     }
@@ -189,6 +194,24 @@ pub fn validate(s: &SuiteSpec) -> Result<(), String> {
         && s.prompt.template.trim().is_empty()
     {
         return Err("prompt.template is empty".into());
+    }
+    Ok(())
+}
+
+/// Checks that a data path of a suite is relative and stays below the data
+/// root: no absolute path, drive or `..` component.
+fn inside_data_root(field: &str, value: &str) -> Result<(), String> {
+    use std::path::Component;
+    let p = Path::new(value);
+    if value.is_empty() && field != "data.dir" {
+        return Err(format!("`{field}` is empty: name a file or glob"));
+    }
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{field}` = \"{value}\" leaves the data directory: use a relative path without `..`"
+        ));
     }
     Ok(())
 }
