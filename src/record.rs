@@ -27,9 +27,30 @@ pub enum RecordError {
         line: usize,
         message: String,
     },
+    /// A `run.json` or `plan.json` that cannot be used.
+    #[error("{path}: {message}")]
+    Manifest { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// Another process holds the run's writer lock.
+    #[error("{0}")]
+    Busy(String),
 }
+
+impl RecordError {
+    /// Whether the error is bad input (a malformed or misused run folder,
+    /// exit 2) rather than a failure to read or write (exit 1).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, RecordError::Io { .. })
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Folder inside a run holding the suite files it was run with.
+pub const SUITE_SNAPSHOT: &str = "suites";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     move |source| RecordError::Io {
@@ -66,6 +87,9 @@ pub struct Record {
     pub output_tokens: usize,
     /// Wall time of the model calls, milliseconds.
     pub latency_ms: f64,
+    /// Bytes cut from the example's texts before prompting (`data::MAX_TEXT_BYTES`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated_bytes: usize,
     /// GEM's per-token routing decisions, one string of pathway ids (`0`-`7`
     /// the domains in `gem::config::DOMAINS` order, `8` general) per forward pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -84,7 +108,7 @@ impl Record {
         Record {
             suite: suite.to_string(),
             example_id: example.id.clone(),
-            prompt_hash: sha256_str(&serde_json::to_string(&calls).expect("calls serialise")),
+            prompt_hash: crate::request::prompt_hash(&calls),
             strategy,
             calls,
             replies,
@@ -94,7 +118,49 @@ impl Record {
             prompt_tokens: 0,
             output_tokens: 0,
             latency_ms: 0.0,
+            truncated_bytes: example.truncated_bytes,
             routes: Vec::new(),
+        }
+    }
+}
+
+impl Record {
+    /// Checks what scoring relies on: one reply per call answering it with
+    /// finite numbers, and a gold answer inside the choices. The message
+    /// names the field.
+    pub fn check(&self) -> Result<(), String> {
+        if crate::request::prompt_hash(&self.calls) != self.prompt_hash {
+            return Err("field `prompt_hash` does not match the record's calls".into());
+        }
+        if self.replies.len() != self.calls.len() {
+            return Err(format!(
+                "field `replies`: {} replies for {} calls",
+                self.replies.len(),
+                self.calls.len()
+            ));
+        }
+        for (i, (c, r)) in self.calls.iter().zip(&self.replies).enumerate() {
+            r.check(c)
+                .map_err(|e| format!("field `replies[{i}]`: {e}"))?;
+        }
+        let n = self.choices.len();
+        let out_of_range = |i: usize| {
+            Err(format!(
+                "field `gold`: index {i} is outside the {n} choices"
+            ))
+        };
+        match &self.gold {
+            Gold::Index { index } | Gold::MaybeIndex { index: Some(index) } if *index >= n => {
+                out_of_range(*index)
+            }
+            Gold::Indices { indices } => match indices.iter().find(|i| **i >= n) {
+                Some(i) => out_of_range(*i),
+                None => Ok(()),
+            },
+            Gold::Number { value } if !value.is_finite() => Err(format!(
+                "field `gold`: the number is {value}, not a finite number"
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -156,6 +222,28 @@ pub struct RunManifest {
     /// Device, threads, frequency governor and thermal state of the run.
     #[serde(default)]
     pub provenance: RunProvenance,
+    /// sha256 of `plan.json` (the example ids each suite evaluates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_sha256: Option<String>,
+    /// Each process that wrote to the run, in order: the start, then every resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<Leg>,
+}
+
+/// One process's part of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leg {
+    /// When it started (RFC 3339, UTC).
+    pub started: String,
+    /// `start`, `resume`, or `new-leg` (a resume with `--force-new-leg`).
+    pub kind: String,
+    /// Host that ran it.
+    pub host: String,
+    /// Threads it used.
+    pub threads: usize,
+    /// What a `new-leg` changed against the run as it was (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 /// Where and how a run executed (every figure of a run is tied to it).
@@ -195,6 +283,42 @@ impl RunProvenance {
     }
 }
 
+/// Largest number of bootstrap resamples a run may ask for (each resample
+/// holds one value per metric and suite; more adds nothing to a 95 % interval).
+pub const MAX_BOOTSTRAP: usize = 100_000;
+
+/// Checks that `id` is a run id: one path component of `[A-Za-z0-9._-]`,
+/// not `.` or `..`, at most 128 characters.
+pub fn check_run_id(id: &str) -> Result<(), RecordError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RecordError::Invalid(format!(
+            "run id `{id}` is not a single name of letters, digits, `.`, `_` and `-` (at most 128 characters)"
+        )))
+    }
+}
+
+/// A suite's records as read from disk, without modifying the file.
+#[derive(Debug, Default)]
+pub struct RecordFile {
+    /// Complete records with their 1-based line numbers.
+    pub records: Vec<(usize, Record)>,
+    /// Line number of a torn last line (the writer died mid-line), ignored.
+    pub torn_line: Option<usize>,
+}
+
+/// The plan of a run: the example ids each suite evaluates, fixed when the
+/// run starts (`plan.json`).
+pub type Plan = BTreeMap<String, Vec<String>>;
+
 /// A run directory on disk.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -202,20 +326,47 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// The run directory `<out>/runs/<id>`.
-    pub fn new(out: &Path, id: &str) -> Self {
-        RunDir {
+    /// The run directory `<out>/runs/<id>`; `id` must pass [`check_run_id`].
+    pub fn new(out: &Path, id: &str) -> Result<Self, RecordError> {
+        check_run_id(id)?;
+        Ok(RunDir {
             root: out.join("runs").join(id),
+        })
+    }
+
+    /// Claims a new run directory `<out>/runs/<id>`: created atomically, so
+    /// two processes can never start the same run id.
+    pub fn create(out: &Path, id: &str) -> Result<Self, RecordError> {
+        let dir = RunDir::new(out, id)?;
+        let parent = out.join("runs");
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        match std::fs::create_dir(&dir.root) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(RecordError::Invalid(format!(
+                    "{} already exists: choose another --run-id, or continue it with --resume {id}",
+                    dir.root.display()
+                )))
+            }
+            Err(e) => Err(io(&dir.root)(e)),
         }
     }
 
-    /// Opens an existing run directory (a path or `<out>/runs/<id>`).
+    /// Opens an existing run directory: a run id under `<out>/runs`, or the
+    /// path of a folder holding `run.json`.
     pub fn open(out: &Path, id_or_path: &str) -> Result<Self, RecordError> {
         let direct = PathBuf::from(id_or_path);
         let root = if direct.join("run.json").is_file() {
             direct
         } else {
-            out.join("runs").join(id_or_path)
+            RunDir::new(out, id_or_path)
+                .map_err(|_| {
+                    RecordError::Invalid(format!(
+                        "{id_or_path}: neither a run id under {}/runs nor a folder holding run.json",
+                        out.display()
+                    ))
+                })?
+                .root
         };
         if !root.join("run.json").is_file() {
             return Err(RecordError::Invalid(format!(
@@ -227,9 +378,45 @@ impl RunDir {
         Ok(RunDir { root })
     }
 
+    /// Takes the run's writer lock (`.lock`, an advisory lock the OS drops
+    /// when the process ends, however it ends). A second writer gets an error
+    /// naming the holder's process id.
+    pub fn lock(&self, command: &str) -> Result<RunLock, RecordError> {
+        let path = self.root.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(RecordError::Busy(format!(
+                    "{} is in use by another EdgeBench process ({}); wait for it to finish or stop it",
+                    self.root.display(),
+                    if holder.is_empty() { "pid unknown" } else { holder }
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        file.set_len(0).map_err(io(&path))?;
+        write!(file, "pid {} ({command})", std::process::id()).map_err(io(&path))?;
+        file.flush().map_err(io(&path))?;
+        Ok(RunLock { _file: file })
+    }
+
     /// Path of the manifest.
     pub fn manifest_path(&self) -> PathBuf {
         self.root.join("run.json")
+    }
+
+    /// Path of the plan.
+    pub fn plan_path(&self) -> PathBuf {
+        self.root.join("plan.json")
     }
 
     /// Path of a suite's records.
@@ -239,63 +426,143 @@ impl RunDir {
 
     /// Writes the manifest atomically (temp file + rename).
     pub fn save_manifest(&self, m: &RunManifest) -> Result<(), RecordError> {
-        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let path = self.manifest_path();
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(m).expect("manifest serialises");
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        write_atomic(&self.manifest_path(), text.as_bytes())
     }
 
-    /// Reads the manifest.
+    /// Reads the manifest and checks the values later commands rely on.
     pub fn load_manifest(&self) -> Result<RunManifest, RecordError> {
         let path = self.manifest_path();
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map_err(|e| RecordError::Malformed {
-            path,
-            line: e.line(),
+        let m: RunManifest = serde_json::from_str(&text).map_err(|e| RecordError::Manifest {
+            path: path.clone(),
             message: e.to_string(),
-        })
+        })?;
+        if m.bootstrap > MAX_BOOTSTRAP {
+            return Err(RecordError::Manifest {
+                path,
+                message: format!(
+                    "field `bootstrap` is {}, above the largest allowed ({MAX_BOOTSTRAP})",
+                    m.bootstrap
+                ),
+            });
+        }
+        Ok(m)
     }
 
-    /// Reads a suite's records. A torn last line (the process died mid-write)
-    /// is dropped and the file truncated to the last complete record.
-    pub fn load_records(&self, suite: &str) -> Result<Vec<Record>, RecordError> {
-        let path = self.records_path(suite);
+    /// Writes the plan atomically and returns its sha256.
+    pub fn save_plan(&self, plan: &Plan) -> Result<String, RecordError> {
+        let text = serde_json::to_string_pretty(plan).expect("plan serialises");
+        write_atomic(&self.plan_path(), text.as_bytes())?;
+        Ok(sha256_str(&text))
+    }
+
+    /// Reads the plan (`None` for runs made before plans were written).
+    pub fn load_plan(&self) -> Result<Option<Plan>, RecordError> {
+        let path = self.plan_path();
         if !path.exists() {
-            return Ok(vec![]);
+            return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let mut out = Vec::new();
-        let mut good_bytes = 0usize;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| RecordError::Manifest {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Reads a suite's records without modifying the file. A torn last line
+    /// (the writer died mid-write) is reported in [`RecordFile::torn_line`]
+    /// and left out; any other unreadable line is an error.
+    pub fn read_records(&self, suite: &str) -> Result<RecordFile, RecordError> {
+        let path = self.records_path(suite);
+        if !path.exists() {
+            return Ok(RecordFile::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let mut out = RecordFile::default();
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         for (i, line) in lines.iter().enumerate() {
-            let complete = line.ends_with('\n');
-            match serde_json::from_str::<Record>(line.trim_end()) {
-                Ok(r) if complete => {
-                    out.push(r);
-                    good_bytes += line.len();
-                }
-                _ if i + 1 == lines.len() => {
-                    // torn tail: cut it off so appends start on a clean line
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io(&path))?;
-                    f.set_len(good_bytes as u64).map_err(io(&path))?;
-                    break;
-                }
-                Err(e) => {
+            let last = i + 1 == lines.len();
+            let parsed = serde_json::from_str::<Record>(line.trim_end())
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check().map(|()| r));
+            match parsed {
+                Ok(r) if line.ends_with('\n') => out.records.push((i + 1, r)),
+                _ if last && !line.ends_with('\n') => out.torn_line = Some(i + 1),
+                Ok(_) => unreachable!("only the last line can lack its newline"),
+                Err(message) => {
                     return Err(RecordError::Malformed {
                         path,
                         line: i + 1,
-                        message: e.to_string(),
+                        message,
                     })
                 }
-                Ok(_) => unreachable!("complete is false only on the last line"),
             }
         }
         Ok(out)
+    }
+
+    /// A suite's complete records ([`RunDir::read_records`] without line numbers).
+    pub fn load_records(&self, suite: &str) -> Result<Vec<Record>, RecordError> {
+        Ok(self
+            .read_records(suite)?
+            .records
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Cuts a torn last line off a suite's records so appends start on a
+    /// clean line; returns the line cut. Only a run's writer calls this.
+    pub fn repair_torn_tail(&self, suite: &str) -> Result<Option<usize>, RecordError> {
+        let file = self.read_records(suite)?;
+        let Some(line) = file.torn_line else {
+            return Ok(None);
+        };
+        let path = self.records_path(suite);
+        let text = std::fs::read(&path).map_err(io(&path))?;
+        let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.set_len(keep as u64).map_err(io(&path))?;
+        f.sync_data().map_err(io(&path))?;
+        Ok(Some(line))
+    }
+
+    /// Copies the suite file `src` into the run's snapshot; returns its sha256.
+    pub fn snapshot_suite(&self, id: &str, src: &Path) -> Result<String, RecordError> {
+        let bytes = std::fs::read(src).map_err(io(src))?;
+        let target = self.root.join(SUITE_SNAPSHOT).join(format!("{id}.toml"));
+        write_atomic(&target, &bytes)?;
+        use sha2::{Digest, Sha256};
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    }
+
+    /// Moves `drop` to `records/superseded/leg<leg>-<suite>.jsonl` and
+    /// leaves `keep` as the suite's records (a new leg of a resumed run).
+    pub fn supersede_records(
+        &self,
+        suite: &str,
+        leg: usize,
+        keep: &[Record],
+        drop: &[Record],
+    ) -> Result<(), RecordError> {
+        let lines = |rs: &[Record]| {
+            rs.iter()
+                .map(|r| serde_json::to_string(r).expect("record serialises") + "\n")
+                .collect::<String>()
+        };
+        let aside = self
+            .root
+            .join("records")
+            .join("superseded")
+            .join(format!("leg{leg}-{suite}.jsonl"));
+        write_atomic(&aside, lines(drop).as_bytes())?;
+        write_atomic(&self.records_path(suite), lines(keep).as_bytes())
     }
 
     /// Opens a suite's record file for appending.
@@ -310,19 +577,28 @@ impl RunDir {
             .map_err(io(&path))?;
         Ok(Appender { file, path })
     }
+}
 
-    /// Rewrites a suite's records (used by `rescore` to refresh per-example scores).
-    pub fn rewrite_records(&self, suite: &str, records: &[Record]) -> Result<(), RecordError> {
-        let path = self.records_path(suite);
-        let tmp = path.with_extension("jsonl.tmp");
-        let mut text = String::new();
-        for r in records {
-            text.push_str(&serde_json::to_string(r).expect("record serialises"));
-            text.push('\n');
-        }
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
-    }
+/// The writer lock of a run directory, held until dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// reader sees the old or the new content, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_data().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Appends records, one JSON line each, flushed and synced per record.

@@ -248,6 +248,11 @@ pub fn build(spec: &SuiteSpec, strategy: Strategy, ex: &Example, pool: &[Example
     }
 }
 
+/// sha256 of the serialised calls: a record's `prompt_hash`, checked on resume.
+pub fn prompt_hash(calls: &[Call]) -> String {
+    crate::record::sha256_str(&serde_json::to_string(calls).expect("calls serialise"))
+}
+
 /// Executes one call on a model.
 pub fn execute(model: &mut dyn Model, call: &Call) -> Result<Reply, ModelError> {
     Ok(match call {
@@ -271,4 +276,83 @@ pub fn execute(model: &mut dyn Model, call: &Call) -> Result<Reply, ModelError> 
             embeddings: model.embed(texts)?,
         },
     })
+}
+
+impl Reply {
+    /// Checks that this reply answers `call`: the same kind, one value per
+    /// continuation or text, and finite numbers only. The message names the
+    /// offending value.
+    pub fn check(&self, call: &Call) -> Result<(), String> {
+        let finite = |what: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{what} is {v}, not a finite number"))
+            }
+        };
+        match (call, self) {
+            (Call::Loglikelihood { continuations, .. }, Reply::Loglikelihood { results }) => {
+                if results.len() != continuations.len() {
+                    return Err(format!(
+                        "{} loglikelihoods for {} continuations",
+                        results.len(),
+                        continuations.len()
+                    ));
+                }
+                for (i, r) in results.iter().enumerate() {
+                    finite(&format!("the loglikelihood of continuation {i}"), r.logprob)?;
+                }
+                Ok(())
+            }
+            (Call::Generate { .. }, Reply::Generate { .. }) => Ok(()),
+            (Call::Rolling { .. }, Reply::Rolling { rolling }) => {
+                finite("the rolling loglikelihood", rolling.logprob)
+            }
+            (Call::Embed { texts }, Reply::Embed { embeddings }) => {
+                if embeddings.len() != texts.len() {
+                    return Err(format!(
+                        "{} embeddings for {} texts",
+                        embeddings.len(),
+                        texts.len()
+                    ));
+                }
+                for (i, e) in embeddings.iter().enumerate() {
+                    if let Some(j) = e.iter().position(|x| !x.is_finite()) {
+                        return Err(format!(
+                            "embedding {i} has {} at position {j}, not a finite number",
+                            e[j]
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            (c, r) => Err(format!(
+                "a `{}` reply answers a `{}` call",
+                r.kind(),
+                c.kind()
+            )),
+        }
+    }
+
+    /// The reply's kind as written in records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Loglikelihood { .. } => "loglikelihood",
+            Reply::Generate { .. } => "generate",
+            Reply::Rolling { .. } => "rolling",
+            Reply::Embed { .. } => "embed",
+        }
+    }
+}
+
+impl Call {
+    /// The call's kind as written in records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Call::Loglikelihood { .. } => "loglikelihood",
+            Call::Generate { .. } => "generate",
+            Call::Rolling { .. } => "rolling",
+            Call::Embed { .. } => "embed",
+        }
+    }
 }
