@@ -31,9 +31,9 @@ pub enum GemCommand {
         /// Sentences per domain used for the fit (about a quarter are held out).
         #[arg(long, default_value_t = 80)]
         sentences_per_domain: usize,
-        /// Folder of suite files (for --fit-router).
-        #[arg(long, default_value = "suites")]
-        suites_dir: PathBuf,
+        /// Folder of suite files (for --fit-router; default ./suites).
+        #[arg(long)]
+        suites_dir: Option<PathBuf>,
         /// Data root for --fit-router (default: $EDGEBENCH_DATA, else the bundled fixtures/).
         #[arg(long, env = "EDGEBENCH_DATA")]
         data_dir: Option<PathBuf>,

@@ -14,7 +14,7 @@ mod suites;
 mod sweep;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// EdgeBench: evaluate on-device language models over 47 suites in 8 domains.
 #[derive(Debug, Parser)]
@@ -30,9 +30,9 @@ pub struct Cli {
 /// Options shared by commands that read suites and data.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Paths {
-    /// Folder of suite files.
-    #[arg(long, default_value = "suites", global = true)]
-    pub suites_dir: PathBuf,
+    /// Folder of suite files (default: ./suites, else the source tree's).
+    #[arg(long, global = true)]
+    pub suites_dir: Option<PathBuf>,
     /// Data root (default: $EDGEBENCH_DATA, else the bundled fixtures/).
     #[arg(long, env = "EDGEBENCH_DATA", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -44,18 +44,21 @@ pub struct Paths {
 impl Paths {
     /// Suites folder, falling back to the source tree's when run from elsewhere.
     pub fn suites(&self) -> PathBuf {
-        fallback(&self.suites_dir, "suites")
+        match &self.suites_dir {
+            Some(d) => d.clone(),
+            None => fallback(Path::new("suites"), "suites"),
+        }
     }
     /// Data root.
     pub fn data(&self) -> PathBuf {
         self.data_dir
             .clone()
-            .unwrap_or_else(|| fallback(&PathBuf::from("fixtures"), "fixtures"))
+            .unwrap_or_else(|| fallback(Path::new("fixtures"), "fixtures"))
     }
 }
 
-fn fallback(p: &std::path::Path, name: &str) -> PathBuf {
-    if p.exists() || p != std::path::Path::new(name) {
+fn fallback(p: &Path, name: &str) -> PathBuf {
+    if p.exists() || p != Path::new(name) {
         p.to_path_buf()
     } else {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
@@ -113,6 +116,24 @@ pub fn failed(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: 1,
         error: e.into(),
+    }
+}
+
+/// A run error with its exit code: 2 for bad input, 1 otherwise.
+pub fn run_failure(e: edgebench::runner::RunError) -> Failure {
+    if e.is_bad_input() {
+        bad_input(e)
+    } else {
+        failed(e)
+    }
+}
+
+/// A record error with its exit code: 2 for a malformed or misused run folder, 1 for I/O.
+pub fn record_failure(e: edgebench::record::RecordError) -> Failure {
+    if e.is_bad_input() {
+        bad_input(e)
+    } else {
+        failed(e)
     }
 }
 

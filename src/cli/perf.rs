@@ -70,6 +70,9 @@ fn secs(s: f64, flag: &str) -> Result<Duration, Failure> {
 }
 
 pub fn perf(a: PerfArgs) -> Result<(), Failure> {
+    if let Some(id) = &a.run_id {
+        edgebench::record::check_run_id(id).map_err(bad_input)?;
+    }
     let o = &a.opts;
     let power = match o.power.as_str() {
         "auto" => PowerChoice::Auto {
@@ -117,7 +120,9 @@ pub fn perf(a: PerfArgs) -> Result<(), Failure> {
             edgebench::runner::now_utc().1.replace([':', '-'], "")
         )
     });
-    let dir = a.paths.out.join("runs").join(&id);
+    let dir = edgebench::record::RunDir::new(&a.paths.out, &id)
+        .map_err(bad_input)?
+        .root;
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let json = serde_json::to_string_pretty(&report).map_err(failed)?;
     std::fs::write(dir.join("perf.json"), json).map_err(failed)?;

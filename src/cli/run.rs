@@ -1,37 +1,41 @@
 //! `edgebench run`, `rescore` and `report`.
 
-use super::{bad_input, failed, Failure, Paths};
+use super::{bad_input, failed, record_failure, run_failure, Failure, Paths};
 use clap::Args;
 use edgebench::metrics::Bootstrap;
 use edgebench::model;
-use edgebench::record::RunDir;
+use edgebench::record::{RunDir, MAX_BOOTSTRAP};
 use edgebench::report::{self, RunScores};
-use edgebench::runner::{self, RunConfig, RunError};
+use edgebench::runner::{self, Options, Requested, Settings};
 use edgebench::suite;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// `builtin:tiny` (the bundled model) or a model directory.
-    #[arg(long, default_value = "builtin:tiny")]
-    pub model: String,
-    /// Comma-separated suite ids, domain names, or `all`.
-    #[arg(long, default_value = "all")]
-    pub suites: String,
+    /// `builtin:tiny` (the bundled model, the default) or a model directory.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Comma-separated suite ids, domain names, or `all` (the default).
+    #[arg(long)]
+    pub suites: Option<String>,
     /// Examples per suite (overrides each suite's default; 0 = all).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed for few-shot draws and the bootstrap.
-    #[arg(long, default_value_t = 1234)]
-    pub seed: u64,
-    /// Continue an interrupted run instead of starting a new one.
+    /// Seed for the example sample, few-shot draws and the bootstrap (default 1234).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue an interrupted run with the settings its run.json records.
     #[arg(long)]
     pub resume: Option<String>,
+    /// With --resume: continue with this command's settings where they differ
+    /// from the run's, recorded in run.json as a new leg.
+    #[arg(long, requires = "resume")]
+    pub force_new_leg: bool,
     /// Name of a new run (default: timestamp and model name).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub run_id: Option<String>,
-    /// Bootstrap resamples for confidence intervals.
-    #[arg(long, default_value_t = 1000)]
-    pub bootstrap: usize,
+    /// Bootstrap resamples for confidence intervals (default 1000).
+    #[arg(long)]
+    pub bootstrap: Option<usize>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -57,7 +61,7 @@ pub struct RunArgs {
 pub struct RescoreArgs {
     /// Run id (under <out>/runs) or run directory.
     pub run: String,
-    /// Bootstrap resamples.
+    /// Bootstrap resamples (default: the run's).
     #[arg(long)]
     pub bootstrap: Option<usize>,
     /// Print results.json to stdout.
@@ -67,44 +71,79 @@ pub struct RescoreArgs {
     pub paths: Paths,
 }
 
-fn classify(e: RunError) -> Failure {
-    match e {
-        RunError::Model { .. } | RunError::Record(_) => failed(e),
-        RunError::Data(_) | RunError::Mismatch(_) => bad_input(e),
-    }
-}
+const DEFAULT_MODEL: &str = "builtin:tiny";
+const DEFAULT_SEED: u64 = 1234;
+const DEFAULT_BOOTSTRAP: usize = 1000;
 
 pub fn run(a: RunArgs) -> Result<(), Failure> {
     if a.mode == "perf" {
         return super::perf::perf(super::perf::PerfArgs {
-            model: a.model,
+            model: a.model.unwrap_or_else(|| DEFAULT_MODEL.into()),
             run_id: a.run_id,
             opts: a.perf,
             paths: a.paths,
         });
     }
-    let suites_dir = a.paths.suites();
-    let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
-    let selected = suite::select(&specs, &a.suites).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-    let mut m = model::load(&a.model, &a.paths.out.join("models")).map_err(bad_input)?;
-    let cfg = RunConfig {
-        data_dir: a.paths.data(),
-        out: a.paths.out.clone(),
-        limit: a.limit,
-        seed: a.seed,
-        resume: a.resume.clone(),
-        run_id: a.run_id.clone(),
+    let opts = Options {
         quiet: a.quiet,
-        bootstrap: a.bootstrap,
         stop_after: a.stop_after,
         throttle_ms: a.throttle_ms,
     };
-    let prepared = runner::prepare(&selected, &cfg, m.as_ref()).map_err(classify)?;
-    let dir = runner::run(&prepared, &cfg, m.as_mut(), &suites_dir).map_err(classify)?;
-    report::snapshot_suites(&dir, &selected, &suites_dir).map_err(failed)?;
+    let cache = a.paths.out.join("models");
+    let suite_ids = |selector: &str| -> Result<Vec<String>, Failure> {
+        let specs = suite::load_dir(&a.paths.suites()).map_err(bad_input)?;
+        let selected = suite::select(&specs, selector)
+            .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+        Ok(selected.iter().map(|s| s.id.clone()).collect())
+    };
+    let (dir, _lock) = match &a.resume {
+        Some(id) => {
+            let requested = Requested {
+                model: a.model.clone(),
+                suites: a.suites.as_deref().map(suite_ids).transpose()?,
+                data_dir: a.paths.data_dir.clone(),
+                limit: a.limit,
+                seed: a.seed,
+                bootstrap: a.bootstrap,
+                suites_dir: a.paths.suites_dir.clone(),
+            };
+            runner::resume(&a.paths.out, id, &requested, a.force_new_leg, &cache, &opts)
+                .map_err(run_failure)?
+        }
+        None => {
+            if let Some(id) = &a.run_id {
+                edgebench::record::check_run_id(id).map_err(bad_input)?;
+            }
+            let suites_dir = a.paths.suites();
+            let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
+            let selected = suite::select(&specs, a.suites.as_deref().unwrap_or("all"))
+                .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+            let settings = Settings {
+                model: a.model.clone().unwrap_or_else(|| DEFAULT_MODEL.into()),
+                suites: selected.iter().map(|s| s.id.clone()).collect(),
+                data_dir: a.paths.data(),
+                limit: a.limit,
+                seed: a.seed.unwrap_or(DEFAULT_SEED),
+                bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
+            };
+            settings.check().map_err(run_failure)?;
+            let mut m = model::load(&settings.model, &cache).map_err(bad_input)?;
+            runner::start(
+                &a.paths.out,
+                a.run_id.as_deref(),
+                &settings,
+                &selected,
+                &suites_dir,
+                m.as_mut(),
+                &opts,
+            )
+            .map_err(run_failure)?
+        }
+    };
+    let manifest = dir.load_manifest().map_err(record_failure)?;
     let boot = Bootstrap {
-        resamples: a.bootstrap,
-        seed: a.seed,
+        resamples: manifest.bootstrap,
+        seed: manifest.seed,
     };
     let scores = report::score_run(&dir, &boot).map_err(failed)?;
     let written = report::write_reports(&dir, &scores).map_err(failed)?;
@@ -120,13 +159,29 @@ pub fn run(a: RunArgs) -> Result<(), Failure> {
 }
 
 pub fn rescore(a: RescoreArgs) -> Result<(), Failure> {
-    let dir = RunDir::open(&a.paths.out, &a.run).map_err(bad_input)?;
-    let manifest = dir.load_manifest().map_err(bad_input)?;
+    let dir = RunDir::open(&a.paths.out, &a.run).map_err(record_failure)?;
+    let _lock = dir.lock("rescore").map_err(record_failure)?;
+    let manifest = dir.load_manifest().map_err(record_failure)?;
+    let resamples = a.bootstrap.unwrap_or(manifest.bootstrap);
+    if resamples > MAX_BOOTSTRAP {
+        return Err(bad_input(anyhow::anyhow!(
+            "--bootstrap {resamples} is above the largest allowed ({MAX_BOOTSTRAP})"
+        )));
+    }
     let boot = Bootstrap {
-        resamples: a.bootstrap.unwrap_or(manifest.bootstrap),
+        resamples,
         seed: manifest.seed,
     };
     let scores = report::score_run(&dir, &boot).map_err(bad_input)?;
+    let problems = scores.integrity_problems();
+    if !problems.is_empty() {
+        return Err(bad_input(anyhow::anyhow!(
+            "{}: the records do not match the run's plan ({}); only `run --resume {}` can settle that",
+            dir.root.display(),
+            problems.join("; "),
+            manifest.run_id
+        )));
+    }
     let written = report::write_reports(&dir, &scores).map_err(failed)?;
     print_outcome(&dir, &scores, &written, false, a.json);
     Ok(())

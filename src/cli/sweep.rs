@@ -2,11 +2,11 @@
 //! over the chosen suites like `edgebench run`, then a table (Markdown, CSV)
 //! and a plot of bits against scores, perplexity, GG and DSI.
 
-use super::{bad_input, failed, Failure, Paths};
+use super::{bad_input, failed, run_failure, Failure, Paths};
 use clap::{Args, Subcommand};
 use edgebench::metrics::Bootstrap;
 use edgebench::record::RunDir;
-use edgebench::runner::{self, RunConfig, RunError};
+use edgebench::runner::{self, Options, Requested, Settings};
 use edgebench::sweep::{self, table, SweepError};
 use edgebench::{model, report, suite};
 
@@ -55,13 +55,6 @@ pub struct BitsArgs {
     pub paths: Paths,
 }
 
-fn classify(e: RunError) -> Failure {
-    match e {
-        RunError::Model { .. } | RunError::Record(_) => failed(e),
-        RunError::Data(_) | RunError::Mismatch(_) => bad_input(e),
-    }
-}
-
 fn model_error(e: SweepError) -> Failure {
     match e {
         SweepError::Build(e) => failed(e),
@@ -76,6 +69,7 @@ pub fn sweep(a: SweepArgs) -> Result<(), Failure> {
     let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
     let selected = suite::select(&specs, &a.suites)
         .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+    let settings_suites: Vec<String> = selected.iter().map(|s| s.id.clone()).collect();
     let source = sweep::resolve(&a.model).map_err(model_error)?;
     let id = a
         .sweep_id
@@ -96,25 +90,49 @@ pub fn sweep(a: SweepArgs) -> Result<(), Failure> {
         let graph_bytes = std::fs::metadata(dir.join("model.onnx"))
             .map(|m| m.len())
             .unwrap_or(0);
-        let mut m =
-            model::load(&dir.display().to_string(), &a.paths.out.join("models")).map_err(failed)?;
-        // a width already run under this sweep is resumed (the runner checks the model is the same)
-        let existing = RunDir::new(&a.paths.out, &name).manifest_path().exists();
-        let cfg = RunConfig {
-            data_dir: a.paths.data(),
-            out: a.paths.out.clone(),
-            limit: a.limit,
-            seed: a.seed,
-            resume: existing.then(|| name.clone()),
-            run_id: (!existing).then(|| name.clone()),
+        let spec = dir.display().to_string();
+        let opts = Options {
             quiet: a.quiet,
-            bootstrap: a.bootstrap,
-            stop_after: None,
-            throttle_ms: 0,
+            ..Options::default()
         };
-        let prepared = runner::prepare(&selected, &cfg, m.as_ref()).map_err(classify)?;
-        let run = runner::run(&prepared, &cfg, m.as_mut(), &suites_dir).map_err(classify)?;
-        report::snapshot_suites(&run, &selected, &suites_dir).map_err(failed)?;
+        let cache = a.paths.out.join("models");
+        // a width already run under this sweep is resumed (the runner checks it is the same run)
+        let existing = RunDir::new(&a.paths.out, &name)
+            .map_err(bad_input)?
+            .manifest_path()
+            .exists();
+        let (run, _lock) = if existing {
+            let requested = Requested {
+                model: Some(spec),
+                suites: Some(settings_suites.clone()),
+                data_dir: Some(a.paths.data()),
+                limit: a.limit,
+                seed: Some(a.seed),
+                bootstrap: Some(a.bootstrap),
+                suites_dir: None,
+            };
+            runner::resume(&a.paths.out, &name, &requested, false, &cache, &opts)
+        } else {
+            let settings = Settings {
+                model: spec,
+                suites: settings_suites.clone(),
+                data_dir: a.paths.data(),
+                limit: a.limit,
+                seed: a.seed,
+                bootstrap: a.bootstrap,
+            };
+            let mut m = model::load(&settings.model, &cache).map_err(failed)?;
+            runner::start(
+                &a.paths.out,
+                Some(&name),
+                &settings,
+                &selected,
+                &suites_dir,
+                m.as_mut(),
+                &opts,
+            )
+        }
+        .map_err(run_failure)?;
         let scores = report::score_run(&run, &boot).map_err(failed)?;
         report::write_reports(&run, &scores).map_err(failed)?;
         eprintln!("{b} bits: run {}", run.root.display());

@@ -60,16 +60,8 @@ pub fn materialize_with(
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let built = build::build(cfg, VOCAB, variant, weights);
-    let graph = dir.join("model.onnx");
-    if std::fs::read(&graph).ok().as_deref() != Some(built.onnx.as_slice()) {
-        std::fs::write(&graph, &built.onnx).map_err(io(&graph))?;
-    }
-    crate::model::tokenizer::write_byte_tokenizer(&dir.join("tokenizer.json"))?;
-    let cfg_path = dir.join("gem.toml");
     let text = toml::to_string_pretty(cfg).map_err(|e| ModelError::Runtime(e.to_string()))?;
-    std::fs::write(&cfg_path, text).map_err(io(&cfg_path))?;
     let parameters = cfg.parameters(VOCAB);
     let p = &cfg.pathways;
     let quant = if variant == Variant::NoQuant {
@@ -100,7 +92,24 @@ pub fn materialize_with(
             cfg.seed
         ),
     };
-    manifest.save(dir)?;
+    let fresh = std::fs::read(dir.join("model.onnx")).ok().as_deref()
+        == Some(built.onnx.as_slice())
+        && std::fs::read_to_string(dir.join("gem.toml"))
+            .ok()
+            .as_deref()
+            == Some(text.as_str())
+        && ModelManifest::load(dir).is_ok_and(|m| m.name == manifest.name)
+        && dir.join("tokenizer.json").is_file();
+    if !fresh {
+        crate::model::write_dir_atomically(dir, |tmp| {
+            let graph = tmp.join("model.onnx");
+            std::fs::write(&graph, &built.onnx).map_err(io(&graph))?;
+            crate::model::tokenizer::write_byte_tokenizer(&tmp.join("tokenizer.json"))?;
+            let cfg_path = tmp.join("gem.toml");
+            std::fs::write(&cfg_path, &text).map_err(io(&cfg_path))?;
+            manifest.save(tmp)
+        })?;
+    }
     Ok(BuildReport {
         variant: format!("{variant:?}"),
         dir: dir.to_path_buf(),

@@ -431,6 +431,70 @@ pub fn threads() -> usize {
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
+/// Writes a model directory through a temporary sibling folder that is
+/// renamed into place, so an interrupted write never leaves a half-written
+/// model behind (an existing `dir` is replaced whole).
+pub fn write_dir_atomically(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    // replace a model directory (complete or cut short), never anything else
+    const MODEL_FILES: [&str; 4] = [
+        manifest::MANIFEST_FILE,
+        "model.onnx",
+        "tokenizer.json",
+        "gem.toml",
+    ];
+    if dir.is_dir() {
+        let foreign = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| !MODEL_FILES.contains(&n.as_str()));
+        if let Some(f) = foreign {
+            return Err(ModelError::BadModelDir {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "holds `{f}`, which is not part of a model directory: not replaced; choose an empty or new folder"
+                ),
+            });
+        }
+    }
+    let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        let old = parent.join(format!(".{name}.{}.old", std::process::id()));
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // another process published the same model first: keep theirs
+        Err(_) if dir.join(manifest::MANIFEST_FILE).is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
 /// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `builtin:gem-tiny`, `hf:<repo>[@rev]`, or a model directory.
 ///
 /// `cache` is where built-in models are materialised.

@@ -173,19 +173,21 @@ pub fn materialize_perturbed(dir: &Path, noise: f32, seed: u64) -> Result<PathBu
 }
 
 fn write_dir(dir: &Path, graph: Vec<u8>, manifest: ModelManifest) -> Result<PathBuf, ModelError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let graph_path = dir.join("model.onnx");
-    let fresh = std::fs::read(&graph_path)
+    let fresh = std::fs::read(dir.join("model.onnx"))
         .map(|old| Sha256::digest(&old) == Sha256::digest(&graph))
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && ModelManifest::load(dir).is_ok()
+        && dir.join("tokenizer.json").is_file();
     if !fresh {
-        std::fs::write(&graph_path, &graph).map_err(io(&graph_path))?;
-        write_byte_tokenizer(&dir.join("tokenizer.json"))?;
-        manifest.save(dir)?;
+        super::write_dir_atomically(dir, |tmp| {
+            let graph_path = tmp.join("model.onnx");
+            std::fs::write(&graph_path, &graph).map_err(|source| ModelError::Io {
+                path: graph_path,
+                source,
+            })?;
+            write_byte_tokenizer(&tmp.join("tokenizer.json"))?;
+            manifest.save(tmp)
+        })?;
     }
     Ok(dir.to_path_buf())
 }

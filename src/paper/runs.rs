@@ -179,7 +179,7 @@ impl PaperRun {
             resamples: manifest.bootstrap,
             seed: manifest.seed,
         };
-        let scores = report::score_run_with(&dir, &boot, false)?;
+        let scores = report::score_run(&dir, &boot)?;
         let mut examples = Vec::new();
         for s in &scores.suites {
             examples.extend(suite_examples(&dir, s)?);

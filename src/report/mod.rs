@@ -35,6 +35,22 @@ pub struct RunScores {
     pub robustness: Robustness,
     /// GEM routing: tokens sent to each pathway (8 domains then general), per suite.
     pub routes: Vec<RouteCounts>,
+    /// Records against the plan, per scored suite.
+    pub integrity: Vec<SuiteIntegrity>,
+}
+
+impl RunScores {
+    /// Every integrity problem of the run, one line each (`suite: ...`).
+    pub fn integrity_problems(&self) -> Vec<String> {
+        self.integrity
+            .iter()
+            .flat_map(|i| {
+                i.problems()
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", i.suite))
+            })
+            .collect()
+    }
 }
 
 /// Tokens a GEM router sent to each pathway over one suite's records.
@@ -62,53 +78,98 @@ fn count_routes(records: &[crate::record::Record]) -> Option<[u64; 9]> {
     any.then_some(t)
 }
 
-/// Folder inside a run holding the suite files it was run with.
-pub const SUITE_SNAPSHOT: &str = "suites";
+pub use crate::record::SUITE_SNAPSHOT;
 
-/// Copies the suite files into the run so it can be re-scored from its folder alone.
-pub fn snapshot_suites(
-    dir: &RunDir,
-    specs: &[&SuiteSpec],
-    suites_dir: &std::path::Path,
-) -> std::io::Result<()> {
-    let target = dir.root.join(SUITE_SNAPSHOT);
-    std::fs::create_dir_all(&target)?;
-    for s in specs {
-        let src = suites_dir.join(format!("{}.toml", s.id));
-        std::fs::copy(&src, target.join(format!("{}.toml", s.id)))?;
+/// How a suite's records stand against the run's plan.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SuiteIntegrity {
+    pub suite: String,
+    /// Examples the plan lists (`None`: a run made before plans were written).
+    pub planned: Option<usize>,
+    /// Planned examples with a record (the ones scored).
+    pub scored: usize,
+    /// Planned examples without a record.
+    pub missing: usize,
+    /// Records of an example already recorded (the first is scored).
+    pub duplicated: usize,
+    /// Records of examples the plan does not list (not scored).
+    pub unplanned: usize,
+    /// A torn last line, ignored (the writer died mid-write).
+    pub torn_line: Option<usize>,
+    /// Scored examples whose texts were cut to `data::MAX_TEXT_BYTES`.
+    pub truncated: usize,
+}
+
+impl SuiteIntegrity {
+    /// What is wrong with the records beyond examples not yet run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.duplicated > 0 {
+            p.push(format!("{} duplicated record(s)", self.duplicated));
+        }
+        if self.unplanned > 0 {
+            p.push(format!(
+                "{} record(s) of examples not in the plan",
+                self.unplanned
+            ));
+        }
+        p
     }
-    Ok(())
 }
 
-/// Loads a run's records and recomputes every metric (no model needed),
-/// writing the per-example scores back into the records.
+/// Loads a run's records and recomputes every metric (no model needed). The
+/// run folder is only read: a torn last line is reported in the integrity
+/// counts and left as it is.
 pub fn score_run(dir: &RunDir, boot: &Bootstrap) -> Result<RunScores, ReportError> {
-    score_run_with(dir, boot, true)
-}
-
-/// [`score_run`], leaving the records untouched when `rewrite` is false
-/// (baselines kept in the repository).
-pub fn score_run_with(
-    dir: &RunDir,
-    boot: &Bootstrap,
-    rewrite: bool,
-) -> Result<RunScores, ReportError> {
     let manifest = dir.load_manifest()?;
+    let plan = dir.load_plan()?;
     let mut specs = Vec::new();
     let mut suites = Vec::new();
     let mut routes = Vec::new();
+    let mut integrity = Vec::new();
     for id in &manifest.suites {
         let path = dir.root.join(SUITE_SNAPSHOT).join(format!("{id}.toml"));
         let spec = crate::suite::load_file(&path).map_err(|e| ReportError::Suite {
             path: e.path,
             message: e.message,
         })?;
-        let scorable = matches!(
-            manifest.status.get(id),
-            Some(SuiteStatus::Complete { .. } | SuiteStatus::Partial { .. })
-        );
+        let planned = plan.as_ref().map(|p| p.get(id));
+        let scorable = match planned {
+            Some(p) => p.is_some(),
+            None => matches!(
+                manifest.status.get(id),
+                Some(SuiteStatus::Complete { .. } | SuiteStatus::Partial { .. })
+            ),
+        };
         if scorable {
-            let mut records = dir.load_records(id)?;
+            let file = dir.read_records(id)?;
+            let mut check = SuiteIntegrity {
+                suite: id.clone(),
+                planned: planned.flatten().map(Vec::len),
+                torn_line: file.torn_line,
+                ..Default::default()
+            };
+            let wanted: Option<std::collections::HashSet<&str>> = planned
+                .flatten()
+                .map(|p| p.iter().map(String::as_str).collect());
+            let mut seen = std::collections::HashSet::new();
+            let mut records = Vec::new();
+            for (_, r) in file.records {
+                if wanted
+                    .as_ref()
+                    .is_some_and(|w| !w.contains(r.example_id.as_str()))
+                {
+                    check.unplanned += 1;
+                } else if !seen.insert(r.example_id.clone()) {
+                    check.duplicated += 1;
+                } else {
+                    records.push(r);
+                }
+            }
+            check.scored = records.len();
+            check.truncated = records.iter().filter(|r| r.truncated_bytes > 0).count();
+            check.missing = check.planned.map_or(0, |p| p - records.len());
+            integrity.push(check);
             if let Some(tokens) = count_routes(&records) {
                 routes.push(RouteCounts {
                     suite: id.clone(),
@@ -117,11 +178,7 @@ pub fn score_run_with(
                 });
             }
             if !records.is_empty() {
-                let s = metrics::score_suite(&spec, &mut records, boot);
-                if rewrite {
-                    dir.rewrite_records(id, &records)?;
-                }
-                suites.push(s);
+                suites.push(metrics::score_suite(&spec, &mut records, boot));
             }
         }
         specs.push(spec);
@@ -135,6 +192,7 @@ pub fn score_run_with(
         domains,
         robustness,
         routes,
+        integrity,
     })
 }
 
@@ -290,6 +348,30 @@ pub fn summary_markdown(r: &RunScores) -> String {
                 );
             }
         }
+    }
+    let notes: Vec<String> = r
+        .integrity
+        .iter()
+        .flat_map(|i| {
+            let mut n = i.problems();
+            if i.missing > 0 {
+                n.push(format!("{} planned example(s) not run yet", i.missing));
+            }
+            if let Some(line) = i.torn_line {
+                n.push(format!("torn last line {line} ignored"));
+            }
+            if i.truncated > 0 {
+                n.push(format!(
+                    "{} example(s) had a text cut to {} MiB",
+                    i.truncated,
+                    crate::data::MAX_TEXT_BYTES >> 20
+                ));
+            }
+            n.into_iter().map(move |x| format!("- `{}`: {x}", i.suite))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(s, "\n## Records\n\n{}", notes.join("\n"));
     }
     let _ = writeln!(
         s,
