@@ -1,11 +1,11 @@
 //! `edgebench gate`: fail CI when a candidate run regresses against a baseline.
 
-use super::{bad_input, failed, Failure, Paths};
+use super::{bad_input, failed, record_failure, Failure, Paths};
 use clap::Args;
 use edgebench::gate::{self, GateRules};
 use edgebench::gate::{check_performance, PerfClass, PerfInput, Row};
 use edgebench::metrics::Bootstrap;
-use edgebench::record::RunDir;
+use edgebench::record::{RunDir, SUITE_SNAPSHOT};
 use edgebench::report;
 use std::path::{Path, PathBuf};
 
@@ -152,6 +152,10 @@ pub struct GateArgs {
     /// Compare runs over different suite files or data (only identical suites are compared).
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// Gate an incomplete candidate on the examples it has (its missing
+    /// suites and examples become notes instead of failures).
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Where to write gate.md and junit.xml (default: <out>/gate/<candidate>).
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
@@ -183,19 +187,60 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What a baseline folder holds: the run's inputs and records (reports are
+/// rebuilt from them), plus the writer lock.
+const BASELINE_ENTRIES: [&str; 5] = ["run.json", "plan.json", "records", SUITE_SNAPSHOT, ".lock"];
+
+/// Checks that `target` may be replaced by a baseline: absent, empty, or a
+/// baseline folder (a `run.json` and nothing but [`BASELINE_ENTRIES`]).
+fn check_baseline_target(target: &Path) -> Result<(), String> {
+    if !target.exists() {
+        return Ok(());
+    }
+    let entries: Vec<String> = std::fs::read_dir(target)
+        .map_err(|e| format!("{}: {e}", target.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let foreign: Vec<&String> = entries
+        .iter()
+        .filter(|e| !BASELINE_ENTRIES.contains(&e.as_str()))
+        .collect();
+    if !entries.iter().any(|e| e == "run.json") || !foreign.is_empty() {
+        return Err(format!(
+            "--baseline {} is neither empty nor a baseline folder (it holds {}); a baseline folder holds only {}",
+            target.display(),
+            foreign
+                .iter()
+                .take(5)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            BASELINE_ENTRIES[..4].join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Replaces `baseline` with the run's inputs and records (reports are rebuilt from them).
 fn update_baseline(candidate: &RunDir, baseline: &Path) -> std::io::Result<()> {
-    if baseline.exists() {
-        for sub in ["records", report::SUITE_SNAPSHOT] {
-            let p = baseline.join(sub);
-            if p.exists() {
-                std::fs::remove_dir_all(p)?;
-            }
+    for sub in ["records", SUITE_SNAPSHOT, "plan.json"] {
+        let p = baseline.join(sub);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p)?;
+        } else if p.exists() {
+            std::fs::remove_file(p)?;
         }
     }
     std::fs::create_dir_all(baseline)?;
     std::fs::copy(candidate.manifest_path(), baseline.join("run.json"))?;
-    for sub in ["records", report::SUITE_SNAPSHOT] {
+    if candidate.plan_path().exists() {
+        std::fs::copy(candidate.plan_path(), baseline.join("plan.json"))?;
+    }
+    for sub in ["records", SUITE_SNAPSHOT] {
         copy_dir(&candidate.root.join(sub), &baseline.join(sub))?;
     }
     Ok(())
@@ -203,9 +248,34 @@ fn update_baseline(candidate: &RunDir, baseline: &Path) -> std::io::Result<()> {
 
 pub fn gate(a: GateArgs) -> Result<(), Failure> {
     let out = &a.paths.out;
-    let cand_dir = RunDir::open(out, &a.candidate).map_err(bad_input)?;
+    let cand_dir = RunDir::open(out, &a.candidate).map_err(record_failure)?;
     if a.update_baseline {
         let target = PathBuf::from(&a.baseline);
+        check_baseline_target(&target).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+        std::fs::create_dir_all(&target).map_err(failed)?;
+        let _lock = RunDir {
+            root: target.clone(),
+        }
+        .lock("gate --update-baseline")
+        .map_err(record_failure)?;
+        let no_intervals = Bootstrap {
+            resamples: 0,
+            seed: 0,
+        };
+        let cand = report::score_run(&cand_dir, &no_intervals).map_err(bad_input)?;
+        let problems = cand.integrity_problems();
+        if cand.manifest.state != "complete" || !problems.is_empty() {
+            return Err(bad_input(anyhow::anyhow!(
+                "run {} cannot become a baseline: state {}{}",
+                cand.manifest.run_id,
+                cand.manifest.state,
+                if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", problems.join("; "))
+                }
+            )));
+        }
         update_baseline(&cand_dir, &target).map_err(|e| {
             failed(anyhow::anyhow!(
                 "updating baseline {}: {e}",
@@ -219,7 +289,7 @@ pub fn gate(a: GateArgs) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let base_dir = RunDir::open(out, &a.baseline).map_err(bad_input)?;
+    let base_dir = RunDir::open(out, &a.baseline).map_err(record_failure)?;
     let rules_path = a.rules.clone().or_else(|| {
         let p = base_dir.root.parent()?.join("gate.toml");
         p.is_file().then_some(p)
@@ -228,15 +298,18 @@ pub fn gate(a: GateArgs) -> Result<(), Failure> {
         Some(p) => GateRules::load(p).map_err(bad_input)?,
         None => GateRules::default(),
     };
-    let base_manifest = base_dir.load_manifest().map_err(bad_input)?;
+    let base_manifest = base_dir.load_manifest().map_err(record_failure)?;
     let boot = Bootstrap {
         resamples: base_manifest.bootstrap.max(200),
         seed: base_manifest.seed,
     };
-    let base = report::score_run_with(&base_dir, &boot, false).map_err(bad_input)?;
-    let cand = report::score_run_with(&cand_dir, &boot, false).map_err(bad_input)?;
-    let mut rep =
-        gate::runs::compare(&base, &cand, &rules, a.allow_mismatch, &boot).map_err(bad_input)?;
+    let base = report::score_run(&base_dir, &boot).map_err(bad_input)?;
+    let cand = report::score_run(&cand_dir, &boot).map_err(bad_input)?;
+    let policy = gate::runs::Coverage {
+        allow_mismatch: a.allow_mismatch,
+        allow_partial: a.allow_partial,
+    };
+    let mut rep = gate::runs::compare(&base, &cand, &rules, policy, &boot).map_err(bad_input)?;
     if a.perf {
         let tmp = out.join("gate").join("perf-runs");
         let models = [
@@ -250,10 +323,18 @@ pub fn gate(a: GateArgs) -> Result<(), Failure> {
         rules_path.map_or("built-in defaults".to_string(), |p| p.display().to_string())
     ));
     print!("{}", rep.render_table());
-    let dir = a
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| out.join("gate").join(&cand.manifest.run_id));
+    for n in &rep.notes {
+        println!("note: {n}");
+    }
+    let dir = a.report_dir.clone().unwrap_or_else(|| {
+        let id = &cand.manifest.run_id;
+        let name = if edgebench::record::check_run_id(id).is_ok() {
+            id.as_str()
+        } else {
+            "candidate"
+        };
+        out.join("gate").join(name)
+    });
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let md = dir.join("gate.md");
     let junit = dir.join("junit.xml");

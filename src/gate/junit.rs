@@ -62,14 +62,27 @@ fn testcase(out: &mut String, section: Section, r: &Row) {
 /// with both test suites, possibly empty).
 pub fn to_junit_xml(report: &GateReport, name: &str) -> String {
     let all = report.counts(None);
+    let extra = report.failures.len();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">\n",
         xml_escape(name),
-        all.total(),
-        all.regression,
+        all.total() + extra,
+        all.regression + extra,
         all.inconclusive
     ));
+    if extra > 0 {
+        out.push_str(&format!(
+            "  <testsuite name=\"coverage\" tests=\"{extra}\" failures=\"{extra}\" errors=\"0\" skipped=\"0\">\n"
+        ));
+        for (i, f) in report.failures.iter().enumerate() {
+            out.push_str(&format!(
+                "    <testcase classname=\"coverage\" name=\"coverage-{i}\">\n      <failure message=\"{}\" type=\"coverage\"/>\n    </testcase>\n",
+                xml_escape(f)
+            ));
+        }
+        out.push_str("  </testsuite>\n");
+    }
     for section in [Section::Quality, Section::Performance] {
         let c = report.counts(Some(section));
         out.push_str(&format!(

@@ -195,6 +195,9 @@ pub struct GateReport {
     pub rows: Vec<Row>,
     /// Notes shown under the summary line (e.g. allowed mismatches).
     pub notes: Vec<String>,
+    /// What fails the gate besides its rows: examples or suites missing or
+    /// duplicated on either side, an incomplete candidate.
+    pub failures: Vec<String>,
 }
 
 /// Verdict counts of a report.
@@ -245,9 +248,14 @@ impl GateReport {
         c
     }
 
-    /// FAIL when any row fails ([`Verdict::fails`]).
+    /// FAIL when any row fails ([`Verdict::fails`]), when there is a
+    /// failure outside the rows, or when nothing was checked (a gate that
+    /// compared nothing has shown nothing).
     pub fn overall(&self) -> Overall {
-        if self.rows.iter().any(|r| r.verdict.fails()) {
+        if self.rows.is_empty()
+            || !self.failures.is_empty()
+            || self.rows.iter().any(|r| r.verdict.fails())
+        {
             Overall::Fail
         } else {
             Overall::Pass
@@ -282,9 +290,24 @@ impl GateReport {
                 parts.push(format!("{n} {what}{plural}"));
             }
         }
+        if !self.failures.is_empty() {
+            parts.push(format!(
+                "{} coverage failure{}",
+                self.failures.len(),
+                if self.failures.len() == 1 { "" } else { "s" }
+            ));
+        }
         let checks = if c.total() == 1 { "check" } else { "checks" };
-        if parts.is_empty() {
-            format!("gate: {} (0 checks)", self.overall().as_str())
+        if c.total() == 0 {
+            format!(
+                "gate: {} (0 checks{})",
+                self.overall().as_str(),
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", parts.join(", "))
+                }
+            )
         } else {
             format!(
                 "gate: {} ({} {checks}: {})",
@@ -354,6 +377,9 @@ impl GateReport {
             }
             out.push('\n');
         }
+        for f in &self.failures {
+            out.push_str(&format!("FAIL: {f}\n"));
+        }
         out.push_str(&self.summary_line());
         out.push('\n');
         out
@@ -375,6 +401,12 @@ impl GateReport {
             md_code(&self.candidate),
             md_code(&self.baseline),
         );
+        if !self.failures.is_empty() {
+            out.push_str("\n### Coverage\n\n");
+            for f in &self.failures {
+                out.push_str(&format!("- **FAIL** {}\n", md_cell(f)));
+            }
+        }
         if !self.notes.is_empty() {
             out.push('\n');
             for n in &self.notes {
@@ -485,7 +517,12 @@ mod tests {
     #[test]
     fn overall_and_exit_codes() {
         let mut r = GateReport::new("base", "cand");
-        assert_eq!((r.overall(), r.exit_code()), (Overall::Pass, EXIT_PASS));
+        // a gate that checked nothing fails closed
+        assert_eq!(
+            (r.overall(), r.exit_code()),
+            (Overall::Fail, EXIT_REGRESSION)
+        );
+        assert_eq!(r.summary_line(), "gate: FAIL (0 checks)");
         r.rows.push(row(
             Section::Quality,
             "a/acc",
@@ -494,6 +531,13 @@ mod tests {
         r.rows
             .push(row(Section::Quality, "b/acc", Verdict::Improvement));
         assert_eq!(r.exit_code(), EXIT_PASS);
+        r.failures.push("suite `x`: 1 duplicated record(s)".into());
+        assert_eq!(r.exit_code(), EXIT_REGRESSION);
+        assert_eq!(
+            r.summary_line(),
+            "gate: FAIL (2 checks: 1 improvement, 1 inconclusive, 1 coverage failure)"
+        );
+        r.failures.clear();
         r.rows
             .push(row(Section::Performance, "latency", Verdict::Retry));
         assert_eq!(

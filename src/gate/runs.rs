@@ -38,15 +38,137 @@ fn is_correctness(m: Metric) -> bool {
     )
 }
 
+/// How strictly two runs must cover the same ground.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coverage {
+    /// Compare runs over different suite files or data (only shared,
+    /// identical suites are compared) and a candidate with examples the
+    /// baseline lacks.
+    pub allow_mismatch: bool,
+    /// Gate an incomplete candidate on what it has: its missing suites and
+    /// examples are reported as notes instead of failures.
+    pub allow_partial: bool,
+}
+
+/// What the two runs do not share, as gate failures (or notes where the
+/// coverage policy allows it).
+fn coverage_failures(
+    baseline: &RunScores,
+    candidate: &RunScores,
+    policy: Coverage,
+    skip: impl Fn(&str) -> bool,
+    report: &mut GateReport,
+) {
+    let (mut failures, mut notes) = (Vec::new(), Vec::new());
+    let mut fail = |allowed: bool, what: String| {
+        if allowed {
+            notes.push(format!("allowed: {what}"));
+        } else {
+            failures.push(what);
+        }
+    };
+    let mut torn = Vec::new();
+    for (side, run, partial_ok) in [
+        ("baseline", baseline, false),
+        ("candidate", candidate, policy.allow_partial),
+    ] {
+        let id = &run.manifest.run_id;
+        if run.manifest.state != "complete" {
+            fail(
+                partial_ok,
+                format!(
+                    "{side} {id} is incomplete (state: {}); finish it with `edgebench run --resume {id}`",
+                    run.manifest.state
+                ),
+            );
+        }
+        for i in &run.integrity {
+            for p in i.problems() {
+                fail(false, format!("{side} {id}, suite `{}`: {p}", i.suite));
+            }
+            if i.missing > 0 {
+                fail(
+                    partial_ok,
+                    format!(
+                        "{side} {id}, suite `{}`: {} of {} planned example(s) have no record",
+                        i.suite,
+                        i.missing,
+                        i.planned.unwrap_or(0)
+                    ),
+                );
+            }
+            if let Some(line) = i.torn_line {
+                torn.push(format!(
+                    "{side} {id}, suite `{}`: torn last line {line} of the records ignored",
+                    i.suite
+                ));
+            }
+        }
+    }
+    for b in baseline.suites.iter().filter(|b| !skip(&b.suite)) {
+        let Some(c) = candidate.suites.iter().find(|c| c.suite == b.suite) else {
+            fail(
+                policy.allow_partial,
+                format!(
+                    "suite `{}`: {} example(s) scored in the baseline, none in the candidate",
+                    b.suite, b.n
+                ),
+            );
+            continue;
+        };
+        let ids = |s: &crate::metrics::SuiteScores| -> std::collections::HashSet<String> {
+            s.example_ids.iter().cloned().collect()
+        };
+        let (bi, ci) = (ids(b), ids(c));
+        let lost = bi.difference(&ci).count();
+        let extra = ci.difference(&bi).count();
+        if lost > 0 {
+            fail(
+                policy.allow_partial,
+                format!(
+                    "suite `{}`: {lost} example(s) of the baseline are missing from the candidate",
+                    b.suite
+                ),
+            );
+        }
+        if extra > 0 {
+            fail(
+                policy.allow_mismatch,
+                format!(
+                    "suite `{}`: {extra} example(s) of the candidate are not in the baseline",
+                    b.suite
+                ),
+            );
+        }
+    }
+    for c in candidate.suites.iter().filter(|c| !skip(&c.suite)) {
+        if !baseline.suites.iter().any(|b| b.suite == c.suite) {
+            fail(
+                policy.allow_mismatch,
+                format!(
+                    "suite `{}`: scored in the candidate, not in the baseline",
+                    c.suite
+                ),
+            );
+        }
+    }
+    report.failures.extend(failures);
+    report.notes.extend(notes);
+    report.notes.extend(torn);
+}
+
 /// Gate of `candidate` against `baseline`; refuses runs over different suites
-/// or data unless `allow_mismatch` (then only shared, identical suites are compared).
+/// or data unless `policy.allow_mismatch` (then only shared, identical suites
+/// are compared). Missing, duplicated or unplanned examples on either side,
+/// and an incomplete candidate, fail the gate (see [`Coverage`]).
 pub fn compare(
     baseline: &RunScores,
     candidate: &RunScores,
     rules: &GateRules,
-    allow_mismatch: bool,
+    policy: Coverage,
     boot: &Bootstrap,
 ) -> Result<GateReport, MismatchRefused> {
+    let allow_mismatch = policy.allow_mismatch;
     let (bi, ci) = (identity(&baseline.manifest), identity(&candidate.manifest));
     let mismatches = check_identities(&bi, &ci, allow_mismatch)?;
     let differs = |suite: &str| mismatches.iter().any(|m| m.suite == suite);
@@ -63,6 +185,7 @@ pub fn compare(
     for m in &mismatches {
         report.notes.push(format!("not compared: {m:?}"));
     }
+    coverage_failures(baseline, candidate, policy, differs, &mut report);
     for b in &baseline.suites {
         let Some(c) = candidate.suites.iter().find(|c| c.suite == b.suite) else {
             continue;
