@@ -185,7 +185,9 @@ pub fn prepare<'a>(
         };
         match data::locate(spec, &settings.data_dir)? {
             DataStatus::Missing(m) => p.status = Some(SuiteStatus::Missing { reason: m }),
-            DataStatus::Found(files) => {
+            DataStatus::Found(mut files) => {
+                // the few-shot pool shapes prompts too: hash it with the evaluation files
+                files.extend(data::locate_fewshot(spec, &settings.data_dir)?);
                 for f in &files {
                     p.files.push(FileHash {
                         path: f.display().to_string(),

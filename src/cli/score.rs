@@ -188,10 +188,11 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
         spec.id.clone(),
         examples.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
     )]);
-    let files = match data::locate(spec, &root).map_err(bad_input)? {
+    let mut files = match data::locate(spec, &root).map_err(bad_input)? {
         data::DataStatus::Found(f) => f,
         data::DataStatus::Missing(_) => vec![],
     };
+    files.extend(data::locate_fewshot(spec, &root).map_err(bad_input)?);
     let data_hashes = files
         .iter()
         .map(|f| {

@@ -171,6 +171,18 @@ fn locate_pattern(
     Ok(DataStatus::Found(files))
 }
 
+/// The few-shot files of `spec` under `root` (none when it names no pool or
+/// the pool is absent), checked like [`locate`]'s.
+pub fn locate_fewshot(spec: &SuiteSpec, root: &Path) -> Result<Vec<PathBuf>, DataError> {
+    match &spec.data.fewshot {
+        Some(p) => match locate_pattern(spec, root, p, "data.fewshot")? {
+            DataStatus::Found(files) => Ok(files),
+            DataStatus::Missing(_) => Ok(vec![]),
+        },
+        None => Ok(vec![]),
+    }
+}
+
 /// Loads the evaluation examples of `spec` from `root`.
 pub fn load_examples(spec: &SuiteSpec, root: &Path) -> Result<Vec<Example>, DataError> {
     load_split(spec, root, &spec.data.eval, "data.eval")
