@@ -73,7 +73,7 @@ pub fn aggregate(metric: Metric, sums: &[f64], n: usize) -> f64 {
     }
 }
 
-/// Index of the largest value (first on ties).
+/// Index of the largest value (first on ties, as `np.argmax`).
 fn argmax(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
@@ -99,23 +99,26 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// The choice an LL or embedding reply picks: (raw argmax, length-normalised argmax).
+/// The choice an LL or embedding reply picks: (raw argmax, length-normalised
+/// argmax). The normalised pick is lm-evaluation-harness's `acc_norm`: each
+/// loglikelihood divided by the length in characters (Unicode code points,
+/// Python's `len`) of the bare choice, without the target delimiter, taken from
+/// the record's `choices` (`usize::MAX` when they do not match the replies).
 pub fn choice_prediction(r: &Record) -> Option<(usize, usize)> {
     match r.replies.first()? {
         Reply::Loglikelihood { results } => {
-            let conts: Vec<usize> = match r.calls.first()? {
-                crate::request::Call::Loglikelihood { continuations, .. } => {
-                    continuations.iter().map(|c| c.len().max(1)).collect()
-                }
-                _ => vec![1; results.len()],
-            };
             let raw: Vec<f64> = results.iter().map(|x| x.logprob).collect();
-            let norm: Vec<f64> = raw
-                .iter()
-                .zip(&conts)
-                .map(|(lp, b)| lp / *b as f64)
-                .collect();
-            Some((argmax(&raw), argmax(&norm)))
+            let norm = if r.choices.len() == raw.len() {
+                let norm: Vec<f64> = raw
+                    .iter()
+                    .zip(&r.choices)
+                    .map(|(lp, c)| lp / c.chars().count() as f64)
+                    .collect();
+                argmax(&norm)
+            } else {
+                usize::MAX
+            };
+            Some((argmax(&raw), norm))
         }
         Reply::Embed { embeddings } if embeddings.len() > 1 => {
             let q = &embeddings[0];

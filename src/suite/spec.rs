@@ -120,7 +120,9 @@ impl TaskKind {
 pub enum Metric {
     /// Fraction correct.
     Acc,
-    /// Accuracy with byte-length-normalised loglikelihood (lm-eval `acc_norm`).
+    /// Accuracy of the argmax of loglikelihood / choice length, the length in
+    /// characters (Python `len`) of the bare choice without the target
+    /// delimiter, as lm-eval's `acc_norm`.
     AccNorm,
     /// scikit-learn macro F1.
     F1Macro,
