@@ -1,5 +1,6 @@
-//! The `acc_norm` convention, checked against lm-evaluation-harness on
-//! hand-built records that go through the real call builder and scorer.
+//! The conventions of `acc_norm` and `f1_macro`, checked against the
+//! reference libraries on hand-built records that go through the real call
+//! builder and scorer.
 //!
 //! Expected values come from a venv with the references
 //! (`python -m venv /tmp/refenv && /tmp/refenv/bin/pip install lm-eval==0.4.13
@@ -31,7 +32,7 @@ mod common;
 
 use edgebench::data::{self, Example, Gold};
 use edgebench::metrics::{score_suite, Bootstrap, SuiteScores};
-use edgebench::model::LogLikelihood;
+use edgebench::model::{Generation, LogLikelihood};
 use edgebench::record::Record;
 use edgebench::request::{self, Call, Reply, Strategy};
 use edgebench::suite::{
@@ -154,4 +155,126 @@ fn records_hold_the_bare_choices_their_continuations_were_built_from() {
         }
     }
     assert!(checked > 50, "only {checked} examples checked");
+}
+
+#[test]
+fn multi_label_f1_macro_counts_every_label_column() {
+    // import numpy as np; from sklearn.metrics import f1_score
+    // Y_true = np.zeros((3, 10), int); Y_pred = np.zeros((3, 10), int)
+    // for r, (g, p) in enumerate([({0, 3}, {0}), (set(), {5}), ({3, 7}, {3, 7, 8})]):
+    //     Y_true[r, list(g)] = 1; Y_pred[r, list(p)] = 1
+    // f1_score(Y_true, Y_pred, average="macro")  # 0.26666666666666666
+    // f1_score(Y_true, Y_pred, average="micro")  # 0.6666666666666666
+    // (columns 1, 2, 4, 6, 9 are never gold nor predicted and score 0)
+    let spec = spec("lexglue-ecthr-a");
+    assert_eq!(spec.task, TaskKind::MultiLabelClassification);
+    assert_eq!(spec.labels.values.len(), 10);
+    let words: Vec<&str> = spec.labels.words.iter().map(String::as_str).collect();
+    let cases: [(&[usize], &[usize]); 3] = [(&[0, 3], &[0]), (&[], &[5]), (&[3, 7], &[3, 7, 8])];
+    let recs: Vec<Record> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (gold, pred))| {
+            let ex = example(
+                &format!("c{i}"),
+                &words,
+                Gold::Indices {
+                    indices: gold.to_vec(),
+                },
+            );
+            // per label: loglikelihood of " yes" then " no"
+            let replies = (0..words.len())
+                .map(|l| {
+                    if pred.contains(&l) {
+                        lls(&[-0.5, -2.0])
+                    } else {
+                        lls(&[-2.0, -0.5])
+                    }
+                })
+                .collect();
+            record(&spec, Strategy::Loglikelihood, &ex, replies)
+        })
+        .collect();
+    let (s, _) = score(&spec, recs);
+    assert_eq!(value(&s, Metric::F1Macro), 0.266_666_666_666_666_66);
+    assert_eq!(value(&s, Metric::F1Micro), 0.666_666_666_666_666_6);
+}
+
+#[test]
+fn single_label_f1_macro_averages_over_the_labels_present() {
+    // scikit-learn's f1_score docstring example, on a 13-label suite: the 10
+    // labels neither gold nor predicted are left out (labels=None).
+    // from sklearn.metrics import f1_score
+    // y_true = [0, 1, 2, 0, 1, 2]; y_pred = [0, 2, 1, 0, 0, 1]
+    // f1_score(y_true, y_pred, average="macro")  # 0.26666666666666666
+    // f1_score(y_true, y_pred, average="micro")  # 0.3333333333333333
+    let spec = spec("dapt-chemprot");
+    assert_eq!(spec.task, TaskKind::Classification);
+    let words: Vec<&str> = spec.labels.words.iter().map(String::as_str).collect();
+    assert_eq!(words.len(), 13);
+    let recs: Vec<Record> = [(0, 0), (1, 2), (2, 1), (0, 0), (1, 0), (2, 1)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(gold, pred))| {
+            let scores: Vec<f64> = (0..words.len())
+                .map(|c| if c == pred { -1.0 } else { -9.0 })
+                .collect();
+            let ex = example(&format!("e{i}"), &words, Gold::Index { index: gold });
+            record(&spec, Strategy::Loglikelihood, &ex, vec![lls(&scores)])
+        })
+        .collect();
+    let (s, _) = score(&spec, recs);
+    assert_eq!(value(&s, Metric::F1Macro), 0.266_666_666_666_666_66);
+    assert_eq!(value(&s, Metric::F1Micro), 0.333_333_333_333_333_3);
+}
+
+#[test]
+fn udpos_f1_is_over_the_17_upos_tags() {
+    // Gold and generated tags, aligned by position: "FOO" is outside the tag
+    // set, "" a missing tag, and a tag after the last token is dropped.
+    // from sklearn.metrics import f1_score
+    // UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
+    //         "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
+    // gold = ["DET", "NOUN", "VERB", "PUNCT", "PRON", "AUX", "ADJ", "NUM", "NOUN"]
+    // pred = ["DET", "NOUN", "NOUN", "FOO",   "PRON", "AUX", "",    "NUM", "NOUN"]
+    // f1_score(gold, pred, labels=UPOS, average="macro")  # 0.2823529411764706
+    // f1_score(gold, pred, labels=UPOS, average="micro")  # 0.75
+    // (labels absent from both sides score 0: zero_division default)
+    let mut spec = spec("xtreme-udpos");
+    assert_eq!(spec.task, TaskKind::TokenTagging);
+    assert_eq!(spec.labels.values.len(), 17);
+    spec.metrics.push(Metric::F1Micro);
+    let tagset: Vec<&str> = spec.labels.values.iter().map(String::as_str).collect();
+    let cases = [
+        ("DET NOUN VERB PUNCT", "DET NOUN NOUN FOO"),
+        ("PRON AUX ADJ", "PRON AUX"),
+        ("NUM NOUN", "two/NUM dogs/NOUN ./PUNCT"),
+    ];
+    let recs: Vec<Record> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (gold, out))| {
+            let tags: Vec<String> = gold.split(' ').map(String::from).collect();
+            let ex = example(
+                &format!("s{i}"),
+                &tagset,
+                Gold::Tags {
+                    tokens: vec!["w".into(); tags.len()],
+                    tags,
+                },
+            );
+            let reply = Reply::Generate {
+                generation: Generation {
+                    text: out.to_string(),
+                    tokens: 0,
+                    prompt_tokens: 0,
+                },
+            };
+            record(&spec, Strategy::Generation, &ex, vec![reply])
+        })
+        .collect();
+    let (s, _) = score(&spec, recs);
+    assert_eq!(value(&s, Metric::F1Macro), 0.282_352_941_176_470_6);
+    assert_eq!(value(&s, Metric::F1Micro), 0.75);
+    assert_eq!(value(&s, Metric::TokenAcc), 6.0 / 9.0);
 }
