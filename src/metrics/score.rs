@@ -3,9 +3,7 @@
 //! examples. That makes corpus-level metrics (macro F1, span F1, perplexity)
 //! and their bootstrap resamples exact and cheap.
 
-#[cfg(test)]
-use super::classification;
-use super::{coref, spans, text};
+use super::{classification, coref, spans, text};
 use crate::data::Gold;
 use crate::record::Record;
 use crate::request::Reply;
@@ -15,34 +13,59 @@ use std::collections::BTreeMap;
 /// Per-example statistics of one metric.
 pub type Stats = Vec<f64>;
 
-/// Macro-F1 over per-class (tp, fp, fn) triples, scikit-learn style: classes
-/// absent from both gold and prediction are left out; zero_division = 0.
+/// Width of one class's block in `f1_macro` statistics, and its slots.
+const CLASS: usize = 4;
+const TP: usize = 0;
+const FP: usize = 1;
+const FN: usize = 2;
+/// Positive when the class is in the label set averaged over.
+const IN_LABELS: usize = 3;
+
+/// Macro F1 over per-class blocks `(tp, fp, fn, in_labels)`: the mean F1 of
+/// the classes whose summed `in_labels` is positive. Each example marks the
+/// classes scikit-learn's `f1_score(average="macro")` averages over, so the
+/// label set of any (re)sample is a sum like the counts: single-label, its gold
+/// and predicted class (`labels=None`: the labels present); multi-label, every
+/// column of the indicator matrix; tagging, every tag of the tag set
+/// (`labels=tagset`). A class in the set with tp = fp = fn = 0 scores 0.
 fn macro_f1(sums: &[f64]) -> f64 {
-    let mut total = 0.0;
-    let mut n = 0usize;
-    for c in sums.chunks(3) {
-        let (tp, fp, fn_) = (c[0], c[1], c[2]);
-        if tp + fp + fn_ > 0.0 {
-            total += if tp > 0.0 {
-                2.0 * tp / (2.0 * tp + fp + fn_)
-            } else {
-                0.0
-            };
-            n += 1;
-        }
-    }
-    if n == 0 {
+    let f1s: Vec<f64> = sums
+        .chunks(CLASS)
+        .filter(|c| c.len() == CLASS && c[IN_LABELS] > 0.0)
+        .map(|c| classification::f1(c[TP], c[FP], c[FN]))
+        .collect();
+    if f1s.is_empty() {
         0.0
     } else {
-        total / n as f64
+        classification::numpy_mean(&f1s)
     }
 }
 
-fn f1_counts(tp: f64, fp: f64, fn_: f64) -> f64 {
-    if tp == 0.0 {
-        0.0
-    } else {
-        2.0 * tp / (2.0 * tp + fp + fn_)
+/// Per-class `f1_macro` blocks of one example.
+struct ClassCounts(Vec<f64>);
+
+impl ClassCounts {
+    fn new(classes: usize) -> Self {
+        ClassCounts(vec![0.0; CLASS * classes])
+    }
+
+    /// Adds one to `slot` (`TP`, `FP`, `FN`, `IN_LABELS`) of class `c`.
+    fn add(&mut self, c: usize, slot: usize) {
+        if self.0.len() < CLASS * (c + 1) {
+            self.0.resize(CLASS * (c + 1), 0.0);
+        }
+        self.0[CLASS * c + slot] += 1.0;
+    }
+
+    /// Summed `(tp, fp, fn)` of the classes in the label set (`f1_micro`).
+    fn micro(&self) -> Stats {
+        let mut s = vec![0.0; 3];
+        for c in self.0.chunks(CLASS).filter(|c| c[IN_LABELS] > 0.0) {
+            for (a, v) in s.iter_mut().zip(&c[TP..=FN]) {
+                *a += v;
+            }
+        }
+        s
     }
 }
 
@@ -63,7 +86,7 @@ pub fn aggregate(metric: Metric, sums: &[f64], n: usize) -> f64 {
     match metric {
         Acc | AccNorm | SquadF1 | ExactMatch | Rouge1 | Rouge2 | RougeL | UnigramF1
         | NumericAcc | RetrievalAcc => ratio(sums[0], n as f64),
-        F1Micro | SpanF1 | RelationF1 | MiningF1 => f1_counts(sums[0], sums[1], sums[2]),
+        F1Micro | SpanF1 | RelationF1 | MiningF1 => classification::f1(sums[0], sums[1], sums[2]),
         F1Macro => macro_f1(sums),
         TokenAcc => ratio(sums[0], sums[1]),
         Perplexity | WordPerplexity => ratio(-sums[0], sums[1]).exp(),
@@ -73,7 +96,7 @@ pub fn aggregate(metric: Metric, sums: &[f64], n: usize) -> f64 {
     }
 }
 
-/// Index of the largest value (first on ties).
+/// Index of the largest value (first on ties, as `np.argmax`).
 fn argmax(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
@@ -99,23 +122,26 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// The choice an LL or embedding reply picks: (raw argmax, length-normalised argmax).
+/// The choice an LL or embedding reply picks: (raw argmax, length-normalised
+/// argmax). The normalised pick is lm-evaluation-harness's `acc_norm`: each
+/// loglikelihood divided by the length in characters (Unicode code points,
+/// Python's `len`) of the bare choice, without the target delimiter, taken from
+/// the record's `choices` (`usize::MAX` when they do not match the replies).
 pub fn choice_prediction(r: &Record) -> Option<(usize, usize)> {
     match r.replies.first()? {
         Reply::Loglikelihood { results } => {
-            let conts: Vec<usize> = match r.calls.first()? {
-                crate::request::Call::Loglikelihood { continuations, .. } => {
-                    continuations.iter().map(|c| c.len().max(1)).collect()
-                }
-                _ => vec![1; results.len()],
-            };
             let raw: Vec<f64> = results.iter().map(|x| x.logprob).collect();
-            let norm: Vec<f64> = raw
-                .iter()
-                .zip(&conts)
-                .map(|(lp, b)| lp / *b as f64)
-                .collect();
-            Some((argmax(&raw), argmax(&norm)))
+            let norm = if r.choices.len() == raw.len() {
+                let norm: Vec<f64> = raw
+                    .iter()
+                    .zip(&r.choices)
+                    .map(|(lp, c)| lp / c.chars().count() as f64)
+                    .collect();
+                argmax(&norm)
+            } else {
+                usize::MAX
+            };
+            Some((argmax(&raw), norm))
         }
         Reply::Embed { embeddings } if embeddings.len() > 1 => {
             let q = &embeddings[0];
@@ -245,16 +271,19 @@ fn example_stats(spec: &SuiteSpec, r: &Record) -> BTreeMap<Metric, Stats> {
                 let ok = (pred == *index) as u8 as f64;
                 Some(match metric {
                     F1Macro => {
-                        let mut v = vec![0.0; 3 * n_classes.max(1)];
+                        // labels=None: the gold and the predicted class
+                        let mut c = ClassCounts::new(n_classes);
+                        c.add(*index, IN_LABELS);
                         if pred == *index {
-                            v[3 * index] += 1.0;
+                            c.add(*index, TP);
                         } else {
-                            v[3 * index + 2] += 1.0;
+                            c.add(*index, FN);
                             if pred < n_classes {
-                                v[3 * pred + 1] += 1.0;
+                                c.add(pred, FP);
+                                c.add(pred, IN_LABELS);
                             }
                         }
-                        v
+                        c.0
                     }
                     F1Micro => vec![ok, 1.0 - ok, 1.0 - ok],
                     _ => vec![ok],
@@ -287,22 +316,20 @@ fn example_stats(spec: &SuiteSpec, r: &Record) -> BTreeMap<Metric, Stats> {
                     })
                     .collect();
                 let gold: Vec<bool> = (0..n_classes).map(|i| indices.contains(&i)).collect();
-                let mut per = vec![0.0; 3 * n_classes];
-                for i in 0..n_classes {
-                    let p = pred.get(i).copied().unwrap_or(false);
-                    match (p, gold[i]) {
-                        (true, true) => per[3 * i] += 1.0,
-                        (true, false) => per[3 * i + 1] += 1.0,
-                        (false, true) => per[3 * i + 2] += 1.0,
+                // indicator matrix: every label column is in the label set
+                let mut c = ClassCounts::new(n_classes);
+                for (i, &g) in gold.iter().enumerate() {
+                    c.add(i, IN_LABELS);
+                    match (pred.get(i).copied().unwrap_or(false), g) {
+                        (true, true) => c.add(i, TP),
+                        (true, false) => c.add(i, FP),
+                        (false, true) => c.add(i, FN),
                         _ => {}
                     }
                 }
                 Some(match metric {
-                    F1Macro => per,
-                    F1Micro => {
-                        let s = |k: usize| per.iter().skip(k).step_by(3).sum::<f64>();
-                        vec![s(0), s(1), s(2)]
-                    }
+                    F1Macro => c.0,
+                    F1Micro => c.micro(),
                     _ => vec![(pred.len() == gold.len() && pred == gold) as u8 as f64],
                 })
             }
@@ -360,24 +387,30 @@ fn example_stats(spec: &SuiteSpec, r: &Record) -> BTreeMap<Metric, Stats> {
                         vec![tp, ps.len() as f64 - tp, gs.len() as f64 - tp]
                     }
                     _ => {
-                        // classes: the tag set, plus one bucket for tags outside it
-                        let k = r.choices.len();
-                        let idx = |t: &String| r.choices.iter().position(|c| c == t).unwrap_or(k);
-                        let mut v = vec![0.0; 3 * (k + 1)];
+                        // labels=tagset: a tag outside the set (or a missing
+                        // one) is an error of the gold tag but no class's fp
+                        let mut c = ClassCounts::new(r.choices.len());
+                        for i in 0..r.choices.len() {
+                            c.add(i, IN_LABELS);
+                        }
+                        let idx = |t: &String| r.choices.iter().position(|c| c == t);
                         for (p, g) in pred.iter().zip(tags) {
-                            let (pi, gi) = (idx(p), idx(g));
-                            if pi == gi {
-                                v[3 * gi] += 1.0;
-                            } else {
-                                v[3 * gi + 2] += 1.0;
-                                v[3 * pi + 1] += 1.0;
+                            match (idx(p), idx(g)) {
+                                (pi, Some(gi)) if pi == Some(gi) => c.add(gi, TP),
+                                (pi, gi) => {
+                                    if let Some(gi) = gi {
+                                        c.add(gi, FN);
+                                    }
+                                    if let Some(pi) = pi {
+                                        c.add(pi, FP);
+                                    }
+                                }
                             }
                         }
                         if metric == F1Micro {
-                            let s = |o: usize| v.iter().skip(o).step_by(3).sum::<f64>();
-                            vec![s(0), s(1), s(2)]
+                            c.micro()
                         } else {
-                            v
+                            c.0
                         }
                     }
                 })
@@ -522,24 +555,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn macro_f1_matches_sklearn_on_a_hand_case() {
-        // y_true = [0,0,1,2], y_pred = [0,1,1,1]; class 2 never predicted.
-        // class0: tp1 fp0 fn1 -> 2/3; class1: tp1 fp2 fn0 -> 0.5; class2: 0 -> macro 0.3889
-        let pairs = [(0usize, 0usize), (0, 1), (1, 1), (2, 1)];
-        let mut sums = vec![0.0; 9];
-        for (g, p) in pairs {
+    fn macro_f1_averages_over_the_classes_in_the_label_set() {
+        // Four classes, y_true = [0, 0, 1, 2], y_pred = [0, 1, 1, 1]; class 3
+        // has no counts. from sklearn.metrics import f1_score
+        // f1_score([0,0,1,2], [0,1,1,1], average="macro")                  # 0.38888888888888884
+        // f1_score([0,0,1,2], [0,1,1,1], labels=[0,1,2,3], average="macro") # 0.29166666666666663
+        let mut c = ClassCounts::new(4);
+        for (g, p) in [(0usize, 0usize), (0, 1), (1, 1), (2, 1)] {
             if g == p {
-                sums[3 * g] += 1.0;
+                c.add(g, TP);
             } else {
-                sums[3 * g + 2] += 1.0;
-                sums[3 * p + 1] += 1.0;
+                c.add(g, FN);
+                c.add(p, FP);
             }
         }
-        let v = aggregate(Metric::F1Macro, &sums, 4);
-        assert!((v - (2.0 / 3.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
-        let gold = [0usize, 0, 1, 2];
-        let pred = [0usize, 1, 1, 1];
-        assert!((v - classification::f1_macro(&pred, &gold)).abs() < 1e-12);
+        for k in 0..3 {
+            c.add(k, IN_LABELS);
+        }
+        assert_eq!(
+            aggregate(Metric::F1Macro, &c.0, 4),
+            0.388_888_888_888_888_84
+        );
+        c.add(3, IN_LABELS);
+        assert_eq!(
+            aggregate(Metric::F1Macro, &c.0, 4),
+            0.291_666_666_666_666_63
+        );
     }
 
     #[test]

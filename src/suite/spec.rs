@@ -120,11 +120,15 @@ impl TaskKind {
 pub enum Metric {
     /// Fraction correct.
     Acc,
-    /// Accuracy with byte-length-normalised loglikelihood (lm-eval `acc_norm`).
+    /// Accuracy of the argmax of loglikelihood / choice length, the length in
+    /// characters (Python `len`) of the bare choice without the target
+    /// delimiter, as lm-eval's `acc_norm`.
     AccNorm,
-    /// scikit-learn macro F1.
+    /// scikit-learn macro F1 (`zero_division` default): single-label over the
+    /// labels present in gold or prediction, multi-label over every label
+    /// column, tagging over the tag set (`labels=[labels].values`).
     F1Macro,
-    /// scikit-learn micro F1.
+    /// scikit-learn micro F1, over the same labels as [`Metric::F1Macro`].
     F1Micro,
     /// SQuAD official token F1 (max over gold answers).
     SquadF1,
