@@ -52,6 +52,7 @@ fn example(id: &str, choices: &[&str], gold: Gold) -> Example {
         vars: BTreeMap::new(),
         choices: choices.iter().map(|c| c.to_string()).collect(),
         gold,
+        truncated_bytes: 0,
     }
 }
 

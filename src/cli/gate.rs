@@ -111,7 +111,7 @@ fn perf_rows(
             let (b, c) = (values(&base, class), values(&cand, class));
             if b.is_empty() || c.is_empty() {
                 rep.notes
-                    .push(format!("{}: not measured on this host", class.as_str()));
+                    .push(format!("{}: not measured on this machine", class.as_str()));
                 continue;
             }
             let check = check_performance(

@@ -1,4 +1,4 @@
-//! Power and energy measurement (issue #5, section 3).
+//! Power and energy measurement.
 //!
 //! A [`PowerSource`] yields either a cumulative energy counter or an instantaneous power reading.
 //! Backends:
@@ -1025,12 +1025,12 @@ impl MeterLog {
         }
         if a > t0 {
             return Err(not_covered(format!(
-                "log starts at {a} s (UNIX), after the window start {t0} s: start the meter's logging earlier, and check its clock matches this host's"
+                "log starts at {a} s (UNIX), after the window start {t0} s: start the meter's logging earlier, and check its clock matches this machine's"
             )));
         }
         if b < t1 {
             return Err(not_covered(format!(
-                "log ends at {b} s (UNIX), before the window end {t1} s: keep the meter logging until after the run (or let it flush), and check its clock matches this host's"
+                "log ends at {b} s (UNIX), before the window end {t1} s: keep the meter logging until after the run (or let it flush), and check its clock matches this machine's"
             )));
         }
         let (joules, samples) =

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Profile schema version this code reads.
 pub const SCHEMA_VERSION: i64 = 1;
-/// Ids of the paper's devices (SPEC.md section 6), in the paper's order.
+/// Ids of the paper's devices, in the paper's order.
 pub const PAPER_DEVICE_IDS: [&str; 4] = ["raspberry-pi-4", "pixel-6", "iphone-13", "custom-npu"];
 /// Id of the profile built from the running machine.
 pub const HOST_ID: &str = "host";
@@ -102,7 +102,7 @@ pub enum Spec<T> {
         value: T,
         /// The value as written, with its unit, e.g. `12.8 GB/s`.
         stated: String,
-        /// Where the value comes from (SPEC.md section, public spec, measurement).
+        /// Where the value comes from (the paper, a public spec, a measurement).
         source: String,
         /// How it was computed, when it is not printed in any spec.
         #[serde(default, skip_serializing_if = "Option::is_none")]

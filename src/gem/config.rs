@@ -1,4 +1,4 @@
-//! `gem.toml`: every dimension of a GEM graph (paper section 3, SPEC.md section 4).
+//! `gem.toml`: every dimension of a GEM graph (paper section 3).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -225,7 +225,7 @@ pub struct Robustness {
     pub cdtr: Vec<CdtrRow>,
 }
 
-/// Computes DSI, GG and CDTR (SPEC.md section 1) with bootstrap intervals.
+/// Computes DSI, GG and CDTR (docs/metrics.md) with bootstrap intervals.
 pub fn robustness(domains: &[DomainScore]) -> Robustness {
     let vals: Vec<f64> = domains.iter().map(|d| d.score.value).collect();
     let k = domains

@@ -201,7 +201,7 @@ pub fn parse_clusters(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// First number in a text (commas removed, `%` divides by 100 when `percent_as_fraction`).
+/// First number in a text (thousands commas removed).
 pub fn parse_number(out: &str) -> Option<f64> {
     let re = regex::Regex::new(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+").expect("valid regex");
     let m = re.find(out)?;

@@ -4,7 +4,7 @@
 //! Our graph files keep linear layers as standard `MatMul` (+ `Add` of a
 //! bias), so f32 exports also run in onnxruntime. [`fuse_graph`] rewrites
 //! them at load, before tract parses the graph. tract's own f32 matrix
-//! product reached about 60 % of this host's FMA peak on MiniLM and
+//! product reached about 60 % of the FMA peak (AMD EPYC, see docs/performance.md) on MiniLM and
 //! SmolLM2 prefill; the packed kernel blocks `k` so its weight slice stays
 //! in L1, as MLAS does. Off with `EDGEBENCH_DENSE=0` or [`set_dense`].
 

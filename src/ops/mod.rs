@@ -174,8 +174,8 @@ pub(crate) fn linear_facts(
 }
 
 /// Asks Linux to back the 2 MiB-aligned interior of `bytes` bytes at
-/// `ptr` with transparent huge pages (`MADV_HUGEPAGE`; this host's THP
-/// mode is `madvise`). A hint: packed weights are streamed a panel at a
+/// `ptr` with transparent huge pages (`MADV_HUGEPAGE`, which is what matters
+/// where the THP mode is `madvise`). A hint: packed weights are streamed a panel at a
 /// time, and with 4 KiB pages every 4 KiB of a stream is a TLB miss. Call
 /// it before the memory is first written. Does nothing elsewhere or when
 /// the region holds no whole huge page.

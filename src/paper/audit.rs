@@ -725,7 +725,7 @@ fn gem_architecture(c: &mut Ctx) -> Result<(), ReportedError> {
         "gem.scar.k_small_reduction",
         format!("further reduction from k = {k} to k = {k8} = 1 - {ops8} / {ops}"),
         Some(1.0 - ops8 / ops),
-        "SPEC.md's 'a further 47 %'",
+        "the paper's 'a further 47 %'",
     )?;
     c.num(
         "gem.scar.k_small_flops_drop_pct",

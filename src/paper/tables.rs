@@ -385,7 +385,7 @@ impl<'a> Inputs<'a> {
     /// baseline classes.
     pub fn table3(&self) -> Result<Table, ReportedError> {
         let mut t = Table::new(
-            "Table 3: comparison of related models (latency and memory on this host)",
+            "Table 3: comparison of related models (latency and memory on this machine)",
             &["Model", "Quantity", "Measured by"],
         );
         for (name, key, role) in [

@@ -418,7 +418,7 @@ pub fn summary_markdown(r: &RunScores) -> String {
     }
     let _ = writeln!(
         s,
-        "\nDefinitions (SPEC.md section 1): DSI(D) = Perf(D) / mean over D' != D of Perf(D'); GG = (in - out) / in with D as in-domain and the mean of the other domains as out-of-domain; CDTR(i, j) = Perf(D_j) / Perf(D_i). Intervals come from a seeded bootstrap over examples within each suite."
+        "\nDefinitions (docs/metrics.md): DSI(D) = Perf(D) / mean over D' != D of Perf(D'); GG = (in - out) / in with D as in-domain and the mean of the other domains as out-of-domain; CDTR(i, j) = Perf(D_j) / Perf(D_i). Intervals come from a seeded bootstrap over examples within each suite."
     );
     s
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The paper's eight domains (SPEC.md section 5).
+/// The paper's eight domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Domain {
@@ -162,7 +162,7 @@ pub enum Metric {
     MiningF1,
     /// Numeric answer matches within tolerance (FinQA execution accuracy).
     NumericAcc,
-    /// ParlAI unigram F1 (SQuAD normalisation).
+    /// ParlAI unigram F1 (ParlAI normalisation: punctuation becomes a space).
     UnigramF1,
     /// TyDi passage-selection F1 over non-null answers.
     PassageF1,
@@ -412,7 +412,7 @@ pub struct SuiteSpec {
     pub dataset: String,
     /// Citation of the dataset.
     pub citation: String,
-    /// Where the paper uses it (SPEC.md section 5 wording).
+    /// Where the paper uses it.
     #[serde(default)]
     pub paper: Option<String>,
     /// Task kind.

@@ -1,4 +1,4 @@
-//! Compression sweep (issue 4, section 4): the same model built at several
+//! Compression sweep: the same model built at several
 //! weight precisions, each evaluated like any model, then bits against scores,
 //! perplexity and the paper's brittleness metrics (GG, DSI).
 //!
