@@ -1,22 +1,14 @@
 //! EdgeBench: an evaluation harness for on-device language models.
 //!
-//! Data flows one way: [`suite`] files -> [`data`] examples -> [`request`]s ->
-//! [`model`] -> per-example [`record`]s -> [`metrics`] -> [`report`].
+//! The work lives in layered crates, each depending only on those below it:
+//! `edgebench-util` -> `edgebench-kernels` -> `edgebench-runtime` ->
+//! `edgebench-device` -> `edgebench-eval` -> `edgebench-paper`. This crate is
+//! the `edgebench` command line; its library re-exports the layers' modules
+//! under one name for programs and tests that use EdgeBench as a library.
 
-pub mod alloc;
-pub mod data;
-pub mod device;
-pub mod gate;
-pub mod gem;
-pub mod metrics;
-pub mod model;
-pub mod onnx;
-pub mod ops;
-pub mod paper;
-pub mod perf;
-pub mod record;
-pub mod report;
-pub mod request;
-pub mod runner;
-pub mod suite;
-pub mod sweep;
+pub use edgebench_device::{self as device, perf};
+pub use edgebench_eval::{data, gate, metrics, record, report, request, runner, suite, sweep};
+pub use edgebench_kernels::alloc;
+pub use edgebench_paper as paper;
+pub use edgebench_runtime::{gem, model, onnx, ops};
+pub use edgebench_util as util;

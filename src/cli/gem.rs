@@ -67,7 +67,7 @@ fn fit(
     use gem::router_fit;
     gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
     let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
-    let data = router_fit::collect(&specs, &paths.data(), per_domain, 200);
+    let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
     if data.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
             "--fit-router: no sentences found under {}; pass --data-dir",
@@ -116,7 +116,7 @@ fn build_pretrained(
     use gem::router_fit;
     let mut src = pretrained::Pretrained::open(cfg, cfg_label, gguf, bert).map_err(bad_input)?;
     let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
-    let data = router_fit::collect(&specs, &paths.data(), per_domain, 200);
+    let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
     if data.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
             "--from-pretrained fits the router's W_r, but no sentences were found under {}; pass --data-dir",

@@ -1,0 +1,586 @@
+//! Performance mode (MLPerf LoadGen's single-stream scenario): the model is
+//! loaded and optimised before the clock starts, warmed up, then queried
+//! until both a minimum query count and a minimum duration are met. Every raw
+//! sample is kept; percentiles are printed only when enough samples back them;
+//! memory, energy and a roofline projection for each device profile go beside
+//! them, the projection always labelled `estimated`.
+
+use crate::power::{self, Energy, Meter, MeterLog};
+use crate::profile::{self, Host, HostRoots, Projection, Workload};
+use crate::stats::{self, DecodeTiming, DecoderSummary, LatencySummary, PerfSettings, Validity};
+use edgebench_runtime::model::{Model, ModelError, ModelInfo, QueryTiming};
+use prost::Message;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use thiserror::Error;
+
+/// Errors of a performance run.
+#[derive(Debug, Error)]
+pub enum PerfError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{path}: {message}")]
+    Graph { path: PathBuf, message: String },
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    #[error("{0}")]
+    Power(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where power comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PowerChoice {
+    /// The first usable sysfs source under this root (RAPL, hwmon, battery).
+    Auto { sysfs_root: PathBuf, idle: Duration },
+    /// An external meter's CSV log covering the timed window.
+    MeterLog(PathBuf),
+    /// Do not measure power.
+    Off,
+}
+
+/// What a performance run does.
+#[derive(Debug, Clone)]
+pub struct PerfConfig {
+    /// Query counts and durations.
+    pub settings: PerfSettings,
+    /// Prompt length in tokens.
+    pub prompt_tokens: usize,
+    /// Output tokens per decoder query.
+    pub gen_tokens: usize,
+    /// Power source.
+    pub power: PowerChoice,
+    /// Device profiles to project onto.
+    pub devices_dir: Option<PathBuf>,
+}
+
+/// Weight bytes and work per token, counted from the ONNX graph.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GraphCount {
+    /// Bytes of weights by stored precision (`f32`, `4-bit`, ...), quantization scales included.
+    pub weight_bytes_by_precision: BTreeMap<String, u64>,
+    /// Multiply-adds x 2 of the weight matrices per token.
+    pub flops_per_token: f64,
+    /// Weight bytes read per token (every matrix once, one embedding row).
+    pub weight_bytes_per_token: f64,
+    /// The part of `weight_bytes_per_token` stored in `EbQuantLinear` nodes.
+    pub quant_bytes_per_token: f64,
+    /// What the count leaves out.
+    pub note: String,
+}
+
+/// Counts weights and per-token work of `<path>` (an EdgeBench-written or imported graph).
+pub fn count_graph(path: &Path) -> Result<GraphCount, PerfError> {
+    let bad = |message: String| PerfError::Graph {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io = |source| PerfError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: only read, and dropped before this returns (as `model::load_graph`)
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let model = tract_onnx::pb::ModelProto::decode(&map[..])
+        .map_err(|e| bad(format!("not an ONNX protobuf: {e}")))?;
+    let graph = model.graph.ok_or_else(|| bad("no graph".into()))?;
+    let inits: BTreeMap<&str, &tract_onnx::pb::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let size = |name: &str| -> u64 {
+        inits.get(name).map_or(0, |t| {
+            if !t.raw_data.is_empty() {
+                t.raw_data.len() as u64
+            } else {
+                4 * t.float_data.len() as u64 + 8 * t.int64_data.len() as u64
+            }
+        })
+    };
+    let mut c = GraphCount {
+        note: "counts weight matrices (f32 includes embedding and position tables) only: attention scores, norms and SCAR's k-means are left out; \
+               GEM graphs evaluate all 9 pathways on every token, and that is what is counted"
+            .into(),
+        ..Default::default()
+    };
+    let mut counted: std::collections::BTreeSet<&str> = Default::default();
+    let attr = |n: &tract_onnx::pb::NodeProto, name: &str| {
+        n.attribute.iter().find(|a| a.name == name).map(|a| a.i)
+    };
+    for n in &graph.node {
+        match n.op_type.as_str() {
+            "EbQuantLinear" => {
+                let (k, out, bits) = (
+                    attr(n, "in_features").unwrap_or(0) as f64,
+                    attr(n, "out_features").unwrap_or(0) as f64,
+                    attr(n, "bits").unwrap_or(0),
+                );
+                let b: u64 = n.input.iter().skip(1).map(|i| size(i)).sum();
+                *c.weight_bytes_by_precision
+                    .entry(format!("{bits}-bit"))
+                    .or_default() += b;
+                c.flops_per_token += 2.0 * k * out;
+                c.weight_bytes_per_token += b as f64;
+                c.quant_bytes_per_token += b as f64;
+                counted.extend(n.input.iter().skip(1).map(String::as_str));
+            }
+            "MatMul" | "Gemm" => {
+                if let Some(t) = n.input.get(1).and_then(|i| inits.get(i.as_str())) {
+                    let macs: i64 = t.dims.iter().product();
+                    c.flops_per_token += 2.0 * macs as f64;
+                    c.weight_bytes_per_token += size(&t.name) as f64;
+                    *c.weight_bytes_by_precision.entry("f32".into()).or_default() += size(&t.name);
+                    counted.insert(t.name.as_str());
+                }
+            }
+            "Gather" => {
+                if let Some(t) = n.input.first().and_then(|i| inits.get(i.as_str())) {
+                    if t.dims.len() == 2 && !counted.contains(t.name.as_str()) {
+                        *c.weight_bytes_by_precision.entry("f32".into()).or_default() +=
+                            size(&t.name);
+                        c.weight_bytes_per_token += 4.0 * t.dims[1] as f64;
+                        counted.insert(t.name.as_str());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Resident memory now and at its peak (Linux `/proc/self/status`; `None` elsewhere).
+pub fn memory_now() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Memory figures of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// Resident set when the model was ready.
+    pub rss_ready_bytes: Option<u64>,
+    /// Peak resident set of the process (includes loading).
+    pub peak_rss_bytes: Option<u64>,
+    /// Why a figure is null.
+    pub null_reason: Option<String>,
+    /// Weight bytes by precision.
+    pub weight_bytes_by_precision: BTreeMap<String, u64>,
+}
+
+/// Power and energy of the timed window, or why there are none.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerReport {
+    pub energy: Option<Energy>,
+    pub joules_per_query: Option<f64>,
+    pub joules_per_token: Option<f64>,
+    pub joules_per_query_above_idle: Option<f64>,
+    pub null_reason: Option<String>,
+}
+
+/// Provenance of every figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub edgebench_version: String,
+    pub git_hash: Option<String>,
+    pub host: Host,
+    pub threads: usize,
+    pub model_sha256: String,
+    pub governor: Option<String>,
+    pub temperature_start_c: Option<f64>,
+    pub temperature_end_c: Option<f64>,
+    pub thermal_note: Option<String>,
+}
+
+/// A projection of this model onto one device profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceProjection {
+    pub device: String,
+    pub ms_per_token: Option<f64>,
+    pub estimated: bool,
+    pub detail: Projection,
+}
+
+/// `perf.json`: everything a performance run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerfReport {
+    pub model: ModelInfo,
+    pub settings: PerfSettings,
+    pub validity: Validity,
+    /// `model-only` (graph execution) or `end-to-end`.
+    pub scope: String,
+    pub time_to_ready_ms: f64,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub queries: usize,
+    pub duration_s: f64,
+    /// Per-query latency (prefill + every output token).
+    pub query_latency_ms: LatencySummary,
+    /// TTFT and TPOT (decoders).
+    pub decoder: Option<DecoderSummary>,
+    /// TPOT (decoders) or per-query latency (encoders), the paper's "ms/token".
+    pub latency_ms_per_token: BTreeMap<String, Option<f64>>,
+    pub output_tokens_per_s: Option<f64>,
+    pub memory: Memory,
+    pub peak_rss_bytes: Option<u64>,
+    pub power: PowerReport,
+    pub power_w: Option<f64>,
+    pub power_null_reason: Option<String>,
+    pub workload: GraphCount,
+    /// `workload.flops_per_token`, at the top level for readers of this file.
+    pub flops_per_token: f64,
+    pub projections: Vec<DeviceProjection>,
+    pub provenance: Provenance,
+}
+
+/// Prompts for the queries: windows of `text` at different offsets.
+pub fn prompts_from(text: &str, count: usize, chars: usize) -> Vec<String> {
+    let chars_v: Vec<char> = text.chars().collect();
+    if chars_v.is_empty() {
+        return vec!["Edge devices".to_string(); count.max(1)];
+    }
+    (0..count.max(1))
+        .map(|i| {
+            let start = (i * 977) % chars_v.len();
+            chars_v
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(chars.max(1))
+                .collect()
+        })
+        .collect()
+}
+
+fn temperature(roots: &HostRoots) -> (Option<f64>, Option<String>) {
+    match profile::read_thermal(roots) {
+        profile::Reading::Read { value, .. } => (Some(value.max_celsius), None),
+        other => (None, Some(format!("{other:?}"))),
+    }
+}
+
+enum Power {
+    Sampled(Meter),
+    Log(Meter),
+    None(String),
+}
+
+fn start_power(choice: &PowerChoice) -> Power {
+    match choice {
+        PowerChoice::Off => Power::None("power measurement turned off (--power off)".into()),
+        PowerChoice::Auto { sysfs_root, idle } => match power::detect(sysfs_root) {
+            Err(u) => Power::None(u.to_string()),
+            Ok(src) => {
+                let mut m = Meter::new(src);
+                match m.measure_idle(*idle).and_then(|_| m.start()) {
+                    Ok(()) => Power::Sampled(m),
+                    Err(e) => Power::None(format!("power source failed: {e}")),
+                }
+            }
+        },
+        PowerChoice::MeterLog(path) => match MeterLog::open(path) {
+            Ok(log) => Power::Log(Meter::new(Box::new(log))),
+            Err(e) => Power::None(e.to_string()),
+        },
+    }
+}
+
+/// Runs the timed queries on a loaded model.
+pub fn measure(
+    model: &mut dyn Model,
+    graph: Option<&Path>,
+    time_to_ready: Duration,
+    prompts: &[String],
+    cfg: &PerfConfig,
+) -> Result<(PerfReport, Vec<QueryTiming>), PerfError> {
+    cfg.settings
+        .validate()
+        .map_err(|e| PerfError::Settings(e.to_string()))?;
+    let (rss_ready, _) = memory_now();
+    let roots = HostRoots::system();
+    let (t_start, thermal_note) = temperature(&roots);
+    for i in 0..cfg.settings.warmup_queries as usize {
+        model.perf_query(
+            &prompts[i % prompts.len()],
+            cfg.prompt_tokens,
+            cfg.gen_tokens,
+        )?;
+    }
+    let mut power = start_power(&cfg.power);
+    let wall0 = SystemTime::now();
+    let clock = Instant::now();
+    let mut samples = Vec::new();
+    while !cfg
+        .settings
+        .should_stop(samples.len() as u64, clock.elapsed())
+    {
+        let p = &prompts[samples.len() % prompts.len()];
+        samples.push(model.perf_query(p, cfg.prompt_tokens, cfg.gen_tokens)?);
+    }
+    let elapsed = clock.elapsed();
+    let wall1 = SystemTime::now();
+    let (energy, power_reason) = match &mut power {
+        Power::Sampled(m) => match m.stop() {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(format!("power source failed: {e}"))),
+        },
+        Power::Log(m) => match m.measure_window(wall0, wall1) {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        Power::None(r) => (None, Some(r.clone())),
+    };
+    let (t_end, _) = temperature(&roots);
+    let (_, peak) = memory_now();
+    let validity = cfg.settings.validity(samples.len() as u64, elapsed);
+    let totals: Vec<f64> = samples
+        .iter()
+        .map(|q| q.ttft_ms + q.token_gaps_ms.iter().sum::<f64>())
+        .collect();
+    let query_latency =
+        stats::summarize(&totals).map_err(|e| PerfError::Settings(e.to_string()))?;
+    let decoder = if cfg.gen_tokens > 0 && samples.iter().any(|q| !q.token_gaps_ms.is_empty()) {
+        let t: Vec<DecodeTiming> = samples
+            .iter()
+            .map(|q| DecodeTiming::from_token_gaps(q.ttft_ms, &q.token_gaps_ms))
+            .collect();
+        Some(stats::summarize_decoder(&t).map_err(|e| PerfError::Settings(e.to_string()))?)
+    } else {
+        None
+    };
+    let per_token_summary = decoder.as_ref().map_or(&query_latency, |d| &d.tpot);
+    let latency_ms_per_token: BTreeMap<String, Option<f64>> = [0.5, 0.9, 0.95, 0.99]
+        .iter()
+        .map(|p| {
+            (
+                format!("p{}", (p * 100.0f64).round()),
+                per_token_summary.percentile(*p).and_then(|r| r.value()),
+            )
+        })
+        .chain([("mean".to_string(), per_token_summary.mean)])
+        .collect();
+    let output_tokens: usize = samples.iter().map(|q| 1 + q.token_gaps_ms.len()).sum();
+    let workload = match graph {
+        Some(g) => count_graph(g)?,
+        None => GraphCount::default(),
+    };
+    let projections = match &cfg.devices_dir {
+        Some(dir) if workload.flops_per_token > 0.0 => profile::load_dir(dir)
+            .map_err(|e| PerfError::Settings(e.to_string()))?
+            .iter()
+            .filter_map(|d| {
+                let w = Workload {
+                    flops_per_token: workload.flops_per_token,
+                    weight_bytes_per_token: workload.weight_bytes_per_token,
+                    other_bytes_per_token: 0.0,
+                };
+                let p = profile::project(d, &w).ok()?;
+                Some(DeviceProjection {
+                    device: d.id.clone(),
+                    ms_per_token: p.ms_per_token_lower_bound,
+                    estimated: true,
+                    detail: p,
+                })
+            })
+            .collect(),
+        _ => vec![],
+    };
+    let queries = samples.len() as u64;
+    let per = |e: &Energy, n: u64| e.per(n);
+    let power_report = PowerReport {
+        joules_per_query: energy
+            .as_ref()
+            .and_then(|e| per(e, queries))
+            .map(|u| u.joules),
+        joules_per_query_above_idle: energy
+            .as_ref()
+            .and_then(|e| per(e, queries))
+            .and_then(|u| u.joules_above_idle),
+        joules_per_token: energy
+            .as_ref()
+            .and_then(|e| per(e, output_tokens as u64))
+            .map(|u| u.joules),
+        energy: energy.clone(),
+        null_reason: power_reason.clone(),
+    };
+    let info = model.info().clone();
+    let mem_reason = (rss_ready.is_none() || peak.is_none()).then(|| {
+        "resident memory is read from /proc/self/status, which this OS does not have".to_string()
+    });
+    let report = PerfReport {
+        settings: cfg.settings.clone(),
+        validity,
+        scope: if samples.iter().all(|q| q.model_only) {
+            "model-only".into()
+        } else {
+            "end-to-end".into()
+        },
+        time_to_ready_ms: time_to_ready.as_secs_f64() * 1e3,
+        prompt_tokens: samples.first().map_or(0, |q| q.prompt_tokens),
+        gen_tokens: cfg.gen_tokens,
+        queries: samples.len(),
+        duration_s: elapsed.as_secs_f64(),
+        query_latency_ms: query_latency,
+        decoder,
+        latency_ms_per_token,
+        output_tokens_per_s: (cfg.gen_tokens > 0)
+            .then(|| output_tokens as f64 / elapsed.as_secs_f64()),
+        memory: Memory {
+            rss_ready_bytes: rss_ready,
+            peak_rss_bytes: peak,
+            null_reason: mem_reason,
+            weight_bytes_by_precision: workload.weight_bytes_by_precision.clone(),
+        },
+        peak_rss_bytes: peak,
+        power_w: energy.as_ref().map(|e| e.mean_watts),
+        power_null_reason: power_reason,
+        power: power_report,
+        flops_per_token: workload.flops_per_token,
+        workload,
+        projections,
+        provenance: Provenance {
+            edgebench_version: env!("CARGO_PKG_VERSION").into(),
+            git_hash: option_env!("EDGEBENCH_GIT_HASH").map(str::to_string),
+            host: Host::detect(),
+            threads: edgebench_runtime::model::threads(),
+            model_sha256: info.sha256.clone(),
+            governor: profile::read_governor(&roots).value().cloned(),
+            temperature_start_c: t_start,
+            temperature_end_c: t_end,
+            thermal_note,
+        },
+        model: info,
+    };
+    Ok((report, samples))
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v != 0.0 && v.abs() < 0.1 => format!("{v:.3e}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+fn summary_row(name: &str, s: &LatencySummary) -> String {
+    let pct = |p: f64| {
+        s.percentile(p)
+            .map_or("-".to_string(), |r| format!("{r:.2}"))
+    };
+    format!(
+        "| {name} | {} | {} | {} | {} | {} | {} |\n",
+        s.count,
+        fmt_ms(s.mean),
+        pct(0.5),
+        pct(0.9),
+        pct(0.95),
+        pct(0.99)
+    )
+}
+
+/// The Markdown table printed after a performance run.
+pub fn render(r: &PerfReport) -> String {
+    let mut out = format!(
+        "# Performance: {} ({} thread(s), {})\n\n",
+        r.model.name, r.provenance.threads, r.scope
+    );
+    out += &format!(
+        "- run: **{}**{}\n- time to model ready: {:.1} ms (not in the timed window)\n- {} queries in {:.2} s; prompt {} tokens, {} output tokens per query\n\n",
+        if r.validity.valid { "VALID" } else { "INVALID" },
+        if r.validity.valid {
+            String::new()
+        } else {
+            format!(" ({})", r.validity.reasons.join("; "))
+        },
+        r.time_to_ready_ms,
+        r.queries,
+        r.duration_s,
+        r.prompt_tokens,
+        r.gen_tokens
+    );
+    out += "| latency (ms, model-only) | n | mean | p50 | p90 | p95 | p99 |\n|---|---|---|---|---|---|---|\n";
+    out += &summary_row("per query", &r.query_latency_ms);
+    if let Some(d) = &r.decoder {
+        out += &summary_row("time to first token", &d.ttft);
+        out += &summary_row("time per output token", &d.tpot);
+    }
+    out += "\n";
+    let mb = |b: Option<u64>| b.map_or("null".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
+    out += &format!(
+        "- memory: resident when ready {}, peak {}{}\n- weights: {}\n",
+        mb(r.memory.rss_ready_bytes),
+        mb(r.memory.peak_rss_bytes),
+        r.memory
+            .null_reason
+            .as_ref()
+            .map_or(String::new(), |n| format!(" ({n})")),
+        r.memory
+            .weight_bytes_by_precision
+            .iter()
+            .map(|(k, v)| format!("{k} {:.2} MB", *v as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match &r.power.energy {
+        Some(e) => {
+            out +=
+                &format!(
+                "- power: {:.2} W mean over {:.2} s ({}, {} samples{}); {} J/query, {} J/token{}\n",
+                e.mean_watts,
+                e.window_s,
+                e.method.as_str(),
+                e.samples,
+                e.sample_rate_hz.map_or(String::new(), |h| format!(" at {h:.1} Hz")),
+                r.power.joules_per_query.map_or("-".into(), |j| format!("{j:.4}")),
+                r.power.joules_per_token.map_or("-".into(), |j| format!("{j:.5}")),
+                e.idle_watts.map_or(String::new(), |w| format!("; idle {w:.2} W"))
+            )
+        }
+        None => {
+            out += &format!(
+                "- power: null ({})\n",
+                r.power.null_reason.as_deref().unwrap_or("not measured")
+            )
+        }
+    }
+    if !r.projections.is_empty() {
+        out += &format!(
+            "\n| device | ms/token lower bound (ESTIMATED, roofline) | bound |\n|---|---|---|\n| host (measured above) | {} | measured |\n",
+            fmt_ms(r.latency_ms_per_token.get("p50").copied().flatten())
+        );
+        for p in &r.projections {
+            out += &format!(
+                "| {} | {} (estimated) | {} |\n",
+                p.device,
+                fmt_ms(p.ms_per_token),
+                p.detail
+                    .bound
+                    .map_or("unknown".into(), |b| format!("{b:?}").to_lowercase())
+            );
+        }
+        out += &format!(
+            "\nProjections count {:.3} MFLOP and {:.2} MB of weights per token from the graph; {}.\n",
+            r.workload.flops_per_token / 1e6,
+            r.workload.weight_bytes_per_token / 1e6,
+            r.workload.note
+        );
+    }
+    out
+}

@@ -1,0 +1,281 @@
+//! Data: resolve a suite's files under a data root, read them in their
+//! original layout, and turn records into [`Example`]s.
+
+pub mod adapters;
+pub mod labelled;
+pub mod path;
+pub mod read;
+
+use crate::suite::spec::SuiteSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A data problem, located in a file and line.
+#[derive(Debug, Error)]
+#[error("{}{}: {message}", file.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
+pub struct DataError {
+    /// File at fault.
+    pub file: PathBuf,
+    /// 1-based line or record (0 = whole file).
+    pub line: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl DataError {
+    /// An error at `file:line`.
+    pub fn at(file: &Path, line: usize, message: impl Into<String>) -> Self {
+        DataError {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// The gold answer of an example, by task kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Gold {
+    /// Index into the choices (multiple choice) or labels (classification).
+    Index { index: usize },
+    /// Optional index (TyDi passage selection: `None` = no passage answers).
+    MaybeIndex { index: Option<usize> },
+    /// Label indices (multi-label).
+    Indices { indices: Vec<usize> },
+    /// Acceptable answer texts (QA, summaries, responses).
+    Texts { texts: Vec<String> },
+    /// A numeric answer.
+    Number { value: f64 },
+    /// One tag per token.
+    Tags {
+        tokens: Vec<String>,
+        tags: Vec<String>,
+    },
+    /// (head, relation, tail) triples.
+    Triples {
+        triples: Vec<(String, String, String)>,
+    },
+    /// Coreference clusters of mention strings.
+    Clusters { clusters: Vec<Vec<String>> },
+    /// Nothing to compare against: the text itself is scored (perplexity).
+    Text { text: String },
+    /// Retrieval: this item's key and the key of its gold partner, if any.
+    Bitext {
+        key: String,
+        lang: String,
+        partner: Option<String>,
+    },
+    /// Retrieval with the pair inside the example (Tatoeba).
+    Pair { source: String, target: String },
+}
+
+/// One evaluation item, ready for prompting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Example {
+    /// Stable id (from the data, or derived from it).
+    pub id: String,
+    /// Template variables.
+    pub vars: BTreeMap<String, String>,
+    /// Choices (multiple choice) or candidates.
+    pub choices: Vec<String>,
+    /// Gold answer.
+    pub gold: Gold,
+    /// Bytes cut from its texts by [`MAX_TEXT_BYTES`] (0 when nothing was cut).
+    #[serde(default)]
+    pub truncated_bytes: usize,
+}
+
+/// Longest text, in bytes, that one field of an example keeps (1 MiB). A
+/// longer field is cut at a character boundary before any tokeniser sees it,
+/// and the cut is counted in [`Example::truncated_bytes`]; documents this
+/// long exceed every supported model's context many times over.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// Where a suite's data stands under a data root.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataStatus {
+    /// Files found.
+    Found(Vec<PathBuf>),
+    /// Nothing found; the message says which files to put where.
+    Missing(String),
+}
+
+/// Finds the evaluation files of `spec` under `root`. Every file must be a
+/// regular file inside the data root (symbolic links are followed and must
+/// stay inside it).
+pub fn locate(spec: &SuiteSpec, root: &Path) -> Result<DataStatus, DataError> {
+    locate_pattern(spec, root, &spec.data.eval, "data.eval")
+}
+
+fn locate_pattern(
+    spec: &SuiteSpec,
+    root: &Path,
+    pattern: &str,
+    field: &str,
+) -> Result<DataStatus, DataError> {
+    let dir = root.join(&spec.data.dir);
+    let pat = dir.join(pattern);
+    let mut files: Vec<PathBuf> = glob::glob(&pat.to_string_lossy())
+        .map(|g| g.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    files.sort();
+    if files.is_empty() {
+        let how = match spec.data.access {
+            crate::suite::spec::Access::Credentialed => {
+                " (credentialed data: obtain it from its provider and bring your own copy)"
+            }
+            crate::suite::spec::Access::Public => "",
+        };
+        return Ok(DataStatus::Missing(format!(
+            "put {pattern} under {}{how}",
+            dir.display()
+        )));
+    }
+    let canonical_root = root
+        .canonicalize()
+        .map_err(|e| DataError::at(root, 0, format!("cannot resolve the data directory: {e}")))?;
+    for f in &files {
+        let real = f.canonicalize().map_err(|e| {
+            DataError::at(
+                f,
+                0,
+                format!("cannot resolve (a broken symbolic link?): {e}"),
+            )
+        })?;
+        if !real.starts_with(&canonical_root) {
+            return Err(DataError::at(
+                f,
+                0,
+                format!(
+                    "suite `{}` field `{field}` reaches {} outside the data directory {}",
+                    spec.id,
+                    real.display(),
+                    canonical_root.display()
+                ),
+            ));
+        }
+        if !real.is_file() {
+            return Err(DataError::at(
+                f,
+                0,
+                format!(
+                    "suite `{}` field `{field}` matches {}, which is not a regular file",
+                    spec.id,
+                    real.display()
+                ),
+            ));
+        }
+    }
+    Ok(DataStatus::Found(files))
+}
+
+/// The few-shot files of `spec` under `root` (none when it names no pool or
+/// the pool is absent), checked like [`locate`]'s.
+pub fn locate_fewshot(spec: &SuiteSpec, root: &Path) -> Result<Vec<PathBuf>, DataError> {
+    match &spec.data.fewshot {
+        Some(p) => match locate_pattern(spec, root, p, "data.fewshot")? {
+            DataStatus::Found(files) => Ok(files),
+            DataStatus::Missing(_) => Ok(vec![]),
+        },
+        None => Ok(vec![]),
+    }
+}
+
+/// Loads the evaluation examples of `spec` from `root`.
+pub fn load_examples(spec: &SuiteSpec, root: &Path) -> Result<Vec<Example>, DataError> {
+    load_split(spec, root, &spec.data.eval, "data.eval")
+}
+
+/// Loads the few-shot pool of `spec` (empty when the suite names none or it is absent).
+pub fn load_fewshot(spec: &SuiteSpec, root: &Path) -> Result<Vec<Example>, DataError> {
+    match &spec.data.fewshot {
+        Some(p) => match locate_pattern(spec, root, p, "data.fewshot")? {
+            DataStatus::Found(_) => load_split(spec, root, p, "data.fewshot"),
+            DataStatus::Missing(_) => Ok(vec![]),
+        },
+        None => Ok(vec![]),
+    }
+}
+
+fn load_split(
+    spec: &SuiteSpec,
+    root: &Path,
+    pattern: &str,
+    field: &str,
+) -> Result<Vec<Example>, DataError> {
+    let files = match locate_pattern(spec, root, pattern, field)? {
+        DataStatus::Found(f) => f,
+        DataStatus::Missing(m) => {
+            return Err(DataError::at(
+                &root.join(&spec.data.dir),
+                0,
+                format!("missing data: {m}"),
+            ))
+        }
+    };
+    let mut rows = Vec::new();
+    for f in &files {
+        let read = read::read_rows(f, spec.data.format, spec.data.records_path.as_deref())?;
+        if read.is_empty() {
+            return Err(DataError::at(
+                f,
+                0,
+                format!(
+                    "no record in this file (suite `{}`, field `{field}`)",
+                    spec.id
+                ),
+            ));
+        }
+        rows.extend(read);
+    }
+    let mut examples = adapters::adapt(spec, &rows, root)?;
+    if examples.is_empty() {
+        return Err(DataError::at(
+            &files[0],
+            0,
+            format!(
+                "{} record(s) read but no example made of them: check the file against suite `{}` [fields]",
+                rows.len(),
+                spec.id
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        if let Some(first) = seen.insert(e.id.as_str(), i) {
+            return Err(DataError::at(
+                &files[0],
+                0,
+                format!(
+                    "duplicate example id `{}` (examples {} and {}): ids must be unique for records and resume",
+                    e.id,
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+    }
+    for e in &mut examples {
+        cap_texts(e);
+    }
+    Ok(examples)
+}
+
+/// Cuts each text of `e` to [`MAX_TEXT_BYTES`] and counts what was cut.
+fn cap_texts(e: &mut Example) {
+    let mut cut = 0;
+    for t in e.vars.values_mut().chain(e.choices.iter_mut()) {
+        if t.len() > MAX_TEXT_BYTES {
+            let mut end = MAX_TEXT_BYTES;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            cut += t.len() - end;
+            t.truncate(end);
+        }
+    }
+    e.truncated_bytes += cut;
+}

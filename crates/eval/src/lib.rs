@@ -1,0 +1,14 @@
+//! EdgeBench's evaluation: suite files ([`suite`]) -> examples ([`data`]) ->
+//! requests ([`request`]) -> a model -> per-example records ([`record`], run by
+//! [`runner`]) -> metrics ([`metrics`]) -> reports ([`report`]), plus
+//! compression sweeps ([`sweep`]) and the CI regression gate ([`gate`]).
+
+pub mod data;
+pub mod gate;
+pub mod metrics;
+pub mod record;
+pub mod report;
+pub mod request;
+pub mod runner;
+pub mod suite;
+pub mod sweep;

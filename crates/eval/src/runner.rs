@@ -1,0 +1,791 @@
+//! The run loop: suites -> examples -> requests -> model -> records.
+//!
+//! A run is fixed when it starts: `run.json` records its settings, the suite
+//! files are copied into the run and `plan.json` lists the example ids each
+//! suite evaluates. A resume continues exactly that run: the settings come
+//! from `run.json`, the data and suite files must hash as they did, and every
+//! existing record must be of a planned example with the prompt the run would
+//! build for it. Scoring and reporting happen afterwards, from the folder alone.
+
+use crate::data::{self, DataStatus, Example};
+use crate::record::{
+    sha256_file, FileHash, HostInfo, Leg, Plan, Record, RecordError, RunDir, RunLock, RunManifest,
+    SuiteStatus, MAX_BOOTSTRAP, SUITE_SNAPSHOT,
+};
+use crate::request::{self, Reply, Strategy};
+use crate::suite::spec::SuiteSpec;
+use crate::suite::SuiteError;
+use edgebench_runtime::model::{Model, ModelError};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Largest `--limit` (examples per suite).
+pub const MAX_LIMIT: usize = 10_000_000;
+
+/// Errors of a run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// Data that does not load.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    /// Settings that cannot run, or a resume that does not match its run.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The model named by the run cannot be loaded.
+    #[error("model `{spec}`: {source}")]
+    LoadModel {
+        spec: String,
+        #[source]
+        source: ModelError,
+    },
+    #[error("model failed on suite `{suite}`, example `{example}`: {source}")]
+    Model {
+        suite: String,
+        example: String,
+        #[source]
+        source: ModelError,
+    },
+}
+
+impl RunError {
+    /// Whether the error is bad input (exit 2) rather than a failure of the run (exit 1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RunError::Data(_)
+            | RunError::Suite(_)
+            | RunError::Mismatch(_)
+            | RunError::LoadModel { .. } => true,
+            RunError::Record(e) => e.is_bad_input(),
+            RunError::Model { .. } => false,
+        }
+    }
+}
+
+/// What a run evaluates: fixed when it starts, recorded in `run.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `--model` as given (`builtin:tiny`, a model directory, `hf:...`).
+    pub model: String,
+    /// Suite ids, in run order.
+    pub suites: Vec<String>,
+    /// Data root.
+    pub data_dir: PathBuf,
+    /// Examples per suite (`None`: each suite's default; 0 = all).
+    pub limit: Option<usize>,
+    /// Seed of the example sample, the few-shot draws and the bootstrap.
+    pub seed: u64,
+    /// Bootstrap resamples of the intervals.
+    pub bootstrap: usize,
+}
+
+impl Settings {
+    /// Checks the bounds of the numeric settings.
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.bootstrap > MAX_BOOTSTRAP {
+            return Err(RunError::Mismatch(format!(
+                "--bootstrap {} is above the largest allowed ({MAX_BOOTSTRAP})",
+                self.bootstrap
+            )));
+        }
+        if let Some(l) = self.limit.filter(|l| *l > MAX_LIMIT) {
+            return Err(RunError::Mismatch(format!(
+                "--limit {l} is above the largest allowed ({MAX_LIMIT}); 0 means every example"
+            )));
+        }
+        if !self.data_dir.is_dir() {
+            return Err(RunError::Mismatch(format!(
+                "data directory {} does not exist (--data-dir or $EDGEBENCH_DATA)",
+                self.data_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn of(m: &RunManifest) -> Settings {
+        Settings {
+            model: m.model.source.clone(),
+            suites: m.suites.clone(),
+            data_dir: PathBuf::from(&m.data_dir),
+            limit: m.limit,
+            seed: m.seed,
+            bootstrap: m.bootstrap,
+        }
+    }
+}
+
+/// The settings a resuming command gave explicitly (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Requested {
+    pub model: Option<String>,
+    /// Suite ids resolved from `--suites`.
+    pub suites: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub limit: Option<usize>,
+    pub seed: Option<u64>,
+    pub bootstrap: Option<usize>,
+    /// `--suites-dir`: the suite files must hash as the run's do.
+    pub suites_dir: Option<PathBuf>,
+}
+
+/// How a run executes (nothing here changes what it evaluates).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Hide progress bars.
+    pub quiet: bool,
+    /// Stop after this many new examples (for tests of interruption).
+    pub stop_after: Option<usize>,
+    /// Sleep this long after each example (for tests that kill a run mid-way).
+    pub throttle_ms: u64,
+}
+
+/// A suite with its examples, ready to run.
+pub struct Prepared<'a> {
+    pub spec: &'a SuiteSpec,
+    /// Set when the suite is not evaluated (missing data, unsupported task).
+    pub status: Option<SuiteStatus>,
+    /// The planned examples, in file order.
+    pub examples: Vec<Example>,
+    pub pool: Vec<Example>,
+    pub files: Vec<FileHash>,
+    /// How the model serves it (`None` when not evaluated).
+    pub strategy: Option<Strategy>,
+}
+
+impl Prepared<'_> {
+    /// The requests of `ex`, as this run builds them.
+    fn calls(&self, ex: &Example) -> Vec<request::Call> {
+        let strategy = self.strategy.expect("only evaluated suites build calls");
+        request::build(self.spec, strategy, ex, &self.pool)
+    }
+}
+
+/// Loads the data of every suite up front, so bad input fails before any model call.
+pub fn prepare<'a>(
+    suites: &[&'a SuiteSpec],
+    settings: &Settings,
+    model: &dyn Model,
+) -> Result<Vec<Prepared<'a>>, RunError> {
+    let caps = model.info().capabilities;
+    let mut out = Vec::new();
+    for &spec in suites {
+        let mut p = Prepared {
+            spec,
+            status: None,
+            examples: vec![],
+            pool: vec![],
+            files: vec![],
+            strategy: None,
+        };
+        match data::locate(spec, &settings.data_dir)? {
+            DataStatus::Missing(m) => p.status = Some(SuiteStatus::Missing { reason: m }),
+            DataStatus::Found(mut files) => {
+                // the few-shot pool shapes prompts too: hash it with the evaluation files
+                files.extend(data::locate_fewshot(spec, &settings.data_dir)?);
+                for f in &files {
+                    p.files.push(FileHash {
+                        path: f.display().to_string(),
+                        sha256: sha256_file(f)?,
+                    });
+                }
+                let all = data::load_examples(spec, &settings.data_dir)?;
+                let limit = settings.limit.unwrap_or(spec.limit);
+                // Retrieval files are the candidate pool: never cut them.
+                p.examples = if spec.task == crate::suite::spec::TaskKind::Retrieval {
+                    all.clone()
+                } else {
+                    sample(all.clone(), limit, settings.seed)
+                };
+                p.pool = data::load_fewshot(spec, &settings.data_dir)?;
+                if p.pool.is_empty() && spec.fewshot.k > 0 {
+                    // lm-eval: without a few-shot split, draw from the evaluation split (never the item itself)
+                    p.pool = all;
+                }
+                match request::strategy(spec, &caps) {
+                    Ok(s) => p.strategy = Some(s),
+                    Err(reason) => {
+                        p.status = Some(SuiteStatus::Unsupported {
+                            reason: format!("unsupported by {}: {reason}", model.info().name),
+                        })
+                    }
+                }
+            }
+        }
+        out.push(p);
+    }
+    if !out.is_empty()
+        && out
+            .iter()
+            .all(|p| matches!(p.status, Some(SuiteStatus::Missing { .. })))
+    {
+        return Err(RunError::Mismatch(format!(
+            "none of the {} selected suite(s) has data under {} (first: {}); pass --data-dir",
+            out.len(),
+            settings.data_dir.display(),
+            match &out[0].status {
+                Some(SuiteStatus::Missing { reason }) => format!("{}: {reason}", out[0].spec.id),
+                _ => String::new(),
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// The example ids each evaluated suite plans to run.
+pub fn plan_of(prepared: &[Prepared<'_>]) -> Plan {
+    prepared
+        .iter()
+        .filter(|p| p.status.is_none())
+        .map(|p| {
+            (
+                p.spec.id.clone(),
+                p.examples.iter().map(|e| e.id.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Starts a new run: claims its folder, writes `run.json`, the suite
+/// snapshot and `plan.json`, then evaluates. `specs` were read from `suites_dir`.
+pub fn start(
+    out: &Path,
+    id: Option<&str>,
+    settings: &Settings,
+    specs: &[&SuiteSpec],
+    suites_dir: &Path,
+    model: &mut dyn Model,
+    opts: &Options,
+) -> Result<(RunDir, RunLock), RunError> {
+    settings.check()?;
+    let mut settings = settings.clone();
+    settings.data_dir = settings
+        .data_dir
+        .canonicalize()
+        .unwrap_or(settings.data_dir);
+    let prepared = prepare(specs, &settings, model)?;
+    let info = model.info().clone();
+    let (stamp, created) = now_utc();
+    let id = id.map_or_else(|| format!("{stamp}-{}", info.name), String::from);
+    let dir = RunDir::create(out, &id)?;
+    let lock = dir.lock("run")?;
+    let mut suite_hashes = BTreeMap::new();
+    for s in specs {
+        let src = suites_dir.join(format!("{}.toml", s.id));
+        suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, &src)?);
+    }
+    let plan = plan_of(&prepared);
+    let mut manifest = RunManifest {
+        run_id: id,
+        edgebench_version: env!("CARGO_PKG_VERSION").into(),
+        git_hash: option_env!("EDGEBENCH_GIT_HASH").map(String::from),
+        created: created.clone(),
+        model: info,
+        data_dir: settings.data_dir.display().to_string(),
+        seed: settings.seed,
+        limit: settings.limit,
+        suites: settings.suites.clone(),
+        suite_hashes,
+        data_hashes: prepared
+            .iter()
+            .map(|p| (p.spec.id.clone(), p.files.clone()))
+            .collect(),
+        status: BTreeMap::new(),
+        host: host_info(),
+        state: "running".into(),
+        bootstrap: settings.bootstrap,
+        provenance: crate::record::RunProvenance::now(),
+        plan_sha256: Some(dir.save_plan(&plan)?),
+        legs: vec![leg(created, "start", vec![])],
+    };
+    dir.save_manifest(&manifest)?;
+    execute(&dir, &mut manifest, &prepared, model, opts)?;
+    Ok((dir, lock))
+}
+
+fn leg(started: String, kind: &str, changes: Vec<String>) -> Leg {
+    Leg {
+        started,
+        kind: kind.into(),
+        host: host_info().hostname,
+        threads: edgebench_runtime::model::threads(),
+        changes,
+    }
+}
+
+/// Differences between a run's settings and what a resuming command gave.
+fn differences(m: &RunManifest, r: &Requested) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut flag = |name: &str, run: String, given: Option<String>| {
+        if let Some(g) = given.filter(|g| *g != run) {
+            d.push(format!("{name}: the run has {run}, this command gives {g}"));
+        }
+    };
+    flag("--model", m.model.source.clone(), r.model.clone());
+    flag(
+        "--suites",
+        m.suites.join(","),
+        r.suites.as_ref().map(|s| s.join(",")),
+    );
+    let show_limit = |l: Option<usize>| l.map_or("the suites' defaults".into(), |l| l.to_string());
+    flag(
+        "--limit",
+        show_limit(m.limit),
+        r.limit.map(|l| show_limit(Some(l))),
+    );
+    flag("--seed", m.seed.to_string(), r.seed.map(|s| s.to_string()));
+    flag(
+        "--bootstrap",
+        m.bootstrap.to_string(),
+        r.bootstrap.map(|b| b.to_string()),
+    );
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    if let Some(g) = &r.data_dir {
+        if canon(g) != canon(Path::new(&m.data_dir)) {
+            d.push(format!(
+                "--data-dir: the run has {}, this command gives {}",
+                m.data_dir,
+                g.display()
+            ));
+        }
+    }
+    d
+}
+
+/// Continues the run `id` under `out` with the settings its `run.json`
+/// records. Flags that differ from them are refused, naming each difference,
+/// unless `force_new_leg`: then the run takes the command's settings from
+/// here on, records a new leg with what changed, and keeps only the records
+/// the new settings would have produced (the others are moved to
+/// `records/superseded/`, not deleted).
+pub fn resume(
+    out: &Path,
+    id: &str,
+    requested: &Requested,
+    force_new_leg: bool,
+    model_cache: &Path,
+    opts: &Options,
+) -> Result<(RunDir, RunLock), RunError> {
+    let dir = RunDir::open(out, id)?;
+    let lock = dir.lock("run --resume")?;
+    let mut manifest = dir.load_manifest()?;
+    let mut changes = differences(&manifest, requested);
+    // suite files: the run's snapshot, unless a new leg takes them from --suites-dir
+    let wanted = requested
+        .suites
+        .clone()
+        .filter(|_| force_new_leg)
+        .unwrap_or_else(|| manifest.suites.clone());
+    let snapshot = dir.root.join(SUITE_SNAPSHOT);
+    let mut owned = Vec::new();
+    for sid in &wanted {
+        let path = match &requested.suites_dir {
+            Some(d) => d.join(format!("{sid}.toml")),
+            None => snapshot.join(format!("{sid}.toml")),
+        };
+        if !path.is_file() {
+            return Err(RunError::Mismatch(format!(
+                "suite `{sid}`: {} does not exist{}",
+                path.display(),
+                if requested.suites_dir.is_none() {
+                    " (a suite new to the run needs --suites-dir)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let hash = sha256_file(&path)?;
+        if manifest.suite_hashes.get(sid).is_some_and(|h| *h != hash) {
+            changes.push(format!(
+                "suite file {}: changed since the run started (sha256 {} -> {})",
+                path.display(),
+                short(&manifest.suite_hashes[sid]),
+                short(&hash)
+            ));
+        }
+        owned.push((crate::suite::load_file(&path)?, path, hash));
+    }
+    let refuse = |changes: &[String]| {
+        RunError::Mismatch(format!(
+            "run {} was started with other settings or inputs:\n  - {}\nresume without these flags to continue the run as it was, start a new run, or pass --force-new-leg to continue with this command's settings (recorded as a new leg)",
+            manifest.run_id,
+            changes.join("\n  - ")
+        ))
+    };
+    if !changes.is_empty() && !force_new_leg {
+        return Err(refuse(&changes));
+    }
+    let mut settings = Settings::of(&manifest);
+    if force_new_leg {
+        settings = Settings {
+            model: requested.model.clone().unwrap_or(settings.model),
+            suites: wanted.clone(),
+            data_dir: requested.data_dir.clone().unwrap_or(settings.data_dir),
+            limit: requested.limit.or(settings.limit),
+            seed: requested.seed.unwrap_or(settings.seed),
+            bootstrap: requested.bootstrap.unwrap_or(settings.bootstrap),
+        };
+    }
+    settings.check()?;
+    let mut model =
+        edgebench_runtime::model::load(&settings.model, model_cache).map_err(|source| {
+            RunError::LoadModel {
+                spec: settings.model.clone(),
+                source,
+            }
+        })?;
+    let info = model.info().clone();
+    if info.sha256 != manifest.model.sha256 {
+        return Err(RunError::Mismatch(format!(
+            "run {} was made with model {} (sha256 {}), and `{}` is {} ({}): a run holds one model; start a new run",
+            manifest.run_id,
+            manifest.model.name,
+            short(&manifest.model.sha256),
+            settings.model,
+            info.name,
+            short(&info.sha256)
+        )));
+    }
+    let specs: Vec<&SuiteSpec> = owned.iter().map(|(s, _, _)| s).collect();
+    let prepared = prepare(&specs, &settings, model.as_ref())?;
+    for p in &prepared {
+        let before = manifest.data_hashes.get(&p.spec.id);
+        if before.is_some_and(|b| {
+            b.iter()
+                .map(|f| &f.sha256)
+                .ne(p.files.iter().map(|f| &f.sha256))
+        }) {
+            changes.push(format!(
+                "data of suite `{}`: {} changed since the run started",
+                p.spec.id,
+                p.files
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let plan = plan_of(&prepared);
+    let stored = dir.load_plan()?;
+    if let Some(stored) = &stored {
+        for (sid, ids) in &plan {
+            if stored.get(sid).is_some_and(|s| s != ids) {
+                changes.push(format!(
+                    "plan of suite `{sid}`: the examples to evaluate are not the ones the run planned"
+                ));
+            }
+        }
+    }
+    if !changes.is_empty() && !force_new_leg {
+        return Err(refuse(&changes));
+    }
+    let superseded = check_records(&dir, &prepared, force_new_leg, manifest.legs.len())?;
+    if superseded > 0 {
+        changes.push(format!(
+            "{superseded} record(s) that the new settings would not produce moved to records/superseded/"
+        ));
+    }
+    let (_, now) = now_utc();
+    if force_new_leg {
+        let mut suite_hashes = BTreeMap::new();
+        for (s, path, _) in &owned {
+            suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, path)?);
+        }
+        manifest.suites = settings.suites.clone();
+        manifest.suite_hashes = suite_hashes;
+        manifest.data_hashes = prepared
+            .iter()
+            .map(|p| (p.spec.id.clone(), p.files.clone()))
+            .collect();
+        manifest.data_dir = settings
+            .data_dir
+            .canonicalize()
+            .unwrap_or(settings.data_dir.clone())
+            .display()
+            .to_string();
+        manifest.model = info;
+        manifest.limit = settings.limit;
+        manifest.seed = settings.seed;
+        manifest.bootstrap = settings.bootstrap;
+        manifest.status.clear();
+        manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
+        manifest.legs.push(leg(now, "new-leg", changes));
+    } else {
+        if stored.is_none() {
+            // a run from before plans were written: its plan is the one computed now
+            manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
+        }
+        manifest.legs.push(leg(now, "resume", vec![]));
+    }
+    execute(&dir, &mut manifest, &prepared, model.as_mut(), opts)?;
+    Ok((dir, lock))
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+/// Checks a resumed run's records against its plan: every record is of a
+/// planned example, once, with the prompt this run builds for it. A torn
+/// last line is cut off first (only a writer does that). Without
+/// `force_new_leg` any other problem is refused; with it, the records that
+/// do not fit are moved to `records/superseded/` and the count returned.
+fn check_records(
+    dir: &RunDir,
+    prepared: &[Prepared<'_>],
+    force_new_leg: bool,
+    leg: usize,
+) -> Result<usize, RunError> {
+    let mut moved = 0;
+    for p in prepared.iter().filter(|p| p.status.is_none()) {
+        let id = &p.spec.id;
+        if let Some(line) = dir.repair_torn_tail(id)? {
+            eprintln!(
+                "note: {}: line {line} was cut short when the run stopped; it is dropped and the example runs again",
+                dir.records_path(id).display()
+            );
+        }
+        let file = dir.read_records(id)?;
+        let by_id: HashMap<&str, &Example> =
+            p.examples.iter().map(|e| (e.id.as_str(), e)).collect();
+        let mut seen = HashSet::new();
+        let (mut keep, mut drop) = (Vec::new(), Vec::new());
+        for (line, r) in file.records {
+            let problem = match by_id.get(r.example_id.as_str()) {
+                None => Some("is not in the run's plan".to_string()),
+                Some(_) if seen.contains(&r.example_id) => {
+                    Some("is recorded a second time".to_string())
+                }
+                Some(ex) if request::prompt_hash(&p.calls(ex)) != r.prompt_hash => {
+                    Some("has a prompt that differs from the one this run builds".to_string())
+                }
+                Some(_) => None,
+            };
+            match problem {
+                None => {
+                    seen.insert(r.example_id.clone());
+                    keep.push(r);
+                }
+                Some(why) if force_new_leg => {
+                    let _ = why;
+                    drop.push(r);
+                }
+                Some(why) => {
+                    return Err(RunError::Mismatch(format!(
+                        "{}:{line}: example `{}` {why}; the records do not belong to this run",
+                        dir.records_path(id).display(),
+                        r.example_id
+                    )))
+                }
+            }
+        }
+        if !drop.is_empty() {
+            moved += drop.len();
+            dir.supersede_records(id, leg, &keep, &drop)?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Evaluates every planned example that has no record yet.
+fn execute(
+    dir: &RunDir,
+    manifest: &mut RunManifest,
+    prepared: &[Prepared<'_>],
+    model: &mut dyn Model,
+    opts: &Options,
+) -> Result<(), RunError> {
+    manifest.state = "running".into();
+    dir.save_manifest(manifest)?;
+    let mut budget = opts.stop_after;
+    for p in prepared {
+        let id = &p.spec.id;
+        if let Some(s) = &p.status {
+            manifest.status.insert(id.clone(), s.clone());
+            continue;
+        }
+        let mut done: HashSet<String> = dir
+            .load_records(id)?
+            .into_iter()
+            .map(|r| r.example_id)
+            .collect();
+        let total = p.examples.len();
+        let bar = if opts.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(id.clone());
+        bar.set_position(done.len() as u64);
+        let mut app = dir.appender(id)?;
+        for ex in &p.examples {
+            if done.contains(&ex.id) {
+                continue;
+            }
+            if budget == Some(0) {
+                manifest
+                    .status
+                    .insert(id.clone(), status_of(done.len(), total));
+                manifest.state = "interrupted".into();
+                dir.save_manifest(manifest)?;
+                bar.abandon();
+                return Ok(());
+            }
+            let calls = p.calls(ex);
+            let model_error = |source| RunError::Model {
+                suite: id.clone(),
+                example: ex.id.clone(),
+                source,
+            };
+            let start = Instant::now();
+            let mut replies = Vec::with_capacity(calls.len());
+            for c in &calls {
+                let reply = request::execute(model, c).map_err(model_error)?;
+                reply.check(c).map_err(|e| {
+                    model_error(ModelError::Runtime(format!("invalid output: {e}")))
+                })?;
+                replies.push(reply);
+            }
+            let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+            let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
+            let record = Record {
+                prompt_tokens,
+                output_tokens,
+                latency_ms,
+                routes: model.take_routes(),
+                truncated_bytes: ex.truncated_bytes,
+                ..Record::new(id, ex, p.strategy.expect("evaluated"), calls, replies)
+            };
+            app.append(&record)?;
+            done.insert(ex.id.clone());
+            bar.inc(1);
+            if let Some(b) = budget.as_mut() {
+                *b -= 1;
+            }
+            if opts.throttle_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(opts.throttle_ms));
+            }
+        }
+        bar.finish_and_clear();
+        manifest
+            .status
+            .insert(id.clone(), status_of(done.len(), total));
+        dir.save_manifest(manifest)?;
+    }
+    manifest.state = "complete".into();
+    manifest.provenance.finish();
+    dir.save_manifest(manifest)?;
+    Ok(())
+}
+
+/// A seeded sample of `limit` examples (0 = all), kept in file order. Many
+/// files are sorted by label or language, so the first N would be biased.
+pub fn sample(examples: Vec<Example>, limit: usize, seed: u64) -> Vec<Example> {
+    use rand::seq::index;
+    use rand::SeedableRng;
+    if limit == 0 || limit >= examples.len() {
+        return examples;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut keep: Vec<usize> = index::sample(&mut rng, examples.len(), limit).into_vec();
+    keep.sort_unstable();
+    let mut it = keep.into_iter().peekable();
+    examples
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            (it.peek() == Some(&i)).then(|| {
+                it.next();
+                e
+            })
+        })
+        .collect()
+}
+
+/// Host facts from sysinfo.
+pub fn host_info() -> HostInfo {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_cpu_all();
+    sys.refresh_memory();
+    HostInfo {
+        hostname: sysinfo::System::host_name().unwrap_or_default(),
+        os: sysinfo::System::long_os_version().unwrap_or_else(|| std::env::consts::OS.to_string()),
+        arch: std::env::consts::ARCH.to_string(),
+        cpu: sys
+            .cpus()
+            .first()
+            .map(|c| c.brand().trim().to_string())
+            .unwrap_or_default(),
+        cores: sys.cpus().len(),
+        memory_bytes: sys.total_memory(),
+    }
+}
+
+/// UTC timestamp `YYYYMMDD-HHMMSS` and RFC 3339 form.
+pub fn now_utc() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    (
+        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
+    )
+}
+
+fn status_of(done: usize, total: usize) -> SuiteStatus {
+    if done >= total {
+        SuiteStatus::Complete { examples: total }
+    } else {
+        SuiteStatus::Partial { done, total }
+    }
+}
+
+fn token_counts(model: &dyn Model, calls: &[request::Call], replies: &[Reply]) -> (usize, usize) {
+    let mut prompt = 0;
+    let mut output = 0;
+    for (c, r) in calls.iter().zip(replies) {
+        match (c, r) {
+            (request::Call::Loglikelihood { context, .. }, Reply::Loglikelihood { results }) => {
+                prompt += model.count_tokens(context).unwrap_or(0);
+                output += results.iter().map(|x| x.tokens).sum::<usize>();
+            }
+            (_, Reply::Generate { generation }) => {
+                prompt += generation.prompt_tokens;
+                output += generation.tokens;
+            }
+            (_, Reply::Rolling { rolling }) => prompt += rolling.tokens,
+            (request::Call::Embed { texts }, _) => {
+                prompt += texts
+                    .iter()
+                    .map(|t| model.count_tokens(t).unwrap_or(0))
+                    .sum::<usize>()
+            }
+            _ => {}
+        }
+    }
+    (prompt, output)
+}

@@ -1,0 +1,144 @@
+//! EdgeBench's CPU kernels, independent of any inference engine: packed f32
+//! GEMM/GEMV ([`gemm`]), block-quantized products ([`qkernel`]), softmax
+//! ([`softmax`]), activations and product epilogues ([`activation`]), the
+//! thread split they share ([`parallel`]) and a huge-page allocator
+//! ([`alloc`]). Each kernel has a portable path and AVX2/AVX-512 paths
+//! chosen at run time ([`isa`]).
+
+pub mod activation;
+pub mod alloc;
+pub mod gemm;
+pub mod parallel;
+pub mod qkernel;
+pub mod softmax;
+
+/// The widest x86-64 vector instructions EdgeBench's kernels use, in
+/// increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust (the compiler's own vectorisation): every other CPU.
+    Portable,
+    /// AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// AVX-512F (with AVX2 + FMA), 16 lanes: the f32 product kernels.
+    Avx512,
+}
+
+impl Isa {
+    /// Lower-case name, as `EDGEBENCH_MAX_ISA` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The kernels this process runs: the widest this CPU has (detected at
+/// run time), capped by the environment variable `EDGEBENCH_MAX_ISA`
+/// (`avx512`, `avx2` or `portable`), so the same binary can be compared
+/// against itself, or kept off AVX-512 on CPUs that slow their clock for
+/// it. Read once per process; an unknown value is reported on stderr and
+/// ignored.
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let cap = match std::env::var("EDGEBENCH_MAX_ISA") {
+            Err(_) => Isa::Avx512,
+            Ok(v) => match [Isa::Portable, Isa::Avx2, Isa::Avx512]
+                .into_iter()
+                .find(|i| i.name() == v.trim().to_ascii_lowercase())
+            {
+                Some(i) => i,
+                None => {
+                    eprintln!(
+                        "warning: EDGEBENCH_MAX_ISA={v:?} is not one of avx512, avx2, portable; ignored"
+                    );
+                    Isa::Avx512
+                }
+            },
+        };
+        detected_isa().min(cap)
+    })
+}
+
+/// The widest [`Isa`] this CPU supports.
+fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            return if has!("avx512f") {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            };
+        }
+    }
+    Isa::Portable
+}
+
+/// Whether EdgeBench's AVX2+FMA kernels run (`gemm`, `softmax`,
+/// `activation`): see [`isa`].
+pub fn avx2_fma() -> bool {
+    isa() >= Isa::Avx2
+}
+
+/// Asks Linux to back the 2 MiB-aligned interior of `bytes` bytes at
+/// `ptr` with transparent huge pages (`MADV_HUGEPAGE`, which is what matters
+/// where the THP mode is `madvise`). A hint: packed weights are streamed a panel at a
+/// time, and with 4 KiB pages every 4 KiB of a stream is a TLB miss. Call
+/// it before the memory is first written. Does nothing elsewhere or when
+/// the region holds no whole huge page.
+pub fn huge_pages(ptr: *const u8, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize + bytes) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: the range lies inside the caller's allocation;
+            // MADV_HUGEPAGE changes how pages are backed, never their contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, bytes);
+}
+
+/// Helpers of the kernels' tests (and of the ops' tests above them).
+#[doc(hidden)]
+pub mod test_util {
+    /// Fold step for the largest error: NaN once any error is NaN
+    /// (`f32::max` would drop it, and an output never written, or NaN,
+    /// would pass).
+    pub fn worse(largest: f32, e: f32) -> f32 {
+        if e > largest || e.is_nan() {
+            e
+        } else {
+            largest
+        }
+    }
+
+    /// Largest `|got - want| / (1 + |want|)` (NaN if any value is NaN).
+    pub fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len(), "lengths differ");
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0f32, worse)
+    }
+
+    /// `n` deterministic pseudo-random values in [-1, 1].
+    pub fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32)
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(seed.wrapping_mul(97));
+                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,691 @@
+//! Writes a GEM graph: router -> 9 pathways (SCAR attention, per-pathway
+//! precision) -> merge -> quantized LM head, with the paper's ablations.
+//!
+//! Graph inputs/outputs: `input_ids` `[1, seq]` -> `logits` `[1, seq, vocab]`,
+//! `hidden_states` `[1, seq, hidden]`, `route` `[1, seq]` (0..7 a domain, 8
+//! general) and, with the router, `route_probs` `[1, seq, 8]`.
+//!
+//! Dispatch: every pathway is evaluated on the whole sequence with its
+//! attention restricted to the tokens routed to it (SCAR's `group` input, or
+//! the same mask in dense attention), and each token keeps the output of its
+//! own pathway. For the routed tokens that is exactly gathering them, running
+//! the pathway and scattering back in order; the price is 9x the pathway
+//! compute of a gather/scatter kernel (noted in docs/ops.md).
+//!
+//! The router is causal, like the pathways: a token's route depends only on
+//! itself and earlier tokens, so routes of a prefix never change when text is
+//! appended and per-token likelihoods stay well defined. SCAR's clusters are
+//! computed over the whole window of a call (as the paper defines them), so
+//! GEM graphs carry no KV cache.
+
+use super::config::{GemConfig, DOMAINS};
+use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use crate::ops::quant::{QuantFormat, QuantMatrix};
+use crate::ops::scar::ScarParams;
+use rand::{Rng, SeedableRng};
+
+/// Scale of the seeded domain head `W_r`.
+const ROUTER_SCALE: f32 = 6.0;
+
+/// Which graph to write: the full model or one of the paper's ablations (Table 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Router, SCAR, hybrid quantization.
+    Full,
+    /// Dense causal attention instead of SCAR.
+    NoScar,
+    /// Every layer in f32 (the same weights before quantization).
+    NoQuant,
+    /// No router: every token takes the general pathway.
+    NoRouter,
+}
+
+impl Variant {
+    /// All variants, full model first.
+    pub const ALL: [Variant; 4] = [
+        Variant::Full,
+        Variant::NoScar,
+        Variant::NoQuant,
+        Variant::NoRouter,
+    ];
+
+    /// Suffix of the variant's directory and name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Variant::Full => "",
+            Variant::NoScar => "-no-scar",
+            Variant::NoQuant => "-no-quant",
+            Variant::NoRouter => "-no-router",
+        }
+    }
+
+    /// Parses `full`, `no-scar`, `no-quant`, `no-router`.
+    pub fn parse(s: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| {
+            v.suffix().trim_start_matches('-') == s || (s == "full" && *v == Variant::Full)
+        })
+    }
+}
+
+/// Source of weight matrices by name (`[out, in]` row-major).
+///
+/// Only `matrix` is required (seeded builds); a pretrained source also
+/// supplies norm gains, matrices already quantized as stored, which tensors
+/// are one and the same (shared between pathways), and a BERT router.
+pub trait WeightSource {
+    /// The f32 matrix `name` of shape `rows x cols`.
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Vec<f32>;
+    /// A fitted domain head `(W_r [8 x router hidden], b_r [8])`, if any.
+    fn router_head(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+    /// The gain vector `name` of an RMSNorm (default: ones).
+    fn vector(&mut self, _name: &str, len: usize) -> Vec<f32> {
+        vec![1.0; len]
+    }
+    /// `name` exactly as stored when the source keeps it block-quantized at
+    /// `bits` in blocks of `block_size` (no re-quantization error).
+    fn quantized(
+        &mut self,
+        _name: &str,
+        _rows: usize,
+        _cols: usize,
+        _bits: usize,
+        _block_size: usize,
+    ) -> Option<QuantMatrix> {
+        None
+    }
+    /// Quantize fresh matrices with per-block minimums (asymmetric blocks).
+    fn asymmetric(&self) -> bool {
+        false
+    }
+    /// Key of the stored tensor behind `name`: names with the same key and
+    /// precision share one set of initializers in the graph.
+    fn shared_key(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// A BERT encoder to use as the router (instead of a seeded causal transformer).
+    fn bert_router(&mut self) -> Option<&mut dyn BertRouter> {
+        None
+    }
+}
+
+/// A BERT checkpoint used as GEM's router encoder.
+pub trait BertRouter {
+    /// Its configuration.
+    fn config(&self) -> &crate::model::bert::BertConfig;
+    /// The f32 tensor `name` of `shape` (checked when the source was opened).
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Vec<f32>;
+}
+
+/// Seeded uniform weights with variance `1 / cols` (embeddings: variance 1).
+pub struct Seeded {
+    seed: u64,
+    head: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Seeded {
+    /// Weights drawn from `seed`; each tensor's stream is keyed by its name,
+    /// so a tensor does not change when another is added.
+    pub fn new(seed: u64) -> Self {
+        Seeded { seed, head: None }
+    }
+
+    /// The same weights with a fitted domain head.
+    pub fn with_router_head(seed: u64, head: (Vec<f32>, Vec<f32>)) -> Self {
+        Seeded {
+            seed,
+            head: Some(head),
+        }
+    }
+}
+
+impl WeightSource for Seeded {
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Vec<f32> {
+        let key = edgebench_util::hash::sha256_str(name);
+        let salt = u64::from_str_radix(&key[..16], 16).unwrap_or(0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ salt);
+        let fan = if name.ends_with("embed") { 1 } else { cols };
+        let a = (3.0 / fan as f32).sqrt();
+        (0..rows * cols).map(|_| rng.random_range(-a..a)).collect()
+    }
+
+    fn router_head(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        self.head.clone()
+    }
+}
+
+struct Ctx<'a> {
+    g: GraphBuilder,
+    w: &'a mut dyn WeightSource,
+    block_size: usize,
+    quantize: bool,
+    weight_bytes: u64,
+    /// Initializers already written, by shared key and precision.
+    shared: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Ctx<'_> {
+    /// `x . W^T` for a fresh weight `name` `[out, in]` at `bits` (f32 when quantization is off).
+    fn linear(&mut self, name: &str, x: &str, out: usize, inp: usize, bits: usize) -> String {
+        let f = QuantFormat {
+            bits,
+            block_size: self.block_size,
+            k: inp,
+            n: out,
+        };
+        let key = self
+            .w
+            .shared_key(name)
+            .map(|k| format!("{k}@{}", if self.quantize { bits } else { 32 }));
+        if let Some(inits) = key.as_ref().and_then(|k| self.shared.get(k)).cloned() {
+            return if self.quantize {
+                crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits)
+            } else {
+                self.g.op("MatMul", &[x, &inits[0]], &[])
+            };
+        }
+        if self.quantize {
+            let q = match self.w.quantized(name, out, inp, bits, self.block_size) {
+                Some(q) => q,
+                None => {
+                    let w = self.w.matrix(name, out, inp);
+                    QuantMatrix::quantize(&w, f, self.w.asymmetric())
+                        .expect("config validated the format")
+                }
+            };
+            self.weight_bytes += q.bytes() as u64;
+            let inits = crate::ops::quant::write_initializers(&mut self.g, name, &q);
+            let y = crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits);
+            if let Some(k) = key {
+                self.shared.insert(k, inits);
+            }
+            y
+        } else {
+            let w = self.w.matrix(name, out, inp);
+            self.weight_bytes += (4 * w.len()) as u64;
+            let wt = crate::model::llama::transpose(&w, out, inp);
+            let wt = self.g.init_f32(name, &[inp as i64, out as i64], &wt);
+            if let Some(k) = key {
+                self.shared.insert(k, vec![wt.clone()]);
+            }
+            self.g.op("MatMul", &[x, &wt], &[])
+        }
+    }
+}
+
+/// Shared graph values: positions, RoPE tables, causal mask.
+struct Common {
+    seq_ax: [String; 3],
+    two: String,
+    eps: String,
+    future: String,
+    neg: String,
+    fzero: String,
+}
+
+struct Block<'a> {
+    prefix: &'a str,
+    hidden: usize,
+    heads: usize,
+    kv_heads: usize,
+    ffn: usize,
+    bits: usize,
+    /// `route` values to restrict attention to the same pathway.
+    group: Option<&'a str>,
+    scar: Option<ScarParams>,
+    rope: &'a (String, String),
+}
+
+fn rms(c: &mut Ctx, k: &Common, x: &str, name: &str, d: usize) -> String {
+    let gain = c.w.vector(name, d);
+    let w = c.g.init_f32(name, &[d as i64], &gain);
+    let sq = c.g.op("Pow", &[x, &k.two], &[]);
+    let mean = c.g.op(
+        "ReduceMean",
+        &[&sq],
+        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+    );
+    let var = c.g.op("Add", &[&mean, &k.eps], &[]);
+    let sd = c.g.op("Sqrt", &[&var], &[]);
+    let n = c.g.op("Div", &[x, &sd], &[]);
+    c.g.op("Mul", &[&n, &w], &[])
+}
+
+fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
+    let (d, heads) = (b.hidden, b.heads);
+    let hd = d / heads;
+    let p = |s: &str| format!("{}.{s}", b.prefix);
+    let x = rms(c, k, h, &p("attn_norm"), d);
+    let heads_shape =
+        c.g.init_i64(&p("shape_heads"), &[4], &[0, 0, heads as i64, hd as i64]);
+    let model_shape = c.g.init_i64(&p("shape_model"), &[3], &[0, 0, d as i64]);
+    let split = |c: &mut Ctx, t: &str, shape: &str| {
+        let t = c.g.op("Reshape", &[t, shape], &[]);
+        c.g.op(
+            "Transpose",
+            &[&t],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        )
+    };
+    let kv = b.kv_heads;
+    let q = c.linear(&p("attn_q"), &x, d, d, b.bits);
+    let kk = c.linear(&p("attn_k"), &x, kv * hd, d, b.bits);
+    let v = c.linear(&p("attn_v"), &x, kv * hd, d, b.bits);
+    let q = split(c, &q, &heads_shape);
+    let (kk, v) = if kv == heads {
+        (split(c, &kk, &heads_shape), split(c, &v, &heads_shape))
+    } else {
+        // grouped-query attention: query head h reads key/value head h / (heads / kv)
+        let kv_shape =
+            c.g.init_i64(&p("shape_kv"), &[4], &[0, 0, kv as i64, hd as i64]);
+        let reps =
+            c.g.init_i64(&p("kv_reps"), &[5], &[1, 1, (heads / kv) as i64, 1, 1]);
+        let back =
+            c.g.init_i64(&p("shape_rep"), &[4], &[0, heads as i64, -1, hd as i64]);
+        let rep = |c: &mut Ctx, t: &str| {
+            let t = split(c, t, &kv_shape);
+            let t = c.g.op("Unsqueeze", &[&t, &k.seq_ax[2]], &[]);
+            let t = c.g.op("Tile", &[&t, &reps], &[]);
+            c.g.op("Reshape", &[&t, &back], &[])
+        };
+        (rep(c, &kk), rep(c, &v))
+    };
+    let rope = |c: &mut Ctx, t: &str| {
+        let half = c.g.init_i64(&format!("{t}.half"), &[1], &[hd as i64 / 2]);
+        let full = c.g.init_i64(&format!("{t}.full"), &[1], &[hd as i64]);
+        let zero = c.g.init_i64(&format!("{t}.zero"), &[1], &[0]);
+        let last = c.g.init_i64(&format!("{t}.last"), &[1], &[-1]);
+        let a = c.g.op("Slice", &[t, &zero, &half, &last], &[]);
+        let bb = c.g.op("Slice", &[t, &half, &full, &last], &[]);
+        let nb = c.g.op("Neg", &[&bb], &[]);
+        let rot = c.g.op("Concat", &[&nb, &a], &[("axis", Attr::Int(-1))]);
+        let xc = c.g.op("Mul", &[t, &b.rope.0], &[]);
+        let rs = c.g.op("Mul", &[&rot, &b.rope.1], &[]);
+        c.g.op("Add", &[&xc, &rs], &[])
+    };
+    let q = rope(c, &q);
+    let kk = rope(c, &kk);
+    let o = match b.scar {
+        Some(params) => {
+            let (o, _clusters) = crate::ops::scar::write_node(
+                &mut c.g,
+                &p("scar"),
+                &x,
+                &q,
+                &kk,
+                &v,
+                b.group,
+                &params,
+            );
+            o
+        }
+        None => {
+            let scale = c.g.init_f32(&p("scale"), &[], &[1.0 / (hd as f32).sqrt()]);
+            let kt = c.g.op(
+                "Transpose",
+                &[&kk],
+                &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+            );
+            let sc = c.g.op("MatMul", &[&q, &kt], &[]);
+            let sc = c.g.op("Mul", &[&sc, &scale], &[]);
+            let blocked = match b.group {
+                Some(route) => {
+                    let gi = c.g.op("Unsqueeze", &[route, &k.seq_ax[2]], &[]);
+                    let gj = c.g.op("Unsqueeze", &[route, &k.seq_ax[1]], &[]);
+                    let same = c.g.op("Equal", &[&gi, &gj], &[]);
+                    let other = c.g.op("Not", &[&same], &[]);
+                    let any = c.g.op("Or", &[&k.future, &other], &[]);
+                    c.g.op("Unsqueeze", &[&any, &k.seq_ax[1]], &[])
+                }
+                None => k.future.clone(),
+            };
+            let mask = c.g.op("Where", &[&blocked, &k.neg, &k.fzero], &[]);
+            let sc = c.g.op("Add", &[&sc, &mask], &[]);
+            let pr = c.g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+            c.g.op("MatMul", &[&pr, &v], &[])
+        }
+    };
+    let o = c.g.op(
+        "Transpose",
+        &[&o],
+        &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+    );
+    let o = c.g.op("Reshape", &[&o, &model_shape], &[]);
+    let o = c.linear(&p("attn_output"), &o, d, d, b.bits);
+    let h = c.g.op("Add", &[h, &o], &[]);
+    let x = rms(c, k, &h, &p("ffn_norm"), d);
+    let gate = c.linear(&p("ffn_gate"), &x, b.ffn, d, b.bits);
+    let up = c.linear(&p("ffn_up"), &x, b.ffn, d, b.bits);
+    let sg = c.g.op("Sigmoid", &[&gate], &[]);
+    let silu = c.g.op("Mul", &[&gate, &sg], &[]);
+    let act = c.g.op("Mul", &[&silu, &up], &[]);
+    let down = c.linear(&p("ffn_down"), &act, d, b.ffn, b.bits);
+    c.g.op("Add", &[&h, &down], &[])
+}
+
+/// RoPE cos/sin tables gathered at `pos`, shaped `[seq, head_dim]`.
+fn rope_tables(
+    c: &mut Ctx,
+    name: &str,
+    ctx: usize,
+    hd: usize,
+    base: f64,
+    pos: &str,
+) -> (String, String) {
+    let half = hd / 2;
+    let mut cos = vec![0f32; ctx * hd];
+    let mut sin = vec![0f32; ctx * hd];
+    for p in 0..ctx {
+        for i in 0..half {
+            let a = p as f64 * base.powf(-(2.0 * i as f64) / hd as f64);
+            for j in [i, i + half] {
+                cos[p * hd + j] = a.cos() as f32;
+                sin[p * hd + j] = a.sin() as f32;
+            }
+        }
+    }
+    let ct =
+        c.g.init_f32(&format!("{name}.cos"), &[ctx as i64, hd as i64], &cos);
+    let st =
+        c.g.init_f32(&format!("{name}.sin"), &[ctx as i64, hd as i64], &sin);
+    (
+        c.g.op("Gather", &[&ct, pos], &[("axis", Attr::Int(0))]),
+        c.g.op("Gather", &[&st, pos], &[("axis", Attr::Int(0))]),
+    )
+}
+
+/// Writes a BERT router over the `router_ids` input `[1, rseq]` with causal
+/// attention (a token sees itself and earlier tokens only, so no route
+/// depends on text after it); returns its hidden states `[1, rseq, hidden]`.
+fn bert_router_hidden(
+    g: &mut GraphBuilder,
+    br: &mut dyn BertRouter,
+    bits: Option<usize>,
+) -> String {
+    let rids = g.input("router_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("rseq")]);
+    let z = g.init_i64("router.c_z", &[], &[0]);
+    let one = g.init_i64("router.c_one_i", &[], &[1]);
+    let a0 = g.init_i64("router.c_a0", &[1], &[0]);
+    let a1 = g.init_i64("router.c_a1", &[1], &[1]);
+    let neg = g.init_f32("router.c_neg", &[], &[-1e9]);
+    let fz = g.init_f32("router.c_fz", &[], &[0.0]);
+    let shape = g.op("Shape", &[&rids], &[]);
+    let n = g.op("Gather", &[&shape, &one], &[("axis", Attr::Int(0))]);
+    let pos = g.op("Range", &[&z, &n, &one], &[]);
+    let rows = g.op("Unsqueeze", &[&pos, &a1], &[]);
+    let cols = g.op("Unsqueeze", &[&pos, &a0], &[]);
+    let future = g.op("Greater", &[&cols, &rows], &[]);
+    let mask = g.op("Where", &[&future, &neg, &fz], &[]);
+    let cfg = br.config().clone();
+    let mut tensor = |name: &str, shape: &[usize]| Ok(br.tensor(name, shape));
+    let io = crate::model::bert::EncoderIo {
+        ids: &rids,
+        add_mask: &mask,
+        prefix: "router.",
+        bits,
+    };
+    crate::model::bert::write_encoder(g, &cfg, &mut tensor, &io)
+        .expect("the BERT router's tensors were checked when its source was opened")
+}
+
+/// The router alone (`router_ids` -> `router_hidden` per router token), for
+/// fitting `W_r` without running the pathways; `None` for seeded routers.
+pub fn build_router_features(cfg: &GemConfig, weights: &mut dyn WeightSource) -> Option<Vec<u8>> {
+    let br = weights.bert_router()?;
+    let mut g = GraphBuilder::new(&format!("{}-router", cfg.name));
+    let h = bert_router_hidden(&mut g, br, Some(cfg.router.bits));
+    g.op("Identity", &[&h], &[]);
+    g.name_last_output("router_hidden");
+    g.output(
+        "router_hidden",
+        Elem::F32,
+        &[
+            Dim::Fixed(1),
+            Dim::from("rseq"),
+            Dim::Fixed(cfg.router.hidden as i64),
+        ],
+    );
+    Some(encode(&g.finish("GEM router features", &[])))
+}
+
+/// A built graph and what it holds.
+pub struct Built {
+    /// ONNX bytes.
+    pub onnx: Vec<u8>,
+    /// Bytes of all linear-layer weights as stored (quantized or f32).
+    pub weight_bytes: u64,
+}
+
+/// Builds the GEM graph of `cfg` over a vocabulary of `vocab` tokens.
+pub fn build(
+    cfg: &GemConfig,
+    vocab: usize,
+    variant: Variant,
+    weights: &mut dyn WeightSource,
+) -> Built {
+    let quantize = variant != Variant::NoQuant;
+    let mut c = Ctx {
+        g: GraphBuilder::new(&cfg.name),
+        w: weights,
+        block_size: cfg.pathways.block_size,
+        quantize,
+        weight_bytes: 0,
+        shared: Default::default(),
+    };
+    let ids =
+        c.g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
+    let s0 = c.g.init_i64("c_s0", &[], &[0]);
+    let s1 = c.g.init_i64("c_s1", &[], &[1]);
+    let ax: Vec<String> = (0..3)
+        .map(|i| c.g.init_i64(&format!("c_ax{i}"), &[1], &[i]))
+        .collect();
+    let k = Common {
+        seq_ax: [ax[0].clone(), ax[1].clone(), ax[2].clone()],
+        two: c.g.init_f32("c_two", &[], &[2.0]),
+        eps: c.g.init_f32("c_eps", &[], &[1e-5]),
+        neg: c.g.init_f32("c_neg", &[], &[f32::NEG_INFINITY]),
+        fzero: c.g.init_f32("c_fzero", &[], &[0.0]),
+        future: String::new(),
+    };
+    let shape = c.g.op("Shape", &[&ids], &[]);
+    let seq = c.g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
+    let pos = c.g.op("Range", &[&s0, &seq, &s1], &[]);
+    let rows = c.g.op("Unsqueeze", &[&pos, &ax[1]], &[]);
+    let cols = c.g.op("Unsqueeze", &[&pos, &ax[0]], &[]);
+    let future = c.g.op("Greater", &[&cols, &rows], &[]);
+    let k = Common { future, ..k };
+    let ndom = DOMAINS.len();
+    let general = ndom as i64;
+
+    // Router -> route [1, seq] (and probabilities).
+    let r = &cfg.router;
+    let route = if variant == Variant::NoRouter {
+        let zero = c.g.op("Mul", &[&ids, &s0], &[]);
+        let gen = c.g.init_i64("c_general", &[], &[general]);
+        c.g.op("Add", &[&zero, &gen], &[])
+    } else {
+        let bert = {
+            let Ctx { g, w, quantize, .. } = &mut c;
+            w.bert_router()
+                .map(|br| bert_router_hidden(g, br, quantize.then_some(r.bits)))
+        };
+        let h = match bert {
+            Some(token_hidden) => {
+                // one router row per pathway token: the last router token that
+                // ends at or before the pathway token's end (see model::align)
+                let align = c.g.input(
+                    "router_align",
+                    Elem::I64,
+                    &[Dim::Fixed(1), Dim::from("seq")],
+                );
+                let flat = c.g.init_i64("router.flat", &[1], &[-1]);
+                let al = c.g.op("Reshape", &[&align, &flat], &[]);
+                c.g.op("Gather", &[&token_hidden, &al], &[("axis", Attr::Int(1))])
+            }
+            None => {
+                let emb = c.w.matrix("router.embed", vocab, r.hidden);
+                let emb =
+                    c.g.init_f32("router.embed", &[vocab as i64, r.hidden as i64], &emb);
+                let mut h = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+                let rope = rope_tables(
+                    &mut c,
+                    "router.rope",
+                    cfg.max_context,
+                    r.hidden / r.heads,
+                    cfg.pathways.rope_base,
+                    &pos,
+                );
+                for l in 0..r.layers {
+                    let prefix = format!("router.blk{l}");
+                    let b = Block {
+                        prefix: &prefix,
+                        hidden: r.hidden,
+                        heads: r.heads,
+                        kv_heads: r.heads,
+                        ffn: r.ffn,
+                        bits: r.bits,
+                        group: None,
+                        scar: None,
+                        rope: &rope,
+                    };
+                    h = block(&mut c, &k, &b, &h);
+                }
+                rms(&mut c, &k, &h, "router.norm", r.hidden)
+            }
+        };
+        c.g.op("Identity", &[&h], &[]);
+        c.g.name_last_output("router_hidden");
+        // A seeded W_r is scaled so that logits spread by a few units and
+        // tokens actually leave the general pathway (at unit scale every
+        // probability stays near 1/8 < tau); a fitted head is used as is.
+        let (wr, br) = match c.w.router_head() {
+            Some(head) => head,
+            None => (
+                c.w.matrix("router.w_r", ndom, r.hidden)
+                    .iter()
+                    .map(|v| v * ROUTER_SCALE)
+                    .collect(),
+                vec![0.0; ndom],
+            ),
+        };
+        let wr =
+            c.g.init_f32("router.w_r", &[ndom as i64, r.hidden as i64], &wr);
+        let br = c.g.init_f32("router.b_r", &[ndom as i64], &br);
+        let (route, probs) =
+            crate::ops::router::write_node(&mut c.g, "router", &h, &wr, Some(&br), r.tau);
+        c.g.op("Identity", &[&probs], &[]);
+        c.g.name_last_output("route_probs");
+        route
+    };
+
+    // Pathways, merged by route.
+    let p = &cfg.pathways;
+    let emb = c.w.matrix("pathway.embed", vocab, p.hidden);
+    let emb =
+        c.g.init_f32("pathway.embed", &[vocab as i64, p.hidden as i64], &emb);
+    let h0 = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+    let rope = rope_tables(
+        &mut c,
+        "pathway.rope",
+        cfg.max_context,
+        p.hidden / p.heads,
+        p.rope_base,
+        &pos,
+    );
+    let scar = (cfg.scar.enabled && variant != Variant::NoScar).then_some(ScarParams {
+        k: cfg.scar.k,
+        iterations: cfg.scar.iterations,
+        causal: true,
+        scale: None,
+    });
+    let route3 = c.g.op("Unsqueeze", &[&route, &ax[2]], &[]);
+    let pathways: Vec<usize> = if variant == Variant::NoRouter {
+        vec![ndom]
+    } else {
+        (0..=ndom).collect()
+    };
+    let mut merged: Option<String> = None;
+    for &pw in pathways.iter().rev() {
+        let name = if pw == ndom { "general" } else { DOMAINS[pw] };
+        let bits = if pw == ndom {
+            p.general_bits
+        } else {
+            p.domain_bits
+        };
+        let mut h = h0.clone();
+        for l in 0..p.layers {
+            let prefix = format!("pathway.{name}.blk{l}");
+            let b = Block {
+                prefix: &prefix,
+                hidden: p.hidden,
+                heads: p.heads,
+                kv_heads: p.kv_heads(),
+                ffn: p.ffn,
+                bits,
+                group: Some(&route),
+                scar,
+                rope: &rope,
+            };
+            h = block(&mut c, &k, &b, &h);
+        }
+        merged = Some(match merged {
+            None => h,
+            Some(m) => {
+                let id = c.g.init_i64(&format!("c_route_{pw}"), &[], &[pw as i64]);
+                let sel = c.g.op("Equal", &[&route3, &id], &[]);
+                c.g.op("Where", &[&sel, &h, &m], &[])
+            }
+        });
+    }
+    let merged = merged.expect("at least one pathway");
+    let hn = rms(&mut c, &k, &merged, "output.norm", p.hidden);
+    c.g.op("Identity", &[&hn], &[]);
+    let hidden = c.g.name_last_output("hidden_states");
+    let logits = c.linear("output.head", &hidden, vocab, p.hidden, cfg.output.bits);
+    c.g.op("Identity", &[&logits], &[]);
+    c.g.name_last_output("logits");
+    c.g.op("Identity", &[&route], &[]);
+    c.g.name_last_output("route");
+    let seq_dim = Dim::from("seq");
+    c.g.output(
+        "logits",
+        Elem::F32,
+        &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(vocab as i64)],
+    );
+    c.g.output(
+        "hidden_states",
+        Elem::F32,
+        &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(p.hidden as i64)],
+    );
+    c.g.output("route", Elem::I64, &[Dim::Fixed(1), seq_dim.clone()]);
+    if variant != Variant::NoRouter {
+        c.g.output(
+            "route_probs",
+            Elem::F32,
+            &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(ndom as i64)],
+        );
+        c.g.output(
+            "router_hidden",
+            Elem::F32,
+            &[Dim::Fixed(1), seq_dim, Dim::Fixed(r.hidden as i64)],
+        );
+    }
+    let weight_bytes = c.weight_bytes;
+    let doc = format!(
+        "GEM architecture ({variant:?}) built by EdgeBench from config `{}`: router {}x{} at {} bits, {} pathways of {}x{} (domain {} bits, general {} bits), SCAR k={} {}",
+        cfg.name,
+        r.layers,
+        r.hidden,
+        r.bits,
+        pathways.len(),
+        p.layers,
+        p.hidden,
+        p.domain_bits,
+        p.general_bits,
+        cfg.scar.k,
+        if scar.is_some() { "on" } else { "off" }
+    );
+    let onnx = encode(&c.g.finish(&doc, &[("edgebench.gem.variant", format!("{variant:?}"))]));
+    Built { onnx, weight_bytes }
+}

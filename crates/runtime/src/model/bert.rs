@@ -1,0 +1,607 @@
+//! BERT encoders (sentence-transformers style) from `config.json` +
+//! `model.safetensors` + `tokenizer.json`, written as ONNX and run by tract:
+//! mean pooling over the attention mask, then L2 normalisation.
+
+use super::manifest::ModelManifest;
+use super::tokenizer::Tok;
+use super::{Capabilities, Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
+use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use safetensors::SafeTensors;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+/// The fields of a Hugging Face BERT `config.json` we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+fn bad(path: &Path, m: impl Into<String>) -> ModelError {
+    ModelError::BadModelDir {
+        path: path.to_path_buf(),
+        message: m.into(),
+    }
+}
+
+/// Source of f32 tensors by name, checked against the expected shape.
+pub type Tensors<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, ModelError> + 'a;
+
+fn init(
+    g: &mut GraphBuilder,
+    tensor: &mut Tensors<'_>,
+    prefix: &str,
+    name: &str,
+    shape: &[usize],
+) -> Result<String, ModelError> {
+    let data = tensor(name, shape)?;
+    let dims: Vec<i64> = shape.iter().map(|&x| x as i64).collect();
+    Ok(g.init_f32(&format!("{prefix}{name}"), &dims, &data))
+}
+
+/// `x · Wᵀ + b` for the dense layer `name` (`[out, in]` weight), in f32 or,
+/// with `bits`, as an `EbQuantLinear` (asymmetric blocks of 32).
+fn dense(
+    g: &mut GraphBuilder,
+    tensor: &mut Tensors<'_>,
+    x: &str,
+    (prefix, name): (&str, &str),
+    (out, inp): (usize, usize),
+    bits: Option<usize>,
+) -> Result<String, ModelError> {
+    let w = tensor(&format!("{name}.weight"), &[out, inp])?;
+    let y = match bits {
+        Some(bits) => {
+            let f = crate::ops::quant::QuantFormat {
+                bits,
+                block_size: 32,
+                k: inp,
+                n: out,
+            };
+            let q = crate::ops::quant::QuantMatrix::quantize(&w, f, true)
+                .map_err(|e| ModelError::Runtime(format!("dense layer `{name}`: {e}")))?;
+            crate::ops::quant::write_node(g, &format!("{prefix}{name}"), x, &q)
+        }
+        None => {
+            let wt = g.init_f32(
+                &format!("{prefix}{name}.weight"),
+                &[inp as i64, out as i64],
+                &super::llama::transpose(&w, out, inp),
+            );
+            g.op("MatMul", &[x, &wt], &[])
+        }
+    };
+    let b = tensor(&format!("{name}.bias"), &[out])?;
+    let b = g.init_f32(&format!("{prefix}{name}.bias"), &[out as i64], &b);
+    Ok(g.op("Add", &[&y, &b], &[]))
+}
+
+/// Where [`write_encoder`] reads and writes inside a larger graph.
+pub struct EncoderIo<'a> {
+    /// Token ids `[batch, seq]` (i64).
+    pub ids: &'a str,
+    /// Additive attention mask broadcastable to `[batch, heads, seq, seq]`
+    /// (0 where attention is allowed, a large negative value elsewhere).
+    pub add_mask: &'a str,
+    /// Prefix of every initializer name written.
+    pub prefix: &'a str,
+    /// Precision of the dense layers (`None`: f32).
+    pub bits: Option<usize>,
+}
+
+/// Writes BERT's embeddings and encoder layers; returns the last hidden
+/// states `[batch, seq, hidden]` (token type 0 everywhere).
+pub fn write_encoder(
+    g: &mut GraphBuilder,
+    cfg: &BertConfig,
+    tensor: &mut Tensors<'_>,
+    io: &EncoderIo<'_>,
+) -> Result<String, ModelError> {
+    let (d, h) = (cfg.hidden_size as i64, cfg.num_attention_heads as i64);
+    let hd = d / h;
+    let pre = io.prefix;
+    let c = |n: &str| format!("{pre}{n}");
+    let s1 = g.init_i64(&c("c_s1"), &[], &[1]);
+    let s0 = g.init_i64(&c("c_s0"), &[], &[0]);
+    let shape_heads = g.init_i64(&c("c_sh"), &[4], &[0, 0, h, hd]);
+    let shape_model = g.init_i64(&c("c_sm"), &[3], &[0, 0, d]);
+    let scale = g.init_f32(&c("c_scale"), &[], &[1.0 / (hd as f32).sqrt()]);
+    let one = g.init_f32(&c("c_one"), &[], &[1.0]);
+    let half = g.init_f32(&c("c_half"), &[], &[0.5]);
+    let rsqrt2 = g.init_f32(&c("c_rsqrt2"), &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+    let h_us = cfg.hidden_size;
+    let eps = Attr::Float(cfg.layer_norm_eps as f32);
+    let ids = io.ids;
+    // embeddings (token type 0 everywhere, as for single sentences)
+    let we = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.word_embeddings.weight",
+        &[cfg.vocab_size, h_us],
+    )?;
+    let pe = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.position_embeddings.weight",
+        &[cfg.max_position_embeddings, h_us],
+    )?;
+    let te = init(
+        g,
+        tensor,
+        pre,
+        "embeddings.token_type_embeddings.weight",
+        &[2, h_us],
+    )?;
+    let ln_w = init(g, tensor, pre, "embeddings.LayerNorm.weight", &[h_us])?;
+    let ln_b = init(g, tensor, pre, "embeddings.LayerNorm.bias", &[h_us])?;
+    let shape = g.op("Shape", &[ids], &[]);
+    let seq = g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
+    let pos = g.op("Range", &[&s0, &seq, &s1], &[]);
+    let x = g.op("Gather", &[&we, ids], &[("axis", Attr::Int(0))]);
+    let p = g.op("Gather", &[&pe, &pos], &[("axis", Attr::Int(0))]);
+    let t = g.op("Gather", &[&te, &s0], &[("axis", Attr::Int(0))]);
+    let x = g.op("Add", &[&x, &p], &[]);
+    let x = g.op("Add", &[&x, &t], &[]);
+    let mut x = g.op(
+        "LayerNormalization",
+        &[&x, &ln_w, &ln_b],
+        &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+    );
+    for l in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let heads = |g: &mut GraphBuilder, y: &str| {
+            let y = g.op("Reshape", &[y, &shape_heads], &[]);
+            g.op(
+                "Transpose",
+                &[&y],
+                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            )
+        };
+        let sq = (h_us, h_us);
+        let q = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("attention.self.query")),
+            sq,
+            io.bits,
+        )?;
+        let k = dense(g, tensor, &x, (pre, &p("attention.self.key")), sq, io.bits)?;
+        let v = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("attention.self.value")),
+            sq,
+            io.bits,
+        )?;
+        let (q, k, v) = (heads(g, &q), heads(g, &k), heads(g, &v));
+        let kt = g.op(
+            "Transpose",
+            &[&k],
+            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+        );
+        let sc = g.op("MatMul", &[&q, &kt], &[]);
+        let sc = g.op("Mul", &[&sc, &scale], &[]);
+        let sc = g.op("Add", &[&sc, io.add_mask], &[]);
+        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+        let o = g.op("MatMul", &[&pr, &v], &[]);
+        let o = g.op(
+            "Transpose",
+            &[&o],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let o = g.op("Reshape", &[&o, &shape_model], &[]);
+        let o = dense(
+            g,
+            tensor,
+            &o,
+            (pre, &p("attention.output.dense")),
+            sq,
+            io.bits,
+        )?;
+        let r = g.op("Add", &[&x, &o], &[]);
+        let w = init(
+            g,
+            tensor,
+            pre,
+            &p("attention.output.LayerNorm.weight"),
+            &[h_us],
+        )?;
+        let b = init(
+            g,
+            tensor,
+            pre,
+            &p("attention.output.LayerNorm.bias"),
+            &[h_us],
+        )?;
+        x = g.op(
+            "LayerNormalization",
+            &[&r, &w, &b],
+            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+        );
+        let f = dense(
+            g,
+            tensor,
+            &x,
+            (pre, &p("intermediate.dense")),
+            (cfg.intermediate_size, h_us),
+            io.bits,
+        )?;
+        // exact GELU: (x (1 + erf(x / sqrt 2))) 0.5, in the order tract's
+        // `detect_gelu_exact` fuses into one vectorised op
+        let e = g.op("Mul", &[&f, &rsqrt2], &[]);
+        let e = g.op("Erf", &[&e], &[]);
+        let e = g.op("Add", &[&e, &one], &[]);
+        let f = g.op("Mul", &[&f, &e], &[]);
+        let f = g.op("Mul", &[&f, &half], &[]);
+        let f = dense(
+            g,
+            tensor,
+            &f,
+            (pre, &p("output.dense")),
+            (h_us, cfg.intermediate_size),
+            io.bits,
+        )?;
+        let r = g.op("Add", &[&x, &f], &[]);
+        let w = init(g, tensor, pre, &p("output.LayerNorm.weight"), &[h_us])?;
+        let b = init(g, tensor, pre, &p("output.LayerNorm.bias"), &[h_us])?;
+        x = g.op(
+            "LayerNormalization",
+            &[&r, &w, &b],
+            &[("axis", Attr::Int(-1)), ("epsilon", eps.clone())],
+        );
+    }
+    Ok(x)
+}
+
+/// Builds the encoder graph from named f32 tensors.
+pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>, ModelError> {
+    let d = cfg.hidden_size as i64;
+    let mut g = GraphBuilder::new("bert");
+    let ids = g.input(
+        "input_ids",
+        Elem::I64,
+        &[Dim::from("batch"), Dim::from("seq")],
+    );
+    let mask = g.input(
+        "attention_mask",
+        Elem::I64,
+        &[Dim::from("batch"), Dim::from("seq")],
+    );
+    let ax1 = g.init_i64("c_ax1", &[1], &[1]);
+    let ax12 = g.init_i64("c_ax12", &[2], &[1, 2]);
+    let ax_last = g.init_i64("c_axl", &[1], &[-1]);
+    let one = g.init_f32("c_pool_one", &[], &[1.0]);
+    let big = g.init_f32("c_big", &[], &[-1e4]);
+    let tiny = g.init_f32("c_tiny", &[], &[1e-9]);
+    // additive attention mask [batch, 1, 1, seq]
+    let maskf = g.op("Cast", &[&mask], &[("to", Attr::Int(1))]);
+    let inv = g.op("Sub", &[&one, &maskf], &[]);
+    let add = g.op("Mul", &[&inv, &big], &[]);
+    let add = g.op("Unsqueeze", &[&add, &ax12], &[]);
+    let io = EncoderIo {
+        ids: &ids,
+        add_mask: &add,
+        prefix: "",
+        bits: None,
+    };
+    let x = write_encoder(&mut g, cfg, tensor, &io)?;
+    // masked mean pooling and L2 normalisation
+    let m3 = g.op("Unsqueeze", &[&maskf, &ax_last], &[]);
+    let xm = g.op("Mul", &[&x, &m3], &[]);
+    let sum = g.op("ReduceSum", &[&xm, &ax1], &[("keepdims", Attr::Int(0))]);
+    let cnt = g.op("ReduceSum", &[&m3, &ax1], &[("keepdims", Attr::Int(0))]);
+    let cnt = g.op("Max", &[&cnt, &tiny], &[]);
+    let mean = g.op("Div", &[&sum, &cnt], &[]);
+    let sq = g.op("Mul", &[&mean, &mean], &[]);
+    let ss = g.op("ReduceSum", &[&sq, &ax_last], &[("keepdims", Attr::Int(1))]);
+    let nrm = g.op("Sqrt", &[&ss], &[]);
+    let nrm = g.op("Max", &[&nrm, &tiny], &[]);
+    g.op("Div", &[&mean, &nrm], &[]);
+    g.name_last_output("sentence_embedding");
+    g.output(
+        "sentence_embedding",
+        Elem::F32,
+        &[Dim::from("batch"), Dim::Fixed(d)],
+    );
+    let model = g.finish(
+        "BERT sentence encoder imported by EdgeBench",
+        &[("edgebench.architecture", "bert".into())],
+    );
+    Ok(encode(&model))
+}
+
+/// Imports a BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) into `out`.
+pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ModelError::Io { path: p, source }
+    };
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+    let cfg: BertConfig = serde_json::from_str(&text)
+        .map_err(|e| bad(&cfg_path, format!("not a BERT config: {e}")))?;
+    if cfg.model_type.as_deref().is_some_and(|t| t != "bert") {
+        return Err(bad(
+            &cfg_path,
+            format!("model_type {:?} is not `bert`", cfg.model_type),
+        ));
+    }
+    if cfg.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
+        return Err(bad(
+            &cfg_path,
+            format!(
+                "hidden_act {:?} is not supported (only exact `gelu`)",
+                cfg.hidden_act
+            ),
+        ));
+    }
+    if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
+        return Err(bad(
+            &cfg_path,
+            "hidden_size must be a multiple of num_attention_heads",
+        ));
+    }
+    let st_path = dir.join("model.safetensors");
+    let file = std::fs::File::open(&st_path).map_err(io(&st_path))?;
+    // SAFETY: read-only mapping of a file we do not modify.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&st_path))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(&st_path, format!("not a valid safetensors file: {e}")))?;
+    let mut tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
+        let t = st
+            .tensor(name)
+            .or_else(|_| st.tensor(&format!("bert.{name}")))
+            .map_err(|_| bad(&st_path, format!("tensor `{name}` is missing")))?;
+        if t.shape() != shape {
+            return Err(bad(
+                &st_path,
+                format!(
+                    "tensor `{name}` has shape {:?}, the config implies {shape:?}",
+                    t.shape()
+                ),
+            ));
+        }
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(
+                &st_path,
+                format!("tensor `{name}` is {:?}; only F32 is supported", t.dtype()),
+            ));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let graph = build_graph(&cfg, &mut tensor)?;
+    let tok_src = dir.join("tokenizer.json");
+    let tok = Tok::load(&tok_src)?;
+    if tok.vocab_size() != cfg.vocab_size {
+        return Err(bad(
+            &tok_src,
+            format!(
+                "tokenizer has {} tokens, the model {}: wrong tokenizer",
+                tok.vocab_size(),
+                cfg.vocab_size
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    std::fs::write(out.join("model.onnx"), graph).map_err(io(&out.join("model.onnx")))?;
+    std::fs::copy(&tok_src, out.join("tokenizer.json")).map_err(io(&tok_src))?;
+    let params: u64 = st
+        .tensors()
+        .iter()
+        .filter(|(n, _)| !n.contains("position_ids"))
+        .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
+        .sum();
+    let hash =
+        edgebench_util::hash::sha256_file(&st_path).map_err(|e| bad(&st_path, e.to_string()))?;
+    let manifest = ModelManifest {
+        name: dir
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "bert".into()),
+        architecture: "encoder".into(),
+        graph: "model.onnx".into(),
+        tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
+        capabilities: Capabilities {
+            embed: true,
+            ..Default::default()
+        },
+        max_context: cfg.max_position_embeddings.min(256),
+        vocab_size: cfg.vocab_size,
+        bos_token_id: None,
+        eos_token_id: None,
+        add_bos: None,
+        parameters: Some(params),
+        kv_cache_layers: None,
+        matmul: "f32".into(),
+        provenance: format!(
+            "imported from {} (model.safetensors sha256 {hash}) by edgebench import bert",
+            dir.display()
+        ),
+    };
+    manifest.save(out)?;
+    Ok(manifest)
+}
+
+/// A sentence encoder run by tract; serves embeddings only.
+pub struct TractEncoder {
+    plan: Arc<TypedRunnableModel>,
+    tok: Tok,
+    info: ModelInfo,
+    max_len: usize,
+    graph_path: PathBuf,
+}
+
+impl TractEncoder {
+    /// Loads an `architecture = "encoder"` model directory.
+    pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
+        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest)?;
+        let note = graph.rewrites_note();
+        let super::LoadedGraph {
+            plan,
+            sha256,
+            path: graph_path,
+            ..
+        } = graph;
+        let tok = tok?;
+        Ok(TractEncoder {
+            plan,
+            tok,
+            info: ModelInfo {
+                name: manifest.name.clone(),
+                source: source.to_string(),
+                sha256,
+                capabilities: Capabilities {
+                    embed: true,
+                    ..Default::default()
+                },
+                max_context: manifest.max_context,
+                matmul: format!(
+                    "{}; {note}; f32 kernels: {}; {} thread(s)",
+                    manifest.matmul,
+                    crate::ops::isa().name(),
+                    super::threads()
+                ),
+                parameters: manifest.parameters,
+                provenance: manifest.provenance.clone(),
+            },
+            max_len: manifest.max_context,
+            graph_path,
+        })
+    }
+
+    fn unsupported(&self, what: &str) -> ModelError {
+        ModelError::Runtime(format!(
+            "{} is an encoder: it cannot do {what}",
+            self.info.name
+        ))
+    }
+}
+
+/// Largest batch sent to the encoder at once.
+const BATCH: usize = 32;
+
+impl TractEncoder {
+    /// Token ids of `text` with the special tokens, cut to the model's
+    /// context (keeping the final `[SEP]`).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let mut ids = self.tok.encode_with_specials(text)?;
+        if ids.len() > self.max_len {
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(self.max_len - 1);
+            ids.push(last); // keep [SEP]
+        }
+        Ok(ids)
+    }
+
+    /// Embeddings of one batch of token ids, padded to its longest sequence
+    /// (the model alone: no tokenisation).
+    pub fn embed_ids(&self, encoded: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let seq = encoded.iter().map(|e| e.len()).max().unwrap_or(1).max(1);
+        let b = encoded.len();
+        let mut ids = vec![0i64; b * seq];
+        let mut mask = vec![0i64; b * seq];
+        for (i, e) in encoded.iter().enumerate() {
+            for (j, &t) in e.iter().enumerate() {
+                ids[i * seq + j] = t as i64;
+                mask[i * seq + j] = 1;
+            }
+        }
+        let terr = |e: anyhow::Error| ModelError::Tract {
+            path: self.graph_path.clone(),
+            source: e,
+        };
+        let ids = Tensor::from_shape(&[b, seq], &ids).map_err(terr)?;
+        let mask = Tensor::from_shape(&[b, seq], &mask).map_err(terr)?;
+        let out = super::run_pass(&self.plan, tvec!(ids.into_tvalue(), mask.into_tvalue()))
+            .map_err(terr)?;
+        let v = out[0].to_plain_array_view::<f32>().map_err(terr)?;
+        let d = v.shape()[1];
+        let flat: Vec<f32> = v.iter().copied().collect();
+        Ok(flat.chunks(d).map(|c| c.to_vec()).collect())
+    }
+}
+
+impl Model for TractEncoder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    fn loglikelihood(&mut self, _: &str, _: &[String]) -> Result<Vec<LogLikelihood>, ModelError> {
+        Err(self.unsupported("loglikelihood"))
+    }
+    fn generate(&mut self, _: &str, _: &[String], _: usize) -> Result<Generation, ModelError> {
+        Err(self.unsupported("generation"))
+    }
+    fn rolling_loglikelihood(&mut self, _: &str) -> Result<Rolling, ModelError> {
+        Err(self.unsupported("rolling loglikelihood"))
+    }
+
+    /// Embeds texts in length-sorted batches, each padded to its longest
+    /// member (never to a fixed length): padding does not change an
+    /// embedding, only the cost.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let encoded: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<_, ModelError>>()?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut out = vec![Vec::new(); encoded.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
+            for (&i, e) in chunk.iter().zip(self.embed_ids(&batch)?) {
+                out[i] = e;
+            }
+        }
+        Ok(out)
+    }
+
+    fn perf_query(
+        &mut self,
+        prompt: &str,
+        prompt_tokens: usize,
+        _gen_tokens: usize,
+    ) -> Result<super::QueryTiming, ModelError> {
+        let mut ids = self.tok.encode_with_specials(prompt)?;
+        let keep = prompt_tokens.clamp(2, self.max_len);
+        if ids.len() > keep {
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(keep - 1);
+            ids.push(last);
+        }
+        let t = std::time::Instant::now();
+        self.embed_ids(&[ids.as_slice()])?;
+        Ok(super::QueryTiming {
+            ttft_ms: t.elapsed().as_secs_f64() * 1e3,
+            token_gaps_ms: vec![],
+            prompt_tokens: ids.len(),
+            model_only: true,
+        })
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        Ok(self.tok.encode_with_specials(text)?.len())
+    }
+}

@@ -1,0 +1,793 @@
+//! Llama-architecture import from GGUF: configuration, tokenizer and an ONNX
+//! decoder graph with an explicit KV cache (`past_key_<i>` / `past_value_<i>`
+//! inputs, `present_key_<i>` / `present_value_<i>` outputs), so the same file
+//! runs in tract and in onnxruntime.
+//!
+//! GGUF stores Q and K rows in llama.cpp's permuted order; we undo the
+//! permutation at import and use Hugging Face's `rotate_half` RoPE.
+
+use super::gguf::{GgmlType, Gguf, GgufValue, TensorInfo};
+use super::manifest::ModelManifest;
+use super::{Capabilities, ModelError};
+use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use crate::ops::quant::{pack_codes, QuantFormat, QuantMatrix};
+use half::f16;
+use std::path::Path;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// Hyper-parameters of a Llama decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub rope_base: f64,
+    pub eps: f64,
+    pub vocab: usize,
+    pub context: usize,
+}
+
+fn bad(path: &Path, m: impl Into<String>) -> ModelError {
+    ModelError::BadModelDir {
+        path: path.to_path_buf(),
+        message: m.into(),
+    }
+}
+
+impl LlamaConfig {
+    /// Reads the `llama.*` metadata of a GGUF file.
+    pub fn from_gguf(g: &Gguf, path: &Path) -> Result<Self, ModelError> {
+        let arch = g
+            .get_str("general.architecture")
+            .map_err(|e| bad(path, e.what))?;
+        if arch != "llama" {
+            return Err(bad(
+                path,
+                format!("unsupported architecture `{arch}`: EdgeBench imports `llama` GGUF files"),
+            ));
+        }
+        let u = |k: &str| {
+            g.get_u64(k)
+                .map(|v| v as usize)
+                .map_err(|e| bad(path, e.what))
+        };
+        let f = |k: &str| g.get_f64(k).map_err(|e| bad(path, e.what));
+        let d_model = u("llama.embedding_length")?;
+        let n_heads = u("llama.attention.head_count")?;
+        let n_kv_heads = u("llama.attention.head_count_kv").unwrap_or(n_heads);
+        let vocab = match g.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array) {
+            Some(a) => a.len(),
+            None => u("llama.vocab_size")?,
+        };
+        let cfg = LlamaConfig {
+            n_layers: u("llama.block_count")?,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim: d_model / n_heads.max(1),
+            ffn: u("llama.feed_forward_length")?,
+            rope_base: f("llama.rope.freq_base").unwrap_or(10000.0),
+            eps: f("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            vocab,
+            context: u("llama.context_length").unwrap_or(2048),
+        };
+        if n_heads == 0 || d_model % n_heads != 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+            return Err(bad(
+                path,
+                format!(
+                    "inconsistent heads: d_model {d_model}, heads {n_heads}, kv heads {n_kv_heads}"
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Rebuilds the byte-level BPE tokenizer stored in GGUF metadata (`gpt2` model).
+pub fn tokenizer_from_gguf(g: &Gguf, path: &Path) -> Result<Tokenizer, ModelError> {
+    let model = g
+        .get_str("tokenizer.ggml.model")
+        .map_err(|e| bad(path, e.what))?;
+    if model != "gpt2" {
+        return Err(bad(
+            path,
+            format!("tokenizer model `{model}` is not supported (only byte-level BPE `gpt2`)"),
+        ));
+    }
+    let strings = |k: &str| -> Result<Vec<String>, ModelError> {
+        g.get(k)
+            .and_then(GgufValue::as_array)
+            .ok_or_else(|| bad(path, format!("`{k}` is missing or not an array")))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad(path, format!("`{k}` holds a non-string")))
+            })
+            .collect()
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            let (a, b) = m
+                .split_once(' ')
+                .ok_or_else(|| bad(path, format!("merge `{m}` has no space")))?;
+            Ok((a.to_string(), b.to_string()))
+        })
+        .collect::<Result<_, ModelError>>()?;
+    let types: Vec<i64> = g
+        .get("tokenizer.ggml.token_type")
+        .and_then(GgufValue::as_array)
+        .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect())
+        .unwrap_or_default();
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| bad(path, format!("cannot build BPE: {e}")))?;
+    let mut tok = Tokenizer::new(bpe);
+    let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
+    let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+    let pre_tok = if pre == "smollm" || pre == "llama3" || pre == "qwen2" {
+        PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            byte_level,
+        ]))
+    } else {
+        byte_level
+    };
+    tok.with_pre_tokenizer(Some(pre_tok));
+    tok.with_decoder(Some(ByteLevel::default()));
+    // control tokens (type 3) are special: matched whole, skipped on decode
+    let specials: Vec<AddedToken> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == 3 || **t == 4)
+        .map(|(i, _)| AddedToken::from(tokens[i].clone(), true))
+        .collect();
+    tok.add_special_tokens(&specials);
+    Ok(tok)
+}
+
+/// Undoes llama.cpp's Q/K row permutation for one weight `[rows, cols]`.
+pub fn unpermute_rows(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+    let hd = rows / n_head;
+    let half = hd / 2;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..n_head {
+        for j in 0..half {
+            for t in 0..2 {
+                let src = h * hd + 2 * j + t;
+                let dst = h * hd + t * half + j;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// [`unpermute_rows`] for a block-quantized matrix (whole rows move).
+pub fn unpermute_quant(q: &QuantMatrix, n_head: usize) -> QuantMatrix {
+    let hd = q.format.n / n_head;
+    let half = hd / 2;
+    // row h*hd + t*half + j comes from GGUF row h*hd + 2j + t
+    q.permute_rows(|r| {
+        let (h, rem) = (r / hd, r % hd);
+        let (t, j) = (rem / half, rem % half);
+        h * hd + 2 * j + t
+    })
+}
+
+/// Transposes a row-major `[rows, cols]` matrix.
+pub fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = w[r * cols + c];
+        }
+    }
+    out
+}
+
+/// A weight as imported: plain f32, or kept block-quantized.
+pub enum Weight {
+    F32(Vec<f32>),
+    Quant(QuantMatrix),
+}
+
+impl Weight {
+    /// The weight as row-major f32.
+    pub fn into_f32(self) -> Vec<f32> {
+        match self {
+            Weight::F32(w) => w,
+            Weight::Quant(q) => q.dequantize(),
+        }
+    }
+}
+
+/// Source of weights by GGUF tensor name, row-major `[out, in]`.
+pub type Weights<'a> = dyn FnMut(&str) -> Result<Weight, ModelError> + 'a;
+
+/// Converts a GGUF Q4_0 / Q4_1 / Q8_0 tensor into an `EbQuantLinear` matrix
+/// without changing a single weight (only the nibble order is repacked).
+pub fn gguf_to_quant(
+    g: &Gguf,
+    bytes: &[u8],
+    t: &TensorInfo,
+) -> Result<Option<QuantMatrix>, String> {
+    let (k, n) = match t.dims[..] {
+        [k, n] => (k as usize, n as usize),
+        _ => return Ok(None),
+    };
+    let (bits, block_bytes, has_min) = match t.ggml_type {
+        GgmlType::Q4_0 => (4, 18, false),
+        GgmlType::Q4_1 => (4, 20, true),
+        GgmlType::Q8_0 => (8, 34, false),
+        _ => return Ok(None),
+    };
+    let data = g.tensor_bytes(bytes, t).map_err(|e| e.what)?;
+    let format = QuantFormat {
+        bits,
+        block_size: 32,
+        k,
+        n,
+    };
+    format.validate()?;
+    let nb = n * k / 32;
+    let mut packed = vec![0u8; format.packed_len()];
+    let mut scales = Vec::with_capacity(nb);
+    let mut mins = Vec::new();
+    let mut codes = [0u8; 32];
+    let bb = format.block_bytes();
+    for (b, blk) in data.chunks_exact(block_bytes).enumerate() {
+        let half = |o: usize| f16::from_le_bytes([blk[o], blk[o + 1]]).to_f32();
+        scales.push(half(0));
+        let qs = if has_min {
+            mins.push(half(2));
+            &blk[4..]
+        } else {
+            &blk[2..]
+        };
+        if bits == 4 {
+            // GGML order: low nibbles hold weights 0..16, high nibbles 16..32
+            for j in 0..16 {
+                codes[j] = qs[j] & 0x0F;
+                codes[j + 16] = qs[j] >> 4;
+            }
+        } else {
+            for (c, &q) in codes.iter_mut().zip(qs) {
+                *c = (q as i8 as i16 + 128) as u8;
+            }
+        }
+        pack_codes(&codes, bits, &mut packed[b * bb..(b + 1) * bb]);
+    }
+    Ok(Some(QuantMatrix {
+        format,
+        packed,
+        scales,
+        mins: has_min.then_some(mins),
+    }))
+}
+
+/// Adds `x · Wᵀ` for the GGUF weight `name` (`[out, in]`), un-permuting Q/K rows when asked.
+fn linear(
+    g: &mut GraphBuilder,
+    weights: &mut Weights<'_>,
+    x: &str,
+    name: &str,
+    (out, inp): (usize, usize),
+    unpermute: Option<usize>,
+) -> Result<String, ModelError> {
+    match weights(name)? {
+        Weight::Quant(q) => {
+            if (q.format.n, q.format.k) != (out, inp) {
+                return Err(ModelError::Runtime(format!(
+                    "tensor `{name}` is {} x {}, expected {out} x {inp}",
+                    q.format.n, q.format.k
+                )));
+            }
+            let q = match unpermute {
+                Some(nh) => unpermute_quant(&q, nh),
+                None => q,
+            };
+            Ok(crate::ops::quant::write_node(g, name, x, &q))
+        }
+        Weight::F32(mut w) => {
+            if w.len() != out * inp {
+                return Err(ModelError::Runtime(format!(
+                    "tensor `{name}` has {} values, expected {out} x {inp}",
+                    w.len()
+                )));
+            }
+            if let Some(nh) = unpermute {
+                w = unpermute_rows(&w, out, inp, nh);
+            }
+            let wt = g.init_f32(name, &[inp as i64, out as i64], &transpose(&w, out, inp));
+            Ok(g.op("MatMul", &[x, &wt], &[]))
+        }
+    }
+}
+
+/// Builds the ONNX decoder graph.
+pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u8>, ModelError> {
+    let (d, h, kv, hd) = (
+        cfg.d_model as i64,
+        cfg.n_heads as i64,
+        cfg.n_kv_heads as i64,
+        cfg.head_dim as i64,
+    );
+    let rep = h / kv;
+    let mut g = GraphBuilder::new("llama");
+    let ids = g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
+    let i64c = |g: &mut GraphBuilder, name: &str, v: &[i64]| g.init_i64(name, &[v.len() as i64], v);
+    let s0 = g.init_i64("c_s0", &[], &[0]);
+    let s1 = g.init_i64("c_s1", &[], &[1]);
+    let s2 = g.init_i64("c_s2", &[], &[2]);
+    let ax0 = i64c(&mut g, "c_ax0", &[0]);
+    let ax1 = i64c(&mut g, "c_ax1", &[1]);
+    let ax2 = i64c(&mut g, "c_ax2", &[2]);
+    let eps = g.init_f32("c_eps", &[], &[cfg.eps as f32]);
+    let two = g.init_f32("c_two", &[], &[2.0]);
+    let scale = g.init_f32("c_scale", &[], &[1.0 / (cfg.head_dim as f32).sqrt()]);
+    let neg = g.init_f32("c_neg", &[], &[f32::NEG_INFINITY]);
+    let fzero = g.init_f32("c_fzero", &[], &[0.0]);
+    let shape_q = i64c(&mut g, "c_shape_q", &[0, 0, h, hd]);
+    let shape_kv = i64c(&mut g, "c_shape_kv", &[0, 0, kv, hd]);
+    let shape_grp = i64c(&mut g, "c_shape_grp", &[1, kv, rep, -1, hd]);
+    let shape_heads = i64c(&mut g, "c_shape_heads", &[1, h, -1, hd]);
+    let shape_model = i64c(&mut g, "c_shape_model", &[0, 0, d]);
+    let half_a = i64c(&mut g, "c_half_a", &[0]);
+    let half_b = i64c(&mut g, "c_half_b", &[hd / 2]);
+    let half_c = i64c(&mut g, "c_half_c", &[hd]);
+    let last = i64c(&mut g, "c_last", &[-1]);
+
+    // RoPE tables (rotate_half layout): cos/sin [context, head_dim]
+    let ctx = cfg.context.max(1);
+    let mut cos = vec![0f32; ctx * cfg.head_dim];
+    let mut sin = vec![0f32; ctx * cfg.head_dim];
+    let half = cfg.head_dim / 2;
+    for p in 0..ctx {
+        for i in 0..half {
+            let inv = cfg.rope_base.powf(-(2.0 * i as f64) / cfg.head_dim as f64);
+            let a = p as f64 * inv;
+            for k in [i, i + half] {
+                cos[p * cfg.head_dim + k] = a.cos() as f32;
+                sin[p * cfg.head_dim + k] = a.sin() as f32;
+            }
+        }
+    }
+    let cos_t = g.init_f32("rope_cos", &[ctx as i64, hd], &cos);
+    let sin_t = g.init_f32("rope_sin", &[ctx as i64, hd], &sin);
+
+    // positions = past .. past + seq
+    let past_inputs: Vec<(String, String)> = (0..cfg.n_layers)
+        .map(|l| {
+            let dims = [
+                Dim::Fixed(1),
+                Dim::Fixed(kv),
+                Dim::from("past"),
+                Dim::Fixed(hd),
+            ];
+            (
+                g.input(&format!("past_key_{l}"), Elem::F32, &dims),
+                g.input(&format!("past_value_{l}"), Elem::F32, &dims),
+            )
+        })
+        .collect();
+    let ids_shape = g.op("Shape", &[&ids], &[]);
+    let seq = g.op("Gather", &[&ids_shape, &s1], &[("axis", Attr::Int(0))]);
+    let past_shape = g.op("Shape", &[&past_inputs[0].0], &[]);
+    let past = g.op("Gather", &[&past_shape, &s2], &[("axis", Attr::Int(0))]);
+    let total = g.op("Add", &[&past, &seq], &[]);
+    let pos = g.op("Range", &[&past, &total, &s1], &[]);
+    let cos_p = g.op("Gather", &[&cos_t, &pos], &[("axis", Attr::Int(0))]);
+    let sin_p = g.op("Gather", &[&sin_t, &pos], &[("axis", Attr::Int(0))]);
+    // causal mask [seq, total]: key j is hidden from query i when j > past + i
+    let rows = g.op("Unsqueeze", &[&pos, &ax1], &[]);
+    let all = g.op("Range", &[&s0, &total, &s1], &[]);
+    let cols = g.op("Unsqueeze", &[&all, &ax0], &[]);
+    let future = g.op("Greater", &[&cols, &rows], &[]);
+    let mask = g.op("Where", &[&future, &neg, &fzero], &[]);
+
+    let rms = |g: &mut GraphBuilder, x: &str, w: &str| {
+        let sq = g.op("Pow", &[x, &two], &[]);
+        let mean = g.op(
+            "ReduceMean",
+            &[&sq],
+            &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+        );
+        let var = g.op("Add", &[&mean, &eps], &[]);
+        let sd = g.op("Sqrt", &[&var], &[]);
+        let n = g.op("Div", &[x, &sd], &[]);
+        g.op("Mul", &[&n, w], &[])
+    };
+    let rope = |g: &mut GraphBuilder, x: &str| {
+        let a = g.op("Slice", &[x, &half_a, &half_b, &last], &[]);
+        let b = g.op("Slice", &[x, &half_b, &half_c, &last], &[]);
+        let nb = g.op("Neg", &[&b], &[]);
+        let rot = g.op("Concat", &[&nb, &a], &[("axis", Attr::Int(-1))]);
+        let xc = g.op("Mul", &[x, &cos_p], &[]);
+        let rs = g.op("Mul", &[&rot, &sin_p], &[]);
+        g.op("Add", &[&xc, &rs], &[])
+    };
+    let emb_w = weights("token_embd.weight")?;
+    let emb_q = match &emb_w {
+        Weight::Quant(q) => Some(q.clone()),
+        Weight::F32(_) => None,
+    };
+    let emb = emb_w.into_f32();
+    if emb.len() != cfg.vocab * cfg.d_model {
+        return Err(ModelError::Runtime(format!(
+            "token_embd.weight has {} values, expected vocab {} x d_model {}",
+            emb.len(),
+            cfg.vocab,
+            cfg.d_model
+        )));
+    }
+    let emb_t = g.init_f32("token_embd.weight", &[cfg.vocab as i64, d], &emb);
+    let mut hcur = g.op("Gather", &[&emb_t, &ids], &[("axis", Attr::Int(0))]);
+    let (du, hu, kvu, hdu) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+    for (l, (pk, pv)) in past_inputs.iter().enumerate() {
+        let p = |s: &str| format!("blk.{l}.{s}");
+        let wn = g.init_f32(
+            &p("attn_norm.weight"),
+            &[d],
+            &weights(&p("attn_norm.weight"))?.into_f32(),
+        );
+        let x = rms(&mut g, &hcur, &wn);
+        let q = linear(
+            &mut g,
+            weights,
+            &x,
+            &p("attn_q.weight"),
+            (hu * hdu, du),
+            Some(hu),
+        )?;
+        let k = linear(
+            &mut g,
+            weights,
+            &x,
+            &p("attn_k.weight"),
+            (kvu * hdu, du),
+            Some(kvu),
+        )?;
+        let v = linear(
+            &mut g,
+            weights,
+            &x,
+            &p("attn_v.weight"),
+            (kvu * hdu, du),
+            None,
+        )?;
+        let q = g.op("Reshape", &[&q, &shape_q], &[]);
+        let q = g.op(
+            "Transpose",
+            &[&q],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let k = g.op("Reshape", &[&k, &shape_kv], &[]);
+        let k = g.op(
+            "Transpose",
+            &[&k],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let v = g.op("Reshape", &[&v, &shape_kv], &[]);
+        let v = g.op(
+            "Transpose",
+            &[&v],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let q = rope(&mut g, &q);
+        let k = rope(&mut g, &k);
+        g.node_in_domain(
+            "",
+            "Concat",
+            &[pk, &k],
+            &[&format!("present_key_{l}")],
+            &[("axis", Attr::Int(2))],
+        );
+        g.node_in_domain(
+            "",
+            "Concat",
+            &[pv, &v],
+            &[&format!("present_value_{l}")],
+            &[("axis", Attr::Int(2))],
+        );
+        let (kall, vall) = (format!("present_key_{l}"), format!("present_value_{l}"));
+        let q5 = g.op("Reshape", &[&q, &shape_grp], &[]);
+        let k5 = g.op("Unsqueeze", &[&kall, &ax2], &[]);
+        let kt = g.op(
+            "Transpose",
+            &[&k5],
+            &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
+        );
+        let sc = g.op("MatMul", &[&q5, &kt], &[]);
+        let sc = g.op("Mul", &[&sc, &scale], &[]);
+        let sc = g.op("Add", &[&sc, &mask], &[]);
+        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+        let v5 = g.op("Unsqueeze", &[&vall, &ax2], &[]);
+        let o = g.op("MatMul", &[&pr, &v5], &[]);
+        let o = g.op("Reshape", &[&o, &shape_heads], &[]);
+        let o = g.op(
+            "Transpose",
+            &[&o],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let o = g.op("Reshape", &[&o, &shape_model], &[]);
+        let o = linear(
+            &mut g,
+            weights,
+            &o,
+            &p("attn_output.weight"),
+            (du, hu * hdu),
+            None,
+        )?;
+        hcur = g.op("Add", &[&hcur, &o], &[]);
+        let wf = g.init_f32(
+            &p("ffn_norm.weight"),
+            &[d],
+            &weights(&p("ffn_norm.weight"))?.into_f32(),
+        );
+        let x = rms(&mut g, &hcur, &wf);
+        let gate = linear(
+            &mut g,
+            weights,
+            &x,
+            &p("ffn_gate.weight"),
+            (cfg.ffn, du),
+            None,
+        )?;
+        let up = linear(
+            &mut g,
+            weights,
+            &x,
+            &p("ffn_up.weight"),
+            (cfg.ffn, du),
+            None,
+        )?;
+        let sg = g.op("Sigmoid", &[&gate], &[]);
+        let silu = g.op("Mul", &[&gate, &sg], &[]);
+        let act = g.op("Mul", &[&silu, &up], &[]);
+        let down = linear(
+            &mut g,
+            weights,
+            &act,
+            &p("ffn_down.weight"),
+            (du, cfg.ffn),
+            None,
+        )?;
+        hcur = g.op("Add", &[&hcur, &down], &[]);
+    }
+    let wo = g.init_f32(
+        "output_norm.weight",
+        &[d],
+        &weights("output_norm.weight")?.into_f32(),
+    );
+    let hn = rms(&mut g, &hcur, &wo);
+    // tied embeddings unless the file has its own output matrix
+    let head = match weights("output.weight") {
+        Ok(w) => w,
+        Err(_) => match emb_q {
+            Some(q) => Weight::Quant(q),
+            None => Weight::F32(emb),
+        },
+    };
+    match head {
+        Weight::Quant(q) => {
+            let y = crate::ops::quant::write_node(&mut g, "lm_head", &hn, &q);
+            g.op("Identity", &[&y], &[]);
+        }
+        Weight::F32(head) => {
+            let head_t = g.init_f32(
+                "lm_head",
+                &[d, cfg.vocab as i64],
+                &transpose(&head, cfg.vocab, cfg.d_model),
+            );
+            g.op("MatMul", &[&hn, &head_t], &[]);
+        }
+    }
+    g.name_last_output("logits");
+    g.op("Identity", &[&hn], &[]);
+    g.name_last_output("hidden_states");
+    let seqd = || Dim::from("seq");
+    g.output(
+        "logits",
+        Elem::F32,
+        &[Dim::Fixed(1), seqd(), Dim::Fixed(cfg.vocab as i64)],
+    );
+    g.output(
+        "hidden_states",
+        Elem::F32,
+        &[Dim::Fixed(1), seqd(), Dim::Fixed(d)],
+    );
+    for l in 0..cfg.n_layers {
+        let dims = [
+            Dim::Fixed(1),
+            Dim::Fixed(kv),
+            Dim::from("total"),
+            Dim::Fixed(hd),
+        ];
+        g.output(&format!("present_key_{l}"), Elem::F32, &dims);
+        g.output(&format!("present_value_{l}"), Elem::F32, &dims);
+    }
+    let model = g.finish(
+        "Llama decoder imported from GGUF by EdgeBench",
+        &[("edgebench.architecture", "llama".into())],
+    );
+    Ok(encode(&model))
+}
+
+/// How [`import_gguf_with`] treats the file's weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightMode {
+    /// Q4_0 / Q4_1 / Q8_0 matrices stay quantized as stored; the rest is f32.
+    Keep,
+    /// Every weight becomes f32.
+    Dequantize,
+    /// Every matrix (linear layers, token embedding, head) is dequantized to
+    /// f32 and quantized again with [`QuantMatrix::quantize`] at `bits`,
+    /// symmetric blocks of 32: the same model at another precision.
+    Requantize { bits: usize },
+}
+
+/// Imports a Llama GGUF file into `out` (model.onnx, tokenizer.json,
+/// edgebench-model.toml); `dequantize` writes f32 weights instead of keeping
+/// Q4_0 / Q4_1 / Q8_0 matrices quantized.
+pub fn import_gguf(
+    path: &Path,
+    out: &Path,
+    max_context: usize,
+    dequantize: bool,
+) -> Result<ModelManifest, ModelError> {
+    let mode = if dequantize {
+        WeightMode::Dequantize
+    } else {
+        WeightMode::Keep
+    };
+    import_gguf_with(path, out, max_context, mode)
+}
+
+/// [`import_gguf`] with every matrix re-quantized at `bits` (one of
+/// [`crate::ops::quant::BITS`]) from its dequantized f32, for compression sweeps.
+pub fn import_gguf_requantized(
+    path: &Path,
+    out: &Path,
+    max_context: usize,
+    bits: usize,
+) -> Result<ModelManifest, ModelError> {
+    import_gguf_with(path, out, max_context, WeightMode::Requantize { bits })
+}
+
+/// Imports a Llama GGUF file into `out`, treating its matrices as `mode` says.
+pub fn import_gguf_with(
+    path: &Path,
+    out: &Path,
+    max_context: usize,
+    mode: WeightMode,
+) -> Result<ModelManifest, ModelError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ModelError::Io { path: p, source }
+    };
+    if let WeightMode::Requantize { bits } = mode {
+        if !crate::ops::quant::BITS.contains(&bits) {
+            return Err(ModelError::Runtime(format!(
+                "cannot re-quantize at {bits} bits; supported widths are {:?}",
+                crate::ops::quant::BITS
+            )));
+        }
+    }
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    // SAFETY: the file is opened read-only and not modified while mapped.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
+    let g =
+        Gguf::parse(&bytes).map_err(|e| bad(path, format!("not a valid GGUF file: {}", e.what)))?;
+    let mut cfg = LlamaConfig::from_gguf(&g, path)?;
+    cfg.context = cfg.context.min(max_context);
+    let tok = tokenizer_from_gguf(&g, path)?;
+    if tok.get_vocab_size(true) != cfg.vocab {
+        return Err(bad(
+            path,
+            format!(
+                "tokenizer has {} tokens, model vocabulary {}",
+                tok.get_vocab_size(true),
+                cfg.vocab
+            ),
+        ));
+    }
+    let mut weights = |name: &str| -> Result<Weight, ModelError> {
+        let t = g.tensor(name).map_err(|e| bad(path, e.what))?;
+        if mode == WeightMode::Keep {
+            if let Some(q) = gguf_to_quant(&g, &bytes, t)
+                .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?
+            {
+                return Ok(Weight::Quant(q));
+            }
+        }
+        let w = g.dequantize(&bytes, t).map_err(|e| bad(path, e.what))?;
+        match (mode, &t.dims[..]) {
+            (WeightMode::Requantize { bits }, &[k, n]) => {
+                let format = QuantFormat {
+                    bits,
+                    block_size: 32,
+                    k: k as usize,
+                    n: n as usize,
+                };
+                QuantMatrix::quantize(&w, format, false)
+                    .map(Weight::Quant)
+                    .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
+            }
+            _ => Ok(Weight::F32(w)),
+        }
+    };
+    let graph = build_graph(&cfg, &mut weights)?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    std::fs::write(out.join("model.onnx"), graph).map_err(io(&out.join("model.onnx")))?;
+    tok.save(out.join("tokenizer.json"), false)
+        .map_err(|e| bad(&out.join("tokenizer.json"), e.to_string()))?;
+    let id = |k: &str| g.get_u64(k).ok().map(|v| v as u32);
+    let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
+    let source_hash =
+        edgebench_util::hash::sha256_file(path).map_err(|e| bad(path, e.to_string()))?;
+    let (matmul, how) = match mode {
+        WeightMode::Dequantize => (
+            "f32 (dequantized at import)".to_string(),
+            " --dequantize".to_string(),
+        ),
+        WeightMode::Keep => (
+            "EbQuantLinear: Q4_0 / Q4_1 / Q8_0 blocks kept as stored".to_string(),
+            String::new(),
+        ),
+        WeightMode::Requantize { bits } => (
+            format!(
+                "EbQuantLinear: every matrix re-quantized at {bits} bits (symmetric blocks of 32)"
+            ),
+            format!(", every matrix re-quantized at {bits} bits from its dequantized f32"),
+        ),
+    };
+    let manifest = ModelManifest {
+        name: g
+            .get_str("general.name")
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            }),
+        architecture: "decoder".into(),
+        graph: "model.onnx".into(),
+        tokenizer: "tokenizer.json".into(),
+        router_tokenizer: None,
+        capabilities: Capabilities::all(),
+        max_context: cfg.context,
+        vocab_size: cfg.vocab,
+        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        eos_token_id: id("tokenizer.ggml.eos_token_id"),
+        add_bos: g.get("tokenizer.ggml.add_bos_token").and_then(|v| match v {
+            GgufValue::Bool(b) => Some(*b),
+            _ => None,
+        }),
+        parameters: Some(params),
+        matmul,
+        kv_cache_layers: Some(cfg.n_layers),
+        provenance: format!(
+            "imported from {} (sha256 {source_hash}) by edgebench import gguf{how}",
+            path.display()
+        ),
+    };
+    manifest.save(out)?;
+    Ok(manifest)
+}

@@ -1,8 +1,0 @@
-//! Device measurement: the host and the paper's device profiles with roofline
-//! projections ([`profile`]), LoadGen-style latency statistics ([`stats`]) and
-//! power/energy sources ([`power`]). A number not measured here is `None` or
-//! labelled `estimated`, never invented.
-
-pub mod power;
-pub mod profile;
-pub mod stats;
