@@ -83,13 +83,12 @@ pub enum BenchWhat {
     },
 }
 
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((p * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)]
+/// Peak resident set size (Linux); None elsewhere.
+/// Percentile `p` of `v` (LoadGen's nearest rank), NaN for no samples.
+fn pct(v: &[f64], p: f64) -> f64 {
+    edgebench::util::stats::percentile(v, p).unwrap_or(f64::NAN)
 }
 
-/// Peak resident set size (Linux); None elsewhere.
 fn peak_rss() -> Option<u64> {
     edgebench::perf::memory_now().1
 }
@@ -158,7 +157,7 @@ fn time_decoder(
         prefill.push(p);
         steps.extend(s);
     }
-    Ok((percentile(&prefill, 0.5), steps))
+    Ok((pct(&prefill, 0.5), steps))
 }
 
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
@@ -256,12 +255,12 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             if !steps.is_empty() {
                 rows.push((
                     "decode_p50".into(),
-                    percentile(&steps, 0.5) * 1e3,
+                    pct(&steps, 0.5) * 1e3,
                     "ms/token (model only)".into(),
                 ));
                 rows.push((
                     "decode_p90".into(),
-                    percentile(&steps, 0.9) * 1e3,
+                    pct(&steps, 0.9) * 1e3,
                     "ms/token (model only)".into(),
                 ));
                 push_rss(&mut rows);
@@ -303,7 +302,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 ));
                 rows.push((
                     "decode_vs_bound".into(),
-                    percentile(&steps, 0.5) / bound,
+                    pct(&steps, 0.5) / bound,
                     "ratio".into(),
                 ));
             }
@@ -341,7 +340,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                     format!("ratio ({ours} over {name}, same run)"),
                 ));
                 if !steps.is_empty() && !s_other.is_empty() {
-                    let (a, b) = (percentile(&steps, 0.5), percentile(&s_other, 0.5));
+                    let (a, b) = (pct(&steps, 0.5), pct(&s_other, 0.5));
                     rows.push((
                         format!("decode_p50_{name}"),
                         b * 1e3,
@@ -428,7 +427,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                         pass()?;
                         times.push(t.elapsed().as_secs_f64());
                     }
-                    Ok(batch as f64 / percentile(&times, 0.5))
+                    Ok(batch as f64 / pct(&times, 0.5))
                 };
             let mut base = match compare {
                 Some(Baseline::Unfused) => Some(

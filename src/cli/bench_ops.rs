@@ -62,11 +62,6 @@ fn random(rng: &mut rand_chacha::ChaCha8Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Loads `onnx` with EdgeBench's ops, optimised and runnable.
 fn load(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
     edgebench::ops::onnx()
@@ -109,7 +104,10 @@ fn time_all(p: &Plan, jobs: &mut [Job]) -> TractResult<Vec<f64>> {
             t.push(s.elapsed().as_secs_f64());
         }
     }
-    Ok(times.into_iter().map(median).collect())
+    Ok(times
+        .iter()
+        .map(|t| edgebench::util::stats::median(t).unwrap_or(f64::NAN))
+        .collect())
 }
 
 fn run_plan(plan: &Arc<TypedRunnableModel>, inputs: &[Tensor]) -> TractResult<TVec<TValue>> {

@@ -1087,20 +1087,7 @@ impl PowerSource for MeterLog {
     }
 }
 
-/// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    // shift the year to start in March so the leap day is last
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (m + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Parses an RFC 3339 timestamp (`2025-01-15T10:00:00.25Z`, `...+01:00`) into UNIX seconds.
-pub fn parse_rfc3339(s: &str) -> Option<f64> {
+fn parse_rfc3339(s: &str) -> Option<f64> {
     let b = s.as_bytes();
     if b.len() < 20 || !s.is_ascii() {
         return None;
@@ -1175,7 +1162,7 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
+    let days = edgebench_util::time::days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
     Some(secs as f64 + frac)
 }

@@ -228,21 +228,9 @@ impl fmt::Display for Validity {
     }
 }
 
-/// Index of percentile `p` in `n` sorted samples, as LoadGen computes it:
-/// `floor(n * p)` (a C++ double-to-integer conversion), clamped to `n - 1`.
-pub fn loadgen_percentile_index(n: usize, p: f64) -> usize {
-    let i = (n as f64 * p) as usize; // `as` truncates toward zero, like C++
-    i.min(n.saturating_sub(1))
-}
-
-/// Percentile `p` of already sorted samples (LoadGen's definition, see
-/// [`loadgen_percentile_index`]); `None` for no samples.
-pub fn percentile_of_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    Some(sorted[loadgen_percentile_index(sorted.len(), p)])
-}
+pub use edgebench_util::stats::{
+    percentile_index as loadgen_percentile_index, percentile_of_sorted,
+};
 
 /// `ln(e^a + e^b)` without overflow.
 fn ln_add_exp(a: f64, b: f64) -> f64 {

@@ -538,8 +538,7 @@ impl RunDir {
         let bytes = std::fs::read(src).map_err(io(src))?;
         let target = self.root.join(SUITE_SNAPSHOT).join(format!("{id}.toml"));
         write_atomic(&target, &bytes)?;
-        use sha2::{Digest, Sha256};
-        Ok(hex::encode(Sha256::digest(&bytes)))
+        Ok(edgebench_util::hash::sha256_bytes(&bytes))
     }
 
     /// Moves `drop` to `records/superseded/leg<leg>-<suite>.jsonl` and
@@ -622,13 +621,7 @@ impl Appender {
 
 /// sha256 of a file's bytes, hex.
 pub fn sha256_file(path: &Path) -> Result<String, RecordError> {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    Ok(hex::encode(Sha256::digest(bytes)))
+    edgebench_util::hash::sha256_file(path).map_err(io(path))
 }
 
-/// sha256 of a string, hex.
-pub fn sha256_str(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
+pub use edgebench_util::hash::sha256_str;

@@ -285,14 +285,7 @@ impl PaperRun {
     }
 }
 
-/// Mean of the finite values, `None` when there are none.
-pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values
-        .into_iter()
-        .filter(|v| v.is_finite())
-        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    (n > 0).then(|| sum / n as f64)
-}
+pub use edgebench_util::stats::mean;
 
 /// Per-example scores of one suite, with the routes of its records.
 fn suite_examples(dir: &RunDir, s: &SuiteScores) -> Result<Vec<ExampleScore>, PaperError> {

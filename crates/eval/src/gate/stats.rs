@@ -193,20 +193,7 @@ pub fn sign_flip_p_value(diffs: &[f64], resamples: usize, seed: u64) -> Option<f
     Some((hits + 1) as f64 / (resamples + 1) as f64)
 }
 
-/// Median of finite values (`None` when there is none).
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
-}
+pub use edgebench_util::stats::median;
 
 /// Scale factor that makes the MAD estimate a normal standard deviation.
 pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;

@@ -10,6 +10,7 @@
 use crate::metrics::Estimate;
 use crate::report::RunScores;
 use crate::suite::spec::{Domain, Metric};
+use edgebench_util::stats::mean;
 use std::fmt::Write as _;
 
 /// One suite's headline (first) metric at one width; `None` when not scored.
@@ -42,10 +43,6 @@ pub struct SweepRow {
     pub gg: Option<(Domain, Estimate)>,
     /// DSI of the same domain.
     pub dsi: Option<(Domain, Estimate)>,
-}
-
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 impl SweepRow {
@@ -110,9 +107,9 @@ impl SweepRow {
             graph_bytes,
             min_examples: s.suites.iter().map(|x| x.n).min().unwrap_or(0),
             suites,
-            mean_f1: mean(&f1),
-            mean_score: mean(&headline),
-            perplexity: mean(&ppl),
+            mean_f1: mean(f1.iter().copied()),
+            mean_score: mean(headline.iter().copied()),
+            perplexity: mean(ppl.iter().copied()),
             domains: s.domains.len(),
             gg,
             dsi,
