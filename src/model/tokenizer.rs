@@ -19,11 +19,29 @@ pub struct Tok {
 impl Tok {
     /// Loads a `tokenizer.json`, turning off any fixed padding or truncation it
     /// enables (EdgeBench pads and truncates itself).
+    ///
+    /// The `tokenizers` crate panics on some malformed files (it `expect`s its
+    /// decoder and normaliser sub-parsers to succeed): the JSON is checked
+    /// first, and a panic left over becomes an error naming the file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+        let err = |message: String| ModelError::Tokenizer {
             path: path.to_path_buf(),
-            message: format!("not a valid tokenizer.json: {e}"),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+        let parsed = std::panic::catch_unwind(|| text.parse::<Tokenizer>()).map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            err(format!(
+                "not a valid tokenizer.json: the tokenizers library failed on it ({why})"
+            ))
         })?;
+        let mut inner = parsed.map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
         inner.with_padding(None);
         inner
             .with_truncation(None)
