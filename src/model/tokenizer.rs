@@ -21,16 +21,20 @@ impl Tok {
     /// enables (EdgeBench pads and truncates itself).
     ///
     /// The `tokenizers` crate panics on some malformed files (it `expect`s its
-    /// decoder and normaliser sub-parsers to succeed): the JSON is checked
-    /// first, and a panic left over becomes an error naming the file.
+    /// decoder and normaliser sub-parsers to succeed) and takes some on trust
+    /// only to panic when encoding (templates naming undefined special
+    /// tokens): the JSON is checked first, and a panic left over becomes an
+    /// error naming the file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let err = |message: String| ModelError::Tokenizer {
             path: path.to_path_buf(),
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+        check_templates(&json["post_processor"])
+            .map_err(|e| err(format!("not a valid tokenizer.json: post_processor: {e}")))?;
         let parsed = std::panic::catch_unwind(|| text.parse::<Tokenizer>()).map_err(|panic| {
             let why = panic
                 .downcast_ref::<&str>()
@@ -116,6 +120,57 @@ impl Tok {
                 message: format!("decoding failed: {e}"),
             })
     }
+}
+
+/// Checks every `TemplateProcessing` in a `post_processor` (possibly inside a
+/// `Sequence`) the way `tokenizers`' builder does and its file reader does
+/// not: each special token its templates name is in its `special_tokens`,
+/// with as many ids as tokens, and the single-sequence template uses `$A`
+/// only. Otherwise encoding with special tokens panics.
+fn check_templates(v: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::Object(m)
+                if m.get("type").and_then(Value::as_str) == Some("TemplateProcessing") =>
+            {
+                let specials = m.get("special_tokens").and_then(Value::as_object);
+                for (key, t) in specials.into_iter().flatten() {
+                    let n = |f: &str| t.get(f).and_then(Value::as_array).map(Vec::len);
+                    if n("ids") != n("tokens") {
+                        return Err(format!(
+                            "special token `{key}` has {:?} ids but {:?} tokens",
+                            n("ids"),
+                            n("tokens")
+                        ));
+                    }
+                }
+                for template in ["single", "pair"] {
+                    let pieces = m.get(template).and_then(Value::as_array);
+                    for piece in pieces.into_iter().flatten() {
+                        if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str)
+                        {
+                            if !specials.is_some_and(|s| s.contains_key(id)) {
+                                return Err(format!(
+                                    "template `{template}` names special token `{id}`, which \
+                                     `special_tokens` does not define"
+                                ));
+                            }
+                        }
+                        let seq = piece.pointer("/Sequence/id").and_then(Value::as_str);
+                        if template == "single" && seq.is_some_and(|s| s != "A") {
+                            return Err("template `single` uses a second sequence ($B)".to_string());
+                        }
+                    }
+                }
+            }
+            Value::Object(m) => todo.extend(m.values()),
+            Value::Array(a) => todo.extend(a),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// GPT-2's byte-to-unicode table: the printable character standing for each byte.
