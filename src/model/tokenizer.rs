@@ -123,7 +123,7 @@ impl Tok {
 }
 
 /// Checks every `TemplateProcessing` in a `post_processor` (possibly inside a
-/// `Sequence`) the way `tokenizers`' builder does and its file reader does
+/// `Sequence`; any object with a `single` or `pair` template) the way `tokenizers`' builder does and its file reader does
 /// not: each special token its templates name is in its `special_tokens`,
 /// with as many ids as tokens, and the single-sequence template uses `$A`
 /// only. Otherwise encoding with special tokens panics.
@@ -132,9 +132,8 @@ fn check_templates(v: &serde_json::Value) -> Result<(), String> {
     let mut todo = vec![v];
     while let Some(v) = todo.pop() {
         match v {
-            Value::Object(m)
-                if m.get("type").and_then(Value::as_str) == Some("TemplateProcessing") =>
-            {
+            // tokenizers reads any object with templates as one, whatever its "type" says
+            Value::Object(m) if m.contains_key("single") || m.contains_key("pair") => {
                 let specials = m.get("special_tokens").and_then(Value::as_object);
                 for (key, t) in specials.into_iter().flatten() {
                     let n = |f: &str| t.get(f).and_then(Value::as_array).map(Vec::len);
