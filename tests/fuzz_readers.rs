@@ -1310,3 +1310,30 @@ fn a_template_is_checked_whatever_its_type_says() {
     .expect("must fail");
     assert!(e.contains("names special token `[CLS]`"), "{e}");
 }
+
+#[test]
+fn a_merge_shorter_than_the_subword_prefix_is_an_error_not_a_panic() {
+    // tokenizers cut "##" off the merge's second token "b" by length
+    let text = r###"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+        "model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"##",
+        "end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,
+        "vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"###;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    write(&path, text.as_bytes());
+    let e = Tok::load(&path).err().expect("must fail").to_string();
+    assert!(
+        e.contains(
+            "merge 0 (\"a b\"): `b` does not start with a whole continuing_subword_prefix `##`"
+        ),
+        "{e}"
+    );
+    // the same model with the merge's second token long enough loads
+    let ok = text.replace(
+        r###""ab":2},"merges":["a b"]"###,
+        r###""ab":2,"##b":3},"merges":["a ##b"]"###,
+    );
+    write(&path, ok.as_bytes());
+    assert!(Tok::load(&path).is_ok());
+}

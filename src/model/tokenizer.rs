@@ -23,8 +23,9 @@ impl Tok {
     /// The `tokenizers` crate panics on some malformed files (it `expect`s its
     /// decoder and normaliser sub-parsers to succeed) and takes some on trust
     /// only to panic when encoding (templates naming undefined special
-    /// tokens): the JSON is checked first, and a panic left over becomes an
-    /// error naming the file.
+    /// tokens), and slices BPE merges by the subword prefix's length without
+    /// checking it: the JSON is checked first, and a panic left over becomes
+    /// an error naming the file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let err = |message: String| ModelError::Tokenizer {
             path: path.to_path_buf(),
@@ -35,6 +36,8 @@ impl Tok {
             .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
         check_templates(&json["post_processor"])
             .map_err(|e| err(format!("not a valid tokenizer.json: post_processor: {e}")))?;
+        check_merges(&json["model"])
+            .map_err(|e| err(format!("not a valid tokenizer.json: model: {e}")))?;
         let parsed = std::panic::catch_unwind(|| text.parse::<Tokenizer>()).map_err(|panic| {
             let why = panic
                 .downcast_ref::<&str>()
@@ -167,6 +170,34 @@ fn check_templates(v: &serde_json::Value) -> Result<(), String> {
             Value::Object(m) => todo.extend(m.values()),
             Value::Array(a) => todo.extend(a),
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the second token of every BPE merge is at least as long as
+/// the model's `continuing_subword_prefix`: `tokenizers` cuts the prefix off
+/// it by length, and panics when it cannot.
+fn check_merges(model: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let Some(prefix) = model
+        .get("continuing_subword_prefix")
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let merges = model.get("merges").and_then(Value::as_array);
+    for (i, m) in merges.into_iter().flatten().enumerate() {
+        let second = match m {
+            Value::String(s) => s.split(' ').nth(1),
+            Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+            _ => None,
+        };
+        if let Some(b) = second.filter(|b| !b.is_char_boundary(prefix.len())) {
+            return Err(format!(
+                "merge {i} ({m}): `{b}` does not start with a whole \
+                 continuing_subword_prefix `{prefix}`"
+            ));
         }
     }
     Ok(())
