@@ -20,12 +20,13 @@ impl Tok {
     /// Loads a `tokenizer.json`, turning off any fixed padding or truncation it
     /// enables (EdgeBench pads and truncates itself).
     ///
-    /// The `tokenizers` crate panics on some malformed files (it `expect`s its
-    /// decoder and normaliser sub-parsers to succeed) and takes some on trust
-    /// only to panic when encoding (templates naming undefined special
-    /// tokens), and slices BPE merges by the subword prefix's length without
-    /// checking it: the JSON is checked first, and a panic left over becomes
-    /// an error naming the file.
+    /// The `tokenizers` crate panics on some malformed files instead of
+    /// returning an error: it `expect`s its decoder and normaliser sub-parsers
+    /// to succeed (a `Precompiled` normaliser's charsmap), cuts the subword
+    /// prefix off BPE merges by length, and reads templates naming undefined
+    /// special tokens only to panic when encoding.
+    /// The JSON is checked for these first, and a panic left over becomes an
+    /// error naming the file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let err = |message: String| ModelError::Tokenizer {
             path: path.to_path_buf(),
@@ -38,6 +39,8 @@ impl Tok {
             .map_err(|e| err(format!("not a valid tokenizer.json: post_processor: {e}")))?;
         check_merges(&json["model"])
             .map_err(|e| err(format!("not a valid tokenizer.json: model: {e}")))?;
+        check_charsmaps(&json["normalizer"])
+            .map_err(|e| err(format!("not a valid tokenizer.json: normalizer: {e}")))?;
         let parsed = std::panic::catch_unwind(|| text.parse::<Tokenizer>()).map_err(|panic| {
             let why = panic
                 .downcast_ref::<&str>()
@@ -125,11 +128,12 @@ impl Tok {
     }
 }
 
-/// Checks every `TemplateProcessing` in a `post_processor` (possibly inside a
-/// `Sequence`; any object with a `single` or `pair` template) the way `tokenizers`' builder does and its file reader does
-/// not: each special token its templates name is in its `special_tokens`,
-/// with as many ids as tokens, and the single-sequence template uses `$A`
-/// only. Otherwise encoding with special tokens panics.
+/// Checks every `TemplateProcessing` in a `post_processor` (any object with a
+/// `single` or `pair` template, possibly inside a `Sequence`) the way
+/// `tokenizers`' builder does and its file reader does not: each special
+/// token its templates name is in its `special_tokens`, with as many ids as
+/// tokens, and the single-sequence template uses `$A` only. Otherwise
+/// encoding with special tokens panics.
 fn check_templates(v: &serde_json::Value) -> Result<(), String> {
     use serde_json::Value;
     let mut todo = vec![v];
@@ -198,6 +202,26 @@ fn check_merges(model: &serde_json::Value) -> Result<(), String> {
                 "merge {i} ({m}): `{b}` does not start with a whole \
                  continuing_subword_prefix `{prefix}`"
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every `Precompiled` normaliser's charsmap (possibly inside a
+/// `Sequence`) as `tokenizers` does, but keeps the error it `expect`s away.
+fn check_charsmaps(v: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("Precompiled") => {
+                // from text, as tokenizers does: the charsmap is read as a borrowed string
+                serde_json::from_str::<tokenizers::normalizers::Precompiled>(&v.to_string())
+                    .map_err(|e| format!("Precompiled: {e}"))?;
+            }
+            Value::Object(m) => todo.extend(m.values()),
+            Value::Array(a) => todo.extend(a),
+            _ => {}
         }
     }
     Ok(())
