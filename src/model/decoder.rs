@@ -589,7 +589,8 @@ impl TractDecoder {
     }
 
     /// Times a prefill of `prompt` tokens and then `steps` single-token decode
-    /// steps on the KV cache (model only: no tokenisation, no sampling).
+    /// steps on the KV cache (model only: no tokenisation, no sampling), fewer
+    /// when the context window ends first (the rule of [`Model::generate`]).
     /// Returns (prefill seconds, per-step seconds).
     pub fn time_decode(&self, prompt: &[u32], steps: usize) -> Result<(f64, Vec<f64>), ModelError> {
         self.decode_loop(prompt, steps, || {})
