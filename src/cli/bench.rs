@@ -27,13 +27,13 @@ pub enum BenchWhat {
         #[arg(long, default_value = "builtin:tiny")]
         model: String,
         /// Prompt length for the prefill measurement.
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = super::bounded(1..=*edgebench::model::manifest::CONTEXT.end()))]
         prompt_tokens: usize,
-        /// Decode steps measured.
-        #[arg(long, default_value_t = 32)]
+        /// Decode steps measured (at most the room the prompt leaves in the model's context).
+        #[arg(long, default_value_t = 32, value_parser = super::bounded(0..=*edgebench::suite::MAX_TOKENS.end()))]
         decode_tokens: usize,
         /// Repeats of the prefill measurement.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = super::bounded(1..=10_000))]
         repeats: usize,
         /// Print JSON lines ({"metric", "value", "unit"}) instead of a table.
         #[arg(long)]
@@ -75,7 +75,7 @@ pub enum BenchWhat {
         #[arg(long)]
         quick: bool,
         /// Minimum timed runs of each graph (after one warm-up).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = super::bounded(1..=10_000))]
         repeats: usize,
         /// Print JSON lines ({"metric", "value", "unit"}) instead of tables.
         #[arg(long)]

@@ -2,7 +2,7 @@
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
-use edgebench::model::{self, llama, manifest::ModelManifest};
+use edgebench::model::{self, llama, manifest, manifest::ModelManifest};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -23,8 +23,8 @@ pub enum ImportFormat {
         /// Write f32 weights instead of keeping Q4_0/Q4_1/Q8_0 tensors quantized.
         #[arg(long)]
         dequantize: bool,
-        /// Context window of the imported model (RoPE tables are built for it).
-        #[arg(long, default_value_t = 2048)]
+        /// Context window of the imported model (RoPE tables are built for it), at most the file's own.
+        #[arg(long, default_value_t = 2048, value_parser = super::bounded(manifest::CONTEXT))]
         ctx: usize,
     },
     /// Import a BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) as a sentence encoder.
@@ -79,8 +79,8 @@ pub struct PerplexityArgs {
     /// Text file.
     #[arg(long)]
     pub text: PathBuf,
-    /// Chunk length in tokens (llama-perplexity's -c).
-    #[arg(long, default_value_t = 512)]
+    /// Chunk length in tokens (llama-perplexity's -c), at most the model's context.
+    #[arg(long, default_value_t = 512, value_parser = super::bounded(manifest::CONTEXT))]
     pub ctx: usize,
 }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 #[command(name = "edgebench", version, about)]
 pub struct Cli {
     /// Threads for tract's matrix products (1 = single-threaded).
-    #[arg(long, global = true, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1, value_parser = bounded(1..=1024))]
     pub threads: usize,
     #[command(subcommand)]
     pub command: Command,
@@ -95,6 +95,24 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The paper's Tables 1-5 and Figures 1-5, reported beside measured, with the audit and an HTML report.
     Paper(paper::PaperArgs),
+}
+
+/// A clap parser of a whole number within `range`; anything else is a usage
+/// error (exit 2) naming the allowed range.
+pub fn bounded(
+    range: std::ops::RangeInclusive<usize>,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let outside = || format!("{s} is outside the allowed {range:?}");
+        match s.parse::<usize>() {
+            Ok(v) if range.contains(&v) => Ok(v),
+            Ok(_) => Err(outside()),
+            Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Err(outside()),
+            Err(e) => Err(format!(
+                "{s} is not a whole number ({e}); allowed {range:?}"
+            )),
+        }
+    }
 }
 
 /// An error with its exit code.

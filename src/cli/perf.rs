@@ -27,11 +27,11 @@ pub struct PerfOpts {
     /// Stop after this many seconds even if a minimum is not met (the run is then INVALID).
     #[arg(long, default_value_t = 600.0)]
     pub max_duration: f64,
-    /// Prompt length in tokens.
-    #[arg(long, default_value_t = 128)]
+    /// Prompt length in tokens (cut to leave room for the output in the model's context).
+    #[arg(long, default_value_t = 128, value_parser = super::bounded(1..=*edgebench::model::manifest::CONTEXT.end()))]
     pub prompt_tokens: usize,
-    /// Output tokens per decoder query (TTFT + TPOT); encoders embed the prompt.
-    #[arg(long, default_value_t = 16)]
+    /// Output tokens per decoder query (TTFT + TPOT), at most the room left in the model's context; encoders embed the prompt.
+    #[arg(long, default_value_t = 16, value_parser = super::bounded(0..=*edgebench::suite::MAX_TOKENS.end()))]
     pub gen_tokens: usize,
     /// Power: `auto` (RAPL/hwmon/battery under --sysfs-root), `off`, or a meter CSV log covering the run.
     #[arg(long, default_value = "auto")]

@@ -78,12 +78,22 @@ pub fn load_file(path: &Path) -> Result<SuiteSpec, SuiteError> {
     Ok(spec)
 }
 
+/// Values `prompt.max_tokens` may take (generation also stops at the end of
+/// the model's context window).
+pub const MAX_TOKENS: std::ops::RangeInclusive<usize> = 1..=8192;
+
 /// Checks a parsed suite for consistency; the message names the field.
 pub fn validate(s: &SuiteSpec) -> Result<(), String> {
     inside_data_root("data.dir", &s.data.dir)?;
     inside_data_root("data.eval", &s.data.eval)?;
     if let Some(f) = &s.data.fewshot {
         inside_data_root("data.fewshot", f)?;
+    }
+    if !MAX_TOKENS.contains(&s.prompt.max_tokens) {
+        return Err(format!(
+            "prompt.max_tokens = {} is outside the allowed {MAX_TOKENS:?}",
+            s.prompt.max_tokens
+        ));
     }
     if s.metrics.is_empty() {
         return Err("`metrics` is empty: name at least one".into());

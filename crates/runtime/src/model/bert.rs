@@ -32,6 +32,152 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// A tensor's expected shape: each dim with the config key it comes from.
+pub type ShapeSpec = Vec<(usize, &'static str)>;
+
+impl BertConfig {
+    /// Every tensor the encoder reads (names without the optional `bert.` prefix), with its shape.
+    pub fn tensor_shapes(&self) -> Vec<(String, ShapeSpec)> {
+        let mut v = self.embedding_shapes();
+        for l in 0..self.num_hidden_layers {
+            v.extend(self.layer_shapes(l));
+        }
+        v
+    }
+
+    fn embedding_shapes(&self) -> Vec<(String, ShapeSpec)> {
+        let h = (self.hidden_size, "hidden_size");
+        vec![
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![(self.vocab_size, "vocab_size"), h],
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![(self.max_position_embeddings, "max_position_embeddings"), h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![(2, "type_vocab_size"), h],
+            ),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ]
+    }
+
+    fn layer_shapes(&self, l: usize) -> Vec<(String, ShapeSpec)> {
+        let h = (self.hidden_size, "hidden_size");
+        let f = (self.intermediate_size, "intermediate_size");
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let mut v: Vec<(String, ShapeSpec)> = Vec::new();
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            v.push((p(&format!("{m}.weight")), vec![h, h]));
+            v.push((p(&format!("{m}.bias")), vec![h]));
+        }
+        v.push((p("intermediate.dense.weight"), vec![f, h]));
+        v.push((p("intermediate.dense.bias"), vec![f]));
+        v.push((p("output.dense.weight"), vec![h, f]));
+        v.push((p("output.dense.bias"), vec![h]));
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            v.push((p(&format!("{n}.weight")), vec![h]));
+            v.push((p(&format!("{n}.bias")), vec![h]));
+        }
+        v
+    }
+
+    /// Checks the config's numbers, then every tensor of the checkpoint against them (present,
+    /// F32, of the shape the config implies; no layer beyond `num_hidden_layers`), before
+    /// anything is allocated from the config. Errors name the key, its value and the tensor shape
+    /// it contradicts.
+    pub fn check(&self, st: &SafeTensors) -> Result<(), String> {
+        for (k, v, min) in [
+            ("hidden_size", self.hidden_size, 1),
+            ("num_hidden_layers", self.num_hidden_layers, 1),
+            ("num_attention_heads", self.num_attention_heads, 1),
+            ("intermediate_size", self.intermediate_size, 1),
+            ("max_position_embeddings", self.max_position_embeddings, 2),
+            ("vocab_size", self.vocab_size, 1),
+        ] {
+            if v < min {
+                return Err(format!("`{k}` = {v}: must be at least {min}"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "`hidden_size` = {} must be a multiple of `num_attention_heads` = {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "`layer_norm_eps` = {}: must be a finite number above 0",
+                self.layer_norm_eps
+            ));
+        }
+        // the layers the checkpoint has, before listing the ones the config asks for
+        let layer = |n: &str| {
+            n.trim_start_matches("bert.")
+                .strip_prefix("encoder.layer.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok())
+        };
+        let mut names = st.names();
+        names.sort();
+        if let Some(n) = names
+            .iter()
+            .find(|n| layer(n).is_some_and(|i| i >= self.num_hidden_layers))
+        {
+            return Err(format!(
+                "`num_hidden_layers` = {} but the checkpoint has tensor `{n}` beyond it",
+                self.num_hidden_layers
+            ));
+        }
+        // layer by layer: a huge `num_hidden_layers` stops at the first missing tensor
+        let layers = (0..self.num_hidden_layers).flat_map(|l| self.layer_shapes(l));
+        for (name, want) in self.embedding_shapes().into_iter().chain(layers) {
+            let t = st
+                .tensor(&name)
+                .or_else(|_| st.tensor(&format!("bert.{name}")))
+                .map_err(|_| {
+                    let why = match name.starts_with("encoder.layer.") {
+                        true => format!(" (`num_hidden_layers` = {})", self.num_hidden_layers),
+                        false => String::new(),
+                    };
+                    format!("tensor `{name}` is missing{why}")
+                })?;
+            let shape = t.shape();
+            if shape.len() != want.len() {
+                return Err(format!(
+                    "tensor `{name}` has shape {shape:?}, expected {} dims ({})",
+                    want.len(),
+                    want.iter()
+                        .map(|(_, k)| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if let Some((i, (v, k))) = want.iter().enumerate().find(|(i, (v, _))| shape[*i] != *v) {
+                return Err(format!(
+                    "`{k}` = {v} contradicts tensor `{name}` of shape {shape:?}: dims[{i}] would \
+                     be {v}"
+                ));
+            }
+            if t.dtype() != safetensors::Dtype::F32 {
+                return Err(format!(
+                    "tensor `{name}` is {:?}; only F32 is supported",
+                    t.dtype()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn bad(path: &Path, m: impl Into<String>) -> ModelError {
     ModelError::BadModelDir {
         path: path.to_path_buf(),
@@ -354,18 +500,30 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
             ),
         ));
     }
-    if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
-        return Err(bad(
-            &cfg_path,
-            "hidden_size must be a multiple of num_attention_heads",
-        ));
-    }
     let st_path = dir.join("model.safetensors");
     let file = std::fs::File::open(&st_path).map_err(io(&st_path))?;
     // SAFETY: read-only mapping of a file we do not modify.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&st_path))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(&st_path, format!("not a valid safetensors file: {e}")))?;
+    cfg.check(&st).map_err(|e| {
+        bad(
+            &cfg_path,
+            format!("does not fit {}: {e}", st_path.display()),
+        )
+    })?;
+    let tok_src = dir.join("tokenizer.json");
+    let tok = Tok::load(&tok_src)?;
+    if tok.vocab_size() != cfg.vocab_size {
+        return Err(bad(
+            &tok_src,
+            format!(
+                "tokenizer has {} tokens, the model {}: wrong tokenizer",
+                tok.vocab_size(),
+                cfg.vocab_size
+            ),
+        ));
+    }
     let mut tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
         let t = st
             .tensor(name)
@@ -392,18 +550,6 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
             .collect())
     };
     let graph = build_graph(&cfg, &mut tensor)?;
-    let tok_src = dir.join("tokenizer.json");
-    let tok = Tok::load(&tok_src)?;
-    if tok.vocab_size() != cfg.vocab_size {
-        return Err(bad(
-            &tok_src,
-            format!(
-                "tokenizer has {} tokens, the model {}: wrong tokenizer",
-                tok.vocab_size(),
-                cfg.vocab_size
-            ),
-        ));
-    }
     std::fs::create_dir_all(out).map_err(io(out))?;
     std::fs::write(out.join("model.onnx"), graph).map_err(io(&out.join("model.onnx")))?;
     std::fs::copy(&tok_src, out.join("tokenizer.json")).map_err(io(&tok_src))?;

@@ -438,16 +438,16 @@ impl Model for TractDecoder {
             ids.drain(..ids.len() - keep);
         }
         let prompt_tokens = ids.len();
+        // the window never slides: prompt and answer together fit in it
+        let budget = max_tokens.min(max.saturating_sub(prompt_tokens));
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut cache: Option<Cache> = None;
         let mut next_input: Vec<u32> = ids.clone();
-        for _ in 0..max_tokens {
-            let f = if self.cache_shape.is_some() && ids.len() <= max {
-                self.forward(&next_input, cache.as_ref())?
-            } else {
-                let start = ids.len().saturating_sub(max);
-                self.forward(&ids[start..], None)?
+        for _ in 0..budget {
+            let f = match self.cache_shape {
+                Some(_) => self.forward(&next_input, cache.as_ref())?,
+                None => self.forward(&ids, None)?,
             };
             let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
             cache = f.cache;
@@ -589,7 +589,8 @@ impl TractDecoder {
     }
 
     /// Times a prefill of `prompt` tokens and then `steps` single-token decode
-    /// steps on the KV cache (model only: no tokenisation, no sampling).
+    /// steps on the KV cache (model only: no tokenisation, no sampling), fewer
+    /// when the context window ends first (the rule of [`Model::generate`]).
     /// Returns (prefill seconds, per-step seconds).
     pub fn time_decode(&self, prompt: &[u32], steps: usize) -> Result<(f64, Vec<f64>), ModelError> {
         self.decode_loop(prompt, steps, || {})
@@ -628,6 +629,8 @@ impl TractDecoder {
         let mut f = self.forward(prompt, None)?;
         let prefill = t.elapsed().as_secs_f64();
         after_prefill();
+        // as in generation, the prompt and the decoded tokens fit in the window
+        let steps = steps.min(self.manifest.max_context.saturating_sub(prompt.len() + 1));
         let mut times = Vec::with_capacity(steps);
         let mut ids = prompt.to_vec();
         for _ in 0..steps {
@@ -636,11 +639,8 @@ impl TractDecoder {
             let t = std::time::Instant::now();
             f = match &f.cache {
                 Some(c) => self.forward(&[next as u32], Some(c))?,
-                // without a cache every step recomputes the whole window
-                None => self.forward(
-                    &ids[ids.len().saturating_sub(self.manifest.max_context)..],
-                    None,
-                )?,
+                // without a cache every step recomputes the whole sequence
+                None => self.forward(&ids, None)?,
             };
             times.push(t.elapsed().as_secs_f64());
         }

@@ -27,6 +27,11 @@ pub const GGUF_DEFAULT_ALIGNMENT: u64 = 32;
 pub const GGML_MAX_DIMS: usize = 4;
 /// Deepest array nesting accepted in metadata (guards the recursion against hostile files).
 const MAX_ARRAY_DEPTH: usize = 32;
+/// Most array elements the metadata may hold in all, nested arrays included. Each element is a
+/// [`GgufValue`] of 32 bytes in memory whatever its size in the file (one byte for a `u8`), so
+/// this bounds what a file's counts can make the parser allocate (256 MiB); real vocabularies
+/// need a few hundred thousand (tokens, scores, token types, merges).
+pub const MAX_METADATA_ELEMENTS: u64 = 1 << 23;
 
 /// An error while reading, validating or dequantising a GGUF file; `what` says what is wrong and,
 /// for parse errors, at which byte offset.
@@ -398,6 +403,9 @@ pub struct Gguf {
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
+    /// Metadata array elements read so far, and how many may be read.
+    elements: u64,
+    max_elements: u64,
 }
 
 type Ctx<'c> = &'c dyn Fn() -> String;
@@ -513,6 +521,16 @@ impl<'a> Reader<'a> {
                         self.b.len()
                     ));
                 }
+                self.elements = self.elements.saturating_add(count);
+                if self.elements > self.max_elements {
+                    return err(format!(
+                        "array of {count} {} elements at byte {count_pos} in {} takes the \
+                         metadata past {} array elements in all",
+                        value_type_name(ety),
+                        what(),
+                        self.max_elements
+                    ));
+                }
                 let mut items = Vec::with_capacity(count as usize);
                 for i in 0..count {
                     let ctx = || format!("{} element {}", what(), i);
@@ -541,7 +559,16 @@ impl Gguf {
     /// Parses the header, metadata and tensor infos of a GGUF file and validates every tensor's
     /// type, shape, alignment and byte range against `bytes`. Never panics on malformed input.
     pub fn parse(bytes: &[u8]) -> Result<Gguf, GgufError> {
-        let mut r = Reader { b: bytes, pos: 0 };
+        Self::parse_bounded(bytes, MAX_METADATA_ELEMENTS)
+    }
+
+    fn parse_bounded(bytes: &[u8], max_elements: u64) -> Result<Gguf, GgufError> {
+        let mut r = Reader {
+            b: bytes,
+            pos: 0,
+            elements: 0,
+            max_elements,
+        };
         let magic = r.array::<4>(&|| "header (magic)".to_string())?;
         if magic != GGUF_MAGIC {
             return err(format!(
@@ -576,10 +603,11 @@ impl Gguf {
         // Metadata.
         let mut metadata: Vec<(String, GgufValue)> =
             Vec::with_capacity(n_kv.min(r.remaining() / 13) as usize);
+        let mut keys = std::collections::HashSet::new();
         for i in 0..n_kv {
             let kv_pos = r.pos;
             let key = r.string(&|| format!("metadata kv {i} (key)"))?;
-            if metadata.iter().any(|(k, _)| *k == key) {
+            if !keys.insert(key.clone()) {
                 return err(format!(
                     "duplicate metadata key `{key}` (metadata kv {i} at byte {kv_pos})"
                 ));
@@ -1591,6 +1619,28 @@ mod tests {
             .unwrap_err()
             .what
             .contains("tensor info 0 (name)"));
+    }
+
+    #[test]
+    fn metadata_arrays_are_bounded_in_all() {
+        // each u8 element is one byte in the file but a 32-byte value in memory
+        assert_eq!(std::mem::size_of::<GgufValue>(), 32);
+        assert_eq!(MAX_METADATA_ELEMENTS * 32, 256 << 20);
+        let mut w = GgufWriter::new();
+        w.kv("a", GgufValue::Array(vec![GgufValue::U8(1); 600]));
+        w.kv(
+            "b",
+            GgufValue::Array(vec![GgufValue::Array(vec![GgufValue::U8(2); 399])]),
+        );
+        let bytes = w.finish();
+        assert!(Gguf::parse_bounded(&bytes, 1000).is_ok());
+        let e = Gguf::parse_bounded(&bytes, 999).unwrap_err();
+        assert!(
+            e.what.contains("array of 399 u8 elements")
+                && e.what.contains("metadata kv 1 `b` (value) element 0")
+                && e.what.contains("past 999 array elements in all"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,12 +6,13 @@
 //! GGUF stores Q and K rows in llama.cpp's permuted order; we undo the
 //! permutation at import and use Hugging Face's `rotate_half` RoPE.
 
-use super::gguf::{GgmlType, Gguf, GgufValue, TensorInfo};
+use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, TensorInfo};
 use super::manifest::ModelManifest;
 use super::{Capabilities, ModelError};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::ops::quant::{pack_codes, QuantFormat, QuantMatrix};
 use half::f16;
+use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -43,51 +44,226 @@ fn bad(path: &Path, m: impl Into<String>) -> ModelError {
 }
 
 impl LlamaConfig {
-    /// Reads the `llama.*` metadata of a GGUF file.
+    /// Reads the `llama.*` metadata of a GGUF file, checked by [`LlamaConfig::read`].
     pub fn from_gguf(g: &Gguf, path: &Path) -> Result<Self, ModelError> {
-        let arch = g
-            .get_str("general.architecture")
-            .map_err(|e| bad(path, e.what))?;
+        Self::read(g).map_err(|e| bad(path, e.what))
+    }
+
+    /// Reads the `llama.*` metadata and checks every hyper-parameter the importer uses against
+    /// the tensors it describes, before anything is allocated from it: the embedding length,
+    /// vocabulary (token count), head counts, head dim (RoPE and key/value lengths), feed-forward
+    /// length and block count must give exactly the shapes of `token_embd.weight`, `output.weight`,
+    /// `output_norm.weight` and every `blk.<i>.*` tensor, with no block beyond `block_count`.
+    /// [`Gguf::parse`] has checked each tensor's bytes against the file size, so a configuration
+    /// that passes describes no more weights than the file holds. Errors name the key, its value
+    /// and the tensor shape it contradicts.
+    pub fn read(g: &Gguf) -> Result<Self, GgufError> {
+        let arch = g.get_str("general.architecture")?;
         if arch != "llama" {
-            return Err(bad(
-                path,
-                format!("unsupported architecture `{arch}`: EdgeBench imports `llama` GGUF files"),
-            ));
+            return Err(GgufError::new(format!(
+                "unsupported architecture `{arch}`: EdgeBench imports `llama` GGUF files"
+            )));
         }
-        let u = |k: &str| {
-            g.get_u64(k)
-                .map(|v| v as usize)
-                .map_err(|e| bad(path, e.what))
+        let optional = |k: &str| g.get(k).map(|_| g.get_u64(k)).transpose();
+        let at_least = |k: &str, v: u64, min: u64| {
+            if v < min {
+                Err(GgufError::new(format!(
+                    "`{k}` = {v}: must be at least {min}"
+                )))
+            } else {
+                Ok(v)
+            }
         };
-        let f = |k: &str| g.get_f64(k).map_err(|e| bad(path, e.what));
-        let d_model = u("llama.embedding_length")?;
-        let n_heads = u("llama.attention.head_count")?;
-        let n_kv_heads = u("llama.attention.head_count_kv").unwrap_or(n_heads);
-        let vocab = match g.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array) {
-            Some(a) => a.len(),
-            None => u("llama.vocab_size")?,
+        let positive = |k: &str, default: f64| -> Result<f64, GgufError> {
+            match g.get(k) {
+                None => Ok(default),
+                Some(_) => match g.get_f64(k)? {
+                    v if v.is_finite() && v > 0.0 => Ok(v),
+                    v => Err(GgufError::new(format!(
+                        "`{k}` = {v}: must be a finite number above 0"
+                    ))),
+                },
+            }
         };
-        let cfg = LlamaConfig {
-            n_layers: u("llama.block_count")?,
-            d_model,
-            n_heads,
-            n_kv_heads,
-            head_dim: d_model / n_heads.max(1),
-            ffn: u("llama.feed_forward_length")?,
-            rope_base: f("llama.rope.freq_base").unwrap_or(10000.0),
-            eps: f("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-            vocab,
-            context: u("llama.context_length").unwrap_or(2048),
+        let d_model = at_least(
+            "llama.embedding_length",
+            g.get_u64("llama.embedding_length")?,
+            1,
+        )?;
+        let tokens = g.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array);
+        let vocab_size = optional("llama.vocab_size")?;
+        let (vocab, vocab_key) = match (tokens, vocab_size) {
+            (Some(t), Some(v)) if t.len() as u64 != v => {
+                return Err(GgufError::new(format!(
+                    "`llama.vocab_size` = {v} but `tokenizer.ggml.tokens` holds {} tokens",
+                    t.len()
+                )))
+            }
+            (Some(t), _) => (
+                t.len() as u64,
+                format!("`tokenizer.ggml.tokens` ({} tokens)", t.len()),
+            ),
+            (None, Some(v)) => (v, format!("`llama.vocab_size` = {v}")),
+            (None, None) => {
+                return Err(GgufError::new(
+                    "neither `tokenizer.ggml.tokens` nor `llama.vocab_size` is present: the \
+                     vocabulary size is unknown",
+                ))
+            }
         };
-        if n_heads == 0 || d_model % n_heads != 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
-            return Err(bad(
-                path,
-                format!(
-                    "inconsistent heads: d_model {d_model}, heads {n_heads}, kv heads {n_kv_heads}"
-                ),
-            ));
+        at_least("vocabulary size", vocab, 1)?;
+        for k in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
+            if let Some(id) = optional(k)? {
+                if id >= vocab {
+                    return Err(GgufError::new(format!(
+                        "`{k}` = {id} is outside the vocabulary of {vocab} tokens"
+                    )));
+                }
+            }
         }
-        Ok(cfg)
+
+        // every tensor the graph reads, with its dims and the key each dim comes from
+        let tensors: HashMap<&str, &TensorInfo> =
+            g.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+        let emb = format!("`llama.embedding_length` = {d_model}");
+        let emb = emb.as_str();
+        let check = |name: &str, want: &[(u64, &str)], missing: &str| {
+            let t = tensors.get(name).ok_or_else(|| {
+                GgufError::new(format!(
+                    "tensor `{name}` not found in the GGUF file{missing}"
+                ))
+            })?;
+            if t.dims.len() != want.len() {
+                return Err(GgufError::new(format!(
+                    "tensor `{name}` has shape {:?}, expected {} dims ({})",
+                    t.dims,
+                    want.len(),
+                    want.iter().map(|(_, k)| *k).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if let Some((i, (v, k))) = want.iter().enumerate().find(|(i, (v, _))| t.dims[*i] != *v)
+            {
+                return Err(GgufError::new(format!(
+                    "{k} contradicts tensor `{name}` of shape {:?}: dims[{i}] would be {v}",
+                    t.dims
+                )));
+            }
+            if !t.ggml_type.can_dequantize() {
+                return Err(GgufError::new(format!(
+                    "tensor `{name}` has ggml type {} (id {}), which EdgeBench cannot read \
+                     (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)",
+                    t.ggml_type.name(),
+                    t.ggml_type.id()
+                )));
+            }
+            Ok(())
+        };
+        check(
+            "token_embd.weight",
+            &[(d_model, emb), (vocab, vocab_key.as_str())],
+            "",
+        )?;
+        if tensors.contains_key("output.weight") {
+            check(
+                "output.weight",
+                &[(d_model, emb), (vocab, vocab_key.as_str())],
+                "",
+            )?;
+        }
+        check("output_norm.weight", &[(d_model, emb)], "")?;
+        let n_layers = at_least("llama.block_count", g.get_u64("llama.block_count")?, 1)?;
+        let n_heads = at_least(
+            "llama.attention.head_count",
+            g.get_u64("llama.attention.head_count")?,
+            1,
+        )?;
+        let n_kv_heads = at_least(
+            "llama.attention.head_count_kv",
+            optional("llama.attention.head_count_kv")?.unwrap_or(n_heads),
+            1,
+        )?;
+        let ffn = at_least(
+            "llama.feed_forward_length",
+            g.get_u64("llama.feed_forward_length")?,
+            1,
+        )?;
+        let context = at_least(
+            "llama.context_length",
+            optional("llama.context_length")?.unwrap_or(2048),
+            2,
+        )?;
+        if d_model % n_heads != 0 || n_heads % n_kv_heads != 0 || (d_model / n_heads) % 2 != 0 {
+            return Err(GgufError::new(format!(
+                "inconsistent heads: `llama.embedding_length` = {d_model}, \
+                 `llama.attention.head_count` = {n_heads}, `llama.attention.head_count_kv` = \
+                 {n_kv_heads}: the embedding length must be an even number of values per head, \
+                 and the head count a multiple of the key/value head count"
+            )));
+        }
+        let head_dim = d_model / n_heads;
+        for k in [
+            "llama.rope.dimension_count",
+            "llama.attention.key_length",
+            "llama.attention.value_length",
+        ] {
+            if let Some(v) = optional(k)? {
+                if v != head_dim {
+                    return Err(GgufError::new(format!(
+                        "`{k}` = {v} but `llama.embedding_length` / `llama.attention.head_count` \
+                         = {d_model} / {n_heads} = {head_dim}: EdgeBench needs full-head RoPE and \
+                         keys and values of the head dim"
+                    )));
+                }
+            }
+        }
+        let ffn_key = format!("`llama.feed_forward_length` = {ffn}");
+        let kv_key =
+            format!("`llama.attention.head_count_kv` = {n_kv_heads} (x head dim {head_dim})");
+        let (ffn_key, kv_key) = (ffn_key.as_str(), kv_key.as_str());
+        let kv_rows = n_kv_heads * head_dim;
+        let missing = format!(" (`llama.block_count` = {n_layers})");
+        for l in 0..n_layers {
+            let blk = |s: &str| format!("blk.{l}.{s}");
+            for (name, want) in [
+                ("attn_norm.weight", vec![(d_model, emb)]),
+                ("attn_q.weight", vec![(d_model, emb), (d_model, emb)]),
+                ("attn_k.weight", vec![(d_model, emb), (kv_rows, kv_key)]),
+                ("attn_v.weight", vec![(d_model, emb), (kv_rows, kv_key)]),
+                ("attn_output.weight", vec![(d_model, emb), (d_model, emb)]),
+                ("ffn_norm.weight", vec![(d_model, emb)]),
+                ("ffn_gate.weight", vec![(d_model, emb), (ffn, ffn_key)]),
+                ("ffn_up.weight", vec![(d_model, emb), (ffn, ffn_key)]),
+                ("ffn_down.weight", vec![(ffn, ffn_key), (d_model, emb)]),
+            ] {
+                check(&blk(name), &want, &missing)?;
+            }
+        }
+        if let Some(t) = g.tensors.iter().find(|t| {
+            t.name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i >= n_layers)
+        }) {
+            return Err(GgufError::new(format!(
+                "`llama.block_count` = {n_layers} but the file has tensor `{}` beyond it",
+                t.name
+            )));
+        }
+        // each value now fits in the file (it sizes a tensor found in it), so in a usize
+        let us = |v: u64| v as usize;
+        Ok(LlamaConfig {
+            n_layers: us(n_layers),
+            d_model: us(d_model),
+            n_heads: us(n_heads),
+            n_kv_heads: us(n_kv_heads),
+            head_dim: us(head_dim),
+            ffn: us(ffn),
+            rope_base: positive("llama.rope.freq_base", 10000.0)?,
+            eps: positive("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+            vocab: us(vocab),
+            context: usize::try_from(context).unwrap_or(usize::MAX),
+        })
     }
 }
 
@@ -115,6 +291,22 @@ pub fn tokenizer_from_gguf(g: &Gguf, path: &Path) -> Result<Tokenizer, ModelErro
             .collect()
     };
     let tokens = strings("tokenizer.ggml.tokens")?;
+    for k in ["tokenizer.ggml.token_type", "tokenizer.ggml.scores"] {
+        if let Some(v) = g.get(k) {
+            let n = v.as_array().map(<[GgufValue]>::len);
+            if n != Some(tokens.len()) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "`{k}` is {} but `tokenizer.ggml.tokens` holds {} tokens: one entry per \
+                         token is needed",
+                        n.map_or(format!("a {}", v.type_name()), |n| format!("{n} entries")),
+                        tokens.len()
+                    ),
+                ));
+            }
+        }
+    }
     let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
         .into_iter()
         .map(|m| {
@@ -690,6 +882,12 @@ pub fn import_gguf_with(
             )));
         }
     }
+    if !super::manifest::CONTEXT.contains(&max_context) {
+        return Err(ModelError::Runtime(format!(
+            "context {max_context} is outside {:?} tokens",
+            super::manifest::CONTEXT
+        )));
+    }
     let file = std::fs::File::open(path).map_err(io(path))?;
     // SAFETY: the file is opened read-only and not modified while mapped.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
@@ -708,8 +906,12 @@ pub fn import_gguf_with(
             ),
         ));
     }
+    let by_name: HashMap<&str, &TensorInfo> =
+        g.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut weights = |name: &str| -> Result<Weight, ModelError> {
-        let t = g.tensor(name).map_err(|e| bad(path, e.what))?;
+        let t = *by_name
+            .get(name)
+            .ok_or_else(|| bad(path, format!("tensor `{name}` not found in the GGUF file")))?;
         if mode == WeightMode::Keep {
             if let Some(q) = gguf_to_quant(&g, &bytes, t)
                 .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?

@@ -7,6 +7,14 @@ use std::path::Path;
 /// File name of the model manifest inside a model directory.
 pub const MANIFEST_FILE: &str = "edgebench-model.toml";
 
+/// Context windows a model may declare (`max_context`), and `--ctx` may ask an importer for,
+/// in tokens.
+pub const CONTEXT: std::ops::RangeInclusive<usize> = 2..=131_072;
+/// Vocabulary sizes a model may declare (`vocab_size`).
+pub const VOCAB: std::ops::RangeInclusive<usize> = 1..=1 << 24;
+/// Most KV-cached layers a model may declare (`kv_cache_layers`).
+pub const MAX_CACHED_LAYERS: usize = 4096;
+
 /// The manifest of a model directory (`model.onnx`, `tokenizer.json`, this file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,13 +87,61 @@ impl ModelManifest {
             path: path.clone(),
             message: format!("malformed manifest: {e}"),
         })?;
-        if m.max_context < 2 {
-            return Err(ModelError::BadModelDir {
-                path,
-                message: "max_context must be at least 2".into(),
-            });
-        }
+        m.check()
+            .map_err(|message| ModelError::BadModelDir { path, message })?;
         Ok(m)
+    }
+
+    /// Checks the numbers and file names against what a model directory can hold; the message
+    /// names the field and the allowed values.
+    pub fn check(&self) -> Result<(), String> {
+        if !CONTEXT.contains(&self.max_context) {
+            return Err(format!(
+                "max_context = {} is outside the allowed {CONTEXT:?} tokens",
+                self.max_context
+            ));
+        }
+        if !VOCAB.contains(&self.vocab_size) {
+            return Err(format!(
+                "vocab_size = {} is outside the allowed {VOCAB:?}",
+                self.vocab_size
+            ));
+        }
+        for (field, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
+            if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
+                return Err(format!(
+                    "{field} = {id} is outside the vocabulary (vocab_size = {})",
+                    self.vocab_size
+                ));
+            }
+        }
+        if let Some(n) = self.kv_cache_layers.filter(|&n| n > MAX_CACHED_LAYERS) {
+            return Err(format!(
+                "kv_cache_layers = {n} is above the allowed {MAX_CACHED_LAYERS}"
+            ));
+        }
+        let files = [
+            ("graph", Some(&self.graph)),
+            ("tokenizer", Some(&self.tokenizer)),
+            ("router_tokenizer", self.router_tokenizer.as_ref()),
+        ];
+        for (field, file) in files {
+            let Some(file) = file else { continue };
+            let p = Path::new(file);
+            let inside = p
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if file.is_empty() || !inside {
+                return Err(format!(
+                    "{field} = {file:?} must name a file inside the model directory (a relative \
+                     path without `..`)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the manifest into `dir`.

@@ -129,7 +129,12 @@ pub trait Model {
         context: &str,
         continuations: &[String],
     ) -> Result<Vec<LogLikelihood>, ModelError>;
-    /// Greedy generation until a stop string, EOS or `max_tokens`.
+    /// Greedy generation until a stop string or EOS, of at most
+    /// `min(max_tokens, max_context - prompt tokens)` tokens: the prompt
+    /// (left-truncated to leave room for `min(max_tokens, max_context / 2)`
+    /// tokens) and the answer together never exceed the context window, which
+    /// never slides, so every call ends however large `max_tokens` is.
+    /// Encoders refuse to generate.
     fn generate(
         &mut self,
         prompt: &str,
