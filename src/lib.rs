@@ -10,5 +10,5 @@ pub use edgebench_device::{self as device, perf};
 pub use edgebench_eval::{data, gate, metrics, record, report, request, runner, suite, sweep};
 pub use edgebench_kernels::alloc;
 pub use edgebench_paper as paper;
-pub use edgebench_runtime::{gem, model, onnx, ops};
+pub use edgebench_runtime::{self as runtime, gem, model, onnx, ops};
 pub use edgebench_util as util;

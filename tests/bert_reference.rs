@@ -135,7 +135,8 @@ fn synthetic_bert_matches_the_reference_forward_pass_batched_or_not() {
     write_checkpoint(&ckpt, &t);
     let out = tmp.path().join("model");
     bert::import_bert(&ckpt, &out).unwrap();
-    let mut m = edgebench::model::load(out.to_str().unwrap(), tmp.path()).unwrap();
+    let mut m =
+        edgebench::model::load(out.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
     let texts = vec![
         "The cat sat on the mat".to_string(),
         "a dog".to_string(),

@@ -1177,7 +1177,7 @@ fn run_records_reader() {
         text: true,
     };
     let tmp = tempfile::tempdir().unwrap();
-    let run = RunDir::new(tmp.path(), "fuzz");
+    let run = RunDir::new(tmp.path(), "fuzz").unwrap();
     std::fs::create_dir_all(run.root.join("records")).unwrap();
     run_cases("run_records_reader", 1500, move |rng| {
         let (lines, parsed) = base.as_ref();

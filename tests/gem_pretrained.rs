@@ -69,7 +69,13 @@ fn checkpoints(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn load(dir: &Path) -> TractDecoder {
-    TractDecoder::load(dir, &ModelManifest::load(dir).unwrap(), "test").unwrap()
+    TractDecoder::load(
+        dir,
+        &ModelManifest::load(dir).unwrap(),
+        "test",
+        &common::runtime(),
+    )
+    .unwrap()
 }
 
 #[test]

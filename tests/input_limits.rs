@@ -303,7 +303,7 @@ fn generation_ends_at_the_end_of_the_context_window() {
     llama::import_gguf(&src, &llama_dir, 64, false).unwrap();
     let tiny_dir = model::tiny::materialize(&tmp.path().join("tiny")).unwrap();
     for (dir, window) in [(llama_dir, 64), (tiny_dir, model::tiny::MAX_CONTEXT)] {
-        let mut m = model::load(dir.to_str().unwrap(), tmp.path()).unwrap();
+        let mut m = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
         assert_eq!(m.info().max_context, window);
         let prompt = "edge bench ".repeat(100);
         let t = std::time::Instant::now();
@@ -325,7 +325,12 @@ fn generation_ends_at_the_end_of_the_context_window() {
         assert!(g.tokens <= 3);
     }
     // the synthetic Llama has no EOS, so it fills the window exactly
-    let mut m = model::load(tmp.path().join("llama").to_str().unwrap(), tmp.path()).unwrap();
+    let mut m = model::load(
+        tmp.path().join("llama").to_str().unwrap(),
+        tmp.path(),
+        &common::runtime(),
+    )
+    .unwrap();
     let g = m.generate("edge", &[], usize::MAX).unwrap();
     assert_eq!(g.prompt_tokens + g.tokens, 64, "{g:?}");
 }
@@ -451,7 +456,7 @@ fn deeply_nested_files_are_errors_not_stack_overflows() {
     std::fs::write(&tok, format!("{{\"model\": {deep}")).unwrap();
     let e = edgebench::model::tokenizer::Tok::load(&tok).err().unwrap();
     assert!(e.to_string().contains("recursion limit"), "{e}");
-    let run = edgebench::record::RunDir::new(tmp.path(), "deep");
+    let run = edgebench::record::RunDir::new(tmp.path(), "deep").unwrap();
     std::fs::create_dir_all(run.root.join("records")).unwrap();
     std::fs::write(run.records_path("s"), format!("{deep}\n{{}}\n")).unwrap();
     assert!(run.load_records("s").is_err());

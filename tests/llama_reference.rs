@@ -142,7 +142,13 @@ fn imported(
 fn check(quantized_file: bool, keep_quantized: bool) {
     let (_tmp, src, out) = imported(quantized_file, !keep_quantized);
     let bytes = std::fs::read(&src).unwrap();
-    let dec = TractDecoder::load(&out, &ModelManifest::load(&out).unwrap(), "test").unwrap();
+    let dec = TractDecoder::load(
+        &out,
+        &ModelManifest::load(&out).unwrap(),
+        "test",
+        &common::runtime(),
+    )
+    .unwrap();
     let ids: Vec<u32> = b"edge bench!".iter().map(|&b| b as u32).collect();
     let got = dec.logits(&ids).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
@@ -203,7 +209,7 @@ fn requantized_import_approaches_the_f32_model_as_bits_grow() {
     let ids: Vec<u32> = b"edge bench!".iter().map(|&b| b as u32).collect();
     let logits = |dir: &std::path::Path| {
         let m = ModelManifest::load(dir).unwrap();
-        TractDecoder::load(dir, &m, "test")
+        TractDecoder::load(dir, &m, "test", &common::runtime())
             .unwrap()
             .logits(&ids)
             .unwrap()

@@ -27,7 +27,7 @@ fn minilm_matches_sentence_transformers_reference_similarities() {
     let out = tmp.path().join("minilm");
     let m = bert::import_bert(&src, &out).unwrap();
     assert_eq!(m.architecture, "encoder");
-    let mut enc = model::load(out.to_str().unwrap(), tmp.path()).unwrap();
+    let mut enc = model::load(out.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
     assert!(enc.info().capabilities.embed && !enc.info().capabilities.loglikelihood);
     let texts: Vec<String> = [
         "The weather is lovely today.",
@@ -103,7 +103,7 @@ fn hf_models_resolve_offline_from_a_local_cache() {
     )
     .unwrap();
     assert_eq!(dir, by_rev);
-    let mut m = model::load(dir.to_str().unwrap(), tmp.path()).unwrap();
+    let mut m = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
     assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
     let missing =
         hub::resolve("hf:nobody/nothing", Some(&cache), tmp.path()).expect_err("not cached");

@@ -1,13 +1,13 @@
 //! `EbQuantLinear` executed by tract (optimised and not) against the plain
 //! reference, over random shapes, values, widths and block formats, on each
-//! lowering (EdgeBench's kernels, tract's block-quant matmul, f32). The
-//! lowering is process-wide; tests that set it race with the others only in
-//! which lowering those use, and every lowering must match the reference.
+//! lowering (EdgeBench's kernels, tract's block-quant matmul, f32), which
+//! each graph carries as its nodes' `lowering` attribute.
 
 use edgebench::onnx::{encode, Dim, Elem, GraphBuilder};
 use edgebench::ops::quant::{
-    reference_matmul, set_lowering, write_node, Lowering, QuantFormat, QuantMatrix, BITS,
+    reference_matmul, write_node, Lowering, QuantFormat, QuantMatrix, BITS,
 };
+use edgebench::runtime::RuntimeOptions;
 use proptest::prelude::*;
 use tract_onnx::prelude::*;
 
@@ -41,6 +41,7 @@ fn run(model: TypedModel, x: &[f32], rows: usize, k: usize) -> Vec<f32> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check(
     bits: usize,
     block_size: usize,
@@ -49,6 +50,7 @@ fn check(
     rows: usize,
     asym: bool,
     seed: u64,
+    lowering: Lowering,
 ) {
     let k = blocks * block_size;
     let mut state = seed | 1;
@@ -73,21 +75,26 @@ fn check(
     .unwrap();
     let expect = reference_matmul(&x, rows, &q);
     let bytes = graph(rows, &q);
-    let m = edgebench::ops::onnx()
-        .model_for_read(&mut bytes.as_slice())
-        .unwrap();
+    let onnx = edgebench::ops::onnx();
+    let mut proto = onnx.proto_model_for_read(&mut bytes.as_slice()).unwrap();
+    let options = RuntimeOptions {
+        lowering,
+        ..RuntimeOptions::default()
+    };
+    options.annotate(proto.graph.as_mut().unwrap());
+    let m = onnx.model_for_proto_model(&proto).unwrap();
     let plain = run(m.clone().into_typed().unwrap(), &x, rows, k);
     let opt = run(m.into_optimized().unwrap(), &x, rows, k);
     for (i, e) in expect.iter().enumerate() {
         let tol = 1e-3 * (1.0 + e.abs()) * (k as f32 / 32.0).sqrt();
         assert!(
             (plain[i] - e).abs() < tol,
-            "bits {bits} asym {asym}: plain {} vs ref {e}",
+            "{lowering:?} bits {bits} asym {asym}: plain {} vs ref {e}",
             plain[i]
         );
         assert!(
             (opt[i] - e).abs() < tol,
-            "bits {bits} asym {asym}: optimised {} vs ref {e}",
+            "{lowering:?} bits {bits} asym {asym}: optimised {} vs ref {e}",
             opt[i]
         );
     }
@@ -106,7 +113,8 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let block_size = [32, 16, 64][block_ix];
-        check(BITS[bits_ix], block_size, blocks, n, rows, asym, seed);
+        let lowering = RuntimeOptions::from_env().unwrap().lowering;
+        check(BITS[bits_ix], block_size, blocks, n, rows, asym, seed, lowering);
     }
 }
 
@@ -114,18 +122,14 @@ proptest! {
 fn every_lowering_matches_the_reference_on_every_kernel_path() {
     // rows 1 (gemv), 5 (tile), 70 (sgemm panels); n not a multiple of the kernel's 4-row tile
     for lowering in Lowering::ALL {
-        set_lowering(lowering);
         for rows in [1, 5, 70] {
             for bits in BITS {
-                check(bits, 32, 3, 9, rows, true, 42 + bits as u64);
-                check(bits, 64, 2, 6, rows, false, 7 + bits as u64);
+                check(bits, 32, 3, 9, rows, true, 42 + bits as u64, lowering);
+                check(bits, 64, 2, 6, rows, false, 7 + bits as u64, lowering);
             }
         }
     }
-    set_lowering(Lowering::from_env_only());
     // tract's Q4_0 lowering with the asymmetric correction term, kept as the baseline
-    set_lowering(Lowering::Tract);
-    check(4, 32, 4, 8, 3, true, 42);
-    check(4, 32, 2, 5, 1, false, 7);
-    set_lowering(Lowering::from_env_only());
+    check(4, 32, 4, 8, 3, true, 42, Lowering::Tract);
+    check(4, 32, 2, 5, 1, false, 7, Lowering::Tract);
 }

@@ -61,7 +61,13 @@ fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
         "smollm pre-tokenizer splits digits one by one"
     );
 
-    let mut m = TractDecoder::load(&out, &ModelManifest::load(&out).unwrap(), "test").unwrap();
+    let mut m = TractDecoder::load(
+        &out,
+        &ModelManifest::load(&out).unwrap(),
+        "test",
+        &common::runtime(),
+    )
+    .unwrap();
     assert!(m.has_kv_cache());
     let r = m.rolling_loglikelihood(PARAGRAPH).unwrap();
     let ppl = (-r.logprob / r.tokens as f64).exp();
@@ -110,8 +116,20 @@ fn q4_1_graph_and_its_dequantized_twin_give_the_same_logits() {
         size(&q) * 2 < size(&f),
         "quantized weights stay quantized in the file"
     );
-    let dq = TractDecoder::load(&q, &ModelManifest::load(&q).unwrap(), "q").unwrap();
-    let df = TractDecoder::load(&f, &ModelManifest::load(&f).unwrap(), "f").unwrap();
+    let dq = TractDecoder::load(
+        &q,
+        &ModelManifest::load(&q).unwrap(),
+        "q",
+        &common::runtime(),
+    )
+    .unwrap();
+    let df = TractDecoder::load(
+        &f,
+        &ModelManifest::load(&f).unwrap(),
+        "f",
+        &common::runtime(),
+    )
+    .unwrap();
     let ids = dq
         .tokenize("The quick brown fox jumps over the lazy dog.")
         .unwrap();

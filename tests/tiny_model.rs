@@ -93,7 +93,7 @@ fn logits_match_a_plain_reference_forward_pass() {
 #[test]
 fn tiny_model_scores_english_better_than_noise_and_uses_its_induction_head() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut m = model::load("builtin:tiny", tmp.path()).unwrap();
+    let mut m = model::load("builtin:tiny", tmp.path(), &common::runtime()).unwrap();
     let text = "The doctor ordered a blood test and the results were normal.";
     let r = m.rolling_loglikelihood(text).unwrap();
     let ppl = (-r.logprob / r.tokens as f64).exp();
@@ -117,7 +117,7 @@ fn tiny_model_scores_english_better_than_noise_and_uses_its_induction_head() {
 #[test]
 fn generation_stops_at_stop_strings_and_max_tokens() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut m = model::load("builtin:tiny", tmp.path()).unwrap();
+    let mut m = model::load("builtin:tiny", tmp.path(), &common::runtime()).unwrap();
     let g = m
         .generate("Question: what is it?\nAnswer:", &["\n".into()], 12)
         .unwrap();
@@ -144,14 +144,14 @@ fn a_corrupt_graph_is_a_clear_error_naming_the_file() {
     // truncated, empty (the file is mapped: an empty map must not panic), missing
     for cut in [bytes.len() / 3, 0] {
         std::fs::write(&graph, &bytes[..cut]).unwrap();
-        let err = model::load(dir.to_str().unwrap(), tmp.path())
+        let err = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime())
             .err()
             .expect("must fail");
         let msg = err.to_string();
         assert!(msg.contains("model.onnx"), "{cut} bytes: {msg}");
     }
     std::fs::remove_file(&graph).unwrap();
-    let msg = model::load(dir.to_str().unwrap(), tmp.path())
+    let msg = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime())
         .err()
         .expect("must fail")
         .to_string();

@@ -9,7 +9,8 @@ use edgebench::model::profile::{self as profiling, NodeTime};
 use edgebench::model::{
     bert::TractEncoder, decoder::TractDecoder, manifest::ModelManifest, tiny, Model,
 };
-use edgebench::ops::quant::{set_lowering, Lowering};
+use edgebench::ops::quant::Lowering;
+use edgebench::runtime::RuntimeOptions;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -130,19 +131,6 @@ enum Baseline {
     Unfused,
 }
 
-/// Runs `load` with the load-time rewrites (`EbAttention`, `EbDense`) off,
-/// so tract runs the graph as written.
-fn without_rewrites<T>(load: impl FnOnce() -> T) -> T {
-    use edgebench::ops::{attention, dense};
-    let (fusion, dense_on) = (attention::fusion_enabled(), dense::dense_enabled());
-    attention::set_fusion(false);
-    dense::set_dense(false);
-    let out = load();
-    attention::set_fusion(fusion);
-    dense::set_dense(dense_on);
-    out
-}
-
 /// Prefill seconds (p50) and decode step seconds of `dec` on `prompt`.
 fn time_decoder(
     dec: &TractDecoder,
@@ -160,14 +148,14 @@ fn time_decoder(
     Ok((pct(&prefill, 0.5), steps))
 }
 
-pub fn bench(a: BenchArgs) -> Result<(), Failure> {
+pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     if let BenchWhat::Ops {
         quick,
         repeats,
         json,
     } = a.what
     {
-        return super::bench_ops::bench_ops(quick, repeats, json);
+        return super::bench_ops::bench_ops(quick, repeats, json, runtime);
     }
     let BenchWhat::Model {
         model,
@@ -197,7 +185,19 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         (None, true) => Some(Baseline::Unfused),
         (None, false) => None,
     };
-    let lowering = Lowering::from_env();
+    let lowering = runtime.lowering;
+    // the options of the comparison's second load, in the same run
+    let other_options = |b: Baseline| match b {
+        Baseline::Lowering(l) => RuntimeOptions {
+            lowering: l,
+            ..*runtime
+        },
+        Baseline::Unfused => RuntimeOptions {
+            fuse_attention: false,
+            dense: false,
+            ..*runtime
+        },
+    };
     let dir = match model.as_str() {
         "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
         other => PathBuf::from(other),
@@ -218,11 +218,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         .unwrap_or(0);
     let mut rows: Vec<(String, f64, String)> = Vec::new();
     let mut profiles: Vec<(String, usize, Vec<NodeTime>)> = Vec::new();
-    let runtime: String;
+    let runtime_note: String;
     let t = Instant::now();
     match manifest.architecture.as_str() {
         "decoder" => {
-            let dec = TractDecoder::load(&dir, &manifest, &model).map_err(bad_input)?;
+            let dec = TractDecoder::load(&dir, &manifest, &model, runtime).map_err(bad_input)?;
             rows.push((
                 "load_and_optimise".into(),
                 t.elapsed().as_secs_f64() * 1e3,
@@ -236,7 +236,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 .collect();
             let (prefill, steps) = time_decoder(&dec, &prompt, decode_tokens, repeats)?;
             let kv_cache = dec.has_kv_cache();
-            runtime = dec.info().matmul.clone();
+            runtime_note = dec.info().matmul.clone();
             if profile {
                 let passes = repeats.max(1);
                 let (p, d) = dec
@@ -308,19 +308,11 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             }
             if let Some(other) = compare {
                 let t = Instant::now();
-                let (name, ours, base) = match other {
-                    Baseline::Lowering(l) => {
-                        set_lowering(l);
-                        let base = TractDecoder::load(&dir, &manifest, &model);
-                        set_lowering(lowering);
-                        (l.name(), lowering.name(), base)
-                    }
-                    Baseline::Unfused => (
-                        "unfused",
-                        "fused",
-                        without_rewrites(|| TractDecoder::load(&dir, &manifest, &model)),
-                    ),
+                let (name, ours) = match other {
+                    Baseline::Lowering(l) => (l.name(), lowering.name()),
+                    Baseline::Unfused => ("unfused", "fused"),
                 };
+                let base = TractDecoder::load(&dir, &manifest, &model, &other_options(other));
                 let load_other = t.elapsed().as_secs_f64();
                 let base = base.map_err(bad_input)?;
                 let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
@@ -357,7 +349,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 let theirs = super::llama_cpp::run(
                     bin,
                     gguf,
-                    edgebench::model::threads(),
+                    runtime.threads,
                     n,
                     decode_tokens.max(1),
                     repeats,
@@ -395,8 +387,9 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             rows.push(("kv_cache".into(), kv_cache as u8 as f64, "1 = yes".into()));
         }
         "encoder" => {
-            let mut enc = TractEncoder::load(&dir, &manifest, &model).map_err(bad_input)?;
-            runtime = enc.info().matmul.clone();
+            let mut enc =
+                TractEncoder::load(&dir, &manifest, &model, runtime).map_err(bad_input)?;
+            runtime_note = enc.info().matmul.clone();
             rows.push((
                 "load_and_optimise".into(),
                 t.elapsed().as_secs_f64() * 1e3,
@@ -431,7 +424,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
                 };
             let mut base = match compare {
                 Some(Baseline::Unfused) => Some(
-                    without_rewrites(|| TractEncoder::load(&dir, &manifest, &model))
+                    TractEncoder::load(&dir, &manifest, &model, &other_options(Baseline::Unfused))
                         .map_err(bad_input)?,
                 ),
                 Some(Baseline::Lowering(_)) => {
@@ -471,15 +464,8 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
             for batch in [1usize, 32].into_iter().filter(|_| profile) {
                 let texts = vec![sentence.clone(); batch];
                 let passes = repeats.max(1);
-                profiling::set_profiling(true);
-                let r = (0..passes).try_for_each(|_| enc.embed(&texts).map(drop));
-                profiling::set_profiling(false);
-                r.map_err(failed)?;
-                profiles.push((
-                    format!("batch of {batch} x {tokens} tokens"),
-                    passes,
-                    profiling::take_profile(),
-                ));
+                let times = enc.profile_embed(&texts, passes).map_err(failed)?;
+                profiles.push((format!("batch of {batch} x {tokens} tokens"), passes, times));
             }
         }
         other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),
@@ -487,7 +473,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
     rows.push(("graph_bytes".into(), graph_bytes as f64 / 1e6, "MB".into()));
     rows.push((
         "threads".into(),
-        edgebench::model::threads() as f64,
+        runtime.threads as f64,
         "matmul threads".into(),
     ));
     if !rows.iter().any(|r| r.0 == "peak_rss") {
@@ -507,7 +493,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
         }
     } else {
         println!(
-            "model: {} ({})\nruntime: {runtime}",
+            "model: {} ({})\nruntime: {runtime_note}",
             manifest.name,
             dir.display(),
         );

@@ -6,8 +6,10 @@
 //! measured in the same run.
 
 use super::{failed, Failure};
+use edgebench::model::{ModelError, Runner};
 use edgebench::ops::graphs::{self, AttnShape};
 use edgebench::ops::scar::{self, ScarParams};
+use edgebench::runtime::RuntimeOptions;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 use tract_onnx::prelude::*;
@@ -25,11 +27,16 @@ struct Plan {
     repeats: usize,
     /// Keep repeating until this much time was spent on one graph (seconds).
     min_seconds: f64,
+    /// How the graphs are loaded (each bench sets its rewrites and lowering).
+    options: RuntimeOptions,
+    /// Runs every pass (the threads of `options`).
+    runner: Runner,
 }
 
 impl Plan {
-    fn new(quick: bool, repeats: usize) -> Plan {
-        if quick {
+    fn new(quick: bool, repeats: usize, options: &RuntimeOptions) -> Result<Plan, ModelError> {
+        let (options, runner) = (*options, Runner::new(options.threads)?);
+        Ok(if quick {
             Plan {
                 heads: 2,
                 head_dim: 16,
@@ -39,6 +46,8 @@ impl Plan {
                 batches: vec![1, 4],
                 repeats: repeats.clamp(1, 3),
                 min_seconds: 0.0,
+                options,
+                runner,
             }
         } else {
             Plan {
@@ -50,8 +59,27 @@ impl Plan {
                 batches: vec![1, 32, 128],
                 repeats: repeats.max(1),
                 min_seconds: 0.5,
+                options,
+                runner,
             }
+        })
+    }
+
+    /// The graphs as written: no load-time rewrites.
+    fn as_written(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            fuse_attention: false,
+            dense: false,
+            ..self.options
         }
+    }
+
+    /// Runs one pass of `plan` on `inputs`.
+    fn run(&self, plan: &Arc<TypedRunnableModel>, inputs: &[Tensor]) -> TractResult<TVec<TValue>> {
+        self.runner.run(
+            plan,
+            inputs.iter().map(|t| t.clone().into_tvalue()).collect(),
+        )
     }
 }
 
@@ -62,24 +90,10 @@ fn random(rng: &mut rand_chacha::ChaCha8Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
-/// Loads `onnx` with EdgeBench's ops, optimised and runnable.
-fn load(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
-    edgebench::ops::onnx()
-        .model_for_read(&mut &*onnx)?
-        .into_optimized()?
-        .into_runnable()
-}
-
-/// As [`load`], after the `EbDense` rewrite that model loading applies.
-fn load_dense(onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
-    let ops = edgebench::ops::onnx();
-    let mut proto = ops.proto_model_for_read(&mut &*onnx)?;
-    if let Some(g) = proto.graph.as_mut() {
-        edgebench::ops::dense::fuse_graph(g);
-    }
-    ops.model_for_proto_model(&proto)?
-        .into_optimized()?
-        .into_runnable()
+/// Loads `onnx` with EdgeBench's ops as model loading does (the rewrites
+/// and lowering `options` ask for), optimised and runnable.
+fn load(onnx: &[u8], options: &RuntimeOptions) -> TractResult<Arc<TypedRunnableModel>> {
+    Ok(edgebench::model::plan_from_bytes(onnx, options)?.0)
 }
 
 /// A measured call.
@@ -108,10 +122,6 @@ fn time_all(p: &Plan, jobs: &mut [Job]) -> TractResult<Vec<f64>> {
         .iter()
         .map(|t| edgebench::util::stats::median(t).unwrap_or(f64::NAN))
         .collect())
-}
-
-fn run_plan(plan: &Arc<TypedRunnableModel>, inputs: &[Tensor]) -> TractResult<TVec<TValue>> {
-    plan.run(inputs.iter().map(|t| t.clone().into_tvalue()).collect())
 }
 
 fn thousands(v: u64) -> String {
@@ -145,7 +155,7 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
             .map(|_| Tensor::from_shape(&shape, &random(&mut rng, qkv_len)))
             .collect::<TractResult<_>>()?;
         let x = random(&mut rng, n * s.model_dim());
-        let dense = load(&graphs::dense_attention(s))?;
+        let dense = load(&graphs::dense_attention(s), &p.as_written())?;
         let params: Vec<ScarParams> =
             p.ks.iter()
                 .map(|&k| ScarParams {
@@ -155,15 +165,15 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
                 .collect();
         let scar_plans: Vec<_> = params
             .iter()
-            .map(|sp| load(&graphs::scar_attention(s, sp)))
+            .map(|sp| load(&graphs::scar_attention(s, sp), &p.as_written()))
             .collect::<TractResult<_>>()?;
         let mut scar_inputs = vec![Tensor::from_shape(&[1, n, s.model_dim()], &x)?];
         scar_inputs.extend(qkv.iter().cloned());
         // dense, then SCAR at each k, then k-means alone at each k, timed in rounds
-        let mut jobs: Vec<Job> = vec![Box::new(|| run_plan(&dense, &qkv).map(drop))];
+        let mut jobs: Vec<Job> = vec![Box::new(|| p.run(&dense, &qkv).map(drop))];
         for plan in &scar_plans {
             let inputs = &scar_inputs;
-            jobs.push(Box::new(move || run_plan(plan, inputs).map(drop)));
+            jobs.push(Box::new(move || p.run(plan, inputs).map(drop)));
         }
         for sp in &params {
             let x = &x;
@@ -184,7 +194,7 @@ fn attention(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
         for (i, (sp, plan)) in params.iter().zip(&scar_plans).enumerate() {
             let k = sp.k;
             let (scar_s, kmeans_s) = (times[1 + i], times[1 + params.len() + i]);
-            let out = run_plan(plan, &scar_inputs)?;
+            let out = p.run(plan, &scar_inputs)?;
             let mut sizes = std::collections::BTreeMap::<i64, u64>::new();
             for c in out[1].to_plain_array_view::<i64>()?.iter() {
                 *sizes.entry(*c).or_default() += 1;
@@ -243,7 +253,7 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
     ];
     for &batch in &p.batches {
         let x = Tensor::from_shape(&[batch, inp], &random(&mut rng, batch * inp))?;
-        use edgebench::ops::quant::{set_lowering, Lowering};
+        use edgebench::ops::quant::Lowering;
         // f32 on tract's MatMul (the baseline) and on EbDense; each width on
         // EdgeBench's kernels, and 8/4 bits on tract's own lowering
         let formats = [
@@ -264,19 +274,20 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
             .iter()
             .zip(&formats)
             .map(|(g, &(bits, lowering))| {
-                set_lowering(lowering);
-                match (bits, lowering) {
-                    (None, Lowering::Kernel) => load_dense(&g.onnx),
-                    _ => load(&g.onnx),
-                }
+                // f32 on EbDense where the kernel is asked for, else as written
+                let options = RuntimeOptions {
+                    lowering,
+                    dense: bits.is_none() && lowering == Lowering::Kernel,
+                    ..p.as_written()
+                };
+                load(&g.onnx, &options)
             })
             .collect::<TractResult<_>>()?;
-        set_lowering(Lowering::from_env_only());
         let mut jobs: Vec<Job> = plans
             .iter()
             .map(|plan| {
                 let x = &x;
-                Box::new(move || run_plan(plan, std::slice::from_ref(x)).map(drop)) as Job
+                Box::new(move || p.run(plan, std::slice::from_ref(x)).map(drop)) as Job
             })
             .collect();
         let times = time_all(p, &mut jobs)?;
@@ -322,12 +333,17 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
 }
 
 /// Runs the benchmark and prints a Markdown report or JSON lines.
-pub fn bench_ops(quick: bool, repeats: usize, json: bool) -> Result<(), Failure> {
-    let p = Plan::new(quick, repeats);
+pub fn bench_ops(
+    quick: bool,
+    repeats: usize,
+    json: bool,
+    options: &RuntimeOptions,
+) -> Result<(), Failure> {
+    let p = Plan::new(quick, repeats, options).map_err(failed)?;
     let mut rows: Vec<Row> = Vec::new();
     let attn = attention(&p, &mut rows).map_err(failed)?;
     let lin = quant(&p, &mut rows).map_err(failed)?;
-    let threads = edgebench::model::threads();
+    let threads = p.options.threads;
     rows.push(("threads".into(), threads as f64, "matmul threads".into()));
     if json {
         for (m, v, u) in &rows {

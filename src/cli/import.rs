@@ -84,11 +84,14 @@ pub struct PerplexityArgs {
     pub ctx: usize,
 }
 
-pub fn perplexity(a: PerplexityArgs) -> Result<(), Failure> {
+pub fn perplexity(
+    a: PerplexityArgs,
+    runtime: &edgebench::runtime::RuntimeOptions,
+) -> Result<(), Failure> {
     let manifest = ModelManifest::load(&a.model).map_err(bad_input)?;
-    let dec =
-        model::decoder::TractDecoder::load(&a.model, &manifest, &a.model.display().to_string())
-            .map_err(bad_input)?;
+    let source = a.model.display().to_string();
+    let dec = model::decoder::TractDecoder::load(&a.model, &manifest, &source, runtime)
+        .map_err(bad_input)?;
     let text = std::fs::read_to_string(&a.text)
         .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", a.text.display())))?;
     let (ppl, n) = dec.perplexity_llama_cpp(&text, a.ctx).map_err(failed)?;

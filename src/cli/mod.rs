@@ -14,18 +14,63 @@ mod suites;
 mod sweep;
 
 use clap::{Parser, Subcommand};
+use edgebench::runtime::RuntimeOptions;
 use std::path::{Path, PathBuf};
 
 /// EdgeBench: evaluate on-device language models over 47 suites in 8 domains.
 #[derive(Debug, Parser)]
 #[command(name = "edgebench", version, about)]
 pub struct Cli {
-    /// Threads for tract's matrix products (1 = single-threaded).
-    #[arg(long, global = true, default_value_t = 1, value_parser = bounded(1..=1024))]
-    pub threads: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// How models are loaded and run (the environment variables named are
+/// defaults, the flags override them).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// Threads of the matrix products (1 = single-threaded).
+    #[arg(long, global = true, default_value_t = 1, value_parser = bounded(1..=1024))]
+    pub threads: usize,
+    /// Lowering of quantized layers: kernel (EdgeBench's), tract, or f32
+    /// (default: $EDGEBENCH_QUANT_LOWERING, else kernel).
+    #[arg(long, global = true, value_parser = ["kernel", "tract", "f32"])]
+    pub lowering: Option<String>,
+    /// Widest instructions of the kernels: avx512, avx2 or portable
+    /// (default: $EDGEBENCH_MAX_ISA, else the widest this CPU has).
+    #[arg(long, global = true, value_parser = ["avx512", "avx2", "portable"])]
+    pub max_isa: Option<String>,
+    /// Leave attention, RoPE and normalisation chains as written instead of
+    /// fusing them (default: on unless $EDGEBENCH_FUSE_ATTENTION=0).
+    #[arg(long, global = true)]
+    pub no_fuse_attention: bool,
+    /// Leave f32 linear layers on tract instead of EbDense (default: on
+    /// unless $EDGEBENCH_DENSE=0).
+    #[arg(long, global = true)]
+    pub no_dense: bool,
+}
+
+impl RuntimeArgs {
+    /// The options, built once: the environment's defaults, then the flags.
+    pub fn options(&self) -> Result<RuntimeOptions, Failure> {
+        let mut o = RuntimeOptions::from_env().map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+        o.threads = self.threads;
+        if let Some(l) = &self.lowering {
+            o.lowering = edgebench::ops::quant::Lowering::parse(l).expect("clap checked it");
+        }
+        if let Some(i) = &self.max_isa {
+            o.max_isa = edgebench::ops::Isa::parse(i).expect("clap checked it");
+        }
+        o.fuse_attention &= !self.no_fuse_attention;
+        o.dense &= !self.no_dense;
+        Ok(o)
+    }
+}
+
+/// The git commit this binary was built from, recorded in runs and reports.
+pub const GIT_HASH: Option<&str> = option_env!("EDGEBENCH_GIT_HASH");
 
 /// Options shared by commands that read suites and data.
 #[derive(Debug, Clone, clap::Args)]
@@ -157,19 +202,19 @@ pub fn record_failure(e: edgebench::record::RecordError) -> Failure {
 
 /// Runs a parsed command.
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
-    edgebench::model::set_threads(cli.threads);
+    let runtime = cli.runtime.options()?;
     match cli.command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(a, &runtime),
         Command::Suites(a) => suites::suites(a),
         Command::Rescore(a) | Command::Report(a) => run::rescore(a),
         Command::Score(a) => score::score(a),
-        Command::Sweep(a) => sweep::sweep(a),
+        Command::Sweep(a) => sweep::sweep(a, &runtime),
         Command::Import(a) => import::import(a),
-        Command::Perplexity(a) => import::perplexity(a),
-        Command::Bench(a) => bench::bench(a),
+        Command::Perplexity(a) => import::perplexity(a, &runtime),
+        Command::Bench(a) => bench::bench(a, &runtime),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),
-        Command::Perf(a) => perf::perf(a),
+        Command::Perf(a) => perf::perf(a, &runtime),
         Command::Devices(a) => perf::devices(a),
         Command::Paper(a) => paper::paper(a),
     }

@@ -69,7 +69,7 @@ fn secs(s: f64, flag: &str) -> Result<Duration, Failure> {
     })
 }
 
-pub fn perf(a: PerfArgs) -> Result<(), Failure> {
+pub fn perf(a: PerfArgs, runtime: &edgebench::runtime::RuntimeOptions) -> Result<(), Failure> {
     if let Some(id) = &a.run_id {
         edgebench::record::check_run_id(id).map_err(bad_input)?;
     }
@@ -103,11 +103,12 @@ pub fn perf(a: PerfArgs) -> Result<(), Failure> {
         gen_tokens: o.gen_tokens,
         power,
         devices_dir: devices_dir.is_dir().then_some(devices_dir),
+        git_hash: super::GIT_HASH.map(String::from),
     };
     cfg.settings.validate().map_err(bad_input)?;
     let cache = a.paths.out.join("models");
     let t = Instant::now();
-    let mut m = model::load(&a.model, &cache).map_err(bad_input)?;
+    let mut m = model::load(&a.model, &cache, runtime).map_err(bad_input)?;
     let ready = t.elapsed();
     let graph = model::graph_path(&a.model, &cache);
     let prompts = perf::prompts_from(model::tiny::CORPUS, 64, o.prompt_tokens * 8);

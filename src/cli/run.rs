@@ -7,6 +7,7 @@ use edgebench::model;
 use edgebench::record::{RunDir, MAX_BOOTSTRAP};
 use edgebench::report::{self, RunScores};
 use edgebench::runner::{self, Options, Requested, Settings};
+use edgebench::runtime::RuntimeOptions;
 use edgebench::suite;
 
 #[derive(Debug, Args)]
@@ -75,19 +76,24 @@ const DEFAULT_MODEL: &str = "builtin:tiny";
 const DEFAULT_SEED: u64 = 1234;
 const DEFAULT_BOOTSTRAP: usize = 1000;
 
-pub fn run(a: RunArgs) -> Result<(), Failure> {
+pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     if a.mode == "perf" {
-        return super::perf::perf(super::perf::PerfArgs {
-            model: a.model.unwrap_or_else(|| DEFAULT_MODEL.into()),
-            run_id: a.run_id,
-            opts: a.perf,
-            paths: a.paths,
-        });
+        return super::perf::perf(
+            super::perf::PerfArgs {
+                model: a.model.unwrap_or_else(|| DEFAULT_MODEL.into()),
+                run_id: a.run_id,
+                opts: a.perf,
+                paths: a.paths,
+            },
+            runtime,
+        );
     }
     let opts = Options {
         quiet: a.quiet,
         stop_after: a.stop_after,
         throttle_ms: a.throttle_ms,
+        git_hash: super::GIT_HASH.map(String::from),
+        runtime: *runtime,
     };
     let cache = a.paths.out.join("models");
     let suite_ids = |selector: &str| -> Result<Vec<String>, Failure> {
@@ -127,7 +133,7 @@ pub fn run(a: RunArgs) -> Result<(), Failure> {
                 bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
             };
             settings.check().map_err(run_failure)?;
-            let mut m = model::load(&settings.model, &cache).map_err(bad_input)?;
+            let mut m = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;
             runner::start(
                 &a.paths.out,
                 a.run_id.as_deref(),

@@ -208,7 +208,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     let manifest = RunManifest {
         run_id: run_id.clone(),
         edgebench_version: env!("CARGO_PKG_VERSION").into(),
-        git_hash: option_env!("EDGEBENCH_GIT_HASH").map(String::from),
+        git_hash: super::GIT_HASH.map(String::from),
         created: created.clone(),
         model: ModelInfo {
             name: format!(
@@ -225,6 +225,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             matmul: "n/a (outputs produced elsewhere)".into(),
             parameters: None,
             provenance: "outputs produced elsewhere and replayed".into(),
+            runtime: None,
         },
         data_dir: root
             .canonicalize()
@@ -266,7 +267,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             started: created,
             kind: "replay".into(),
             host: runner::host_info().hostname,
-            threads: 0,
+            runtime: None,
             changes: vec![],
         }],
     };

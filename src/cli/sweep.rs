@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use edgebench::metrics::Bootstrap;
 use edgebench::record::RunDir;
 use edgebench::runner::{self, Options, Requested, Settings};
+use edgebench::runtime::RuntimeOptions;
 use edgebench::sweep::{self, table, SweepError};
 use edgebench::{model, report, suite};
 
@@ -62,7 +63,7 @@ fn model_error(e: SweepError) -> Failure {
     }
 }
 
-pub fn sweep(a: SweepArgs) -> Result<(), Failure> {
+pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let SweepWhat::Bits(a) = a.what;
     let bits = sweep::parse_bits(&a.bits).map_err(|e| bad_input(anyhow::anyhow!("--bits: {e}")))?;
     let suites_dir = a.paths.suites();
@@ -93,6 +94,8 @@ pub fn sweep(a: SweepArgs) -> Result<(), Failure> {
         let spec = dir.display().to_string();
         let opts = Options {
             quiet: a.quiet,
+            git_hash: super::GIT_HASH.map(String::from),
+            runtime: *runtime,
             ..Options::default()
         };
         let cache = a.paths.out.join("models");
@@ -121,7 +124,7 @@ pub fn sweep(a: SweepArgs) -> Result<(), Failure> {
                 seed: a.seed,
                 bootstrap: a.bootstrap,
             };
-            let mut m = model::load(&settings.model, &cache).map_err(failed)?;
+            let mut m = model::load(&settings.model, &cache, runtime).map_err(failed)?;
             runner::start(
                 &a.paths.out,
                 Some(&name),

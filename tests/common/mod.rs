@@ -12,6 +12,12 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The runtime options of the tests: the defaults, with the environment's
+/// overrides (CI caps the kernels with `EDGEBENCH_MAX_ISA`).
+pub fn runtime() -> edgebench::runtime::RuntimeOptions {
+    edgebench::runtime::RuntimeOptions::from_env().expect("EDGEBENCH_* variables are valid")
+}
+
 /// `../shared/data` when present.
 pub fn shared_data() -> Option<PathBuf> {
     let p = repo().join("../shared/data");
@@ -63,7 +69,7 @@ pub fn written_and_fused(
         .unwrap()
         .into_typed()
         .unwrap();
-    let loaded = edgebench::model::load_graph(dir, &manifest).unwrap();
+    let loaded = edgebench::model::load_graph(dir, &manifest, &runtime()).unwrap();
     let r = loaded.rewrites;
     assert_eq!(r.attention, layers, "attention layers fused");
     assert_eq!(r.rope, rope, "RoPE chains on EbRope");

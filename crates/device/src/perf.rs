@@ -58,6 +58,8 @@ pub struct PerfConfig {
     pub power: PowerChoice,
     /// Device profiles to project onto.
     pub devices_dir: Option<PathBuf>,
+    /// The git commit of the build that measures, recorded in `perf.json`.
+    pub git_hash: Option<String>,
 }
 
 /// Weight bytes and work per token, counted from the ONNX graph.
@@ -457,9 +459,9 @@ pub fn measure(
         projections,
         provenance: Provenance {
             edgebench_version: env!("CARGO_PKG_VERSION").into(),
-            git_hash: option_env!("EDGEBENCH_GIT_HASH").map(str::to_string),
+            git_hash: cfg.git_hash.clone(),
             host: Host::detect(),
-            threads: edgebench_runtime::model::threads(),
+            threads: info.runtime.map_or(1, |r| r.threads),
             model_sha256: info.sha256.clone(),
             governor: profile::read_governor(&roots).value().cloned(),
             temperature_start_c: t_start,

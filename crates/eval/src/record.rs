@@ -239,8 +239,9 @@ pub struct Leg {
     pub kind: String,
     /// Host that ran it.
     pub host: String,
-    /// Threads it used.
-    pub threads: usize,
+    /// How its model was loaded and run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<edgebench_runtime::RuntimeOptions>,
     /// What a `new-leg` changed against the run as it was (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
@@ -261,13 +262,13 @@ pub struct RunProvenance {
 }
 
 impl RunProvenance {
-    /// Reads governor and temperature of this machine now.
-    pub fn now() -> Self {
+    /// Reads governor and temperature of this machine now, for a run on `threads` threads.
+    pub fn now(threads: usize) -> Self {
         use edgebench_device::profile::{read_governor, read_thermal, HostRoots};
         let roots = HostRoots::system();
         RunProvenance {
             device: "host".into(),
-            threads: edgebench_runtime::model::threads(),
+            threads,
             governor: read_governor(&roots).value().cloned(),
             temperature_start_c: read_thermal(&roots).value().map(|t| t.max_celsius),
             temperature_end_c: None,

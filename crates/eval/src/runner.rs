@@ -16,6 +16,7 @@ use crate::request::{self, Reply, Strategy};
 use crate::suite::spec::SuiteSpec;
 use crate::suite::SuiteError;
 use edgebench_runtime::model::{Model, ModelError};
+use edgebench_runtime::RuntimeOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -143,6 +144,11 @@ pub struct Options {
     pub stop_after: Option<usize>,
     /// Sleep this long after each example (for tests that kill a run mid-way).
     pub throttle_ms: u64,
+    /// The git commit of the build that runs, recorded in `run.json`.
+    pub git_hash: Option<String>,
+    /// How a resumed run's model is loaded and run (a new run's model
+    /// arrives loaded).
+    pub runtime: RuntimeOptions,
 }
 
 /// A suite with its examples, ready to run.
@@ -283,7 +289,7 @@ pub fn start(
     let mut manifest = RunManifest {
         run_id: id,
         edgebench_version: env!("CARGO_PKG_VERSION").into(),
-        git_hash: option_env!("EDGEBENCH_GIT_HASH").map(String::from),
+        git_hash: opts.git_hash.clone(),
         created: created.clone(),
         model: info,
         data_dir: settings.data_dir.display().to_string(),
@@ -299,23 +305,28 @@ pub fn start(
         host: host_info(),
         state: "running".into(),
         bootstrap: settings.bootstrap,
-        provenance: crate::record::RunProvenance::now(),
+        provenance: crate::record::RunProvenance::now(threads_of(model)),
         plan_sha256: Some(dir.save_plan(&plan)?),
-        legs: vec![leg(created, "start", vec![])],
+        legs: vec![leg(created, "start", model, vec![])],
     };
     dir.save_manifest(&manifest)?;
     execute(&dir, &mut manifest, &prepared, model, opts)?;
     Ok((dir, lock))
 }
 
-fn leg(started: String, kind: &str, changes: Vec<String>) -> Leg {
+fn leg(started: String, kind: &str, model: &dyn Model, changes: Vec<String>) -> Leg {
     Leg {
         started,
         kind: kind.into(),
         host: host_info().hostname,
-        threads: edgebench_runtime::model::threads(),
+        runtime: model.info().runtime,
         changes,
     }
+}
+
+/// Threads the model runs with (1 when it does not say).
+fn threads_of(model: &dyn Model) -> usize {
+    model.info().runtime.map_or(1, |r| r.threads)
 }
 
 /// Differences between a run's settings and what a resuming command gave.
@@ -432,12 +443,10 @@ pub fn resume(
         };
     }
     settings.check()?;
-    let mut model =
-        edgebench_runtime::model::load(&settings.model, model_cache).map_err(|source| {
-            RunError::LoadModel {
-                spec: settings.model.clone(),
-                source,
-            }
+    let mut model = edgebench_runtime::model::load(&settings.model, model_cache, &opts.runtime)
+        .map_err(|source| RunError::LoadModel {
+            spec: settings.model.clone(),
+            source,
         })?;
     let info = model.info().clone();
     if info.sha256 != manifest.model.sha256 {
@@ -515,13 +524,17 @@ pub fn resume(
         manifest.bootstrap = settings.bootstrap;
         manifest.status.clear();
         manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
-        manifest.legs.push(leg(now, "new-leg", changes));
+        manifest
+            .legs
+            .push(leg(now, "new-leg", model.as_ref(), changes));
     } else {
         if stored.is_none() {
             // a run from before plans were written: its plan is the one computed now
             manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
         }
-        manifest.legs.push(leg(now, "resume", vec![]));
+        manifest
+            .legs
+            .push(leg(now, "resume", model.as_ref(), vec![]));
     }
     execute(&dir, &mut manifest, &prepared, model.as_mut(), opts)?;
     Ok((dir, lock))

@@ -31,10 +31,11 @@ impl Activation {
         }
     }
 
-    /// Applies the activation to every value of `x` in place.
-    pub fn apply(self, x: &mut [f32]) {
+    /// Applies the activation to every value of `x` in place, with
+    /// instructions up to `isa`.
+    pub fn apply(self, x: &mut [f32], isa: super::Isa) {
         #[cfg(target_arch = "x86_64")]
-        if super::avx2_fma() {
+        if isa >= super::Isa::Avx2 {
             // SAFETY: AVX2 and FMA are present (checked above).
             unsafe { apply_avx2(self, x) };
             return;
@@ -196,7 +197,7 @@ mod tests {
         let mut fast = Vec::new();
         for &x in xs {
             let mut v = [x; 9];
-            act.apply(&mut v);
+            act.apply(&mut v, crate::detected_isa());
             assert_eq!(v[0].to_bits(), v[7].to_bits());
             fast.push(v[0]);
         }
@@ -246,7 +247,7 @@ mod tests {
             }
         }
         let mut v = [-1e30f32, 1e30, -200.0, 200.0, 0.0, -0.0, 1.0, -1.0];
-        Activation::Silu.apply(&mut v);
+        Activation::Silu.apply(&mut v, crate::detected_isa());
         assert_eq!(v[..4], [-0.0, 1e30, -0.0, 200.0]);
         assert!((v[6] - 0.731_058_6).abs() < 1e-7 && (v[7] + 0.268_941_4).abs() < 1e-7);
     }

@@ -21,7 +21,7 @@
 //! to f32 summation order.
 
 use super::activation::Epilogue;
-use super::Isa;
+use super::{Exec, Isa};
 use std::ops::Range;
 
 /// Columns per packed panel (two AVX registers).
@@ -197,6 +197,7 @@ impl PackedF32 {
         (x, lda): (*const f32, usize),
         (y, ldc): (*mut f32, usize),
         (m, k, n): (usize, usize, usize),
+        isa: Isa,
     ) {
         assert!(
             k <= self.k && n <= self.n,
@@ -216,7 +217,7 @@ impl PackedF32 {
         }
         let io = Strided::new((x, lda), (OutPtr(y), ldc), (m, k, n));
         // SAFETY: the caller's contract.
-        unsafe { self.run_panels(io, 0..n.div_ceil(NR), super::isa()) }
+        unsafe { self.run_panels(io, 0..n.div_ceil(NR), isa) }
     }
 
     /// Input features.
@@ -234,12 +235,13 @@ impl PackedF32 {
         (self.lanes.len() + self.bias.as_ref().map_or(0, Vec::len)) * std::mem::size_of::<Lane>()
     }
 
-    /// `y [m, n] = x [m, k] · W (+ bias)`, over `threads` threads (rayon's pool).
+    /// `y [m, n] = x [m, k] · W (+ bias)`, over `exec.threads` threads of
+    /// the current rayon pool.
     ///
     /// # Panics
     /// When `x` or `y` do not hold `m` rows.
-    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], threads: usize) {
-        self.matmul_then(x, m, y, threads, Epilogue::default())
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], exec: Exec) {
+        self.matmul_then(x, m, y, exec, Epilogue::default())
     }
 
     /// [`PackedF32::matmul`], then `epi` on each output, applied by the
@@ -248,14 +250,8 @@ impl PackedF32 {
     /// # Panics
     /// When `x` or `y` do not hold `m` rows, or `epi`'s other operand is
     /// not `[m, n]`.
-    pub fn matmul_then(
-        &self,
-        x: &[f32],
-        m: usize,
-        y: &mut [f32],
-        threads: usize,
-        epi: Epilogue<'_>,
-    ) {
+    pub fn matmul_then(&self, x: &[f32], m: usize, y: &mut [f32], exec: Exec, epi: Epilogue<'_>) {
+        let Exec { threads, isa } = exec;
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "x must be [m, k]");
         assert_eq!(y.len(), m * n, "y must be [m, n]");
@@ -272,7 +268,6 @@ impl PackedF32 {
         }
         let panels = n.div_ceil(NR);
         let out = OutPtr(y.as_mut_ptr());
-        let isa = super::isa();
         // at least ~64 k FMAs per task, so small products stay on one thread
         let min_panels = (1usize << 16).div_ceil(m * k * NR).max(1);
         let io = Strided::new((x.as_ptr(), k), (out, n), (m, k, n));
@@ -288,7 +283,7 @@ impl PackedF32 {
                     let first = r.start;
                     let rows = io.rows(r);
                     self.run_panels(rows, 0..panels, isa);
-                    rows.finish(first, 0..n, epi);
+                    rows.finish(first, 0..n, epi, isa);
                 }
             });
             return;
@@ -304,7 +299,7 @@ impl PackedF32 {
         super::parallel::guided(panels, threads, min_panels, unit, |r| unsafe {
             let cols = r.start * NR..(r.end * NR).min(n);
             self.run_panels(io, r, isa);
-            io.finish(0, cols, epi);
+            io.finish(0, cols, epi, isa);
         });
     }
 
@@ -576,7 +571,7 @@ impl Strided {
     ///
     /// # Safety
     /// As [`PackedF32::run_panels`] for those columns: `cols.end <= n`.
-    unsafe fn finish(self, first: usize, cols: Range<usize>, epi: Epilogue<'_>) {
+    unsafe fn finish(self, first: usize, cols: Range<usize>, epi: Epilogue<'_>, isa: Isa) {
         if epi.is_empty() {
             return;
         }
@@ -589,7 +584,7 @@ impl Strided {
                 )
             };
             if let Some(act) = epi.act {
-                act.apply(y);
+                act.apply(y, isa);
             }
             if let Some((op, other)) = epi.then {
                 let at = (first + row) * self.n;
@@ -989,7 +984,7 @@ mod tests {
             Some(isa) => forced(&p, &x, m, isa),
             None => {
                 let mut y = vec![f32::NAN; m * n];
-                p.matmul(&x, m, &mut y, threads);
+                p.matmul(&x, m, &mut y, Exec::new(threads, Isa::Avx512));
                 y
             }
         };
@@ -1029,7 +1024,14 @@ mod tests {
             for (ku, nu) in [(k, n), (k - 2, n - 3), (0, n)] {
                 let mut y = vec![f32::NAN; m * ldc];
                 // SAFETY: x holds m rows lda apart, y m rows ldc apart.
-                unsafe { p.matmul_strided((x.as_ptr(), lda), (y.as_mut_ptr(), ldc), (m, ku, nu)) };
+                unsafe {
+                    p.matmul_strided(
+                        (x.as_ptr(), lda),
+                        (y.as_mut_ptr(), ldc),
+                        (m, ku, nu),
+                        crate::detected_isa(),
+                    )
+                };
                 for r in 0..m {
                     for j in 0..nu {
                         let want: f32 =
@@ -1073,7 +1075,7 @@ mod tests {
 
     #[test]
     fn avx2_kernel_matches_when_present() {
-        if !crate::avx2_fma() {
+        if crate::detected_isa() < Isa::Avx2 {
             eprintln!("skipping: this CPU has no AVX2+FMA");
             return;
         }
@@ -1091,7 +1093,7 @@ mod tests {
 
     #[test]
     fn avx512_kernel_matches_and_gives_the_avx2_bits() {
-        if crate::isa() < Isa::Avx512 {
+        if crate::detected_isa() < Isa::Avx512 {
             eprintln!("skipping: this CPU has no AVX-512F (or EDGEBENCH_MAX_ISA caps it)");
             return;
         }
@@ -1142,7 +1144,7 @@ mod tests {
             for (act, then) in acts.into_iter().flat_map(|a| thens.map(|t| (a, t))) {
                 let mut want = reference(&x, m, &w, k, n, None);
                 if let Some(act) = act {
-                    act.apply(&mut want);
+                    act.apply(&mut want, crate::detected_isa());
                 }
                 for (v, o) in want.iter_mut().zip(&other) {
                     match then {
@@ -1156,7 +1158,7 @@ mod tests {
                     then: then.map(|t| (t, other.as_slice())),
                 };
                 let mut y = vec![f32::NAN; m * n];
-                pool.install(|| p.matmul_then(&x, m, &mut y, 3, epi));
+                pool.install(|| p.matmul_then(&x, m, &mut y, Exec::new(3, Isa::Avx512), epi));
                 let err = rel_err(&y, &want);
                 assert!(
                     err < 1e-5,
@@ -1182,8 +1184,8 @@ mod tests {
                 let p = PackedF32::new(&data(k * n, 2), k, n, None).unwrap();
                 let x = data(m * k, 1);
                 let (mut one, mut three) = (vec![0.0; m * n], vec![0.0; m * n]);
-                p.matmul(&x, m, &mut one, 1);
-                p.matmul(&x, m, &mut three, 3);
+                p.matmul(&x, m, &mut one, Exec::single());
+                p.matmul(&x, m, &mut three, Exec::new(3, Isa::Avx512));
                 assert!(one
                     .iter()
                     .zip(&three)
@@ -1210,7 +1212,7 @@ mod tests {
             // SAFETY: `lanes` holds m * n contiguous f32.
             let y =
                 unsafe { std::slice::from_raw_parts_mut(lanes.as_mut_ptr().cast::<f32>(), m * n) };
-            pool.install(|| p.matmul(&x, m, y, threads));
+            pool.install(|| p.matmul(&x, m, y, Exec::new(threads, Isa::Avx512)));
             let err = rel_err(y, &want);
             assert!(err < 1e-5, "threads {threads}: error {err}");
         }

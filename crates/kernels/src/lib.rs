@@ -3,7 +3,8 @@
 //! ([`softmax`]), activations and product epilogues ([`activation`]), the
 //! thread split they share ([`parallel`]) and a huge-page allocator
 //! ([`alloc`]). Each kernel has a portable path and AVX2/AVX-512 paths
-//! chosen at run time ([`isa`]).
+//! chosen at run time: each call takes an [`Exec`] (threads and the widest
+//! instructions allowed, capped by what the CPU has: [`detected_isa`]).
 
 pub mod activation;
 pub mod alloc;
@@ -14,7 +15,7 @@ pub mod softmax;
 
 /// The widest x86-64 vector instructions EdgeBench's kernels use, in
 /// increasing order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// Plain Rust (the compiler's own vectorisation): every other CPU.
     Portable,
@@ -25,7 +26,7 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Lower-case name, as `EDGEBENCH_MAX_ISA` takes it.
+    /// Lower-case name, as `--max-isa` and `EDGEBENCH_MAX_ISA` take it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
@@ -35,54 +36,66 @@ impl Isa {
     }
 }
 
-/// The kernels this process runs: the widest this CPU has (detected at
-/// run time), capped by the environment variable `EDGEBENCH_MAX_ISA`
-/// (`avx512`, `avx2` or `portable`), so the same binary can be compared
-/// against itself, or kept off AVX-512 on CPUs that slow their clock for
-/// it. Read once per process; an unknown value is reported on stderr and
-/// ignored.
-pub fn isa() -> Isa {
+impl Isa {
+    /// Every level, narrowest first.
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+
+    /// The level named `name` ([`Isa::name`]).
+    pub fn parse(name: &str) -> Option<Isa> {
+        let name = name.trim().to_ascii_lowercase();
+        Isa::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// The widest [`Isa`] this CPU supports (detected once, a fact of the machine).
+pub fn detected_isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = match std::env::var("EDGEBENCH_MAX_ISA") {
-            Err(_) => Isa::Avx512,
-            Ok(v) => match [Isa::Portable, Isa::Avx2, Isa::Avx512]
-                .into_iter()
-                .find(|i| i.name() == v.trim().to_ascii_lowercase())
-            {
-                Some(i) => i,
-                None => {
-                    eprintln!(
-                        "warning: EDGEBENCH_MAX_ISA={v:?} is not one of avx512, avx2, portable; ignored"
-                    );
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                return if has!("avx512f") {
                     Isa::Avx512
-                }
-            },
-        };
-        detected_isa().min(cap)
+                } else {
+                    Isa::Avx2
+                };
+            }
+        }
+        Isa::Portable
     })
 }
 
-/// The widest [`Isa`] this CPU supports.
-fn detected_isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::is_x86_feature_detected as has;
-        if has!("avx2") && has!("fma") {
-            return if has!("avx512f") {
-                Isa::Avx512
-            } else {
-                Isa::Avx2
-            };
-        }
-    }
-    Isa::Portable
+/// How a kernel call runs: how many threads of the caller's rayon pool it
+/// may split over, and the widest instructions it may use. The runtime
+/// builds it from its options; nothing about it is process-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Exec {
+    /// Threads to split over (1: the calling thread alone).
+    pub threads: usize,
+    /// Instructions to use: at most what the CPU has.
+    pub isa: Isa,
 }
 
-/// Whether EdgeBench's AVX2+FMA kernels run (`gemm`, `softmax`,
-/// `activation`): see [`isa`].
-pub fn avx2_fma() -> bool {
-    isa() >= Isa::Avx2
+impl Exec {
+    /// `threads` threads and the widest instructions up to `max_isa` that
+    /// this CPU has.
+    pub fn new(threads: usize, max_isa: Isa) -> Exec {
+        Exec {
+            threads: threads.max(1),
+            isa: detected_isa().min(max_isa),
+        }
+    }
+
+    /// One thread, the widest instructions this CPU has.
+    pub fn single() -> Exec {
+        Exec::new(1, Isa::Avx512)
+    }
+
+    /// Whether the AVX2+FMA paths run.
+    pub fn avx2_fma(self) -> bool {
+        self.isa >= Isa::Avx2
+    }
 }
 
 /// Asks Linux to back the 2 MiB-aligned interior of `bytes` bytes at

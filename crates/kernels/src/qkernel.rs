@@ -390,13 +390,18 @@ impl PackedMatrix {
     }
 
     /// `y[r*n + o] = Σ_i x[r*k + i] · w[o, i]` for `rows = x.len() / k`.
-    /// `threads > 1` spreads the output rows over rayon's current pool
-    /// (`ops::parallel::guided`; small matrices stay on the calling thread).
+    /// `exec.threads > 1` spreads the output rows over rayon's current pool
+    /// ([`crate::parallel::guided`]; small matrices stay on the calling
+    /// thread); the AVX2 paths run when `exec.isa` allows them.
     ///
     /// # Panics
     /// If `x.len()` is not a multiple of `k` or `y.len() != rows * n`.
-    pub fn matmul(&self, x: &[f32], y: &mut [f32], threads: usize) {
-        self.matmul_with(x, y, threads, Options::default());
+    pub fn matmul(&self, x: &[f32], y: &mut [f32], exec: crate::Exec) {
+        let opts = Options {
+            simd: exec.avx2_fma(),
+            ..Options::default()
+        };
+        self.matmul_with(x, y, exec.threads, opts);
     }
 
     /// [`PackedMatrix::matmul`] on the portable (non-SIMD) kernels, for tests
@@ -1363,7 +1368,11 @@ mod tests {
                                 if portable {
                                     m.matmul_portable(&x, &mut y, threads)
                                 } else {
-                                    m.matmul(&x, &mut y, threads)
+                                    m.matmul(
+                                        &x,
+                                        &mut y,
+                                        crate::Exec::new(threads, crate::Isa::Avx512),
+                                    )
                                 }
                             });
                             let what = format!(
@@ -1427,7 +1436,7 @@ mod tests {
             let m = PackedMatrix::new(&q.view()).unwrap();
             let x: Vec<f32> = (0..2 * 256).map(|_| rng.unit() - 0.5).collect();
             let mut y = vec![0f32; 2 * 6];
-            m.matmul(&x, &mut y, 1);
+            m.matmul(&x, &mut y, crate::Exec::single());
             close(
                 &y,
                 &reference_matmul(&q.view(), &x),
@@ -1446,7 +1455,7 @@ mod tests {
         x[0] = 1.0;
         x[1] = 100.0;
         let mut y = [0f32; 1];
-        m.matmul(&x, &mut y, 1);
+        m.matmul(&x, &mut y, crate::Exec::single());
         assert_eq!(y[0], (3.0 - 8.0) + 100.0 * (10.0 - 8.0));
     }
 

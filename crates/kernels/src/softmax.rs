@@ -10,7 +10,8 @@
 /// `row[j] = e^(row[j] + mask[j] - max)`, `max` over the masked row;
 /// returns the sum of the new row. A row whose every value is `-inf` (or
 /// NaN) becomes zeros and returns 0. `mask`, when given, is as long as `row`.
-pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>) -> f32 {
+/// Uses instructions up to `isa`.
+pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>, isa: super::Isa) -> f32 {
     let max = match mask {
         Some(m) => {
             assert_eq!(m.len(), row.len(), "mask and row lengths differ");
@@ -23,8 +24,8 @@ pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>) -> f32 {
         return 0.0;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::avx2_fma() {
-        // SAFETY: AVX2 and FMA are present (checked above).
+    if isa >= super::Isa::Avx2 {
+        // SAFETY: AVX2 and FMA are present (`isa` is at most what the CPU has).
         return unsafe { exp_sub_sum_avx2(row, max) };
     }
     exp_sub_sum_plain(row, max)
@@ -32,8 +33,8 @@ pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>) -> f32 {
 
 /// In-place softmax of one row after adding `mask`; a row whose every
 /// value is `-inf` becomes zeros.
-pub fn softmax(row: &mut [f32], mask: Option<&[f32]>) {
-    let sum = exp_row(row, mask);
+pub fn softmax(row: &mut [f32], mask: Option<&[f32]>, isa: super::Isa) {
+    let sum = exp_row(row, mask, isa);
     if sum > 0.0 {
         let inv = 1.0 / sum;
         for x in row.iter_mut() {
@@ -163,7 +164,7 @@ mod tests {
     /// Relative error of `exp_row`'s values against f64, over `xs` (max 0).
     fn worst_error(xs: &[f32]) -> f64 {
         let mut row = xs.to_vec();
-        let sum = exp_row(&mut row, None);
+        let sum = exp_row(&mut row, None, crate::detected_isa());
         let max = xs.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let want: Vec<f64> = xs.iter().map(|&x| (x as f64 - max).exp()).collect();
         let sum_err = (sum as f64 - want.iter().sum::<f64>()).abs() / want.iter().sum::<f64>();
@@ -206,7 +207,7 @@ mod tests {
             f32::NEG_INFINITY,
             0.0,
         ];
-        let sum = exp_row(&mut row, Some(&mask));
+        let sum = exp_row(&mut row, Some(&mask), crate::detected_isa());
         assert_eq!(row[1], 0.0);
         assert_eq!(row[8], 0.0);
         assert_eq!(row[3], 0.0, "e^-207 underflows to 0");
@@ -220,7 +221,7 @@ mod tests {
     fn softmax_matches_the_definition_and_hidden_rows_become_zeros() {
         // hand-checked: softmax(ln 1, ln 2, ln 5) = (1/8, 2/8, 5/8)
         let mut row = [1f32.ln(), 2f32.ln(), 5f32.ln()];
-        softmax(&mut row, None);
+        softmax(&mut row, None, crate::detected_isa());
         for (g, w) in row.iter().zip([0.125, 0.25, 0.625]) {
             assert!((g - w).abs() < 1e-7, "{row:?}");
         }
@@ -230,15 +231,18 @@ mod tests {
             .map(|i| 30.0 + ((i * 7) % 11) as f32 * 0.3)
             .collect();
         let mut row = xs.clone();
-        softmax(&mut row, None);
+        softmax(&mut row, None, crate::detected_isa());
         let m = xs.iter().cloned().fold(f32::MIN, f32::max) as f64;
         let z: f64 = xs.iter().map(|&x| (x as f64 - m).exp()).sum();
         for (g, &x) in row.iter().zip(&xs) {
             assert!((*g as f64 - (x as f64 - m).exp() / z).abs() < 1e-7);
         }
         let mut hidden = [f32::NEG_INFINITY; 11];
-        softmax(&mut hidden, None);
+        softmax(&mut hidden, None, crate::detected_isa());
         assert_eq!(hidden, [0.0; 11]);
-        assert_eq!(exp_row(&mut [f32::NAN; 3], None), 0.0);
+        assert_eq!(
+            exp_row(&mut [f32::NAN; 3], None, crate::detected_isa()),
+            0.0
+        );
     }
 }

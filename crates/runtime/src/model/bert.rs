@@ -6,6 +6,7 @@ use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
 use super::{Capabilities, Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use crate::options::RuntimeOptions;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -594,6 +595,7 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
 /// A sentence encoder run by tract; serves embeddings only.
 pub struct TractEncoder {
     plan: Arc<TypedRunnableModel>,
+    runner: super::Runner,
     tok: Tok,
     info: ModelInfo,
     max_len: usize,
@@ -601,19 +603,27 @@ pub struct TractEncoder {
 }
 
 impl TractEncoder {
-    /// Loads an `architecture = "encoder"` model directory.
-    pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest)?;
+    /// Loads an `architecture = "encoder"` model directory, to run as
+    /// `options` say.
+    pub fn load(
+        dir: &Path,
+        manifest: &ModelManifest,
+        source: &str,
+        options: &RuntimeOptions,
+    ) -> Result<Self, ModelError> {
+        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest, options)?;
         let note = graph.rewrites_note();
         let super::LoadedGraph {
             plan,
             sha256,
             path: graph_path,
+            runner,
             ..
         } = graph;
         let tok = tok?;
         Ok(TractEncoder {
             plan,
+            runner,
             tok,
             info: ModelInfo {
                 name: manifest.name.clone(),
@@ -627,15 +637,30 @@ impl TractEncoder {
                 matmul: format!(
                     "{}; {note}; f32 kernels: {}; {} thread(s)",
                     manifest.matmul,
-                    crate::ops::isa().name(),
-                    super::threads()
+                    options.isa().name(),
+                    options.threads
                 ),
                 parameters: manifest.parameters,
                 provenance: manifest.provenance.clone(),
+                runtime: Some(*options),
             },
             max_len: manifest.max_context,
             graph_path,
         })
+    }
+
+    /// Per-node times (see [`super::profile`]) of `passes` embeddings of
+    /// `texts`, summed over the passes.
+    pub fn profile_embed(
+        &mut self,
+        texts: &[String],
+        passes: usize,
+    ) -> Result<Vec<super::profile::NodeTime>, ModelError> {
+        self.runner.profiler().set(true);
+        let r = (0..passes).try_for_each(|_| self.embed(texts).map(drop));
+        self.runner.profiler().set(false);
+        r?;
+        Ok(self.runner.profiler().take())
     }
 
     fn unsupported(&self, what: &str) -> ModelError {
@@ -681,7 +706,9 @@ impl TractEncoder {
         };
         let ids = Tensor::from_shape(&[b, seq], &ids).map_err(terr)?;
         let mask = Tensor::from_shape(&[b, seq], &mask).map_err(terr)?;
-        let out = super::run_pass(&self.plan, tvec!(ids.into_tvalue(), mask.into_tvalue()))
+        let out = self
+            .runner
+            .run(&self.plan, tvec!(ids.into_tvalue(), mask.into_tvalue()))
             .map_err(terr)?;
         let v = out[0].to_plain_array_view::<f32>().map_err(terr)?;
         let d = v.shape()[1];

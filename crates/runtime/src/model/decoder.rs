@@ -11,6 +11,7 @@
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
 use super::{Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
+use crate::options::RuntimeOptions;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -18,6 +19,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 /// A decoder graph loaded, optimised and made runnable by tract.
 pub struct TractDecoder {
     plan: Arc<TypedRunnableModel>,
+    runner: super::Runner,
     tok: Tok,
     info: ModelInfo,
     manifest: ModelManifest,
@@ -71,9 +73,15 @@ fn f32_data(t: &TValue) -> TractResult<&[f32]> {
 }
 
 impl TractDecoder {
-    /// Loads `<dir>/model.onnx` and `<dir>/tokenizer.json` as described by the manifest.
-    pub fn load(dir: &Path, manifest: &ModelManifest, source: &str) -> Result<Self, ModelError> {
-        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest)?;
+    /// Loads `<dir>/model.onnx` and `<dir>/tokenizer.json` as described by
+    /// the manifest, to run as `options` say.
+    pub fn load(
+        dir: &Path,
+        manifest: &ModelManifest,
+        source: &str,
+        options: &RuntimeOptions,
+    ) -> Result<Self, ModelError> {
+        let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest, options)?;
         let (n_inputs, n_outputs) = graph.arity();
         let tract_err = |e: anyhow::Error| graph.error(e);
         let graph_path = graph.path.clone();
@@ -141,16 +149,19 @@ impl TractDecoder {
             matmul: format!(
                 "{}; EbQuantLinear lowering: {}; {}; f32 kernels: {}; {} thread(s)",
                 manifest.matmul,
-                crate::ops::quant::Lowering::from_env().name(),
+                options.lowering.name(),
                 graph.rewrites_note(),
-                crate::ops::isa().name(),
-                super::threads()
+                options.isa().name(),
+                options.threads
             ),
             parameters: manifest.parameters,
             provenance: manifest.provenance.clone(),
+            runtime: Some(*options),
         };
+        let super::LoadedGraph { plan, runner, .. } = graph;
         Ok(TractDecoder {
-            plan: graph.plan.clone(),
+            plan,
+            runner,
             tok,
             info,
             manifest: manifest.clone(),
@@ -214,7 +225,7 @@ impl TractDecoder {
         if let Some(c) = cache {
             inputs.extend(c.tensors.iter().cloned());
         }
-        let mut out = super::run_pass(&self.plan, inputs).map_err(&err)?;
+        let mut out = self.runner.run(&self.plan, inputs).map_err(&err)?;
         let logits = out[0].clone();
         let n = f32_data(&logits).map_err(&err)?.len();
         if n != seq * vocab {
@@ -605,16 +616,17 @@ impl TractDecoder {
         passes: usize,
         steps: usize,
     ) -> Result<(Vec<super::profile::NodeTime>, Vec<super::profile::NodeTime>), ModelError> {
-        super::profile::set_profiling(true);
+        let profiler = self.runner.profiler();
+        profiler.set(true);
         let r = (0..passes)
             .try_for_each(|_| self.forward(prompt, None).map(drop))
-            .map(|()| super::profile::take_profile())
+            .map(|()| profiler.take())
             .and_then(|prefill| {
                 // the decode steps' own prefill is left out
-                self.decode_loop(prompt, steps, || drop(super::profile::take_profile()))?;
-                Ok((prefill, super::profile::take_profile()))
+                self.decode_loop(prompt, steps, || drop(profiler.take()))?;
+                Ok((prefill, profiler.take()))
             });
-        super::profile::set_profiling(false);
+        profiler.set(false);
         r
     }
 

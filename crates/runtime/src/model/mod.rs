@@ -12,6 +12,7 @@ pub mod profile;
 pub mod tiny;
 pub mod tokenizer;
 
+use crate::options::RuntimeOptions;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -117,6 +118,9 @@ pub struct ModelInfo {
     /// Where the weights came from (the manifest's provenance).
     #[serde(default)]
     pub provenance: String,
+    /// How it was loaded and runs (`None` for outputs produced elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeOptions>,
 }
 
 /// A language model EdgeBench can evaluate.
@@ -190,6 +194,10 @@ pub struct LoadedGraph {
     pub path: PathBuf,
     /// What the load-time rewrites replaced.
     pub rewrites: Rewrites,
+    /// Runs the plan's passes (the model's thread pool and profiler).
+    pub runner: Runner,
+    /// How it was loaded and runs.
+    pub options: RuntimeOptions,
 }
 
 /// Counts of what the load-time rewrites put in place (all zero when they
@@ -207,15 +215,15 @@ pub struct Rewrites {
 }
 
 impl Rewrites {
-    /// Runs the rewrites that are switched on over `graph`.
-    pub fn apply(graph: &mut tract_onnx::pb::GraphProto) -> Self {
+    /// Runs the rewrites `options` switch on over `graph`.
+    pub fn apply(graph: &mut tract_onnx::pb::GraphProto, options: &RuntimeOptions) -> Self {
         let mut r = Rewrites::default();
-        if crate::ops::attention::fusion_enabled() {
+        if options.fuse_attention {
             r.attention = crate::ops::attention::fuse_graph(graph);
             r.rope = crate::ops::rope::fuse_graph(graph);
             r.norm = crate::ops::norm::fuse_graph(graph);
         }
-        if crate::ops::dense::dense_enabled() {
+        if options.dense {
             r.dense = crate::ops::dense::fuse_graph(graph);
         }
         r
@@ -259,12 +267,17 @@ impl LoadedGraph {
     }
 }
 
-/// Reads `<dir>/<manifest.graph>`, hashes it, parses it (with EdgeBench's
-/// ops), optimises it and makes it runnable; errors name the file.
-pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, ModelError> {
+/// Reads `<dir>/<manifest.graph>`, hashes it, rewrites it as `options`
+/// say, parses it (with EdgeBench's ops, which take their threads,
+/// instructions and lowering from `options`), optimises it and makes it
+/// runnable; errors name the file.
+pub fn load_graph(
+    dir: &Path,
+    manifest: &ModelManifest,
+    options: &RuntimeOptions,
+) -> Result<LoadedGraph, ModelError> {
     use prost::Message;
     use sha2::{Digest, Sha256};
-    use tract_onnx::prelude::*;
     let path = dir.join(&manifest.graph);
     let io = |source| ModelError::Io {
         path: path.clone(),
@@ -282,7 +295,6 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         path: path.clone(),
         source,
     };
-    let onnx = crate::ops::onnx();
     let not_onnx = |e: anyhow::Error| {
         tract(e.context("not a loadable ONNX graph (corrupt or truncated file?)"))
     };
@@ -293,26 +305,55 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
         (hash.join(), proto)
     });
     let sha256 = sha256.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let mut proto = proto.map_err(|e| not_onnx(e.into()))?;
+    let proto = proto.map_err(|e| not_onnx(e.into()))?;
     drop(map);
-    let rewrites = proto
-        .graph
-        .as_mut()
-        .map(Rewrites::apply)
-        .unwrap_or_default();
-    let model = onnx.model_for_proto_model(&proto).map_err(not_onnx)?;
-    drop(proto);
-    bound_symbols(&model.symbols).map_err(tract)?;
-    let plan = model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(tract)?;
+    let (plan, rewrites) = plan_from_proto(proto, options).map_err(tract)?;
+    let runner = Runner::new(options.threads)?;
     Ok(LoadedGraph {
         plan,
         sha256,
         path,
         rewrites,
+        runner,
+        options: *options,
     })
+}
+
+/// Rewrites a parsed graph as `options` say, writes them into EdgeBench's
+/// nodes, and parses, optimises and plans it with EdgeBench's ops.
+pub fn plan_from_proto(
+    mut proto: tract_onnx::pb::ModelProto,
+    options: &RuntimeOptions,
+) -> anyhow::Result<(
+    std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+    Rewrites,
+)> {
+    use tract_onnx::prelude::*;
+    let rewrites = match proto.graph.as_mut() {
+        Some(g) => {
+            let r = Rewrites::apply(g, options);
+            options.annotate(g);
+            r
+        }
+        None => Rewrites::default(),
+    };
+    let model = crate::ops::onnx().model_for_proto_model(&proto)?;
+    drop(proto);
+    bound_symbols(&model.symbols)?;
+    let plan = model.into_optimized()?.into_runnable()?;
+    Ok((plan, rewrites))
+}
+
+/// [`plan_from_proto`] of an ONNX file's bytes.
+pub fn plan_from_bytes(
+    onnx: &[u8],
+    options: &RuntimeOptions,
+) -> anyhow::Result<(
+    std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+    Rewrites,
+)> {
+    use prost::Message;
+    plan_from_proto(tract_onnx::pb::ModelProto::decode(onnx)?, options)
 }
 
 /// [`load_graph`], with the model's tokenizer loaded on another thread
@@ -321,10 +362,11 @@ pub fn load_graph(dir: &Path, manifest: &ModelManifest) -> Result<LoadedGraph, M
 pub(crate) fn load_graph_and_tokenizer(
     dir: &Path,
     manifest: &ModelManifest,
+    options: &RuntimeOptions,
 ) -> Result<(LoadedGraph, Result<tokenizer::Tok, ModelError>), ModelError> {
     let (graph, tok) = std::thread::scope(|s| {
         let tok = s.spawn(|| tokenizer::Tok::load(&dir.join(&manifest.tokenizer)));
-        let graph = load_graph(dir, manifest);
+        let graph = load_graph(dir, manifest, options);
         let tok = tok
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -359,39 +401,91 @@ fn bound_symbols(scope: &tract_onnx::prelude::SymbolScope) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Runs one pass of `plan` (timed node by node when [`profile`] is on).
-///
-/// With several threads the pass runs on a worker of rayon's pool, so the
-/// kernels' splits are work-stealing joins on a warm pool instead of one
-/// cross-thread hand-off per matrix product.
-pub(crate) fn run_pass(
-    plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
-    inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
-) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>> {
-    match threads() {
-        1 => profile::run(plan, inputs),
-        // The other worker waits for the pass's splits in a loop instead of
-        // going to sleep between them (onnxruntime's pool spins too): a
-        // sleeping worker is woken through the kernel, and a pass has
-        // hundreds of splits with single-threaded ops in between.
-        2 => {
-            let done = std::sync::atomic::AtomicBool::new(false);
-            let done = &done;
-            rayon::scope(move |s| {
-                let pass_thread = rayon::current_thread_index();
-                s.spawn(move |_| spin_for_work(done, pass_thread));
-                // ends the spin even if the pass panics (the scope waits for it)
-                struct Done<'a>(&'a std::sync::atomic::AtomicBool);
-                impl Drop for Done<'_> {
-                    fn drop(&mut self) {
-                        self.0.store(true, std::sync::atomic::Ordering::Release);
-                    }
+/// Runs a model's graph passes: on the calling thread for one thread, else
+/// on a rayon pool of the model's own, which tract's ops (through a scoped
+/// executor) and EdgeBench's kernels share, so they never compete with a
+/// second set of spinning workers. Holds the model's [`profile::Profiler`].
+#[derive(Debug)]
+pub struct Runner {
+    threads: usize,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    profiler: profile::Profiler,
+}
+
+impl Runner {
+    /// A runner for `threads` threads (its pool is started here).
+    pub fn new(threads: usize) -> Result<Self, ModelError> {
+        let threads = threads.max(1);
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("edgebench-{i}"))
+                .build()
+                .map_err(|e| ModelError::Runtime(format!("cannot start {threads} threads: {e}")))?;
+            Some(std::sync::Arc::new(pool))
+        } else {
+            None
+        };
+        Ok(Runner {
+            threads,
+            pool,
+            profiler: profile::Profiler::default(),
+        })
+    }
+
+    /// Threads of its passes.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The per-node timer of its passes.
+    pub fn profiler(&self) -> &profile::Profiler {
+        &self.profiler
+    }
+
+    /// Runs one pass of `plan` (timed node by node while profiling).
+    ///
+    /// With several threads the pass runs on a worker of the model's pool,
+    /// so the kernels' splits are work-stealing joins on a warm pool instead
+    /// of one cross-thread hand-off per matrix product.
+    pub fn run(
+        &self,
+        plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>
+    {
+        use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+        let Some(pool) = &self.pool else {
+            return self.profiler.run(plan, inputs);
+        };
+        let executor = Executor::MultiThread(pool.clone());
+        pool.install(|| {
+            multithread_tract_scope(executor, || match self.threads {
+                // The other worker waits for the pass's splits in a loop
+                // instead of going to sleep between them (onnxruntime's pool
+                // spins too): a sleeping worker is woken through the kernel,
+                // and a pass has hundreds of splits with single-threaded ops
+                // in between.
+                2 => {
+                    let done = std::sync::atomic::AtomicBool::new(false);
+                    let done = &done;
+                    rayon::scope(move |s| {
+                        let pass_thread = rayon::current_thread_index();
+                        s.spawn(move |_| spin_for_work(done, pass_thread));
+                        // ends the spin even if the pass panics (the scope waits for it)
+                        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+                        impl Drop for Done<'_> {
+                            fn drop(&mut self) {
+                                self.0.store(true, std::sync::atomic::Ordering::Release);
+                            }
+                        }
+                        let _done = Done(done);
+                        self.profiler.run(plan, inputs)
+                    })
                 }
-                let _done = Done(done);
-                profile::run(plan, inputs)
+                _ => self.profiler.run(plan, inputs),
             })
-        }
-        _ => rayon::scope(|_| profile::run(plan, inputs)),
+        })
     }
 }
 
@@ -411,30 +505,6 @@ fn spin_for_work(done: &std::sync::atomic::AtomicBool, pass_thread: Option<usize
         }
     }
 }
-
-/// Sets the number of threads tract's matrix products use (process-wide).
-pub fn set_threads(n: usize) {
-    use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
-    THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
-    // the pool EdgeBench's quantized kernels split rows over (first call wins)
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n.max(1))
-        .build_global();
-    // tract's ops share that pool, so they and EdgeBench's kernels never
-    // compete with a second set of spinning workers
-    set_default_executor(if n > 1 {
-        Executor::RayonGlobal
-    } else {
-        Executor::SingleThread
-    });
-}
-
-/// Threads set by [`set_threads`] (1 by default).
-pub fn threads() -> usize {
-    THREADS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 /// Writes a model directory through a temporary sibling folder that is
 /// renamed into place, so an interrupted write never leaves a half-written
@@ -502,13 +572,22 @@ pub fn write_dir_atomically(
 
 /// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `builtin:gem-tiny`, `hf:<repo>[@rev]`, or a model directory.
 ///
-/// `cache` is where built-in models are materialised.
-pub fn load(spec: &str, cache: &Path) -> Result<Box<dyn Model>, ModelError> {
+/// `cache` is where built-in models are materialised; `options` say how
+/// the model is loaded and run.
+pub fn load(
+    spec: &str,
+    cache: &Path,
+    options: &RuntimeOptions,
+) -> Result<Box<dyn Model>, ModelError> {
     let dir = resolve(spec, cache)?;
     let manifest = ModelManifest::load(&dir)?;
     match manifest.architecture.as_str() {
-        "decoder" => Ok(Box::new(decoder::TractDecoder::load(&dir, &manifest, spec)?)),
-        "encoder" => Ok(Box::new(bert::TractEncoder::load(&dir, &manifest, spec)?)),
+        "decoder" => Ok(Box::new(decoder::TractDecoder::load(
+            &dir, &manifest, spec, options,
+        )?)),
+        "encoder" => Ok(Box::new(bert::TractEncoder::load(
+            &dir, &manifest, spec, options,
+        )?)),
         other => Err(ModelError::BadModelDir {
             path: dir.join(manifest::MANIFEST_FILE),
             message: format!(

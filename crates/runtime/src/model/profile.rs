@@ -1,15 +1,13 @@
 //! Per-op timing of graph passes, for `bench model --profile`: where a
-//! model's time goes, by tract op and by node. Off unless switched on; when
-//! off, passes run through tract's own `run` untouched.
+//! model's time goes, by tract op and by node. Each model has its own
+//! [`Profiler`], off unless switched on; when off, passes run through
+//! tract's own `run` untouched.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
-
-static ON: AtomicBool = AtomicBool::new(false);
-static TIMES: Mutex<Option<HashMap<String, NodeTime>>> = Mutex::new(None);
 
 /// Time spent in one graph node over the profiled passes.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,24 +24,74 @@ pub struct NodeTime {
     pub calls: u64,
 }
 
-/// Starts (clearing earlier times) or stops collecting per-node times (process-wide).
-pub fn set_profiling(on: bool) {
-    if on {
-        *TIMES.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashMap::new());
-    }
-    ON.store(on, Ordering::Relaxed);
+/// Per-node times of the passes one model ran while profiling was on.
+#[derive(Debug, Default)]
+pub struct Profiler {
+    on: AtomicBool,
+    times: Mutex<HashMap<String, NodeTime>>,
 }
 
-/// The per-node times collected since profiling started, slowest first.
-pub fn take_profile() -> Vec<NodeTime> {
-    let map = TIMES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .replace(HashMap::new())
-        .unwrap_or_default();
-    let mut v: Vec<NodeTime> = map.into_values().collect();
-    v.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
-    v
+impl Profiler {
+    /// Starts (clearing earlier times) or stops collecting per-node times.
+    pub fn set(&self, on: bool) {
+        if on {
+            self.lock().clear();
+        }
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// The per-node times collected since profiling started (or since the
+    /// last take), slowest first.
+    pub fn take(&self) -> Vec<NodeTime> {
+        let map = std::mem::take(&mut *self.lock());
+        let mut v: Vec<NodeTime> = map.into_values().collect();
+        v.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.node.cmp(&b.node)));
+        v
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeTime>> {
+        self.times.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one pass of `plan`, timing each node when profiling is on.
+    pub(crate) fn run(
+        &self,
+        plan: &Arc<TypedRunnableModel>,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        if !self.on.load(Ordering::Relaxed) {
+            return plan.run(inputs);
+        }
+        let mut local: Vec<(usize, Duration, Vec<usize>)> = Vec::new();
+        let mut state = plan.spawn()?;
+        let out = state.run_plan_with_eval(inputs, |ctx, st, node, input| {
+            let t = Instant::now();
+            let r = tract_onnx::tract_core::plan::eval(ctx, st, node, input);
+            let dt = t.elapsed();
+            let shape = match &r {
+                Ok(o) => o.first().map(|v| v.shape().to_vec()).unwrap_or_default(),
+                Err(_) => vec![],
+            };
+            local.push((node.id, dt, shape));
+            r
+        })?;
+        let model = plan.model();
+        let mut map = self.lock();
+        for (id, dt, shape) in local {
+            let node = &model.nodes[id];
+            let e = map.entry(node.name.clone()).or_insert_with(|| NodeTime {
+                node: node.name.clone(),
+                op: node.op().name().to_string(),
+                shape: vec![],
+                total: Duration::ZERO,
+                calls: 0,
+            });
+            e.total += dt;
+            e.calls += 1;
+            e.shape = shape;
+        }
+        Ok(out)
+    }
 }
 
 /// Sums node times by op name: `(op, total, calls)`, slowest first.
@@ -60,46 +108,6 @@ pub fn by_op(nodes: &[NodeTime]) -> Vec<(String, Duration, u64)> {
         .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
-}
-
-/// Runs one pass of `plan`, timing each node when profiling is on.
-pub(crate) fn run(
-    plan: &Arc<TypedRunnableModel>,
-    inputs: TVec<TValue>,
-) -> TractResult<TVec<TValue>> {
-    if !ON.load(Ordering::Relaxed) {
-        return plan.run(inputs);
-    }
-    let mut local: Vec<(usize, Duration, Vec<usize>)> = Vec::new();
-    let mut state = plan.spawn()?;
-    let out = state.run_plan_with_eval(inputs, |ctx, st, node, input| {
-        let t = Instant::now();
-        let r = tract_onnx::tract_core::plan::eval(ctx, st, node, input);
-        let dt = t.elapsed();
-        let shape = match &r {
-            Ok(o) => o.first().map(|v| v.shape().to_vec()).unwrap_or_default(),
-            Err(_) => vec![],
-        };
-        local.push((node.id, dt, shape));
-        r
-    })?;
-    let model = plan.model();
-    let mut guard = TIMES.lock().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
-    for (id, dt, shape) in local {
-        let node = &model.nodes[id];
-        let e = map.entry(node.name.clone()).or_insert_with(|| NodeTime {
-            node: node.name.clone(),
-            op: node.op().name().to_string(),
-            shape: vec![],
-            total: Duration::ZERO,
-            calls: 0,
-        });
-        e.total += dt;
-        e.calls += 1;
-        e.shape = shape;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 use super::gemm::{OutPtr, PackedF32};
 use super::rewrite::{float_attr, replace_all, string_attr, Fused, GraphView};
 use super::softmax::{exp_row, softmax};
+use edgebench_kernels::{Exec, Isa};
 use rayon::prelude::*;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
@@ -150,7 +151,7 @@ pub enum Layout {
 
 /// Computes attention into `out` (`[b, h, s, dv]`, or `[b, s, h, dv]` in
 /// [`Layout::Tokens`], as are `q`, `k` and `v`); heads are spread over
-/// `threads` when the work is large enough.
+/// `exec.threads` when the work is large enough.
 ///
 /// # Errors
 /// When a slice length does not match `dims`.
@@ -164,8 +165,9 @@ pub fn attend(
     v: &[f32],
     mask: Option<Mask<'_>>,
     out: &mut [f32],
-    threads: usize,
+    exec: Exec,
 ) -> Result<(), String> {
+    let Exec { threads, isa } = exec;
     dims.check(q.len(), k.len(), v.len(), mask.as_ref(), out.len())?;
     let Dims {
         h, kv, s, t, d, dv, ..
@@ -205,7 +207,7 @@ pub fn attend(
             mask: m,
             o: (oh, os),
         };
-        one_head(dims, scale, io, scratch);
+        one_head(dims, scale, io, scratch, isa);
     };
     if threads > 1 && s * t * (d + dv) * h >= 1 << 16 {
         (0..dims.b * h)
@@ -259,10 +261,10 @@ struct HeadIo<'a> {
 /// f32 kernel: `scale · Kᵀ` and `V` are packed from their strided views
 /// (`t · (d + dv)` values, against `2 · s · t · (d + dv)` FLOPs), and the
 /// kernel reads `q` and writes `o` through their row strides.
-fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
+fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch, isa: Isa) {
     let Dims { s, t, d, dv, .. } = dims;
     if s >= PACKED_MIN_ROWS && t > 0 && d > 0 && dv > 0 {
-        packed_head(dims, scale, io, scratch);
+        packed_head(dims, scale, io, scratch, isa);
         return;
     }
     let HeadIo {
@@ -280,7 +282,7 @@ fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
         for (j, pj) in pr.iter_mut().enumerate() {
             *pj = scale * dot(qr, &k[j * ks..][..d]);
         }
-        softmax(pr, mask.map(|(m, stride)| &m[r * stride..][..t]));
+        softmax(pr, mask.map(|(m, stride)| &m[r * stride..][..t]), isa);
     }
     for (r, pr) in p.chunks_exact(t).enumerate() {
         // SAFETY: row r of this head's output: dv values at o + r·os,
@@ -301,7 +303,7 @@ fn one_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
 /// time. A block multiplies only the keys up to the last one its mask
 /// leaves visible (not `-inf`): exact, since hidden keys weigh `e^-inf = 0`,
 /// and under a causal mask it skips about a third of both products.
-fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
+fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch, isa: Isa) {
     let Dims { s, t, d, dv, .. } = dims;
     let HeadIo {
         q: (q, qs),
@@ -337,6 +339,7 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
                 (q[r0 * qs..].as_ptr(), qs),
                 (p.as_mut_ptr(), te),
                 (rows, d, te),
+                isa,
             )
         };
         // unnormalised weights; each output row is scaled once it is summed
@@ -346,16 +349,19 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch) {
         if te > 0 {
             for (r, pr) in p.chunks_exact_mut(te).enumerate() {
                 let m = mask.map(|(m, stride)| &m[(r0 + r) * stride..][..te]);
-                sums.push(exp_row(pr, m));
+                sums.push(exp_row(pr, m, isa));
             }
         }
         // SAFETY: p holds rows x te values; this head's output rows r0.. are
         // dv values os apart, inside `out` and written by this head only
         // (te = 0, every key hidden: the product writes zeros).
         unsafe {
-            scratch
-                .v
-                .matmul_strided((p.as_ptr(), te), (o.get().add(r0 * os), os), (rows, te, dv))
+            scratch.v.matmul_strided(
+                (p.as_ptr(), te),
+                (o.get().add(r0 * os), os),
+                (rows, te, dv),
+                isa,
+            )
         };
         for (r, &sum) in sums.iter().enumerate() {
             // a row with every key hidden has weights and output 0
@@ -462,11 +468,13 @@ pub fn parse(
         ),
     };
     let has_mask = super::has_input(node, 3);
+    let exec = super::exec_of(node)?;
     Ok((
         expand(AttentionExpansion {
             scale,
             layout,
             has_mask,
+            exec,
         }),
         vec![],
     ))
@@ -477,6 +485,7 @@ struct AttentionExpansion {
     scale: Option<f32>,
     layout: Layout,
     has_mask: bool,
+    exec: Exec,
 }
 
 impl Expansion for AttentionExpansion {
@@ -514,6 +523,7 @@ impl Expansion for AttentionExpansion {
         let op = Attention {
             scale: self.scale,
             layout: self.layout,
+            exec: self.exec,
         };
         model.wire_node(prefix, op, inputs)
     }
@@ -526,6 +536,8 @@ pub struct Attention {
     pub scale: Option<f32>,
     /// Axis order of the inputs and the output.
     pub layout: Layout,
+    /// Threads and instructions of the kernels.
+    pub exec: Exec,
 }
 
 // `parse` rejects non-finite scales, so equality is total.
@@ -609,7 +621,7 @@ impl EvalOp for Attention {
                     slice(&inputs[2])?,
                     mask,
                     out,
-                    crate::model::threads(),
+                    self.exec,
                 )
                 .map_err(|e| anyhow!("{OP_NAME}: {e}"))
             })?
@@ -635,21 +647,6 @@ impl TypedOp for Attention {
 
     as_op!();
 }
-
-/// Whether [`fuse_graph`] (and [`super::rope::fuse_graph`]) run at load:
-/// [`set_fusion`]'s choice, else `EDGEBENCH_FUSE_ATTENTION` (`0` turns them
-/// off; on by default).
-pub fn fusion_enabled() -> bool {
-    FUSION.enabled()
-}
-
-/// Turns the load-time attention and RoPE fusions on or off for graphs
-/// loaded from now on (overrides the environment).
-pub fn set_fusion(on: bool) {
-    FUSION.set(on);
-}
-
-static FUSION: super::rewrite::Switch = super::rewrite::Switch::new("EDGEBENCH_FUSE_ATTENTION");
 
 /// Replaces every decomposed grouped-query attention chain of `graph` with
 /// one `EbAttention` node and returns how many it replaced.
@@ -881,7 +878,18 @@ mod tests {
                 (Layout::Tokens, [&qt, &kt, &vt]),
             ] {
                 let mut got = vec![f32::NAN; want.len()];
-                attend(layout, dims, 0.3, q, k, v, Some(mask), &mut got, threads).unwrap();
+                attend(
+                    layout,
+                    dims,
+                    0.3,
+                    q,
+                    k,
+                    v,
+                    Some(mask),
+                    &mut got,
+                    Exec::new(threads, Isa::Avx512),
+                )
+                .unwrap();
                 if layout == Layout::Tokens {
                     // back to heads-first: swap with the rows and heads axes exchanged
                     got = swap(&got, s, h, dv);
@@ -995,7 +1003,18 @@ mod tests {
         let want = reference(dims, 0.5, &q, &k, &v, Some(mask));
         let run = |v: &[f32]| {
             let mut got = vec![0f32; want.len()];
-            attend(Layout::Heads, dims, 0.5, &q, &k, v, Some(mask), &mut got, 1).unwrap();
+            attend(
+                Layout::Heads,
+                dims,
+                0.5,
+                &q,
+                &k,
+                v,
+                Some(mask),
+                &mut got,
+                Exec::single(),
+            )
+            .unwrap();
             got
         };
         let mut got = run(&v);
@@ -1020,7 +1039,18 @@ mod tests {
             data: &pad[..9],
             shape: [1, 1, 3, 3],
         };
-        let err = attend(Layout::Heads, dims, 0.5, &q, &k, &v, Some(bad), &mut got, 1).unwrap_err();
+        let err = attend(
+            Layout::Heads,
+            dims,
+            0.5,
+            &q,
+            &k,
+            &v,
+            Some(bad),
+            &mut got,
+            Exec::single(),
+        )
+        .unwrap_err();
         assert!(err.contains("does not broadcast"), "{err}");
     }
 
@@ -1049,7 +1079,7 @@ mod tests {
                 shape: [1, 1, 1, 2],
             }),
             &mut out,
-            1,
+            Exec::single(),
         )
         .unwrap();
         assert_eq!(out, [0.0, 0.0]);
@@ -1062,7 +1092,7 @@ mod tests {
             &[1.0; 4],
             None,
             &mut out,
-            1,
+            Exec::single(),
         )
         .unwrap_err();
         assert!(err.contains("k has 3 values"), "{err}");
@@ -1071,10 +1101,18 @@ mod tests {
             h: 3,
             ..dims
         };
-        assert!(
-            attend(Layout::Heads, bad, 1.0, &[], &[], &[], None, &mut [], 1)
-                .unwrap_err()
-                .contains("multiple")
-        );
+        assert!(attend(
+            Layout::Heads,
+            bad,
+            1.0,
+            &[],
+            &[],
+            &[],
+            None,
+            &mut [],
+            Exec::single()
+        )
+        .unwrap_err()
+        .contains("multiple"));
     }
 }

@@ -11,6 +11,7 @@
 use super::activation::{Activation, Binary, Epilogue};
 use super::gemm::PackedF32;
 use super::rewrite::{replace_all, Fused, GraphView};
+use edgebench_kernels::Exec;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb;
 use tract_onnx::pb::NodeProto;
@@ -18,20 +19,6 @@ use tract_onnx::tract_hir::internal::*;
 
 /// Op type in the ONNX graph (domain `ai.edgebench`).
 pub const OP_NAME: &str = "EbDense";
-
-/// Whether [`fuse_graph`] runs at load: [`set_dense`]'s choice, else
-/// `EDGEBENCH_DENSE` (`0` turns it off; on by default).
-pub fn dense_enabled() -> bool {
-    DENSE.enabled()
-}
-
-/// Turns the load-time `EbDense` rewrite on or off for graphs loaded from
-/// now on (overrides the environment).
-pub fn set_dense(on: bool) {
-    DENSE.set(on);
-}
-
-static DENSE: super::rewrite::Switch = super::rewrite::Switch::new("EDGEBENCH_DENSE");
 
 /// Replaces every `MatMul(x, W)` whose `W` is a rank-2 f32 initializer
 /// with one `EbDense` node, together with what alone consumes its result,
@@ -206,11 +193,13 @@ pub fn parse(
     let then = named_attr(node, "then", Binary::parse, "Add or Mul")?;
     let has_bias = super::has_input(node, 2) && (then.is_none() || super::has_input(node, 3));
     let act = named_attr(node, "activation", Activation::parse, "gelu or silu")?;
+    let exec = super::exec_of(node)?;
     Ok((
         expand(DenseExpansion {
             has_bias,
             act,
             then,
+            exec,
         }),
         vec![],
     ))
@@ -241,6 +230,7 @@ struct DenseExpansion {
     has_bias: bool,
     act: Option<Activation>,
     then: Option<Binary>,
+    exec: Exec,
 }
 
 impl Expansion for DenseExpansion {
@@ -326,6 +316,7 @@ impl Expansion for DenseExpansion {
             w: Arc::new(packed),
             act: self.act,
             then: None,
+            exec: self.exec,
         };
         let Some(op) = self.then else {
             return model.wire_node(prefix, dense, &inputs[..1]);
@@ -357,19 +348,22 @@ impl Expansion for DenseExpansion {
     }
 }
 
-/// `EbDense` lowered onto the packed kernel: `x [.., k]` -> `[.., n]`,
-/// using the thread count of [`crate::model::threads`]; with `then`, a
-/// second input of the output's shape.
+/// `EbDense` lowered onto the packed kernel: `x [.., k]` -> `[.., n]`;
+/// with `then`, a second input of the output's shape.
 #[derive(Debug, Clone)]
 pub struct DenseMatMul {
     w: Arc<PackedF32>,
     act: Option<Activation>,
     then: Option<Binary>,
+    exec: Exec,
 }
 
 impl PartialEq for DenseMatMul {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.w, &other.w) && self.act == other.act && self.then == other.then
+        Arc::ptr_eq(&self.w, &other.w)
+            && self.act == other.act
+            && self.then == other.then
+            && self.exec == other.exec
     }
 }
 
@@ -421,7 +415,7 @@ impl EvalOp for DenseMatMul {
             then: other,
         };
         super::eval_linear(OP_NAME, &inputs[0], dims, |x, rows, y| {
-            self.w.matmul_then(x, rows, y, crate::model::threads(), epi)
+            self.w.matmul_then(x, rows, y, self.exec, epi)
         })
     }
 }

@@ -13,7 +13,31 @@ pub mod router;
 pub mod scar;
 
 pub use edgebench_kernels::{activation, gemm, parallel, qkernel, softmax};
-pub use edgebench_kernels::{avx2_fma, huge_pages, isa, Isa};
+pub use edgebench_kernels::{detected_isa, huge_pages, Exec, Isa};
+
+/// The [`Exec`] a node's kernels run with: its `threads` and `isa`
+/// attributes, which `RuntimeOptions::annotate` sets at load; one thread
+/// and the CPU's widest instructions when they are absent.
+pub(crate) fn exec_of(node: &tract_onnx::pb::NodeProto) -> tract_onnx::prelude::TractResult<Exec> {
+    let threads = node.get_attr_opt::<i64>("threads")?.unwrap_or(1);
+    anyhow::ensure!(
+        (1..=1024).contains(&threads),
+        "{} node `{}`: attribute threads = {threads} is outside 1..=1024",
+        node.op_type,
+        node.name
+    );
+    let isa = match node.get_attr_opt::<&str>("isa")? {
+        None => Isa::Avx512,
+        Some(name) => Isa::parse(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} node `{}`: attribute isa {name:?} is not avx512, avx2 or portable",
+                node.op_type,
+                node.name
+            )
+        })?,
+    };
+    Ok(Exec::new(threads as usize, isa))
+}
 
 /// Whether an ONNX node has its optional input `i` (present and not the empty name).
 pub(crate) fn has_input(node: &tract_onnx::pb::NodeProto, i: usize) -> bool {

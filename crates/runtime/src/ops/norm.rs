@@ -231,7 +231,11 @@ pub fn parse(
         );
     }
     let has_bias = super::has_input(node, 2);
-    Ok((expand(NormExpansion(Norm { kind, eps }, has_bias)), vec![]))
+    let threads = super::exec_of(node)?.threads;
+    Ok((
+        expand(NormExpansion(Norm { kind, eps, threads }, has_bias)),
+        vec![],
+    ))
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +278,8 @@ pub struct Norm {
     pub kind: Kind,
     /// Added to the variance (or mean square).
     pub eps: f32,
+    /// Threads of the row split.
+    pub threads: usize,
 }
 
 // `parse` rejects non-finite epsilons, so equality is total.
@@ -308,15 +314,7 @@ impl EvalOp for Norm {
         // whole rows of d values).
         let y = unsafe {
             super::f32_output(shape, |y| {
-                normalize(
-                    self.kind,
-                    self.eps,
-                    x,
-                    scale,
-                    bias,
-                    y,
-                    crate::model::threads(),
-                );
+                normalize(self.kind, self.eps, x, scale, bias, y, self.threads);
                 Ok(())
             })?
         };

@@ -24,6 +24,7 @@
 //!
 //! [`reference_matmul`] is the plain implementation tests compare against.
 
+use edgebench_kernels::Exec;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::tract_linalg::block_quant::{BlockQuantFact, BlockQuantStorage, Q4_0};
@@ -325,7 +326,25 @@ pub fn parse(
         .validate()
         .map_err(|e| anyhow!("{OP_NAME} node `{}`: {e}", node.name))?;
     let has_mins = super::has_input(node, 3);
-    Ok((expand(QuantLinear { format, has_mins }), vec![]))
+    let lowering = match node.get_attr_opt::<&str>("lowering")? {
+        None => Lowering::Kernel,
+        Some(l) => Lowering::parse(l).ok_or_else(|| {
+            anyhow!(
+                "{OP_NAME} node `{}`: attribute lowering {l:?} is not kernel, tract or f32",
+                node.name
+            )
+        })?,
+    };
+    let exec = super::exec_of(node)?;
+    Ok((
+        expand(QuantLinear {
+            format,
+            has_mins,
+            lowering,
+            exec,
+        }),
+        vec![],
+    ))
 }
 
 /// The op as an expansion, lowered when the model is typed.
@@ -333,6 +352,8 @@ pub fn parse(
 struct QuantLinear {
     format: QuantFormat,
     has_mins: bool,
+    lowering: Lowering,
+    exec: Exec,
 }
 
 fn konst_f32(model: &TypedModel, o: OutletId, what: &str) -> TractResult<Vec<f32>> {
@@ -410,7 +431,7 @@ impl Expansion for QuantLinear {
         let rank = model.outlet_fact(inputs[0])?.rank();
         let lead: String = "abcdefgh".chars().take(rank - 1).collect();
         let x = inputs[0];
-        let lowering = Lowering::from_env();
+        let lowering = self.lowering;
         if lowering == Lowering::Kernel && f.block_size.is_multiple_of(super::qkernel::QB) {
             let key: Vec<Option<Arc<Tensor>>> = inputs[1..]
                 .iter()
@@ -428,7 +449,8 @@ impl Expansion for QuantLinear {
                 )
                 .map_err(|e| anyhow!("{OP_NAME}: {e}"))
             })?;
-            return model.wire_node(prefix, QuantMatMul { w }, &[x]);
+            let op = QuantMatMul { w, exec: self.exec };
+            return model.wire_node(prefix, op, &[x]);
         }
         if f.bits == 4 && f.block_size == 32 && lowering == Lowering::Tract {
             // Q4_0 computes (q - 8) * s with s rounded to f16.
@@ -514,8 +536,10 @@ impl Expansion for QuantLinear {
     }
 }
 
-/// How `EbQuantLinear` is lowered (`EDGEBENCH_QUANT_LOWERING`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `EbQuantLinear` is lowered (the node's `lowering` attribute, which
+/// `RuntimeOptions` sets at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lowering {
     /// EdgeBench's fused kernels ([`QuantMatMul`]), the default.
     Kernel,
@@ -523,15 +547,6 @@ pub enum Lowering {
     Tract,
     /// Every width dequantised to f32 at load.
     F32,
-}
-
-/// Lowering chosen in-process by [`set_lowering`] (0: none, else `1 + index`).
-static LOWERING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Sets the lowering of graphs loaded from now on (overrides the environment).
-pub fn set_lowering(l: Lowering) {
-    let i = Lowering::ALL.iter().position(|&x| x == l).unwrap_or(0) as u8;
-    LOWERING.store(i + 1, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Lowering {
@@ -543,26 +558,7 @@ impl Lowering {
         Lowering::ALL.into_iter().find(|l| l.name() == s)
     }
 
-    /// What `EDGEBENCH_QUANT_LOWERING` asks for, ignoring [`set_lowering`].
-    pub fn from_env_only() -> Self {
-        std::env::var("EDGEBENCH_QUANT_LOWERING")
-            .ok()
-            .and_then(|v| Lowering::parse(&v))
-            .unwrap_or(Lowering::Kernel)
-    }
-
-    /// The lowering of graphs loaded now: [`set_lowering`]'s, else what
-    /// `EDGEBENCH_QUANT_LOWERING` asks for (`kernel`, `tract`, `f32`;
-    /// anything else or unset: `kernel`).
-    pub fn from_env() -> Self {
-        match LOWERING.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => {}
-            i => return Lowering::ALL[(i - 1) as usize],
-        }
-        Self::from_env_only()
-    }
-
-    /// Its name, as `EDGEBENCH_QUANT_LOWERING` spells it.
+    /// Its name, as `--lowering` and `EDGEBENCH_QUANT_LOWERING` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Lowering::Kernel => "kernel",
@@ -626,15 +622,16 @@ fn shared_packed(
 }
 
 /// `EbQuantLinear` lowered onto EdgeBench's fused kernels: `x [.., k]` ->
-/// `x · Wᵀ [.., n]`, using the thread count of [`crate::model::threads`].
+/// `x · Wᵀ [.., n]`.
 #[derive(Debug, Clone)]
 pub struct QuantMatMul {
     w: Arc<super::qkernel::PackedMatrix>,
+    exec: Exec,
 }
 
 impl PartialEq for QuantMatMul {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.w, &other.w)
+        Arc::ptr_eq(&self.w, &other.w) && self.exec == other.exec
     }
 }
 
@@ -664,7 +661,7 @@ impl EvalOp for QuantMatMul {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let dims = (self.w.k(), self.w.n());
         super::eval_linear(OP_NAME, &inputs[0], dims, |x, _, y| {
-            self.w.matmul(x, y, crate::model::threads())
+            self.w.matmul(x, y, self.exec)
         })
     }
 }

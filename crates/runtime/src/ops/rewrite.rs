@@ -177,31 +177,12 @@ fn splice(graph: &mut pb::GraphProto, removed: &[bool], mut at: HashMap<usize, N
     }
 }
 
-/// On/off switch of one load-time rewrite: [`Switch::set`]'s choice, else the
-/// environment variable (`0` turns it off; on by default).
-pub(crate) struct Switch {
-    state: std::sync::atomic::AtomicU8,
-    env: &'static str,
-}
-
-impl Switch {
-    pub(crate) const fn new(env: &'static str) -> Self {
-        Switch {
-            state: std::sync::atomic::AtomicU8::new(0),
-            env,
-        }
-    }
-
-    pub(crate) fn enabled(&self) -> bool {
-        match self.state.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => std::env::var(self.env).map_or(true, |v| v != "0"),
-        }
-    }
-
-    pub(crate) fn set(&self, on: bool) {
-        self.state
-            .store(1 + on as u8, std::sync::atomic::Ordering::Relaxed);
+/// An integer attribute.
+pub(crate) fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
     }
 }
