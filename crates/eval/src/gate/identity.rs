@@ -49,7 +49,13 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let short = |h: &str| h.chars().take(12).collect::<String>();
+        // each file's hash cut to 12 digits (a suite's data may be several files)
+        let short = |h: &str| {
+            h.split(',')
+                .map(|f| f.chars().take(12).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         match &self.kind {
             MismatchKind::SuiteHash {
                 baseline,

@@ -183,7 +183,7 @@ pub fn compare(
         ),
     );
     for m in &mismatches {
-        report.notes.push(format!("not compared: {m:?}"));
+        report.notes.push(format!("not compared: {m}"));
     }
     coverage_failures(baseline, candidate, policy, differs, &mut report);
     for b in &baseline.suites {
