@@ -7,7 +7,9 @@
 //! under one name for programs and tests that use EdgeBench as a library.
 
 pub use edgebench_device::{self as device, perf};
-pub use edgebench_eval::{data, gate, metrics, record, report, request, runner, suite, sweep};
+pub use edgebench_eval::{
+    data, evaluate, gate, metrics, record, report, request, runner, suite, sweep,
+};
 pub use edgebench_kernels::alloc;
 pub use edgebench_paper as paper;
 pub use edgebench_runtime::{self as runtime, gem, model, onnx, ops};

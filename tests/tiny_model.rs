@@ -157,3 +157,69 @@ fn a_corrupt_graph_is_a_clear_error_naming_the_file() {
         .to_string();
     assert!(msg.contains("model.onnx"), "{msg}");
 }
+
+#[test]
+fn evaluate_from_the_library_equals_the_command_line_run() {
+    use edgebench::evaluate::{evaluate, Job};
+    use edgebench::runner::{Options, Settings};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = common::repo();
+    let out = tmp.path().to_str().unwrap();
+    let cli = common::edgebench(
+        &repo,
+        &[
+            "run",
+            "--suites",
+            "commonsenseqa,xtreme-xquad",
+            "--bootstrap",
+            "50",
+            "--quiet",
+            "--out",
+            out,
+            "--run-id",
+            "cli",
+        ],
+    );
+    assert!(cli.status.success(), "{}", common::text(&cli));
+    let cli_run = edgebench::record::RunDir::open(tmp.path(), "cli").unwrap();
+    let specs = edgebench::suite::load_dir(&repo.join("suites")).unwrap();
+    let selected = edgebench::suite::select(&specs, "commonsenseqa,xtreme-xquad").unwrap();
+    let mut m = model::load(
+        "builtin:tiny",
+        &tmp.path().join("models"),
+        &common::runtime(),
+    )
+    .unwrap();
+    let settings = Settings {
+        model: "builtin:tiny".into(),
+        suites: selected.iter().map(|s| s.id.clone()).collect(),
+        data_dir: repo.join("fixtures"),
+        limit: None,
+        seed: 1234,
+        bootstrap: 50,
+    };
+    let job = Job::New {
+        id: Some("lib".into()),
+        settings,
+        specs: selected,
+        suites_dir: repo.join("suites"),
+        model: m.as_mut(),
+    };
+    // the build the binary reports, so the two tables can be compared whole
+    let opts = Options {
+        git_hash: cli_run.load_manifest().unwrap().git_hash,
+        ..Options::default()
+    };
+    let e = evaluate(tmp.path(), job, &opts).unwrap();
+    assert!(e.is_complete());
+    assert_eq!(e.scores.suites.len(), 2);
+    assert!(e.reports.iter().any(|p| p.ends_with("summary.md")));
+    let csv = |id: &str| {
+        std::fs::read_to_string(tmp.path().join("runs").join(id).join("metrics.csv")).unwrap()
+    };
+    assert_eq!(
+        csv("lib"),
+        csv("cli"),
+        "the command line runs what evaluate() runs"
+    );
+}

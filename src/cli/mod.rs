@@ -191,6 +191,15 @@ pub fn run_failure(e: edgebench::runner::RunError) -> Failure {
     }
 }
 
+/// An evaluation error with its exit code: 2 for bad input, 1 otherwise.
+pub fn eval_failure(e: edgebench::evaluate::EvalError) -> Failure {
+    if e.is_bad_input() {
+        bad_input(e)
+    } else {
+        failed(e)
+    }
+}
+
 /// A record error with its exit code: 2 for a malformed or misused run folder, 1 for I/O.
 pub fn record_failure(e: edgebench::record::RecordError) -> Failure {
     if e.is_bad_input() {

@@ -1,12 +1,13 @@
 //! `edgebench run`, `rescore` and `report`.
 
-use super::{bad_input, failed, record_failure, run_failure, Failure, Paths};
+use super::{bad_input, eval_failure, failed, record_failure, run_failure, Failure, Paths};
 use clap::Args;
+use edgebench::evaluate::{evaluate, Job};
 use edgebench::metrics::Bootstrap;
 use edgebench::model;
 use edgebench::record::{RunDir, MAX_BOOTSTRAP};
 use edgebench::report::{self, RunScores};
-use edgebench::runner::{self, Options, Requested, Settings};
+use edgebench::runner::{Options, Requested, Settings};
 use edgebench::runtime::RuntimeOptions;
 use edgebench::suite;
 
@@ -96,15 +97,18 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         runtime: *runtime,
     };
     let cache = a.paths.out.join("models");
+    let specs;
     let suite_ids = |selector: &str| -> Result<Vec<String>, Failure> {
         let specs = suite::load_dir(&a.paths.suites()).map_err(bad_input)?;
         let selected = suite::select(&specs, selector)
             .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
         Ok(selected.iter().map(|s| s.id.clone()).collect())
     };
-    let (dir, _lock) = match &a.resume {
-        Some(id) => {
-            let requested = Requested {
+    let mut model;
+    let job = match &a.resume {
+        Some(id) => Job::Resume {
+            id: id.clone(),
+            requested: Requested {
                 model: a.model.clone(),
                 suites: a.suites.as_deref().map(suite_ids).transpose()?,
                 data_dir: a.paths.data_dir.clone(),
@@ -112,16 +116,16 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 seed: a.seed,
                 bootstrap: a.bootstrap,
                 suites_dir: a.paths.suites_dir.clone(),
-            };
-            runner::resume(&a.paths.out, id, &requested, a.force_new_leg, &cache, &opts)
-                .map_err(run_failure)?
-        }
+            },
+            force_new_leg: a.force_new_leg,
+            model_cache: cache,
+        },
         None => {
             if let Some(id) = &a.run_id {
                 edgebench::record::check_run_id(id).map_err(bad_input)?;
             }
             let suites_dir = a.paths.suites();
-            let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
+            specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
             let selected = suite::select(&specs, a.suites.as_deref().unwrap_or("all"))
                 .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
             let settings = Settings {
@@ -133,28 +137,20 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
             };
             settings.check().map_err(run_failure)?;
-            let mut m = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;
-            runner::start(
-                &a.paths.out,
-                a.run_id.as_deref(),
-                &settings,
-                &selected,
-                &suites_dir,
-                m.as_mut(),
-                &opts,
-            )
-            .map_err(run_failure)?
+            model = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;
+            Job::New {
+                id: a.run_id.clone(),
+                settings,
+                specs: selected,
+                suites_dir,
+                model: model.as_mut(),
+            }
         }
     };
-    let manifest = dir.load_manifest().map_err(record_failure)?;
-    let boot = Bootstrap {
-        resamples: manifest.bootstrap,
-        seed: manifest.seed,
-    };
-    let scores = report::score_run(&dir, &boot).map_err(failed)?;
-    let written = report::write_reports(&dir, &scores).map_err(failed)?;
-    print_outcome(&dir, &scores, &written, a.quiet, a.json);
-    if scores.manifest.state != "complete" {
+    let e = evaluate(&a.paths.out, job, &opts).map_err(eval_failure)?;
+    let (dir, scores, written) = (&e.dir, &e.scores, &e.reports);
+    print_outcome(dir, scores, written, a.quiet, a.json);
+    if !e.is_complete() {
         return Err(failed(anyhow::anyhow!(
             "run {} is incomplete; continue it with --resume {}",
             scores.manifest.run_id,

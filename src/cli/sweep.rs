@@ -2,14 +2,14 @@
 //! over the chosen suites like `edgebench run`, then a table (Markdown, CSV)
 //! and a plot of bits against scores, perplexity, GG and DSI.
 
-use super::{bad_input, failed, run_failure, Failure, Paths};
+use super::{bad_input, eval_failure, failed, Failure, Paths};
 use clap::{Args, Subcommand};
-use edgebench::metrics::Bootstrap;
+use edgebench::evaluate::{evaluate, Job};
 use edgebench::record::RunDir;
-use edgebench::runner::{self, Options, Requested, Settings};
+use edgebench::runner::{Options, Requested, Settings};
 use edgebench::runtime::RuntimeOptions;
 use edgebench::sweep::{self, table, SweepError};
-use edgebench::{model, report, suite};
+use edgebench::{model, suite};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -79,10 +79,6 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let out_dir = a.paths.out.join("sweeps").join(&id);
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| failed(anyhow::anyhow!("{}: {e}", out_dir.display())))?;
-    let boot = Bootstrap {
-        resamples: a.bootstrap,
-        seed: a.seed,
-    };
     let mut rows = Vec::new();
     for &b in &bits {
         let name = format!("{id}-{b}bit");
@@ -104,17 +100,22 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
             .map_err(bad_input)?
             .manifest_path()
             .exists();
-        let (run, _lock) = if existing {
-            let requested = Requested {
-                model: Some(spec),
-                suites: Some(settings_suites.clone()),
-                data_dir: Some(a.paths.data()),
-                limit: a.limit,
-                seed: Some(a.seed),
-                bootstrap: Some(a.bootstrap),
-                suites_dir: None,
-            };
-            runner::resume(&a.paths.out, &name, &requested, false, &cache, &opts)
+        let mut model;
+        let job = if existing {
+            Job::Resume {
+                id: name.clone(),
+                requested: Requested {
+                    model: Some(spec),
+                    suites: Some(settings_suites.clone()),
+                    data_dir: Some(a.paths.data()),
+                    limit: a.limit,
+                    seed: Some(a.seed),
+                    bootstrap: Some(a.bootstrap),
+                    suites_dir: None,
+                },
+                force_new_leg: false,
+                model_cache: cache,
+            }
         } else {
             let settings = Settings {
                 model: spec,
@@ -124,22 +125,19 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 seed: a.seed,
                 bootstrap: a.bootstrap,
             };
-            let mut m = model::load(&settings.model, &cache, runtime).map_err(failed)?;
-            runner::start(
-                &a.paths.out,
-                Some(&name),
-                &settings,
-                &selected,
-                &suites_dir,
-                m.as_mut(),
-                &opts,
-            )
-        }
-        .map_err(run_failure)?;
-        let scores = report::score_run(&run, &boot).map_err(failed)?;
-        report::write_reports(&run, &scores).map_err(failed)?;
+            model = model::load(&settings.model, &cache, runtime).map_err(failed)?;
+            Job::New {
+                id: Some(name.clone()),
+                settings,
+                specs: selected.clone(),
+                suites_dir: suites_dir.clone(),
+                model: model.as_mut(),
+            }
+        };
+        let e = evaluate(&a.paths.out, job, &opts).map_err(eval_failure)?;
+        let (run, scores) = (&e.dir, &e.scores);
         eprintln!("{b} bits: run {}", run.root.display());
-        rows.push(table::SweepRow::from_scores(b, graph_bytes, &scores));
+        rows.push(table::SweepRow::from_scores(b, graph_bytes, scores));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.bits));
     let md = table::markdown(&rows);

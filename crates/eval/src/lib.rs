@@ -2,8 +2,10 @@
 //! requests ([`request`]) -> a model -> per-example records ([`record`], run by
 //! [`runner`]) -> metrics ([`metrics`]) -> reports ([`report`]), plus
 //! compression sweeps ([`sweep`]) and the CI regression gate ([`gate`]).
+//! [`evaluate::evaluate`] runs the whole flow.
 
 pub mod data;
+pub mod evaluate;
 pub mod gate;
 pub mod metrics;
 pub mod record;
