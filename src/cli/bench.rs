@@ -1,4 +1,4 @@
-//! `edgebench bench model`: speed and memory of one model on this host,
+//! `edgebench bench model`: speed and memory of one model on this machine,
 //! printed as a table. Figures are measured in this run; the bandwidth bound
 //! is computed from a bandwidth measured in the same run and labelled so.
 //! `edgebench bench ops` lives in `bench_ops.rs`.

@@ -1,4 +1,4 @@
-//! `edgebench bench ops`: EdgeBench's custom ops timed in tract on this host.
+//! `edgebench bench ops`: EdgeBench's custom ops timed in tract on this machine.
 //! SCAR against dense causal masked attention; a linear layer in f32 on
 //! tract's `MatMul` (the baseline) and on `EbDense`, and on `EbQuantLinear`
 //! at 4, 6 and 8 bits. Each graph is optimised by tract, run

@@ -43,15 +43,15 @@ pub enum GemCommand {
         /// Default config: fixtures/gem/gem-smollm2-minilm.toml.
         #[arg(long)]
         from_pretrained: bool,
-        /// Llama GGUF for the pathways (--from-pretrained).
-        #[arg(
-            long,
-            default_value = "../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-        )]
-        pathways_gguf: PathBuf,
-        /// BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) for the router (--from-pretrained).
-        #[arg(long, default_value = "../shared/models/all-minilm-l6-v2")]
-        router_bert: PathBuf,
+        /// Llama GGUF for the pathways (required with --from-pretrained),
+        /// e.g. SmolLM2-135M-Instruct.Q4_1.gguf.
+        #[arg(long, required_if_eq("from_pretrained", "true"))]
+        pathways_gguf: Option<PathBuf>,
+        /// BERT checkpoint directory (config.json, model.safetensors,
+        /// tokenizer.json) for the router (required with --from-pretrained),
+        /// e.g. all-MiniLM-L6-v2.
+        #[arg(long, required_if_eq("from_pretrained", "true"))]
+        router_bert: Option<PathBuf>,
     },
 }
 
@@ -201,15 +201,17 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
                     })
                     .collect::<Result<_, _>>()?
             };
-            if from_pretrained {
+            if let (true, Some(pathways_gguf), Some(router_bert)) =
+                (from_pretrained, &pathways_gguf, &router_bert)
+            {
                 let label = config
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("fixtures/gem/gem-smollm2-minilm.toml"));
                 return build_pretrained(
                     &cfg,
                     &label,
-                    &pathways_gguf,
-                    &router_bert,
+                    pathways_gguf,
+                    router_bert,
                     &variants,
                     &paths,
                     sentences_per_domain,

@@ -130,7 +130,7 @@ pub enum Command {
     Perplexity(import::PerplexityArgs),
     /// Performance mode: latency percentiles, TTFT/TPOT, memory, power and device projections.
     Perf(perf::PerfArgs),
-    /// The paper's device profiles and this host.
+    /// The paper's device profiles and this machine.
     Devices(perf::DevicesArgs),
     /// Compare a candidate run with a baseline and fail (exit 1) on a significant regression.
     Gate(gate::GateArgs),

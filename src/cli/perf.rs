@@ -156,7 +156,7 @@ pub struct DevicesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
-    /// The paper's devices and this host.
+    /// The paper's devices and this machine.
     List,
     /// One profile in full (`host` for this machine).
     Show { id: String },
