@@ -80,6 +80,30 @@ fn valid_run_reports_percentiles_memory_and_null_power_with_reason() {
         assert_eq!(p["estimated"], true);
         assert_eq!(p["detail"]["label"], "estimated");
     }
+    // the file is one schema: the headline the writer put at the top level
+    // is what `paper` and `gate --perf` read back
+    let summary = edgebench::perf::PerfSummary::load(&tmp.path().join("runs/p"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        summary.latency_p50(),
+        j["latency_ms_per_token"]["p50"].as_f64()
+    );
+    assert!(summary.latency_p50().unwrap() > 0.0);
+    assert_eq!(summary.peak_rss_bytes, j["peak_rss_bytes"].as_u64());
+    assert_eq!(summary.flops_per_token, j["flops_per_token"].as_f64());
+    assert_eq!(summary.projections.len(), 4);
+    assert!(summary
+        .projections
+        .iter()
+        .all(|p| p.estimated && p.detail.is_none()));
+    assert_eq!(
+        summary.projection("raspberry-pi-4").unwrap().ms_per_token,
+        proj.iter()
+            .find(|p| p["device"] == "raspberry-pi-4")
+            .unwrap()["ms_per_token"]
+            .as_f64()
+    );
     let samples = std::fs::read_to_string(tmp.path().join("runs/p/perf-samples.jsonl")).unwrap();
     assert_eq!(
         samples.lines().count() as u64,
@@ -164,6 +188,11 @@ fn meter_log_gives_energy_over_the_timed_window() {
     assert!((e["joules"].as_f64().unwrap() - 3.0 * window).abs() < 1e-3);
     let per_q = j["power"]["joules_per_query"].as_f64().unwrap();
     assert!((per_q * j["queries"].as_f64().unwrap() - 3.0 * window).abs() < 1e-3);
+    assert_eq!(
+        j["joules_per_query"].as_f64(),
+        Some(per_q),
+        "headline = detail"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ use clap::Args;
 use edgebench::gate::{self, GateRules};
 use edgebench::gate::{check_performance, PerfClass, PerfInput, Row};
 use edgebench::metrics::Bootstrap;
+use edgebench::perf::{PerfSummary, PERF_FILE};
 use edgebench::record::{RunDir, SUITE_SNAPSHOT};
 use edgebench::report;
 use std::path::{Path, PathBuf};
@@ -40,23 +41,19 @@ fn perf_once(
         .arg("--out")
         .arg(out)
         .output()?;
-    let path = out.join("runs").join(id).join("perf.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let run = out.join("runs").join(id);
+    let perf = PerfSummary::load(&run)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "performance run of {model} wrote no {}: {e}\n{}",
-            path.display(),
+            "performance run of {model} wrote no {}\n{}",
+            run.join(PERF_FILE).display(),
             String::from_utf8_lossy(&o.stderr)
         )
     })?;
-    let j: serde_json::Value = serde_json::from_str(&text)?;
     Ok(vec![
-        (
-            PerfClass::Latency,
-            j["latency_ms_per_token"]["p50"].as_f64(),
-        ),
-        (PerfClass::Throughput, j["output_tokens_per_s"].as_f64()),
-        (PerfClass::Memory, j["peak_rss_bytes"].as_f64()),
-        (PerfClass::Energy, j["power"]["joules_per_query"].as_f64()),
+        (PerfClass::Latency, perf.latency_p50()),
+        (PerfClass::Throughput, perf.output_tokens_per_s),
+        (PerfClass::Memory, perf.peak_rss_bytes.map(|b| b as f64)),
+        (PerfClass::Energy, perf.joules_per_query),
     ])
 }
 

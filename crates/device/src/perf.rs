@@ -10,7 +10,7 @@ use crate::profile::{self, Host, HostRoots, Projection, Workload};
 use crate::stats::{self, DecodeTiming, DecoderSummary, LatencySummary, PerfSettings, Validity};
 use edgebench_runtime::model::{Model, ModelError, ModelInfo, QueryTiming};
 use prost::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +32,8 @@ pub enum PerfError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
 }
 
 /// Where power comes from.
@@ -211,16 +213,124 @@ pub struct Provenance {
     pub thermal_note: Option<String>,
 }
 
-/// A projection of this model onto one device profile.
-#[derive(Debug, Clone, Serialize)]
+/// A projection of the model's cost onto one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceProjection {
+    /// Device id as in `devices/` (`raspberry-pi-4`, `pixel-6`, ...).
     pub device: String,
+    /// Latency per token, milliseconds.
+    #[serde(default)]
     pub ms_per_token: Option<f64>,
+    /// Power, watts.
+    #[serde(default)]
+    pub power_w: Option<f64>,
+    /// Whether this is an estimate rather than a measurement on the device
+    /// (true unless the file says otherwise).
+    #[serde(default = "yes")]
     pub estimated: bool,
-    pub detail: Projection,
+    /// The roofline behind an estimate (written, not read back).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Projection>,
 }
 
-/// `perf.json`: everything a performance run measured.
+fn yes() -> bool {
+    true
+}
+
+/// Latency quantiles, milliseconds per token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Quantiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean: Option<f64>,
+}
+
+/// Measurements of one domain's suites (the paper's in- vs out-of-domain rows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DomainPerf {
+    /// Latency per token on the host.
+    pub latency_ms_per_token: Option<Quantiles>,
+    /// Mean power on the host, watts.
+    pub power_w: Option<f64>,
+}
+
+/// The headline figures of `perf.json`: what `edgebench paper` and
+/// `edgebench gate --perf` read, and what a hand-written `perf.json` holds.
+/// Every field is optional and unknown fields are ignored, so files with
+/// more detail (a [`PerfReport`]) or less (hand-written) read alike.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerfSummary {
+    /// TPOT (decoders) or per-query latency (encoders): the paper's "ms/token".
+    pub latency_ms_per_token: Option<Quantiles>,
+    /// Output tokens per second over the timed window.
+    pub output_tokens_per_s: Option<f64>,
+    /// Peak resident set of the process, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Mean power over the timed window, watts; `null` when not measured.
+    pub power_w: Option<f64>,
+    /// Why `power_w` is `null`.
+    pub power_null_reason: Option<String>,
+    /// Energy per query, joules.
+    pub joules_per_query: Option<f64>,
+    /// FLOPs per token counted from the graph.
+    pub flops_per_token: Option<f64>,
+    /// Per-domain host measurements, keyed by domain name (`healthcare`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub domains: BTreeMap<String, DomainPerf>,
+    /// Projections for device profiles.
+    pub projections: Vec<DeviceProjection>,
+}
+
+impl PerfSummary {
+    /// Reads `<run>/perf.json`; `Ok(None)` when there is none.
+    pub fn load(run_root: &Path) -> Result<Option<PerfSummary>, PerfError> {
+        let path = run_root.join(PERF_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| PerfError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PerfError::Parse {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// The projection for `device`, if any.
+    pub fn projection(&self, device: &str) -> Option<&DeviceProjection> {
+        self.projections.iter().find(|p| p.device == device)
+    }
+
+    /// Median host latency per token.
+    pub fn latency_p50(&self) -> Option<f64> {
+        self.latency_ms_per_token.as_ref()?.p50
+    }
+
+    /// Median host latency per token on one domain's suites.
+    pub fn domain_latency_p50(&self, domain: &str) -> Option<f64> {
+        self.domains.get(domain)?.latency_ms_per_token.as_ref()?.p50
+    }
+
+    /// Host power on one domain's suites.
+    pub fn domain_power(&self, domain: &str) -> Option<f64> {
+        self.domains.get(domain)?.power_w
+    }
+}
+
+/// File name of a performance run's report inside its run folder.
+pub const PERF_FILE: &str = "perf.json";
+
+/// `perf.json`: everything a performance run measured, the headline figures
+/// ([`PerfSummary`]) at the top level.
 #[derive(Debug, Clone, Serialize)]
 pub struct PerfReport {
     pub model: ModelInfo,
@@ -237,18 +347,11 @@ pub struct PerfReport {
     pub query_latency_ms: LatencySummary,
     /// TTFT and TPOT (decoders).
     pub decoder: Option<DecoderSummary>,
-    /// TPOT (decoders) or per-query latency (encoders), the paper's "ms/token".
-    pub latency_ms_per_token: BTreeMap<String, Option<f64>>,
-    pub output_tokens_per_s: Option<f64>,
+    #[serde(flatten)]
+    pub summary: PerfSummary,
     pub memory: Memory,
-    pub peak_rss_bytes: Option<u64>,
     pub power: PowerReport,
-    pub power_w: Option<f64>,
-    pub power_null_reason: Option<String>,
     pub workload: GraphCount,
-    /// `workload.flops_per_token`, at the top level for readers of this file.
-    pub flops_per_token: f64,
-    pub projections: Vec<DeviceProjection>,
     pub provenance: Provenance,
 }
 
@@ -368,16 +471,14 @@ pub fn measure(
         None
     };
     let per_token_summary = decoder.as_ref().map_or(&query_latency, |d| &d.tpot);
-    let latency_ms_per_token: BTreeMap<String, Option<f64>> = [0.5, 0.9, 0.95, 0.99]
-        .iter()
-        .map(|p| {
-            (
-                format!("p{}", (p * 100.0f64).round()),
-                per_token_summary.percentile(*p).and_then(|r| r.value()),
-            )
-        })
-        .chain([("mean".to_string(), per_token_summary.mean)])
-        .collect();
+    let q = |p: f64| per_token_summary.percentile(p).and_then(|r| r.value());
+    let latency_ms_per_token = Quantiles {
+        p50: q(0.5),
+        p90: q(0.9),
+        p95: q(0.95),
+        p99: q(0.99),
+        mean: per_token_summary.mean,
+    };
     let output_tokens: usize = samples.iter().map(|q| 1 + q.token_gaps_ms.len()).sum();
     let workload = match graph {
         Some(g) => count_graph(g)?,
@@ -397,8 +498,9 @@ pub fn measure(
                 Some(DeviceProjection {
                     device: d.id.clone(),
                     ms_per_token: p.ms_per_token_lower_bound,
+                    power_w: None,
                     estimated: true,
-                    detail: p,
+                    detail: Some(p),
                 })
             })
             .collect(),
@@ -441,22 +543,26 @@ pub fn measure(
         duration_s: elapsed.as_secs_f64(),
         query_latency_ms: query_latency,
         decoder,
-        latency_ms_per_token,
-        output_tokens_per_s: (cfg.gen_tokens > 0)
-            .then(|| output_tokens as f64 / elapsed.as_secs_f64()),
+        summary: PerfSummary {
+            latency_ms_per_token: Some(latency_ms_per_token),
+            output_tokens_per_s: (cfg.gen_tokens > 0)
+                .then(|| output_tokens as f64 / elapsed.as_secs_f64()),
+            peak_rss_bytes: peak,
+            power_w: energy.as_ref().map(|e| e.mean_watts),
+            power_null_reason: power_reason,
+            joules_per_query: power_report.joules_per_query,
+            flops_per_token: Some(workload.flops_per_token),
+            domains: BTreeMap::new(),
+            projections,
+        },
         memory: Memory {
             rss_ready_bytes: rss_ready,
             peak_rss_bytes: peak,
             null_reason: mem_reason,
             weight_bytes_by_precision: workload.weight_bytes_by_precision.clone(),
         },
-        peak_rss_bytes: peak,
-        power_w: energy.as_ref().map(|e| e.mean_watts),
-        power_null_reason: power_reason,
         power: power_report,
-        flops_per_token: workload.flops_per_token,
         workload,
-        projections,
         provenance: Provenance {
             edgebench_version: env!("CARGO_PKG_VERSION").into(),
             git_hash: cfg.git_hash.clone(),
@@ -562,18 +668,19 @@ pub fn render(r: &PerfReport) -> String {
             )
         }
     }
-    if !r.projections.is_empty() {
+    if !r.summary.projections.is_empty() {
         out += &format!(
             "\n| device | ms/token lower bound (ESTIMATED, roofline) | bound |\n|---|---|---|\n| host (measured above) | {} | measured |\n",
-            fmt_ms(r.latency_ms_per_token.get("p50").copied().flatten())
+            fmt_ms(r.summary.latency_p50())
         );
-        for p in &r.projections {
+        for p in &r.summary.projections {
             out += &format!(
                 "| {} | {} (estimated) | {} |\n",
                 p.device,
                 fmt_ms(p.ms_per_token),
                 p.detail
-                    .bound
+                    .as_ref()
+                    .and_then(|d| d.bound)
                     .map_or("unknown".into(), |b| format!("{b:?}").to_lowercase())
             );
         }
@@ -585,4 +692,43 @@ pub fn render(r: &PerfReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_example_and_ignores_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PERF_FILE),
+            r#"{"model": "gem-paper", "latency_ms_per_token": {"p50": 12.5, "p90": 14},
+                "peak_rss_bytes": 123000000, "power_w": null,
+                "power_null_reason": "no power sensor", "future_field": [1, 2],
+                "domains": {"healthcare": {"latency_ms_per_token": {"p50": 11}}},
+                "projections": [{"device": "raspberry-pi-4", "ms_per_token": 80.5},
+                                {"device": "pixel-6", "ms_per_token": 3, "estimated": false}]}"#,
+        )
+        .unwrap();
+        let p = PerfSummary::load(dir.path()).unwrap().unwrap();
+        assert_eq!(p.latency_p50(), Some(12.5));
+        assert_eq!(p.peak_rss_bytes, Some(123_000_000));
+        assert_eq!(p.power_w, None);
+        assert_eq!(p.domain_latency_p50("healthcare"), Some(11.0));
+        assert_eq!(p.domain_latency_p50("legal"), None);
+        let rpi = p.projection("raspberry-pi-4").unwrap();
+        assert_eq!((rpi.ms_per_token, rpi.estimated), (Some(80.5), true));
+        assert!(!p.projection("pixel-6").unwrap().estimated);
+        assert!(p.projection("iphone-13").is_none());
+    }
+
+    #[test]
+    fn absent_is_none_and_malformed_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(PerfSummary::load(dir.path()).unwrap(), None);
+        std::fs::write(dir.path().join(PERF_FILE), r#"{"peak_rss_bytes": "lots"}"#).unwrap();
+        let e = PerfSummary::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("perf.json"), "{e}");
+    }
 }

@@ -8,8 +8,8 @@
 //!   renders `audit.md`.
 //! * [`table`]: "reported | measured | difference" tables in Markdown, CSV
 //!   and LaTeX, which never show a reported number as measured.
-//! * [`runs`], [`perf`]: the runs a report is built from, tagged with their
-//!   role, and their optional `perf.json`.
+//! * [`runs`]: the runs a report is built from, tagged with their
+//!   role, and their optional `perf.json` (read as `edgebench_device::perf::PerfSummary`).
 //! * [`indomain`]: what "in-domain" means for GEM and for other models.
 //! * [`tables`], [`figures`], [`arch`]: Tables 1-5 and Figures 1-5.
 //! * [`html`], [`output`]: `report.md`, the self-contained `report.html`
@@ -21,7 +21,6 @@ pub mod figures;
 pub mod html;
 pub mod indomain;
 pub mod output;
-pub mod perf;
 pub mod reported;
 pub mod runs;
 pub mod table;

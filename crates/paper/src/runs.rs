@@ -3,8 +3,8 @@
 //! ablations, a MobileBERT-class or TinyLlama-class baseline), with its
 //! per-example scores and routing decisions and its optional `perf.json`.
 
-use super::perf::Perf;
 use super::PaperError;
+use edgebench_device::perf::PerfSummary as Perf;
 use edgebench_eval::metrics::{score, Bootstrap, SuiteScores};
 use edgebench_eval::record::{RunDir, RunManifest};
 use edgebench_eval::report::{self, RunScores};

@@ -3,10 +3,10 @@
 //! only; a quantity no run measured is "not measured".
 
 use super::indomain::{Target, Transfer};
-use super::perf::Perf;
 use super::reported::{Reported, ReportedError};
 use super::runs::{mean, PaperRun, Role};
 use super::table::{Cell, Row, Table};
+use edgebench_device::perf::PerfSummary as Perf;
 use edgebench_eval::metrics::Estimate;
 use edgebench_eval::suite::spec::Domain;
 use edgebench_runtime::gem::Variant;
