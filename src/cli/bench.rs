@@ -5,6 +5,7 @@
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
+use edgebench::device::bench::{self as rows_out, BenchRow};
 use edgebench::model::profile::{self as profiling, NodeTime};
 use edgebench::model::{
     bert::TractEncoder, decoder::TractDecoder, manifest::ModelManifest, tiny, Model,
@@ -36,9 +37,13 @@ pub enum BenchWhat {
         /// Repeats of the prefill measurement.
         #[arg(long, default_value_t = 3, value_parser = super::bounded(1..=10_000))]
         repeats: usize,
-        /// Print JSON lines ({"metric", "value", "unit"}) instead of a table.
+        /// Print JSON lines ({"metric", "value", "unit"}) of every figure instead of tables.
         #[arg(long)]
         json: bool,
+        /// Format of the speed rows (llama-bench style: pp<N>, tg<N>, mean ± sd):
+        /// md (with the other figures below), csv or jsonl (the rows alone).
+        #[arg(long, default_value = "md", value_parser = ["md", "csv", "jsonl"])]
+        output: String,
         /// Output root (for built-in models).
         #[arg(long, default_value = "reports")]
         out: PathBuf,
@@ -131,38 +136,140 @@ enum Baseline {
     Unfused,
 }
 
-/// Prefill seconds (p50) and decode step seconds of `dec` on `prompt`.
+/// What `time_decoder` measured: each repetition's prefill seconds and its
+/// decode step seconds.
+struct DecodeTimes {
+    prefill: Vec<f64>,
+    steps: Vec<Vec<f64>>,
+}
+
+impl DecodeTimes {
+    /// Median prefill seconds.
+    fn prefill_p50(&self) -> f64 {
+        pct(&self.prefill, 0.5)
+    }
+
+    /// Every decode step's seconds.
+    fn all_steps(&self) -> Vec<f64> {
+        self.steps.concat()
+    }
+
+    /// The `pp<n>` and `tg<steps>` rows of `template`.
+    fn rows(&self, template: &BenchRow, n: usize) -> Vec<BenchRow> {
+        let mut rows = vec![BenchRow::from_times(
+            template,
+            &format!("pp{n}"),
+            n as f64,
+            &self.prefill,
+        )];
+        let steps = self.steps.first().map_or(0, Vec::len);
+        if steps > 0 {
+            let totals: Vec<f64> = self.steps.iter().map(|s| s.iter().sum()).collect();
+            rows.push(BenchRow::from_times(
+                template,
+                &format!("tg{steps}"),
+                steps as f64,
+                &totals,
+            ));
+        }
+        rows
+    }
+}
+
+/// Times `repeats` prefills of `prompt`, each followed by `decode_tokens` decode steps.
 fn time_decoder(
     dec: &TractDecoder,
     prompt: &[u32],
     decode_tokens: usize,
     repeats: usize,
-) -> Result<(f64, Vec<f64>), Failure> {
-    let mut prefill = Vec::new();
-    let mut steps = Vec::new();
+) -> Result<DecodeTimes, Failure> {
+    let mut t = DecodeTimes {
+        prefill: Vec::new(),
+        steps: Vec::new(),
+    };
     for _ in 0..repeats.max(1) {
         let (p, s) = dec.time_decode(prompt, decode_tokens).map_err(failed)?;
-        prefill.push(p);
-        steps.extend(s);
+        t.prefill.push(p);
+        t.steps.push(s);
     }
-    Ok((pct(&prefill, 0.5), steps))
+    Ok(t)
+}
+
+/// The row fields of a model measured with `options` in this build on this machine.
+fn row_template(model: &str, engine: &str, options: &RuntimeOptions) -> BenchRow {
+    BenchRow {
+        model: model.to_string(),
+        engine: engine.to_string(),
+        test: String::new(),
+        unit: "t/s".into(),
+        mean: f64::NAN,
+        sd: None,
+        n: 0,
+        threads: options.threads,
+        lowering: options.lowering.name().into(),
+        isa: options.isa().name().into(),
+        commit: super::GIT_HASH.map(String::from),
+        cpu: edgebench::device::profile::Host::detect()
+            .cpu_model
+            .value()
+            .cloned()
+            .unwrap_or_else(|| "unknown CPU".into()),
+    }
+}
+
+/// A model bench: what to load, how, and what to compare it with.
+struct ModelBench<'a> {
+    dir: PathBuf,
+    manifest: ModelManifest,
+    model: String,
+    runtime: &'a RuntimeOptions,
+    compare: Option<Baseline>,
+    llama: Option<(PathBuf, PathBuf)>,
+    prompt_tokens: usize,
+    decode_tokens: usize,
+    repeats: usize,
+    profile: bool,
+    graph_bytes: u64,
+}
+
+impl ModelBench<'_> {
+    /// The options of the comparison's second load, in the same run.
+    fn other_options(&self, b: Baseline) -> RuntimeOptions {
+        match b {
+            Baseline::Lowering(l) => RuntimeOptions {
+                lowering: l,
+                ..*self.runtime
+            },
+            Baseline::Unfused => RuntimeOptions {
+                fuse_attention: false,
+                dense: false,
+                ..*self.runtime
+            },
+        }
+    }
+}
+
+/// Everything a model bench measured.
+#[derive(Default)]
+struct Measured {
+    /// Named figures (`prefill_128_tokens`, ratios, memory, bandwidth).
+    figures: Vec<(String, f64, String)>,
+    /// The llama-bench style speed rows.
+    speed: Vec<BenchRow>,
+    /// Per-node profiles by phase.
+    profiles: Vec<(String, usize, Vec<NodeTime>)>,
+    /// How the model's matrix products run.
+    runtime_note: String,
 }
 
 pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
-    if let BenchWhat::Ops {
-        quick,
-        repeats,
-        json,
-    } = a.what
-    {
-        return super::bench_ops::bench_ops(quick, repeats, json, runtime);
-    }
     let BenchWhat::Model {
         model,
         prompt_tokens,
         decode_tokens,
         repeats,
         json,
+        output,
         out,
         compare_lowering,
         compare_unfused,
@@ -171,9 +278,16 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         profile,
     } = a.what
     else {
-        unreachable!("bench ops returned above")
+        let BenchWhat::Ops {
+            quick,
+            repeats,
+            json,
+        } = a.what
+        else {
+            unreachable!("two kinds of bench")
+        };
+        return super::bench_ops::bench_ops(quick, repeats, json, runtime);
     };
-    let llama = llama_bench.zip(gguf);
     let compare = match (compare_lowering, compare_unfused) {
         (Some(name), _) => Some(Baseline::Lowering(Lowering::parse(&name).ok_or_else(
             || {
@@ -185,24 +299,12 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         (None, true) => Some(Baseline::Unfused),
         (None, false) => None,
     };
-    let lowering = runtime.lowering;
-    // the options of the comparison's second load, in the same run
-    let other_options = |b: Baseline| match b {
-        Baseline::Lowering(l) => RuntimeOptions {
-            lowering: l,
-            ..*runtime
-        },
-        Baseline::Unfused => RuntimeOptions {
-            fuse_attention: false,
-            dense: false,
-            ..*runtime
-        },
-    };
     let dir = match model.as_str() {
         "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
         other => PathBuf::from(other),
     };
     let manifest = ModelManifest::load(&dir).map_err(bad_input)?;
+    let llama = llama_bench.zip(gguf);
     if let Some((_, gguf)) = &llama {
         if manifest.architecture != "decoder" {
             return Err(bad_input(anyhow::anyhow!(
@@ -216,271 +318,52 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let graph_bytes = std::fs::metadata(dir.join(&manifest.graph))
         .map(|m| m.len())
         .unwrap_or(0);
-    let mut rows: Vec<(String, f64, String)> = Vec::new();
-    let mut profiles: Vec<(String, usize, Vec<NodeTime>)> = Vec::new();
-    let runtime_note: String;
-    let t = Instant::now();
-    match manifest.architecture.as_str() {
-        "decoder" => {
-            let dec = TractDecoder::load(&dir, &manifest, &model, runtime).map_err(bad_input)?;
-            rows.push((
-                "load_and_optimise".into(),
-                t.elapsed().as_secs_f64() * 1e3,
-                "ms".into(),
-            ));
-            let n = prompt_tokens
-                .min(manifest.max_context.saturating_sub(decode_tokens + 1))
-                .max(1);
-            let prompt: Vec<u32> = (0..n)
-                .map(|i| (i as u32 * 7919 + 13) % manifest.vocab_size as u32)
-                .collect();
-            let (prefill, steps) = time_decoder(&dec, &prompt, decode_tokens, repeats)?;
-            let kv_cache = dec.has_kv_cache();
-            runtime_note = dec.info().matmul.clone();
-            if profile {
-                let passes = repeats.max(1);
-                let (p, d) = dec
-                    .profile_decode(&prompt, passes, decode_tokens)
-                    .map_err(failed)?;
-                profiles.push((format!("prefill of {n} tokens"), passes, p));
-                profiles.push((format!("decode step after {n} tokens"), decode_tokens, d));
-            }
-            let packed = edgebench::ops::quant::live_packed_bytes();
-            drop(dec);
-            rows.push((
-                format!("prefill_{n}_tokens"),
-                n as f64 / prefill,
-                "tokens/s (p50, model only)".into(),
-            ));
-            if !steps.is_empty() {
-                rows.push((
-                    "decode_p50".into(),
-                    pct(&steps, 0.5) * 1e3,
-                    "ms/token (model only)".into(),
-                ));
-                rows.push((
-                    "decode_p90".into(),
-                    pct(&steps, 0.9) * 1e3,
-                    "ms/token (model only)".into(),
-                ));
-                push_rss(&mut rows);
-                let bw = read_bandwidth();
-                rows.push((
-                    "read_bandwidth".into(),
-                    bw / 1e9,
-                    "GB/s (measured, 1 thread)".into(),
-                ));
-                // bytes read per token: every weight matrix once, one embedding row
-                let count = edgebench::perf::count_graph(&dir.join(&manifest.graph)).ok();
-                let stored = count
-                    .as_ref()
-                    .map_or(graph_bytes as f64, |c| c.weight_bytes_per_token);
-                rows.push((
-                    "weight_bytes_per_token".into(),
-                    stored / 1e6,
-                    "MB (as stored in the graph)".into(),
-                ));
-                // the fused kernels read their packed copies (binary16 block
-                // parameters where exact) instead of the stored quantized layers
-                let per_token = match &count {
-                    Some(c) if packed > 0 && c.quant_bytes_per_token > 0.0 => {
-                        let read = stored - c.quant_bytes_per_token + packed as f64;
-                        rows.push((
-                            "weight_bytes_read_per_token".into(),
-                            read / 1e6,
-                            "MB (as the kernels read them: packed layers + f32 weights)".into(),
-                        ));
-                        read
-                    }
-                    _ => stored,
-                };
-                let bound = per_token / bw;
-                rows.push((
-                    "bandwidth_bound_decode".into(),
-                    bound * 1e3,
-                    "ms/token (estimated: weight bytes per token / bandwidth)".into(),
-                ));
-                rows.push((
-                    "decode_vs_bound".into(),
-                    pct(&steps, 0.5) / bound,
-                    "ratio".into(),
-                ));
-            }
-            if let Some(other) = compare {
-                let t = Instant::now();
-                let (name, ours) = match other {
-                    Baseline::Lowering(l) => (l.name(), lowering.name()),
-                    Baseline::Unfused => ("unfused", "fused"),
-                };
-                let base = TractDecoder::load(&dir, &manifest, &model, &other_options(other));
-                let load_other = t.elapsed().as_secs_f64();
-                let base = base.map_err(bad_input)?;
-                let (p_other, s_other) = time_decoder(&base, &prompt, decode_tokens, repeats)?;
-                rows.push((
-                    format!("load_and_optimise_{name}"),
-                    load_other * 1e3,
-                    "ms".into(),
-                ));
-                rows.push((
-                    format!("prefill_{n}_tokens_{name}"),
-                    n as f64 / p_other,
-                    "tokens/s (p50, model only)".into(),
-                ));
-                rows.push((
-                    format!("prefill_speedup_vs_{name}"),
-                    p_other / prefill,
-                    format!("ratio ({ours} over {name}, same run)"),
-                ));
-                if !steps.is_empty() && !s_other.is_empty() {
-                    let (a, b) = (pct(&steps, 0.5), pct(&s_other, 0.5));
-                    rows.push((
-                        format!("decode_p50_{name}"),
-                        b * 1e3,
-                        "ms/token (model only)".into(),
-                    ));
-                    rows.push((
-                        format!("decode_speedup_vs_{name}"),
-                        b / a,
-                        format!("ratio ({ours} over {name}, same run)"),
-                    ));
-                }
-            }
-            if let Some((bin, gguf)) = &llama {
-                let theirs = super::llama_cpp::run(
-                    bin,
-                    gguf,
-                    runtime.threads,
-                    n,
-                    decode_tokens.max(1),
-                    repeats,
-                )
-                .map_err(failed)?;
-                rows.push((
-                    format!("llama_cpp_prefill_{n}_tokens"),
-                    theirs.prefill_tokens_per_s,
-                    "tokens/s (llama-bench, same run)".into(),
-                ));
-                rows.push((
-                    "prefill_vs_llama_cpp".into(),
-                    n as f64 / prefill / theirs.prefill_tokens_per_s,
-                    "ratio (ours over llama.cpp's tokens/s; >= 1: no slower)".into(),
-                ));
-                if !steps.is_empty() {
-                    let mean = steps.iter().sum::<f64>() / steps.len() as f64 * 1e3;
-                    rows.push((
-                        "llama_cpp_decode".into(),
-                        theirs.decode_ms,
-                        format!("ms/token (llama-bench, mean, after {n} tokens)"),
-                    ));
-                    rows.push((
-                        "decode_mean".into(),
-                        mean,
-                        format!("ms/token (model only, mean, after {n} tokens)"),
-                    ));
-                    rows.push((
-                        "decode_vs_llama_cpp".into(),
-                        mean / theirs.decode_ms,
-                        "ratio (our mean over llama.cpp's; <= 1: no slower)".into(),
-                    ));
-                }
-            }
-            rows.push(("kv_cache".into(), kv_cache as u8 as f64, "1 = yes".into()));
-        }
-        "encoder" => {
-            let mut enc =
-                TractEncoder::load(&dir, &manifest, &model, runtime).map_err(bad_input)?;
-            runtime_note = enc.info().matmul.clone();
-            rows.push((
-                "load_and_optimise".into(),
-                t.elapsed().as_secs_f64() * 1e3,
-                "ms".into(),
-            ));
-            // 126 words + [CLS] and [SEP] = 128 tokens for WordPiece vocabularies (as in benches/ort_bench.py)
-            let sentence = "the ".repeat(126);
-            let tokens = enc.count_tokens(&sentence).map_err(failed)?;
-            // sentences/s, p50: the model alone on token ids (as onnxruntime
-            // is timed in benches/ort_bench.py), or with tokenisation
-            let time =
-                |enc: &mut TractEncoder, batch: usize, end_to_end: bool| -> Result<f64, Failure> {
-                    let texts = vec![sentence.clone(); batch];
-                    let ids = enc.tokenize(&sentence).map_err(failed)?;
-                    let ids = vec![ids.as_slice(); batch];
-                    let mut pass = || -> Result<(), Failure> {
-                        if end_to_end {
-                            enc.embed(&texts).map_err(failed)?;
-                        } else {
-                            enc.embed_ids(&ids).map_err(failed)?;
-                        }
-                        Ok(())
-                    };
-                    pass()?; // warm-up
-                    let mut times = Vec::new();
-                    for _ in 0..repeats.max(1) {
-                        let t = Instant::now();
-                        pass()?;
-                        times.push(t.elapsed().as_secs_f64());
-                    }
-                    Ok(batch as f64 / pct(&times, 0.5))
-                };
-            let mut base = match compare {
-                Some(Baseline::Unfused) => Some(
-                    TractEncoder::load(&dir, &manifest, &model, &other_options(Baseline::Unfused))
-                        .map_err(bad_input)?,
-                ),
-                Some(Baseline::Lowering(_)) => {
-                    return Err(bad_input(anyhow::anyhow!(
-                        "--compare-lowering applies to quantized decoders; {} is an encoder",
-                        dir.display()
-                    )))
-                }
-                None => None,
-            };
-            for batch in [1usize, 32] {
-                let ours = time(&mut enc, batch, false)?;
-                rows.push((
-                    format!("batch_{batch}_x_{tokens}_tokens"),
-                    ours,
-                    "sentences/s (p50, model only)".into(),
-                ));
-                rows.push((
-                    format!("batch_{batch}_end_to_end"),
-                    time(&mut enc, batch, true)?,
-                    "sentences/s (p50, with tokenisation)".into(),
-                ));
-                if let Some(base) = base.as_mut() {
-                    let theirs = time(base, batch, false)?;
-                    rows.push((
-                        format!("batch_{batch}_x_{tokens}_tokens_unfused"),
-                        theirs,
-                        "sentences/s (p50, model only)".into(),
-                    ));
-                    rows.push((
-                        format!("batch_{batch}_speedup_vs_unfused"),
-                        ours / theirs,
-                        "ratio (fused over unfused, same run)".into(),
-                    ));
-                }
-            }
-            for batch in [1usize, 32].into_iter().filter(|_| profile) {
-                let texts = vec![sentence.clone(); batch];
-                let passes = repeats.max(1);
-                let times = enc.profile_embed(&texts, passes).map_err(failed)?;
-                profiles.push((format!("batch of {batch} x {tokens} tokens"), passes, times));
-            }
-        }
+    let b = ModelBench {
+        dir,
+        manifest,
+        model,
+        runtime,
+        compare,
+        llama,
+        prompt_tokens,
+        decode_tokens,
+        repeats,
+        profile,
+        graph_bytes,
+    };
+    let mut m = Measured::default();
+    match b.manifest.architecture.as_str() {
+        "decoder" => bench_decoder(&b, &mut m)?,
+        "encoder" => bench_encoder(&b, &mut m)?,
         other => return Err(bad_input(anyhow::anyhow!("unknown architecture `{other}`"))),
     }
-    rows.push(("graph_bytes".into(), graph_bytes as f64 / 1e6, "MB".into()));
-    rows.push((
+    m.figures.push((
+        "graph_bytes".into(),
+        b.graph_bytes as f64 / 1e6,
+        "MB".into(),
+    ));
+    m.figures.push((
         "threads".into(),
         runtime.threads as f64,
         "matmul threads".into(),
     ));
-    if !rows.iter().any(|r| r.0 == "peak_rss") {
-        push_rss(&mut rows);
+    if !m.figures.iter().any(|r| r.0 == "peak_rss") {
+        push_rss(&mut m.figures);
+    }
+    let format = rows_out::Output::parse(&output).expect("clap checked it");
+    print_measured(&b, &m, json, format);
+    Ok(())
+}
+
+/// Prints the speed rows alone (csv, jsonl), every figure as JSON lines
+/// (`--json`), or the rows, the figures and the profiles as tables.
+fn print_measured(b: &ModelBench, m: &Measured, json: bool, format: rows_out::Output) {
+    if !json && format != rows_out::Output::Md {
+        print!("{}", rows_out::render(&m.speed, format));
+        return;
     }
     if json {
-        for (m, v, u) in &rows {
+        for (name, v, u) in &m.figures {
             let v = if v.is_finite() {
                 serde_json::json!(v)
             } else {
@@ -488,22 +371,334 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
             };
             println!(
                 "{}",
-                serde_json::json!({"metric": m, "value": v, "unit": u})
+                serde_json::json!({"metric": name, "value": v, "unit": u})
             );
         }
     } else {
         println!(
-            "model: {} ({})\nruntime: {runtime_note}",
-            manifest.name,
-            dir.display(),
+            "model: {} ({})\nruntime: {}\n",
+            b.manifest.name,
+            b.dir.display(),
+            m.runtime_note
         );
+        println!("{}", rows_out::render(&m.speed, rows_out::Output::Md));
         println!("{:<28} {:>12}  unit", "metric", "value");
-        for (m, v, u) in &rows {
-            println!("{m:<28} {v:>12.3}  {u}");
+        for (name, v, u) in &m.figures {
+            println!("{name:<28} {v:>12.3}  {u}");
         }
     }
-    for (phase, passes, nodes) in &profiles {
+    for (phase, passes, nodes) in &m.profiles {
         print_profile(phase, *passes, nodes, json);
+    }
+}
+
+/// Prefill and decode speed, memory, the bandwidth bound, and the comparisons.
+fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
+    let t = Instant::now();
+    let dec = TractDecoder::load(&b.dir, &b.manifest, &b.model, b.runtime).map_err(bad_input)?;
+    m.figures.push((
+        "load_and_optimise".into(),
+        t.elapsed().as_secs_f64() * 1e3,
+        "ms".into(),
+    ));
+    let n = b
+        .prompt_tokens
+        .min(b.manifest.max_context.saturating_sub(b.decode_tokens + 1))
+        .max(1);
+    let prompt: Vec<u32> = (0..n)
+        .map(|i| (i as u32 * 7919 + 13) % b.manifest.vocab_size as u32)
+        .collect();
+    let times = time_decoder(&dec, &prompt, b.decode_tokens, b.repeats)?;
+    m.speed
+        .extend(times.rows(&row_template(&b.manifest.name, "edgebench", b.runtime), n));
+    let (prefill, steps) = (times.prefill_p50(), times.all_steps());
+    let kv_cache = dec.has_kv_cache();
+    m.runtime_note = dec.info().matmul.clone();
+    if b.profile {
+        let passes = b.repeats.max(1);
+        let (p, d) = dec
+            .profile_decode(&prompt, passes, b.decode_tokens)
+            .map_err(failed)?;
+        m.profiles
+            .push((format!("prefill of {n} tokens"), passes, p));
+        m.profiles
+            .push((format!("decode step after {n} tokens"), b.decode_tokens, d));
+    }
+    let packed = edgebench::ops::quant::live_packed_bytes();
+    drop(dec);
+    m.figures.push((
+        format!("prefill_{n}_tokens"),
+        n as f64 / prefill,
+        "tokens/s (p50, model only)".into(),
+    ));
+    if !steps.is_empty() {
+        m.figures.push((
+            "decode_p50".into(),
+            pct(&steps, 0.5) * 1e3,
+            "ms/token (model only)".into(),
+        ));
+        m.figures.push((
+            "decode_p90".into(),
+            pct(&steps, 0.9) * 1e3,
+            "ms/token (model only)".into(),
+        ));
+        push_rss(&mut m.figures);
+        let bw = read_bandwidth();
+        m.figures.push((
+            "read_bandwidth".into(),
+            bw / 1e9,
+            "GB/s (measured, 1 thread)".into(),
+        ));
+        // bytes read per token: every weight matrix once, one embedding row
+        let count = edgebench::perf::count_graph(&b.dir.join(&b.manifest.graph)).ok();
+        let stored = count
+            .as_ref()
+            .map_or(b.graph_bytes as f64, |c| c.weight_bytes_per_token);
+        m.figures.push((
+            "weight_bytes_per_token".into(),
+            stored / 1e6,
+            "MB (as stored in the graph)".into(),
+        ));
+        // the fused kernels read their packed copies (binary16 block
+        // parameters where exact) instead of the stored quantized layers
+        let per_token = match &count {
+            Some(c) if packed > 0 && c.quant_bytes_per_token > 0.0 => {
+                let read = stored - c.quant_bytes_per_token + packed as f64;
+                m.figures.push((
+                    "weight_bytes_read_per_token".into(),
+                    read / 1e6,
+                    "MB (as the kernels read them: packed layers + f32 weights)".into(),
+                ));
+                read
+            }
+            _ => stored,
+        };
+        let bound = per_token / bw;
+        m.figures.push((
+            "bandwidth_bound_decode".into(),
+            bound * 1e3,
+            "ms/token (estimated: weight bytes per token / bandwidth)".into(),
+        ));
+        m.figures.push((
+            "decode_vs_bound".into(),
+            pct(&steps, 0.5) / bound,
+            "ratio".into(),
+        ));
+    }
+    if let Some(other) = b.compare {
+        let t = Instant::now();
+        let (name, ours) = match other {
+            Baseline::Lowering(l) => (l.name(), b.runtime.lowering.name()),
+            Baseline::Unfused => ("unfused", "fused"),
+        };
+        let base = TractDecoder::load(&b.dir, &b.manifest, &b.model, &b.other_options(other));
+        let load_other = t.elapsed().as_secs_f64();
+        let base = base.map_err(bad_input)?;
+        let other_times = time_decoder(&base, &prompt, b.decode_tokens, b.repeats)?;
+        let engine = format!("edgebench ({name})");
+        let template = row_template(&b.manifest.name, &engine, &b.other_options(other));
+        m.speed.extend(other_times.rows(&template, n));
+        let (p_other, s_other) = (other_times.prefill_p50(), other_times.all_steps());
+        m.figures.push((
+            format!("load_and_optimise_{name}"),
+            load_other * 1e3,
+            "ms".into(),
+        ));
+        m.figures.push((
+            format!("prefill_{n}_tokens_{name}"),
+            n as f64 / p_other,
+            "tokens/s (p50, model only)".into(),
+        ));
+        m.figures.push((
+            format!("prefill_speedup_vs_{name}"),
+            p_other / prefill,
+            format!("ratio ({ours} over {name}, same run)"),
+        ));
+        if !steps.is_empty() && !s_other.is_empty() {
+            let (a, b) = (pct(&steps, 0.5), pct(&s_other, 0.5));
+            m.figures.push((
+                format!("decode_p50_{name}"),
+                b * 1e3,
+                "ms/token (model only)".into(),
+            ));
+            m.figures.push((
+                format!("decode_speedup_vs_{name}"),
+                b / a,
+                format!("ratio ({ours} over {name}, same run)"),
+            ));
+        }
+    }
+    if let Some((bin, gguf)) = &b.llama {
+        let theirs = super::llama_cpp::run(
+            bin,
+            gguf,
+            b.runtime.threads,
+            n,
+            b.decode_tokens.max(1),
+            b.repeats,
+        )
+        .map_err(failed)?;
+        let template = BenchRow {
+            lowering: "-".into(),
+            isa: "-".into(),
+            commit: None,
+            n: b.repeats.max(1),
+            ..row_template(&b.manifest.name, "llama.cpp", b.runtime)
+        };
+        m.speed.push(BenchRow {
+            test: format!("pp{n}"),
+            mean: theirs.prefill_tokens_per_s,
+            ..template.clone()
+        });
+        m.speed.push(BenchRow {
+            test: format!("tg{}", b.decode_tokens.max(1)),
+            mean: 1e3 / theirs.decode_ms,
+            ..template
+        });
+        m.figures.push((
+            format!("llama_cpp_prefill_{n}_tokens"),
+            theirs.prefill_tokens_per_s,
+            "tokens/s (llama-bench, same run)".into(),
+        ));
+        m.figures.push((
+            "prefill_vs_llama_cpp".into(),
+            n as f64 / prefill / theirs.prefill_tokens_per_s,
+            "ratio (ours over llama.cpp's tokens/s; >= 1: no slower)".into(),
+        ));
+        if !steps.is_empty() {
+            let mean = steps.iter().sum::<f64>() / steps.len() as f64 * 1e3;
+            m.figures.push((
+                "llama_cpp_decode".into(),
+                theirs.decode_ms,
+                format!("ms/token (llama-bench, mean, after {n} tokens)"),
+            ));
+            m.figures.push((
+                "decode_mean".into(),
+                mean,
+                format!("ms/token (model only, mean, after {n} tokens)"),
+            ));
+            m.figures.push((
+                "decode_vs_llama_cpp".into(),
+                mean / theirs.decode_ms,
+                "ratio (our mean over llama.cpp's; <= 1: no slower)".into(),
+            ));
+        }
+    }
+    m.figures
+        .push(("kv_cache".into(), kv_cache as u8 as f64, "1 = yes".into()));
+    Ok(())
+}
+
+/// Sentences per second at batch 1 and 32, with and without tokenisation.
+fn bench_encoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
+    let t = Instant::now();
+    let mut enc =
+        TractEncoder::load(&b.dir, &b.manifest, &b.model, b.runtime).map_err(bad_input)?;
+    m.runtime_note = enc.info().matmul.clone();
+    m.figures.push((
+        "load_and_optimise".into(),
+        t.elapsed().as_secs_f64() * 1e3,
+        "ms".into(),
+    ));
+    // 126 words + [CLS] and [SEP] = 128 tokens for WordPiece vocabularies (as in benches/ort_bench.py)
+    let sentence = "the ".repeat(126);
+    let tokens = enc.count_tokens(&sentence).map_err(failed)?;
+    // seconds per batch of each repetition: the model alone on token
+    // ids (as onnxruntime is timed in benches/ort_bench.py), or with
+    // tokenisation
+    let time =
+        |enc: &mut TractEncoder, batch: usize, end_to_end: bool| -> Result<Vec<f64>, Failure> {
+            let texts = vec![sentence.clone(); batch];
+            let ids = enc.tokenize(&sentence).map_err(failed)?;
+            let ids = vec![ids.as_slice(); batch];
+            let mut pass = || -> Result<(), Failure> {
+                if end_to_end {
+                    enc.embed(&texts).map_err(failed)?;
+                } else {
+                    enc.embed_ids(&ids).map_err(failed)?;
+                }
+                Ok(())
+            };
+            pass()?; // warm-up
+            let mut times = Vec::new();
+            for _ in 0..b.repeats.max(1) {
+                let t = Instant::now();
+                pass()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            Ok(times)
+        };
+    let per_s = |batch: usize, times: &[f64]| batch as f64 / pct(times, 0.5);
+    let seq_rows = |engine: &str, options: &RuntimeOptions| BenchRow {
+        unit: "seq/s".into(),
+        lowering: "-".into(),
+        ..row_template(&b.manifest.name, engine, options)
+    };
+    let mut base = match b.compare {
+        Some(Baseline::Unfused) => Some(
+            TractEncoder::load(
+                &b.dir,
+                &b.manifest,
+                &b.model,
+                &b.other_options(Baseline::Unfused),
+            )
+            .map_err(bad_input)?,
+        ),
+        Some(Baseline::Lowering(_)) => {
+            return Err(bad_input(anyhow::anyhow!(
+                "--compare-lowering applies to quantized decoders; {} is an encoder",
+                b.dir.display()
+            )))
+        }
+        None => None,
+    };
+    for batch in [1usize, 32] {
+        let times = time(&mut enc, batch, false)?;
+        let test = format!("b{batch}x{tokens}");
+        m.speed.push(BenchRow::from_times(
+            &seq_rows("edgebench", b.runtime),
+            &test,
+            batch as f64,
+            &times,
+        ));
+        let ours = per_s(batch, &times);
+        m.figures.push((
+            format!("batch_{batch}_x_{tokens}_tokens"),
+            ours,
+            "sentences/s (p50, model only)".into(),
+        ));
+        m.figures.push((
+            format!("batch_{batch}_end_to_end"),
+            per_s(batch, &time(&mut enc, batch, true)?),
+            "sentences/s (p50, with tokenisation)".into(),
+        ));
+        if let Some(base) = base.as_mut() {
+            let times = time(base, batch, false)?;
+            m.speed.push(BenchRow::from_times(
+                &seq_rows("edgebench (unfused)", &b.other_options(Baseline::Unfused)),
+                &test,
+                batch as f64,
+                &times,
+            ));
+            let theirs = per_s(batch, &times);
+            m.figures.push((
+                format!("batch_{batch}_x_{tokens}_tokens_unfused"),
+                theirs,
+                "sentences/s (p50, model only)".into(),
+            ));
+            m.figures.push((
+                format!("batch_{batch}_speedup_vs_unfused"),
+                ours / theirs,
+                "ratio (fused over unfused, same run)".into(),
+            ));
+        }
+    }
+    for batch in [1usize, 32].into_iter().filter(|_| b.profile) {
+        let texts = vec![sentence.clone(); batch];
+        let passes = b.repeats.max(1);
+        let times = enc.profile_embed(&texts, passes).map_err(failed)?;
+        m.profiles
+            .push((format!("batch of {batch} x {tokens} tokens"), passes, times));
     }
     Ok(())
 }

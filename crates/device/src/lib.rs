@@ -4,6 +4,7 @@
 //! measures a model with them. A number not measured here is `None` or
 //! labelled `estimated`, never invented.
 
+pub mod bench;
 pub mod perf;
 pub mod power;
 pub mod profile;
