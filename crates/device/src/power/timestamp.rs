@@ -1,6 +1,6 @@
 //! Wall-clock timestamps: UNIX seconds from [`SystemTime`] and from RFC 3339 text.
 
-use edgebench_util::time::days_from_civil;
+use edgebench_util::time::{civil_from_days, days_from_civil};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the UNIX epoch (negative before it).
@@ -27,22 +27,9 @@ pub(super) fn parse_rfc3339(s: &str) -> Option<f64> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] {
+    let days = days_from_civil(y, mo, d);
+    // a date the calendar does not have (2023-02-29, month 13) comes back as another date
+    if civil_from_days(days) != (y, mo, d) {
         return None;
     }
     if h > 23 || mi > 59 || sec > 60 {
@@ -74,7 +61,6 @@ pub(super) fn parse_rfc3339(s: &str) -> Option<f64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
     Some(secs as f64 + frac)
 }
@@ -102,6 +88,16 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
         assert_eq!(parse_rfc3339("2023-02-29T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400.0));
+        for no_such_day in [
+            "1900-02-29",
+            "2025-04-31",
+            "2025-01-00",
+            "2025-13-01",
+            "2025-00-10",
+        ] {
+            assert_eq!(parse_rfc3339(&format!("{no_such_day}T00:00:00Z")), None);
+        }
         assert_eq!(parse_rfc3339("2025-01-15 10:00:00"), None); // no offset
         assert_eq!(parse_rfc3339("1736935200"), None);
     }
