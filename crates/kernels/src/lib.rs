@@ -1,16 +1,20 @@
 //! EdgeBench's CPU kernels, independent of any inference engine: packed f32
 //! GEMM/GEMV ([`gemm`]), block-quantized products ([`qkernel`]), softmax
-//! ([`softmax`]), activations and product epilogues ([`activation`]), the
-//! thread split they share ([`parallel`]) and a huge-page allocator
+//! ([`softmax`]), activations and product epilogues ([`activation`]),
+//! attention ([`attention`]), layer and RMS normalisation ([`norm`]),
+//! rotary embeddings ([`rope`]), the thread split they share ([`parallel`]) and a huge-page allocator
 //! ([`alloc`]). Each kernel has a portable path and AVX2/AVX-512 paths
 //! chosen at run time: each call takes an [`Exec`] (threads and the widest
 //! instructions allowed, capped by what the CPU has: [`detected_isa`]).
 
 pub mod activation;
 pub mod alloc;
+pub mod attention;
 pub mod gemm;
+pub mod norm;
 pub mod parallel;
 pub mod qkernel;
+pub mod rope;
 pub mod softmax;
 
 /// The widest x86-64 vector instructions EdgeBench's kernels use, in
