@@ -43,6 +43,8 @@ impl Activation {
             unsafe { x86_64::apply_avx2(self, x) };
             return;
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
         for v in x {
             *v = self.one(*v);
         }

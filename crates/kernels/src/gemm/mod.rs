@@ -621,7 +621,9 @@ struct Tile {
     cols: usize,
     /// Add to `c` (later `k` blocks) instead of overwriting it.
     accumulate: bool,
-    /// Write whole rows of `c` with non-temporal stores (32-byte aligned).
+    /// Write whole rows of `c` with non-temporal stores (32-byte aligned);
+    /// only the x86-64 kernels have them.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     stream: bool,
     /// `NR` bias values to start from (first `k` block), or null.
     bias: *const f32,

@@ -178,7 +178,9 @@ struct Line([u8; 64]);
 enum Params<'a> {
     /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per block).
     Unpacked(&'a [f32]),
-    /// In the records themselves, converted as each block is reached.
+    /// In the records themselves, converted as each block is reached (by
+    /// the x86-64 kernels only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Records(ParamLayout),
 }
 

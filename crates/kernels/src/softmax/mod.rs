@@ -33,6 +33,8 @@ pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>, isa: super::Isa) -> f32 {
         // SAFETY: AVX2 and FMA are present (`isa` is at most what the CPU has).
         return unsafe { x86_64::exp_sub_sum_avx2(row, max) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     exp_sub_sum_plain(row, max)
 }
 
