@@ -6,6 +6,8 @@
 //! ([`alloc`]). Each kernel has a portable path and AVX2/AVX-512 paths
 //! chosen at run time: each call takes an [`Exec`] (threads and the widest
 //! instructions allowed, capped by what the CPU has: [`detected_isa`]).
+//! A kernel's x86-64 code lives in its own `x86_64` submodule, compiled
+//! for that architecture only.
 
 pub mod activation;
 pub mod alloc;

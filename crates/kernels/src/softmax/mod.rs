@@ -7,6 +7,11 @@
 //! tract-linalg's `softmax2` kernel, used before, spent a third of its time
 //! per 128-wide row on its call and alignment wrapper.
 
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_64::exp8;
+
 /// `row[j] = e^(row[j] + mask[j] - max)`, `max` over the masked row;
 /// returns the sum of the new row. A row whose every value is `-inf` (or
 /// NaN) becomes zeros and returns 0. `mask`, when given, is as long as `row`.
@@ -26,8 +31,10 @@ pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>, isa: super::Isa) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if isa >= super::Isa::Avx2 {
         // SAFETY: AVX2 and FMA are present (`isa` is at most what the CPU has).
-        return unsafe { exp_sub_sum_avx2(row, max) };
+        return unsafe { x86_64::exp_sub_sum_avx2(row, max) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     exp_sub_sum_plain(row, max)
 }
 
@@ -87,74 +94,6 @@ fn exp_sub_sum_plain(row: &mut [f32], max: f32) -> f32 {
         sum += *x;
     }
     sum
-}
-
-/// Below this, `e^x` is taken as 0 (`e^-87.34` is the smallest normal f32).
-const EXP_MIN: f32 = -87.336_55;
-
-/// `x = e^(x - max)` in place, 8 values at a time, returning the sum.
-///
-/// `e^x = 2^n · e^r` with `n = round(x · log2 e)` and `r = x - n · ln 2`
-/// (in two parts, so `r` is exact), `|r| <= ln 2 / 2`, and `e^r` by the
-/// degree-6 Taylor polynomial in Horner form (its remainder is below
-/// `0.347⁷ / 7! = 1.2e-7` there); `2^n` is built in the exponent bits.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_sub_sum_avx2(row: &mut [f32], max: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let mut chunks = row.chunks_exact_mut(8);
-    let mut acc = _mm256_setzero_ps();
-    let max8 = _mm256_set1_ps(max);
-    for c in &mut chunks {
-        // SAFETY: c holds 8 values (unaligned loads and stores).
-        let x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        let e = exp8(_mm256_sub_ps(x, max8));
-        // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), e) };
-        acc = _mm256_add_ps(acc, e);
-    }
-    let mut lanes = [0f32; 8];
-    // SAFETY: lanes holds 8 values.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-    let mut sum = lanes.iter().sum::<f32>();
-    for x in chunks.into_remainder() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    sum
-}
-
-/// `e^x` of 8 values at most 0.34 (0 below [`EXP_MIN`], and for NaN).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    // ln 2 split so that n · LN2_HI is exact for |n| <= 2^8
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(EXP_MIN));
-    let x = _mm256_max_ps(x, _mm256_set1_ps(EXP_MIN));
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-        x,
-        _mm256_set1_ps(std::f32::consts::LOG2_E),
-    ));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-    // 1 + r + r²/2! + ... + r⁶/6!
-    let mut p = _mm256_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    }
-    // 2^n for n in [-126, 0]: the biased exponent n + 127 in bits 23..31
-    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-        _mm256_cvtps_epi32(n),
-        _mm256_set1_epi32(127),
-    ));
-    let e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    _mm256_and_ps(e, keep)
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 //! or `Mul` with a tensor of the output's shape (a residual connection,
 //! SwiGLU's gate times up).
 
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
 /// An activation applied to every output of a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -37,9 +40,11 @@ impl Activation {
         #[cfg(target_arch = "x86_64")]
         if isa >= super::Isa::Avx2 {
             // SAFETY: AVX2 and FMA are present (checked above).
-            unsafe { apply_avx2(self, x) };
+            unsafe { x86_64::apply_avx2(self, x) };
             return;
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = isa;
         for v in x {
             *v = self.one(*v);
         }
@@ -134,57 +139,6 @@ fn erf(x: f32) -> f32 {
     let poly = ERF_A.iter().rev().fold(0.0, |acc, &c| acc * t + c) * t;
     let y = 1.0 - poly * (-a * a).exp();
     y.copysign(x)
-}
-
-/// [`Activation::apply`] 8 values at a time.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn apply_avx2(act: Activation, x: &mut [f32]) {
-    use super::softmax::exp8;
-    use std::arch::x86_64::*;
-    let one = _mm256_set1_ps(1.0);
-    let sign = _mm256_set1_ps(-0.0);
-    let mut chunks = x.chunks_exact_mut(8);
-    for c in &mut chunks {
-        // SAFETY: c holds 8 values (unaligned loads and stores).
-        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        let y = match act {
-            Activation::Gelu => {
-                let z = _mm256_mul_ps(v, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-                let a = _mm256_andnot_ps(sign, z);
-                let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(ERF_P), a, one));
-                let mut poly = _mm256_set1_ps(ERF_A[4]);
-                for &c in ERF_A[..4].iter().rev() {
-                    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
-                }
-                poly = _mm256_mul_ps(poly, t);
-                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
-                // erf(|z|), then z's sign
-                let erf = _mm256_fnmadd_ps(poly, e, one);
-                let erf = _mm256_or_ps(erf, _mm256_and_ps(sign, z));
-                _mm256_mul_ps(
-                    _mm256_mul_ps(_mm256_set1_ps(0.5), v),
-                    _mm256_add_ps(one, erf),
-                )
-            }
-            Activation::Silu => {
-                // σ(v) from e^-|v| (never overflows): 1/(1+e) for v >= 0, e/(1+e) below
-                let e = exp8(_mm256_or_ps(v, sign));
-                let inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
-                let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(v, _mm256_setzero_ps());
-                let s = _mm256_blendv_ps(inv, _mm256_mul_ps(e, inv), neg);
-                _mm256_mul_ps(v, s)
-            }
-        };
-        // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), y) };
-    }
-    for v in chunks.into_remainder() {
-        *v = act.one(*v);
-    }
 }
 
 #[cfg(test)]
