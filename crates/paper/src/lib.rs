@@ -4,6 +4,8 @@
 //! * [`reported`]: every number the paper reports, loaded from
 //!   `reports/paper/reported.toml` with its source (table, row, column or
 //!   section).
+//! * [`claims`]: the paper's derived numbers and how each is recomputed,
+//!   loaded from `reports/paper/claims.toml`.
 //! * [`audit`]: the paper's derived numbers recomputed from its own inputs;
 //!   renders `audit.md`.
 //! * [`table`]: "reported | measured | difference" tables in Markdown, CSV
@@ -17,6 +19,7 @@
 
 pub mod arch;
 pub mod audit;
+pub mod claims;
 pub mod figures;
 pub mod html;
 pub mod indomain;

@@ -1,0 +1,230 @@
+//! The default `fields` adapter: one example per record, following the
+//! suite's `[fields]` mapping and its task kind.
+
+use super::{label_index, missing, req, row_id, words, Res};
+use crate::data::path::{get, to_list, to_text};
+use crate::data::read::Row;
+use crate::data::{DataError, Example, Gold};
+use crate::suite::spec::{SuiteSpec, TaskKind};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn join(spec: &SuiteSpec) -> &str {
+    spec.fields.join.as_deref().unwrap_or("\n")
+}
+
+fn vars(spec: &SuiteSpec, row: &Row) -> Res<BTreeMap<String, String>> {
+    spec.fields
+        .inputs
+        .iter()
+        .map(|(name, path)| {
+            let v = req(spec, row, path, &format!("fields.inputs.{name}"))?;
+            Ok((name.clone(), to_text(&v, join(spec))))
+        })
+        .collect()
+}
+
+/// Parses MathQA's lettered option string `a ) 156 , b ) 167 , ...`.
+pub fn parse_lettered(s: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"(?:^|[\s,\[']) ?([a-eA-E]) ?\) ").expect("valid regex");
+    let starts: Vec<(usize, usize)> = re
+        .captures_iter(s)
+        .map(|c| {
+            let m = c.get(0).expect("match");
+            (m.start(), m.end())
+        })
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, end))| {
+            let stop = starts.get(i + 1).map(|x| x.0).unwrap_or(s.len());
+            s[end..stop]
+                .trim()
+                .trim_end_matches([',', ']', '\''])
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+fn choices(spec: &SuiteSpec, row: &Row) -> Res<Vec<String>> {
+    use crate::suite::spec::PathOrList;
+    match &spec.fields.choices {
+        Some(PathOrList::One(p)) => {
+            let v = req(spec, row, p, "fields.choices")?;
+            if spec.fields.choices_format.as_deref() == Some("lettered") {
+                Ok(parse_lettered(&to_text(&v, " ")))
+            } else {
+                Ok(to_list(&v))
+            }
+        }
+        Some(PathOrList::Many(ps)) => ps
+            .iter()
+            .map(|p| Ok(to_text(&req(spec, row, p, "fields.choices")?, " ")))
+            .collect(),
+        None => Err(missing(spec, row, "<choices>", "fields.choices")),
+    }
+}
+
+fn answer_index(spec: &SuiteSpec, row: &Row, answer: &Value, choices: &[String]) -> Res<usize> {
+    let text = to_text(answer, " ");
+    let fmt = spec.fields.answer_format.as_deref().unwrap_or("index0");
+    let bad = |m: String| DataError::at(&row.file, row.line, m);
+    let idx = if let Some(p) = fmt.strip_prefix("label_of:") {
+        let labels = to_list(&req(spec, row, p, "answer_format label_of")?);
+        labels
+            .iter()
+            .position(|l| *l == text)
+            .ok_or_else(|| bad(format!("answer `{text}` not found in `{p}`")))?
+    } else {
+        match fmt {
+            "index0" | "index1" => {
+                let i: usize = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("answer `{text}` is not an integer ({fmt})")))?;
+                if fmt == "index1" {
+                    i.checked_sub(1)
+                        .ok_or_else(|| bad("index1 answer is 0".to_string()))?
+                } else {
+                    i
+                }
+            }
+            "letter" => {
+                let c = text
+                    .trim()
+                    .chars()
+                    .next()
+                    .ok_or_else(|| bad("empty letter answer".into()))?;
+                (c.to_ascii_lowercase() as usize)
+                    .checked_sub('a' as usize)
+                    .ok_or_else(|| bad(format!("answer `{text}` is not a letter")))?
+            }
+            "text" => choices
+                .iter()
+                .position(|c| c.trim() == text.trim())
+                .ok_or_else(|| bad(format!("answer `{text}` is not one of the choices")))?,
+            other => return Err(bad(format!("unknown answer_format `{other}`"))),
+        }
+    };
+    if idx >= choices.len() {
+        return Err(bad(format!(
+            "answer index {idx} is out of range for {} choices",
+            choices.len()
+        )));
+    }
+    Ok(idx)
+}
+
+pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Example> {
+    let id = row_id(spec, row);
+    let mut vars = vars(spec, row)?;
+    let answer_path = spec.fields.answer.as_deref().unwrap_or("label");
+    let (choices, gold) = match spec.task {
+        TaskKind::MultipleChoice => {
+            let ch = choices(spec, row)?;
+            let a = req(spec, row, answer_path, "fields.answer")?;
+            let i = answer_index(spec, row, &a, &ch)?;
+            (ch, Gold::Index { index: i })
+        }
+        TaskKind::Classification => {
+            let a = req(spec, row, answer_path, "fields.answer")?;
+            let text = to_text(&a, " ");
+            let i = if spec.fields.answer_format.as_deref() == Some("index0") {
+                text.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < values.len())
+                    .ok_or_else(|| {
+                        DataError::at(
+                            &row.file,
+                            row.line,
+                            format!("label index `{text}` out of range"),
+                        )
+                    })?
+            } else {
+                label_index(spec, row, values, &text)?
+            };
+            (words(spec, values), Gold::Index { index: i })
+        }
+        TaskKind::MultiLabelClassification => {
+            let a = get(&row.value, answer_path).unwrap_or(Value::Array(vec![]));
+            // Labels outside the declared set are dropped, as LexGLUE does.
+            let indices = to_list(&a)
+                .iter()
+                .filter_map(|l| values.iter().position(|v| v == l))
+                .collect();
+            (words(spec, values), Gold::Indices { indices })
+        }
+        TaskKind::TokenTagging | TaskKind::Ner => {
+            let tp = spec.fields.tokens.as_deref().unwrap_or("tokens");
+            let gp = spec.fields.tags.as_deref().unwrap_or("tags");
+            let tokens = to_list(&req(spec, row, tp, "fields.tokens")?);
+            let tags = to_list(&req(spec, row, gp, "fields.tags")?);
+            if tokens.len() != tags.len() {
+                return Err(DataError::at(
+                    &row.file,
+                    row.line,
+                    format!("{} tokens but {} tags", tokens.len(), tags.len()),
+                ));
+            }
+            vars.entry("tokens".into())
+                .or_insert_with(|| tokens.join(" "));
+            (values.to_vec(), Gold::Tags { tokens, tags })
+        }
+        TaskKind::LanguageModeling => {
+            let tp = spec.fields.text.as_deref().unwrap_or("text");
+            let text = to_text(&req(spec, row, tp, "fields.text")?, join(spec));
+            vars.entry("text".into()).or_insert_with(|| text.clone());
+            (vec![], Gold::Text { text })
+        }
+        _ => {
+            let a = req(spec, row, answer_path, "fields.answer")?;
+            let gold = match spec.fields.answer_format.as_deref().unwrap_or("texts") {
+                "number" => Gold::Number {
+                    value: to_text(&a, "")
+                        .trim()
+                        .replace(',', "")
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            DataError::at(
+                                &row.file,
+                                row.line,
+                                format!(
+                                    "field `{answer_path}`: answer `{a}` is not a finite number"
+                                ),
+                            )
+                        })?,
+                },
+                "text" => Gold::Texts {
+                    texts: vec![to_text(&a, join(spec))],
+                },
+                _ => Gold::Texts { texts: to_list(&a) },
+            };
+            (vec![], gold)
+        }
+    };
+    Ok(Example {
+        truncated_bytes: 0,
+        id,
+        vars,
+        choices,
+        gold,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mathqa_lettered_options() {
+        let o = parse_lettered("a ) 156 , b ) 167 , c ) 870 , d ) 352 , e ) 380");
+        assert_eq!(o, vec!["156", "167", "870", "352", "380"]);
+        let o = parse_lettered("a ) rs . 10 , b ) rs . 12.5 , c ) none of these");
+        assert_eq!(o, vec!["rs . 10", "rs . 12.5", "none of these"]);
+    }
+}
