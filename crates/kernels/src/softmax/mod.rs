@@ -4,8 +4,8 @@
 //! elsewhere). Normalising is left to the caller, which can scale the
 //! `dv` outputs of a row instead of its `t` weights.
 //!
-//! tract-linalg's `softmax2` kernel, used before, spent a third of its time
-//! per 128-wide row on its call and alignment wrapper.
+//! (tract-linalg's `softmax2` spends a third of its time per 128-wide row
+//! on its call and alignment wrapper.)
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
