@@ -19,6 +19,7 @@
 //! GEM graphs carry no KV cache.
 
 use super::config::{GemConfig, DOMAINS};
+use crate::onnx::layers::{self, i64s, HalfSplit};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::ops::quant::{QuantFormat, QuantMatrix};
 use crate::ops::scar::ScarParams;
@@ -204,12 +205,11 @@ impl Ctx<'_> {
         } else {
             let w = self.w.matrix(name, out, inp);
             self.weight_bytes += (4 * w.len()) as u64;
-            let wt = crate::model::llama::transpose(&w, out, inp);
-            let wt = self.g.init_f32(name, &[inp as i64, out as i64], &wt);
+            let y = layers::linear_f32(&mut self.g, name, x, &w, (out, inp));
             if let Some(k) = key {
-                self.shared.insert(k, vec![wt.clone()]);
+                self.shared.insert(k, vec![name.to_string()]);
             }
-            self.g.op("MatMul", &[x, &wt], &[])
+            y
         }
     }
 }
@@ -240,16 +240,7 @@ struct Block<'a> {
 fn rms(c: &mut Ctx, k: &Common, x: &str, name: &str, d: usize) -> String {
     let gain = c.w.vector(name, d);
     let w = c.g.init_f32(name, &[d as i64], &gain);
-    let sq = c.g.op("Pow", &[x, &k.two], &[]);
-    let mean = c.g.op(
-        "ReduceMean",
-        &[&sq],
-        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
-    );
-    let var = c.g.op("Add", &[&mean, &k.eps], &[]);
-    let sd = c.g.op("Sqrt", &[&var], &[]);
-    let n = c.g.op("Div", &[x, &sd], &[]);
-    c.g.op("Mul", &[&n, &w], &[])
+    layers::rms_norm(&mut c.g, x, &w, &k.two, &k.eps)
 }
 
 fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
@@ -257,17 +248,13 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
     let hd = d / heads;
     let p = |s: &str| format!("{}.{s}", b.prefix);
     let x = rms(c, k, h, &p("attn_norm"), d);
-    let heads_shape =
-        c.g.init_i64(&p("shape_heads"), &[4], &[0, 0, heads as i64, hd as i64]);
-    let model_shape = c.g.init_i64(&p("shape_model"), &[3], &[0, 0, d as i64]);
-    let split = |c: &mut Ctx, t: &str, shape: &str| {
-        let t = c.g.op("Reshape", &[t, shape], &[]);
-        c.g.op(
-            "Transpose",
-            &[&t],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        )
-    };
+    let heads_shape = i64s(
+        &mut c.g,
+        &p("shape_heads"),
+        &[0, 0, heads as i64, hd as i64],
+    );
+    let model_shape = i64s(&mut c.g, &p("shape_model"), &[0, 0, d as i64]);
+    let split = |c: &mut Ctx, t: &str, shape: &str| layers::split_heads(&mut c.g, t, shape);
     let kv = b.kv_heads;
     let q = c.linear(&p("attn_q"), &x, d, d, b.bits);
     let kk = c.linear(&p("attn_k"), &x, kv * hd, d, b.bits);
@@ -277,12 +264,9 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
         (split(c, &kk, &heads_shape), split(c, &v, &heads_shape))
     } else {
         // grouped-query attention: query head h reads key/value head h / (heads / kv)
-        let kv_shape =
-            c.g.init_i64(&p("shape_kv"), &[4], &[0, 0, kv as i64, hd as i64]);
-        let reps =
-            c.g.init_i64(&p("kv_reps"), &[5], &[1, 1, (heads / kv) as i64, 1, 1]);
-        let back =
-            c.g.init_i64(&p("shape_rep"), &[4], &[0, heads as i64, -1, hd as i64]);
+        let kv_shape = i64s(&mut c.g, &p("shape_kv"), &[0, 0, kv as i64, hd as i64]);
+        let reps = i64s(&mut c.g, &p("kv_reps"), &[1, 1, (heads / kv) as i64, 1, 1]);
+        let back = i64s(&mut c.g, &p("shape_rep"), &[0, heads as i64, -1, hd as i64]);
         let rep = |c: &mut Ctx, t: &str| {
             let t = split(c, t, &kv_shape);
             let t = c.g.op("Unsqueeze", &[&t, &k.seq_ax[2]], &[]);
@@ -292,17 +276,17 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
         (rep(c, &kk), rep(c, &v))
     };
     let rope = |c: &mut Ctx, t: &str| {
-        let half = c.g.init_i64(&format!("{t}.half"), &[1], &[hd as i64 / 2]);
-        let full = c.g.init_i64(&format!("{t}.full"), &[1], &[hd as i64]);
-        let zero = c.g.init_i64(&format!("{t}.zero"), &[1], &[0]);
-        let last = c.g.init_i64(&format!("{t}.last"), &[1], &[-1]);
-        let a = c.g.op("Slice", &[t, &zero, &half, &last], &[]);
-        let bb = c.g.op("Slice", &[t, &half, &full, &last], &[]);
-        let nb = c.g.op("Neg", &[&bb], &[]);
-        let rot = c.g.op("Concat", &[&nb, &a], &[("axis", Attr::Int(-1))]);
-        let xc = c.g.op("Mul", &[t, &b.rope.0], &[]);
-        let rs = c.g.op("Mul", &[&rot, &b.rope.1], &[]);
-        c.g.op("Add", &[&xc, &rs], &[])
+        let half = i64s(&mut c.g, &format!("{t}.half"), &[hd as i64 / 2]);
+        let full = i64s(&mut c.g, &format!("{t}.full"), &[hd as i64]);
+        let zero = i64s(&mut c.g, &format!("{t}.zero"), &[0]);
+        let last = i64s(&mut c.g, &format!("{t}.last"), &[-1]);
+        let split = HalfSplit {
+            start: &zero,
+            mid: &half,
+            end: &full,
+            axis: &last,
+        };
+        layers::rope(&mut c.g, t, &split, &b.rope.0, &b.rope.1)
     };
     let q = rope(c, &q);
     let kk = rope(c, &kk);
@@ -322,13 +306,7 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
         }
         None => {
             let scale = c.g.init_f32(&p("scale"), &[], &[1.0 / (hd as f32).sqrt()]);
-            let kt = c.g.op(
-                "Transpose",
-                &[&kk],
-                &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-            );
-            let sc = c.g.op("MatMul", &[&q, &kt], &[]);
-            let sc = c.g.op("Mul", &[&sc, &scale], &[]);
+            let sc = layers::scaled_scores(&mut c.g, &q, &kk, 4, &scale);
             let blocked = match b.group {
                 Some(route) => {
                     let gi = c.g.op("Unsqueeze", &[route, &k.seq_ax[2]], &[]);
@@ -340,26 +318,18 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
                 }
                 None => k.future.clone(),
             };
-            let mask = c.g.op("Where", &[&blocked, &k.neg, &k.fzero], &[]);
-            let sc = c.g.op("Add", &[&sc, &mask], &[]);
-            let pr = c.g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+            let mask = layers::additive_mask(&mut c.g, &blocked, &k.neg, &k.fzero);
+            let pr = layers::masked_softmax(&mut c.g, &sc, &mask);
             c.g.op("MatMul", &[&pr, &v], &[])
         }
     };
-    let o = c.g.op(
-        "Transpose",
-        &[&o],
-        &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-    );
-    let o = c.g.op("Reshape", &[&o, &model_shape], &[]);
+    let o = layers::merge_heads(&mut c.g, &o, &model_shape);
     let o = c.linear(&p("attn_output"), &o, d, d, b.bits);
     let h = c.g.op("Add", &[h, &o], &[]);
     let x = rms(c, k, &h, &p("ffn_norm"), d);
     let gate = c.linear(&p("ffn_gate"), &x, b.ffn, d, b.bits);
     let up = c.linear(&p("ffn_up"), &x, b.ffn, d, b.bits);
-    let sg = c.g.op("Sigmoid", &[&gate], &[]);
-    let silu = c.g.op("Mul", &[&gate, &sg], &[]);
-    let act = c.g.op("Mul", &[&silu, &up], &[]);
+    let act = layers::swiglu(&mut c.g, &gate, &up);
     let down = c.linear(&p("ffn_down"), &act, d, b.ffn, b.bits);
     c.g.op("Add", &[&h, &down], &[])
 }
@@ -373,25 +343,16 @@ fn rope_tables(
     base: f64,
     pos: &str,
 ) -> (String, String) {
-    let half = hd / 2;
-    let mut cos = vec![0f32; ctx * hd];
-    let mut sin = vec![0f32; ctx * hd];
-    for p in 0..ctx {
-        for i in 0..half {
-            let a = p as f64 * base.powf(-(2.0 * i as f64) / hd as f64);
-            for j in [i, i + half] {
-                cos[p * hd + j] = a.cos() as f32;
-                sin[p * hd + j] = a.sin() as f32;
-            }
-        }
-    }
-    let ct =
-        c.g.init_f32(&format!("{name}.cos"), &[ctx as i64, hd as i64], &cos);
-    let st =
-        c.g.init_f32(&format!("{name}.sin"), &[ctx as i64, hd as i64], &sin);
+    let (ct, st) = layers::rope_tables(
+        &mut c.g,
+        (&format!("{name}.cos"), &format!("{name}.sin")),
+        ctx,
+        hd,
+        base,
+    );
     (
-        c.g.op("Gather", &[&ct, pos], &[("axis", Attr::Int(0))]),
-        c.g.op("Gather", &[&st, pos], &[("axis", Attr::Int(0))]),
+        layers::gather_rows(&mut c.g, &ct, pos),
+        layers::gather_rows(&mut c.g, &st, pos),
     )
 }
 
@@ -406,17 +367,13 @@ fn bert_router_hidden(
     let rids = g.input("router_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("rseq")]);
     let z = g.init_i64("router.c_z", &[], &[0]);
     let one = g.init_i64("router.c_one_i", &[], &[1]);
-    let a0 = g.init_i64("router.c_a0", &[1], &[0]);
-    let a1 = g.init_i64("router.c_a1", &[1], &[1]);
+    let a0 = i64s(g, "router.c_a0", &[0]);
+    let a1 = i64s(g, "router.c_a1", &[1]);
     let neg = g.init_f32("router.c_neg", &[], &[-1e9]);
     let fz = g.init_f32("router.c_fz", &[], &[0.0]);
-    let shape = g.op("Shape", &[&rids], &[]);
-    let n = g.op("Gather", &[&shape, &one], &[("axis", Attr::Int(0))]);
-    let pos = g.op("Range", &[&z, &n, &one], &[]);
-    let rows = g.op("Unsqueeze", &[&pos, &a1], &[]);
-    let cols = g.op("Unsqueeze", &[&pos, &a0], &[]);
-    let future = g.op("Greater", &[&cols, &rows], &[]);
-    let mask = g.op("Where", &[&future, &neg, &fz], &[]);
+    let pos = layers::positions(g, &rids, &z, &one);
+    let future = layers::causal_future(g, &pos, &a0, &a1);
+    let mask = layers::additive_mask(g, &future, &neg, &fz);
     let cfg = br.config().clone();
     let mut tensor = |name: &str, shape: &[usize]| Ok(br.tensor(name, shape));
     let io = crate::model::bert::EncoderIo {
@@ -478,7 +435,7 @@ pub fn build(
     let s0 = c.g.init_i64("c_s0", &[], &[0]);
     let s1 = c.g.init_i64("c_s1", &[], &[1]);
     let ax: Vec<String> = (0..3)
-        .map(|i| c.g.init_i64(&format!("c_ax{i}"), &[1], &[i]))
+        .map(|i| i64s(&mut c.g, &format!("c_ax{i}"), &[i]))
         .collect();
     let k = Common {
         seq_ax: [ax[0].clone(), ax[1].clone(), ax[2].clone()],
@@ -488,12 +445,8 @@ pub fn build(
         fzero: c.g.init_f32("c_fzero", &[], &[0.0]),
         future: String::new(),
     };
-    let shape = c.g.op("Shape", &[&ids], &[]);
-    let seq = c.g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
-    let pos = c.g.op("Range", &[&s0, &seq, &s1], &[]);
-    let rows = c.g.op("Unsqueeze", &[&pos, &ax[1]], &[]);
-    let cols = c.g.op("Unsqueeze", &[&pos, &ax[0]], &[]);
-    let future = c.g.op("Greater", &[&cols, &rows], &[]);
+    let pos = layers::positions(&mut c.g, &ids, &s0, &s1);
+    let future = layers::causal_future(&mut c.g, &pos, &ax[0], &ax[1]);
     let k = Common { future, ..k };
     let ndom = DOMAINS.len();
     let general = ndom as i64;
@@ -519,7 +472,7 @@ pub fn build(
                     Elem::I64,
                     &[Dim::Fixed(1), Dim::from("seq")],
                 );
-                let flat = c.g.init_i64("router.flat", &[1], &[-1]);
+                let flat = i64s(&mut c.g, "router.flat", &[-1]);
                 let al = c.g.op("Reshape", &[&align, &flat], &[]);
                 c.g.op("Gather", &[&token_hidden, &al], &[("axis", Attr::Int(1))])
             }
@@ -527,7 +480,7 @@ pub fn build(
                 let emb = c.w.matrix("router.embed", vocab, r.hidden);
                 let emb =
                     c.g.init_f32("router.embed", &[vocab as i64, r.hidden as i64], &emb);
-                let mut h = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+                let mut h = layers::gather_rows(&mut c.g, &emb, &ids);
                 let rope = rope_tables(
                     &mut c,
                     "router.rope",
@@ -584,7 +537,7 @@ pub fn build(
     let emb = c.w.matrix("pathway.embed", vocab, p.hidden);
     let emb =
         c.g.init_f32("pathway.embed", &[vocab as i64, p.hidden as i64], &emb);
-    let h0 = c.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+    let h0 = layers::gather_rows(&mut c.g, &emb, &ids);
     let rope = rope_tables(
         &mut c,
         "pathway.rope",

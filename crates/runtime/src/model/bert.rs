@@ -5,6 +5,7 @@
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
 use super::{Capabilities, Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
+use crate::onnx::layers::{self, i64s};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::options::RuntimeOptions;
 use safetensors::SafeTensors;
@@ -224,14 +225,7 @@ fn dense(
                 .map_err(|e| ModelError::Runtime(format!("dense layer `{name}`: {e}")))?;
             crate::ops::quant::write_node(g, &format!("{prefix}{name}"), x, &q)
         }
-        None => {
-            let wt = g.init_f32(
-                &format!("{prefix}{name}.weight"),
-                &[inp as i64, out as i64],
-                &super::llama::transpose(&w, out, inp),
-            );
-            g.op("MatMul", &[x, &wt], &[])
-        }
+        None => layers::linear_f32(g, &format!("{prefix}{name}.weight"), x, &w, (out, inp)),
     };
     let b = tensor(&format!("{name}.bias"), &[out])?;
     let b = g.init_f32(&format!("{prefix}{name}.bias"), &[out as i64], &b);
@@ -265,8 +259,8 @@ pub fn write_encoder(
     let c = |n: &str| format!("{pre}{n}");
     let s1 = g.init_i64(&c("c_s1"), &[], &[1]);
     let s0 = g.init_i64(&c("c_s0"), &[], &[0]);
-    let shape_heads = g.init_i64(&c("c_sh"), &[4], &[0, 0, h, hd]);
-    let shape_model = g.init_i64(&c("c_sm"), &[3], &[0, 0, d]);
+    let shape_heads = i64s(g, &c("c_sh"), &[0, 0, h, hd]);
+    let shape_model = i64s(g, &c("c_sm"), &[0, 0, d]);
     let scale = g.init_f32(&c("c_scale"), &[], &[1.0 / (hd as f32).sqrt()]);
     let one = g.init_f32(&c("c_one"), &[], &[1.0]);
     let half = g.init_f32(&c("c_half"), &[], &[0.5]);
@@ -298,12 +292,10 @@ pub fn write_encoder(
     )?;
     let ln_w = init(g, tensor, pre, "embeddings.LayerNorm.weight", &[h_us])?;
     let ln_b = init(g, tensor, pre, "embeddings.LayerNorm.bias", &[h_us])?;
-    let shape = g.op("Shape", &[ids], &[]);
-    let seq = g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
-    let pos = g.op("Range", &[&s0, &seq, &s1], &[]);
-    let x = g.op("Gather", &[&we, ids], &[("axis", Attr::Int(0))]);
-    let p = g.op("Gather", &[&pe, &pos], &[("axis", Attr::Int(0))]);
-    let t = g.op("Gather", &[&te, &s0], &[("axis", Attr::Int(0))]);
+    let pos = layers::positions(g, ids, &s0, &s1);
+    let x = layers::gather_rows(g, &we, ids);
+    let p = layers::gather_rows(g, &pe, &pos);
+    let t = layers::gather_rows(g, &te, &s0);
     let x = g.op("Add", &[&x, &p], &[]);
     let x = g.op("Add", &[&x, &t], &[]);
     let mut x = g.op(
@@ -313,14 +305,7 @@ pub fn write_encoder(
     );
     for l in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("encoder.layer.{l}.{s}");
-        let heads = |g: &mut GraphBuilder, y: &str| {
-            let y = g.op("Reshape", &[y, &shape_heads], &[]);
-            g.op(
-                "Transpose",
-                &[&y],
-                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-            )
-        };
+        let heads = |g: &mut GraphBuilder, y: &str| layers::split_heads(g, y, &shape_heads);
         let sq = (h_us, h_us);
         let q = dense(
             g,
@@ -340,22 +325,10 @@ pub fn write_encoder(
             io.bits,
         )?;
         let (q, k, v) = (heads(g, &q), heads(g, &k), heads(g, &v));
-        let kt = g.op(
-            "Transpose",
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        );
-        let sc = g.op("MatMul", &[&q, &kt], &[]);
-        let sc = g.op("Mul", &[&sc, &scale], &[]);
-        let sc = g.op("Add", &[&sc, io.add_mask], &[]);
-        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+        let sc = layers::scaled_scores(g, &q, &k, 4, &scale);
+        let pr = layers::masked_softmax(g, &sc, io.add_mask);
         let o = g.op("MatMul", &[&pr, &v], &[]);
-        let o = g.op(
-            "Transpose",
-            &[&o],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let o = g.op("Reshape", &[&o, &shape_model], &[]);
+        let o = layers::merge_heads(g, &o, &shape_model);
         let o = dense(
             g,
             tensor,
@@ -433,9 +406,9 @@ pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>
         Elem::I64,
         &[Dim::from("batch"), Dim::from("seq")],
     );
-    let ax1 = g.init_i64("c_ax1", &[1], &[1]);
-    let ax12 = g.init_i64("c_ax12", &[2], &[1, 2]);
-    let ax_last = g.init_i64("c_axl", &[1], &[-1]);
+    let ax1 = i64s(&mut g, "c_ax1", &[1]);
+    let ax12 = i64s(&mut g, "c_ax12", &[1, 2]);
+    let ax_last = i64s(&mut g, "c_axl", &[-1]);
     let one = g.init_f32("c_pool_one", &[], &[1.0]);
     let big = g.init_f32("c_big", &[], &[-1e4]);
     let tiny = g.init_f32("c_tiny", &[], &[1e-9]);

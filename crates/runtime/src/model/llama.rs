@@ -9,6 +9,7 @@
 use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, TensorInfo};
 use super::manifest::ModelManifest;
 use super::{Capabilities, ModelError};
+use crate::onnx::layers::{self, i64s, HalfSplit};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::ops::quant::{pack_codes, QuantFormat, QuantMatrix};
 use half::f16;
@@ -383,16 +384,7 @@ pub fn unpermute_quant(q: &QuantMatrix, n_head: usize) -> QuantMatrix {
     })
 }
 
-/// Transposes a row-major `[rows, cols]` matrix.
-pub fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; w.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = w[r * cols + c];
-        }
-    }
-    out
-}
+pub use crate::onnx::layers::transpose;
 
 /// A weight as imported: plain f32, or kept block-quantized.
 pub enum Weight {
@@ -507,8 +499,7 @@ fn linear(
             if let Some(nh) = unpermute {
                 w = unpermute_rows(&w, out, inp, nh);
             }
-            let wt = g.init_f32(name, &[inp as i64, out as i64], &transpose(&w, out, inp));
-            Ok(g.op("MatMul", &[x, &wt], &[]))
+            Ok(layers::linear_f32(g, name, x, &w, (out, inp)))
         }
     }
 }
@@ -524,45 +515,34 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
     let rep = h / kv;
     let mut g = GraphBuilder::new("llama");
     let ids = g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
-    let i64c = |g: &mut GraphBuilder, name: &str, v: &[i64]| g.init_i64(name, &[v.len() as i64], v);
     let s0 = g.init_i64("c_s0", &[], &[0]);
     let s1 = g.init_i64("c_s1", &[], &[1]);
     let s2 = g.init_i64("c_s2", &[], &[2]);
-    let ax0 = i64c(&mut g, "c_ax0", &[0]);
-    let ax1 = i64c(&mut g, "c_ax1", &[1]);
-    let ax2 = i64c(&mut g, "c_ax2", &[2]);
+    let ax0 = i64s(&mut g, "c_ax0", &[0]);
+    let ax1 = i64s(&mut g, "c_ax1", &[1]);
+    let ax2 = i64s(&mut g, "c_ax2", &[2]);
     let eps = g.init_f32("c_eps", &[], &[cfg.eps as f32]);
     let two = g.init_f32("c_two", &[], &[2.0]);
     let scale = g.init_f32("c_scale", &[], &[1.0 / (cfg.head_dim as f32).sqrt()]);
     let neg = g.init_f32("c_neg", &[], &[f32::NEG_INFINITY]);
     let fzero = g.init_f32("c_fzero", &[], &[0.0]);
-    let shape_q = i64c(&mut g, "c_shape_q", &[0, 0, h, hd]);
-    let shape_kv = i64c(&mut g, "c_shape_kv", &[0, 0, kv, hd]);
-    let shape_grp = i64c(&mut g, "c_shape_grp", &[1, kv, rep, -1, hd]);
-    let shape_heads = i64c(&mut g, "c_shape_heads", &[1, h, -1, hd]);
-    let shape_model = i64c(&mut g, "c_shape_model", &[0, 0, d]);
-    let half_a = i64c(&mut g, "c_half_a", &[0]);
-    let half_b = i64c(&mut g, "c_half_b", &[hd / 2]);
-    let half_c = i64c(&mut g, "c_half_c", &[hd]);
-    let last = i64c(&mut g, "c_last", &[-1]);
+    let shape_q = i64s(&mut g, "c_shape_q", &[0, 0, h, hd]);
+    let shape_kv = i64s(&mut g, "c_shape_kv", &[0, 0, kv, hd]);
+    let shape_grp = i64s(&mut g, "c_shape_grp", &[1, kv, rep, -1, hd]);
+    let shape_heads = i64s(&mut g, "c_shape_heads", &[1, h, -1, hd]);
+    let shape_model = i64s(&mut g, "c_shape_model", &[0, 0, d]);
+    let half_a = i64s(&mut g, "c_half_a", &[0]);
+    let half_b = i64s(&mut g, "c_half_b", &[hd / 2]);
+    let half_c = i64s(&mut g, "c_half_c", &[hd]);
+    let last = i64s(&mut g, "c_last", &[-1]);
 
-    // RoPE tables (rotate_half layout): cos/sin [context, head_dim]
-    let ctx = cfg.context.max(1);
-    let mut cos = vec![0f32; ctx * cfg.head_dim];
-    let mut sin = vec![0f32; ctx * cfg.head_dim];
-    let half = cfg.head_dim / 2;
-    for p in 0..ctx {
-        for i in 0..half {
-            let inv = cfg.rope_base.powf(-(2.0 * i as f64) / cfg.head_dim as f64);
-            let a = p as f64 * inv;
-            for k in [i, i + half] {
-                cos[p * cfg.head_dim + k] = a.cos() as f32;
-                sin[p * cfg.head_dim + k] = a.sin() as f32;
-            }
-        }
-    }
-    let cos_t = g.init_f32("rope_cos", &[ctx as i64, hd], &cos);
-    let sin_t = g.init_f32("rope_sin", &[ctx as i64, hd], &sin);
+    let (cos_t, sin_t) = layers::rope_tables(
+        &mut g,
+        ("rope_cos", "rope_sin"),
+        cfg.context.max(1),
+        cfg.head_dim,
+        cfg.rope_base,
+    );
 
     // positions = past .. past + seq
     let past_inputs: Vec<(String, String)> = (0..cfg.n_layers)
@@ -585,36 +565,23 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
     let past = g.op("Gather", &[&past_shape, &s2], &[("axis", Attr::Int(0))]);
     let total = g.op("Add", &[&past, &seq], &[]);
     let pos = g.op("Range", &[&past, &total, &s1], &[]);
-    let cos_p = g.op("Gather", &[&cos_t, &pos], &[("axis", Attr::Int(0))]);
-    let sin_p = g.op("Gather", &[&sin_t, &pos], &[("axis", Attr::Int(0))]);
+    let cos_p = layers::gather_rows(&mut g, &cos_t, &pos);
+    let sin_p = layers::gather_rows(&mut g, &sin_t, &pos);
     // causal mask [seq, total]: key j is hidden from query i when j > past + i
     let rows = g.op("Unsqueeze", &[&pos, &ax1], &[]);
     let all = g.op("Range", &[&s0, &total, &s1], &[]);
     let cols = g.op("Unsqueeze", &[&all, &ax0], &[]);
     let future = g.op("Greater", &[&cols, &rows], &[]);
-    let mask = g.op("Where", &[&future, &neg, &fzero], &[]);
+    let mask = layers::additive_mask(&mut g, &future, &neg, &fzero);
 
-    let rms = |g: &mut GraphBuilder, x: &str, w: &str| {
-        let sq = g.op("Pow", &[x, &two], &[]);
-        let mean = g.op(
-            "ReduceMean",
-            &[&sq],
-            &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
-        );
-        let var = g.op("Add", &[&mean, &eps], &[]);
-        let sd = g.op("Sqrt", &[&var], &[]);
-        let n = g.op("Div", &[x, &sd], &[]);
-        g.op("Mul", &[&n, w], &[])
+    let rms = |g: &mut GraphBuilder, x: &str, w: &str| layers::rms_norm(g, x, w, &two, &eps);
+    let split = HalfSplit {
+        start: &half_a,
+        mid: &half_b,
+        end: &half_c,
+        axis: &last,
     };
-    let rope = |g: &mut GraphBuilder, x: &str| {
-        let a = g.op("Slice", &[x, &half_a, &half_b, &last], &[]);
-        let b = g.op("Slice", &[x, &half_b, &half_c, &last], &[]);
-        let nb = g.op("Neg", &[&b], &[]);
-        let rot = g.op("Concat", &[&nb, &a], &[("axis", Attr::Int(-1))]);
-        let xc = g.op("Mul", &[x, &cos_p], &[]);
-        let rs = g.op("Mul", &[&rot, &sin_p], &[]);
-        g.op("Add", &[&xc, &rs], &[])
-    };
+    let rope = |g: &mut GraphBuilder, x: &str| layers::rope(g, x, &split, &cos_p, &sin_p);
     let emb_w = weights("token_embd.weight")?;
     let emb_q = match &emb_w {
         Weight::Quant(q) => Some(q.clone()),
@@ -630,7 +597,7 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         )));
     }
     let emb_t = g.init_f32("token_embd.weight", &[cfg.vocab as i64, d], &emb);
-    let mut hcur = g.op("Gather", &[&emb_t, &ids], &[("axis", Attr::Int(0))]);
+    let mut hcur = layers::gather_rows(&mut g, &emb_t, &ids);
     let (du, hu, kvu, hdu) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
     for (l, (pk, pv)) in past_inputs.iter().enumerate() {
         let p = |s: &str| format!("blk.{l}.{s}");
@@ -664,24 +631,9 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
             (kvu * hdu, du),
             None,
         )?;
-        let q = g.op("Reshape", &[&q, &shape_q], &[]);
-        let q = g.op(
-            "Transpose",
-            &[&q],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let k = g.op("Reshape", &[&k, &shape_kv], &[]);
-        let k = g.op(
-            "Transpose",
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let v = g.op("Reshape", &[&v, &shape_kv], &[]);
-        let v = g.op(
-            "Transpose",
-            &[&v],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
+        let q = layers::split_heads(&mut g, &q, &shape_q);
+        let k = layers::split_heads(&mut g, &k, &shape_kv);
+        let v = layers::split_heads(&mut g, &v, &shape_kv);
         let q = rope(&mut g, &q);
         let k = rope(&mut g, &k);
         g.node_in_domain(
@@ -701,24 +653,12 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         let (kall, vall) = (format!("present_key_{l}"), format!("present_value_{l}"));
         let q5 = g.op("Reshape", &[&q, &shape_grp], &[]);
         let k5 = g.op("Unsqueeze", &[&kall, &ax2], &[]);
-        let kt = g.op(
-            "Transpose",
-            &[&k5],
-            &[("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
-        );
-        let sc = g.op("MatMul", &[&q5, &kt], &[]);
-        let sc = g.op("Mul", &[&sc, &scale], &[]);
-        let sc = g.op("Add", &[&sc, &mask], &[]);
-        let pr = g.op("Softmax", &[&sc], &[("axis", Attr::Int(-1))]);
+        let sc = layers::scaled_scores(&mut g, &q5, &k5, 5, &scale);
+        let pr = layers::masked_softmax(&mut g, &sc, &mask);
         let v5 = g.op("Unsqueeze", &[&vall, &ax2], &[]);
         let o = g.op("MatMul", &[&pr, &v5], &[]);
         let o = g.op("Reshape", &[&o, &shape_heads], &[]);
-        let o = g.op(
-            "Transpose",
-            &[&o],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let o = g.op("Reshape", &[&o, &shape_model], &[]);
+        let o = layers::merge_heads(&mut g, &o, &shape_model);
         let o = linear(
             &mut g,
             weights,
@@ -750,9 +690,7 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
             (cfg.ffn, du),
             None,
         )?;
-        let sg = g.op("Sigmoid", &[&gate], &[]);
-        let silu = g.op("Mul", &[&gate, &sg], &[]);
-        let act = g.op("Mul", &[&silu, &up], &[]);
+        let act = layers::swiglu(&mut g, &gate, &up);
         let down = linear(
             &mut g,
             weights,
@@ -783,12 +721,7 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
             g.op("Identity", &[&y], &[]);
         }
         Weight::F32(head) => {
-            let head_t = g.init_f32(
-                "lm_head",
-                &[d, cfg.vocab as i64],
-                &transpose(&head, cfg.vocab, cfg.d_model),
-            );
-            g.op("MatMul", &[&hn, &head_t], &[]);
+            layers::linear_f32(&mut g, "lm_head", &hn, &head, (cfg.vocab, cfg.d_model));
         }
     }
     g.name_last_output("logits");

@@ -12,6 +12,7 @@
 use super::manifest::ModelManifest;
 use super::tokenizer::write_byte_tokenizer;
 use super::{Capabilities, ModelError};
+use crate::onnx::layers::{self, i64s};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -82,10 +83,10 @@ pub fn build_graph_perturbed(noise: f32, seed: u64) -> Vec<u8> {
     }
     let bigram = g.init_f32("bigram_logprobs", &[v, v], &table);
     let pad = g.init_i64("pad_id", &[1, 1], &[EOT as i64]);
-    let zero = g.init_i64("zero", &[1], &[0]);
-    let minus_one = g.init_i64("minus_one", &[1], &[-1]);
-    let one_axis = g.init_i64("axis_one", &[1], &[1]);
-    let axis0 = g.init_i64("axis_zero", &[1], &[0]);
+    let zero = i64s(&mut g, "zero", &[0]);
+    let minus_one = i64s(&mut g, "minus_one", &[-1]);
+    let one_axis = i64s(&mut g, "axis_one", &[1]);
+    let axis0 = i64s(&mut g, "axis_zero", &[0]);
     let gamma = g.init_f32("gamma", &[], &[GAMMA]);
     let beta = g.init_f32("beta", &[], &[BETA]);
     let neg = g.init_f32("neg_inf", &[], &[-1e9]);
@@ -94,26 +95,19 @@ pub fn build_graph_perturbed(noise: f32, seed: u64) -> Vec<u8> {
     let s1 = g.init_i64("scalar_one", &[], &[1]);
 
     // Query stream: one-hot of the current byte; key stream: one-hot of the previous byte.
-    let h = g.op("Gather", &[&onehot, &ids], &[("axis", Attr::Int(0))]);
+    let h = layers::gather_rows(&mut g, &onehot, &ids);
     let head = g.op("Slice", &[&ids, &zero, &minus_one, &one_axis], &[]);
     let prev = g.op("Concat", &[&pad, &head], &[("axis", Attr::Int(1))]);
-    let hk = g.op("Gather", &[&onehot, &prev], &[("axis", Attr::Int(0))]);
-    let kt = g.op("Transpose", &[&hk], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
-    let scores = g.op("MatMul", &[&h, &kt], &[]);
-    let scores = g.op("Mul", &[&scores, &gamma], &[]);
+    let hk = layers::gather_rows(&mut g, &onehot, &prev);
+    let scores = layers::scaled_scores(&mut g, &h, &hk, 3, &gamma);
     // Causal mask from positions.
-    let shape = g.op("Shape", &[&ids], &[]);
-    let seq = g.op("Gather", &[&shape, &s1], &[("axis", Attr::Int(0))]);
-    let pos = g.op("Range", &[&s0, &seq, &s1], &[]);
-    let rows = g.op("Unsqueeze", &[&pos, &one_axis], &[]);
-    let cols = g.op("Unsqueeze", &[&pos, &axis0], &[]);
-    let future = g.op("Greater", &[&cols, &rows], &[]);
-    let mask = g.op("Where", &[&future, &neg, &fzero], &[]);
-    let scores = g.op("Add", &[&scores, &mask], &[]);
-    let attn = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+    let pos = layers::positions(&mut g, &ids, &s0, &s1);
+    let future = layers::causal_future(&mut g, &pos, &axis0, &one_axis);
+    let mask = layers::additive_mask(&mut g, &future, &neg, &fzero);
+    let attn = layers::masked_softmax(&mut g, &scores, &mask);
     let copied = g.op("MatMul", &[&attn, &h], &[]);
     // Output head: bigram log-probabilities plus the induction head's copy distribution.
-    let bl = g.op("Gather", &[&bigram, &ids], &[("axis", Attr::Int(0))]);
+    let bl = layers::gather_rows(&mut g, &bigram, &ids);
     let boost = g.op("Mul", &[&copied, &beta], &[]);
     g.op("Add", &[&bl, &boost], &[]);
     let logits = g.name_last_output("logits");

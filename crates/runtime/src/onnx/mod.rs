@@ -4,6 +4,8 @@
 //! builder) is assembled here and encoded with `prost`, so the files we write
 //! are plain ONNX (opset 17, plus our custom domain [`CUSTOM_DOMAIN`]).
 
+pub mod layers;
+
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::attribute_proto::AttributeType;

@@ -5,7 +5,8 @@
 
 use super::quant::{QuantFormat, QuantMatrix};
 use super::scar::ScarParams;
-use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
+use crate::onnx::layers;
+use crate::onnx::{encode, Dim, Elem, GraphBuilder};
 
 /// Attention shapes: heads, tokens, head dim; SCAR clusters `[n, heads * head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +53,8 @@ pub fn dense_attention(s: AttnShape) -> Vec<u8> {
         .collect();
     let mask = g.init_f32("mask", &[n as i64, n as i64], &mask);
     let scale = g.init_f32("scale", &[], &[1.0 / (s.head_dim as f32).sqrt()]);
-    let kt = g.op(
-        "Transpose",
-        &["k"],
-        &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-    );
-    let scores = g.op("MatMul", &["q", &kt], &[]);
-    let scores = g.op("Mul", &[&scores, &scale], &[]);
-    let scores = g.op("Add", &[&scores, &mask], &[]);
-    let p = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+    let scores = layers::scaled_scores(&mut g, "q", "k", 4, &scale);
+    let p = layers::masked_softmax(&mut g, &scores, &mask);
     g.op("MatMul", &[&p, "v"], &[]);
     let y = g.name_last_output("y");
     g.output(&y, Elem::F32, &dims);
@@ -116,9 +110,7 @@ pub fn linear(
     );
     let weight_bytes = match bits {
         None => {
-            let wt = crate::model::llama::transpose(w, out, inp);
-            let wt = g.init_f32("w", &[inp as i64, out as i64], &wt);
-            g.op("MatMul", &["x", &wt], &[]);
+            layers::linear_f32(&mut g, "w", "x", w, (out, inp));
             4 * w.len()
         }
         Some(bits) => {
