@@ -194,7 +194,7 @@ pub fn attend(
 }
 
 /// Per-thread buffers of [`one_head`]: the scores, and `scale · Kᵀ` and `V`
-/// packed for the f32 kernel (`gemm.rs`).
+/// packed for the f32 kernel (`edgebench_kernels::gemm`).
 struct Scratch {
     p: Vec<f32>,
     /// Each row's sum of unnormalised weights.

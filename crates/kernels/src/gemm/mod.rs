@@ -591,7 +591,7 @@ unsafe impl Send for Strided {}
 unsafe impl Sync for Strided {}
 
 /// Output `y` shared by the parallel tasks of one product (here and in
-/// `qkernel.rs`); each task writes only its own output columns.
+/// `qkernel`); each task writes only its own output columns.
 #[derive(Clone, Copy)]
 pub struct OutPtr(pub *mut f32);
 

@@ -22,7 +22,7 @@
 //! inputs are `[b, s, h, d]`, `[b, t, kv, d]`, `[b, t, kv, dv]` and the output
 //! `[b, s, h, dv]`, so BERT's four transposes per layer go into the op.
 //! Decode steps (few query rows) run direct loops; longer inputs run both
-//! products per head on EdgeBench's packed f32 kernel (`gemm.rs`), through
+//! products per head on EdgeBench's packed f32 kernel (`edgebench_kernels::gemm`), through
 //! each head's row stride.
 
 use super::rewrite::{float_attr, replace_all, string_attr, Fused, GraphView};

@@ -1,5 +1,5 @@
 //! `EbDense`: `Y = X · W (+ bias)` with `W` `[k, n]` a constant f32
-//! initializer, run by EdgeBench's packed f32 kernel (`gemm.rs`).
+//! initializer, run by EdgeBench's packed f32 kernel (`edgebench_kernels::gemm`).
 //!
 //! Our graph files keep linear layers as standard `MatMul` (+ `Add` of a
 //! bias), so f32 exports also run in onnxruntime. [`fuse_graph`] rewrites

@@ -11,7 +11,7 @@
 //!
 //! Lowering (`EDGEBENCH_QUANT_LOWERING`, default `kernel`):
 //! - `kernel`: [`QuantMatMul`], our fused dequantize-and-multiply kernels
-//!   (`qkernel.rs`: AVX2 gemv for decoding, sgemm on dequantized panels for
+//!   (`edgebench_kernels::qkernel`: AVX2 gemv for decoding, sgemm on dequantized panels for
 //!   prefill); weights stay at their width in memory (a code per byte below
 //!   8 bits except 4). Nodes reading the same initializers share one packed
 //!   copy. Block sizes that are not multiples of 32 fall back to `tract`.
