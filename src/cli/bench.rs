@@ -195,28 +195,6 @@ fn time_decoder(
     Ok(t)
 }
 
-/// The row fields of a model measured with `options` in this build on this machine.
-fn row_template(model: &str, engine: &str, options: &RuntimeOptions) -> BenchRow {
-    BenchRow {
-        model: model.to_string(),
-        engine: engine.to_string(),
-        test: String::new(),
-        unit: "t/s".into(),
-        mean: f64::NAN,
-        sd: None,
-        n: 0,
-        threads: options.threads,
-        lowering: options.lowering.name().into(),
-        isa: options.isa().name().into(),
-        commit: super::GIT_HASH.map(String::from),
-        cpu: edgebench::device::profile::Host::detect()
-            .cpu_model
-            .value()
-            .cloned()
-            .unwrap_or_else(|| "unknown CPU".into()),
-    }
-}
-
 /// A model bench: what to load, how, and what to compare it with.
 struct ModelBench<'a> {
     dir: PathBuf,
@@ -230,9 +208,30 @@ struct ModelBench<'a> {
     repeats: usize,
     profile: bool,
     graph_bytes: u64,
+    /// CPU model, probed once.
+    cpu: String,
 }
 
 impl ModelBench<'_> {
+    /// The row fields of this model run by `engine` with `options`, in this
+    /// build on this machine.
+    fn row(&self, engine: &str, options: &RuntimeOptions) -> BenchRow {
+        BenchRow {
+            model: self.manifest.name.clone(),
+            engine: engine.to_string(),
+            test: String::new(),
+            unit: "t/s".into(),
+            mean: f64::NAN,
+            sd: None,
+            n: 0,
+            threads: options.threads,
+            lowering: options.lowering.name().into(),
+            isa: options.isa().name().into(),
+            commit: super::GIT_HASH.map(String::from),
+            cpu: self.cpu.clone(),
+        }
+    }
+
     /// The options of the comparison's second load, in the same run.
     fn other_options(&self, b: Baseline) -> RuntimeOptions {
         match b {
@@ -330,6 +329,11 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         repeats,
         profile,
         graph_bytes,
+        cpu: edgebench::device::profile::Host::detect()
+            .cpu_model
+            .value()
+            .cloned()
+            .unwrap_or_else(|| "unknown CPU".into()),
     };
     let mut m = Measured::default();
     match b.manifest.architecture.as_str() {
@@ -410,7 +414,7 @@ fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
         .collect();
     let times = time_decoder(&dec, &prompt, b.decode_tokens, b.repeats)?;
     m.speed
-        .extend(times.rows(&row_template(&b.manifest.name, "edgebench", b.runtime), n));
+        .extend(times.rows(&b.row("edgebench", b.runtime), n));
     let (prefill, steps) = (times.prefill_p50(), times.all_steps());
     let kv_cache = dec.has_kv_cache();
     m.runtime_note = dec.info().matmul.clone();
@@ -496,7 +500,7 @@ fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
         let base = base.map_err(bad_input)?;
         let other_times = time_decoder(&base, &prompt, b.decode_tokens, b.repeats)?;
         let engine = format!("edgebench ({name})");
-        let template = row_template(&b.manifest.name, &engine, &b.other_options(other));
+        let template = b.row(&engine, &b.other_options(other));
         m.speed.extend(other_times.rows(&template, n));
         let (p_other, s_other) = (other_times.prefill_p50(), other_times.all_steps());
         m.figures.push((
@@ -543,7 +547,7 @@ fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
             isa: "-".into(),
             commit: None,
             n: b.repeats.max(1),
-            ..row_template(&b.manifest.name, "llama.cpp", b.runtime)
+            ..b.row("llama.cpp", b.runtime)
         };
         m.speed.push(BenchRow {
             test: format!("pp{n}"),
@@ -632,7 +636,7 @@ fn bench_encoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
     let seq_rows = |engine: &str, options: &RuntimeOptions| BenchRow {
         unit: "seq/s".into(),
         lowering: "-".into(),
-        ..row_template(&b.manifest.name, engine, options)
+        ..b.row(engine, options)
     };
     let mut base = match b.compare {
         Some(Baseline::Unfused) => Some(
