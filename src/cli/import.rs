@@ -1,4 +1,4 @@
-//! `edgebench import gguf` and `edgebench perplexity`.
+//! `edgebench import` (gguf, bert, mobilebert) and `edgebench perplexity`.
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
@@ -35,6 +35,14 @@ pub enum ImportFormat {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import a MobileBERT checkpoint directory (config.json, model.safetensors, tokenizer.json) as a sentence encoder.
+    Mobilebert {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn import(a: ImportArgs) -> Result<(), Failure> {
@@ -60,6 +68,16 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
         }
         ImportFormat::Bert { dir, out } => {
             let m = model::bert::import_bert(&dir, &out).map_err(bad_input)?;
+            println!(
+                "imported {} ({} parameters) into {}",
+                m.name,
+                m.parameters.unwrap_or(0),
+                out.display()
+            );
+            Ok(())
+        }
+        ImportFormat::Mobilebert { dir, out } => {
+            let m = model::mobilebert::import_mobilebert(&dir, &out).map_err(bad_input)?;
             println!(
                 "imported {} ({} parameters) into {}",
                 m.name,

@@ -1,6 +1,7 @@
 //! BERT encoders (sentence-transformers style) from `config.json` +
 //! `model.safetensors` + `tokenizer.json`, written as ONNX and run by tract:
-//! mean pooling over the attention mask, then L2 normalisation.
+//! mean or CLS pooling (as the folder's sentence-transformers pooling module
+//! says; mean without one), then L2 normalisation.
 
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
@@ -392,8 +393,12 @@ pub fn write_encoder(
     Ok(x)
 }
 
-/// Builds the encoder graph from named f32 tensors.
-pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>, ModelError> {
+/// Builds the encoder graph from named f32 tensors, pooled as `pooling` says.
+pub fn build_graph(
+    cfg: &BertConfig,
+    tensor: &mut Tensors<'_>,
+    pooling: Pooling,
+) -> Result<Vec<u8>, ModelError> {
     let d = cfg.hidden_size as i64;
     let mut g = GraphBuilder::new("bert");
     let ids = g.input(
@@ -406,17 +411,7 @@ pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>
         Elem::I64,
         &[Dim::from("batch"), Dim::from("seq")],
     );
-    let ax1 = i64s(&mut g, "c_ax1", &[1]);
-    let ax12 = i64s(&mut g, "c_ax12", &[1, 2]);
-    let ax_last = i64s(&mut g, "c_axl", &[-1]);
-    let one = g.init_f32("c_pool_one", &[], &[1.0]);
-    let big = g.init_f32("c_big", &[], &[-1e4]);
-    let tiny = g.init_f32("c_tiny", &[], &[1e-9]);
-    // additive attention mask [batch, 1, 1, seq]
-    let maskf = g.op("Cast", &[&mask], &[("to", Attr::Int(1))]);
-    let inv = g.op("Sub", &[&one, &maskf], &[]);
-    let add = g.op("Mul", &[&inv, &big], &[]);
-    let add = g.op("Unsqueeze", &[&add, &ax12], &[]);
+    let (maskf, add) = encoder_masks(&mut g, &mask);
     let io = EncoderIo {
         ids: &ids,
         add_mask: &add,
@@ -424,29 +419,204 @@ pub fn build_graph(cfg: &BertConfig, tensor: &mut Tensors<'_>) -> Result<Vec<u8>
         bits: None,
     };
     let x = write_encoder(&mut g, cfg, tensor, &io)?;
-    // masked mean pooling and L2 normalisation
-    let m3 = g.op("Unsqueeze", &[&maskf, &ax_last], &[]);
-    let xm = g.op("Mul", &[&x, &m3], &[]);
-    let sum = g.op("ReduceSum", &[&xm, &ax1], &[("keepdims", Attr::Int(0))]);
-    let cnt = g.op("ReduceSum", &[&m3, &ax1], &[("keepdims", Attr::Int(0))]);
-    let cnt = g.op("Max", &[&cnt, &tiny], &[]);
-    let mean = g.op("Div", &[&sum, &cnt], &[]);
-    let sq = g.op("Mul", &[&mean, &mean], &[]);
+    write_sentence_outputs(&mut g, &x, &maskf, pooling, d);
+    let model = g.finish(
+        "BERT sentence encoder imported by EdgeBench",
+        &[
+            ("edgebench.architecture", "bert".into()),
+            ("edgebench.pooling", pooling.as_str().into()),
+        ],
+    );
+    Ok(encode(&model))
+}
+
+/// The attention mask `[batch, seq]` (i64) as f32, and as the additive mask
+/// `[batch, 1, 1, seq]` of the encoder layers (0 where allowed, -1e4 where
+/// padded).
+pub fn encoder_masks(g: &mut GraphBuilder, mask: &str) -> (String, String) {
+    let ax12 = i64s(g, "c_ax12", &[1, 2]);
+    let one = g.init_f32("c_pool_one", &[], &[1.0]);
+    let big = g.init_f32("c_big", &[], &[-1e4]);
+    let maskf = g.op("Cast", &[mask], &[("to", Attr::Int(1))]);
+    let inv = g.op("Sub", &[&one, &maskf], &[]);
+    let add = g.op("Mul", &[&inv, &big], &[]);
+    let add = g.op("Unsqueeze", &[&add, &ax12], &[]);
+    (maskf, add)
+}
+
+/// How an encoder turns its token states into one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the tokens the attention mask keeps.
+    Mean,
+    /// The first token's (`[CLS]`) state.
+    Cls,
+}
+
+impl Pooling {
+    /// `mean` or `cls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
+/// The graph outputs of a sentence encoder, from its last hidden states `x`
+/// `[batch, seq, d]` and the f32 attention mask `maskf` `[batch, seq]`:
+/// `sentence_embedding` `[batch, d]` (pooled, then L2-normalised; the output
+/// [`TractEncoder`] reads) and `last_hidden_state` `[batch, seq, d]`.
+pub fn write_sentence_outputs(
+    g: &mut GraphBuilder,
+    x: &str,
+    maskf: &str,
+    pooling: Pooling,
+    d: i64,
+) {
+    let ax1 = i64s(g, "c_ax1", &[1]);
+    let ax_last = i64s(g, "c_axl", &[-1]);
+    let tiny = g.init_f32("c_tiny", &[], &[1e-9]);
+    let pooled = match pooling {
+        Pooling::Mean => {
+            let m3 = g.op("Unsqueeze", &[maskf, &ax_last], &[]);
+            let xm = g.op("Mul", &[x, &m3], &[]);
+            let sum = g.op("ReduceSum", &[&xm, &ax1], &[("keepdims", Attr::Int(0))]);
+            let cnt = g.op("ReduceSum", &[&m3, &ax1], &[("keepdims", Attr::Int(0))]);
+            let cnt = g.op("Max", &[&cnt, &tiny], &[]);
+            g.op("Div", &[&sum, &cnt], &[])
+        }
+        Pooling::Cls => {
+            let first = g.init_i64("c_first", &[], &[0]);
+            g.op("Gather", &[x, &first], &[("axis", Attr::Int(1))])
+        }
+    };
+    let sq = g.op("Mul", &[&pooled, &pooled], &[]);
     let ss = g.op("ReduceSum", &[&sq, &ax_last], &[("keepdims", Attr::Int(1))]);
     let nrm = g.op("Sqrt", &[&ss], &[]);
     let nrm = g.op("Max", &[&nrm, &tiny], &[]);
-    g.op("Div", &[&mean, &nrm], &[]);
+    g.op("Div", &[&pooled, &nrm], &[]);
     g.name_last_output("sentence_embedding");
+    g.op("Identity", &[x], &[]);
+    g.name_last_output("last_hidden_state");
     g.output(
         "sentence_embedding",
         Elem::F32,
         &[Dim::from("batch"), Dim::Fixed(d)],
     );
-    let model = g.finish(
-        "BERT sentence encoder imported by EdgeBench",
-        &[("edgebench.architecture", "bert".into())],
+    g.output(
+        "last_hidden_state",
+        Elem::F32,
+        &[Dim::from("batch"), Dim::from("seq"), Dim::Fixed(d)],
     );
-    Ok(encode(&model))
+}
+
+/// The pooling a checkpoint folder asks for: its sentence-transformers
+/// pooling module (the `Pooling` entry of `modules.json`, else
+/// `1_Pooling/config.json`), in either file format (`pooling_mode` or the
+/// `pooling_mode_*_tokens` flags); mean pooling when it has none. Modes
+/// other than mean and CLS, several modes at once, and modules.json modules
+/// other than the transformer, pooling and normalisation are refused,
+/// naming the file and field.
+pub fn read_pooling(dir: &Path) -> Result<Pooling, ModelError> {
+    let read_json = |p: &Path| -> Result<serde_json::Value, ModelError> {
+        let text = std::fs::read_to_string(p).map_err(|source| ModelError::Io {
+            path: p.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| bad(p, format!("not valid JSON: {e}")))
+    };
+    let modules_path = dir.join("modules.json");
+    let mut pool_dir = dir.join("1_Pooling");
+    if modules_path.is_file() {
+        let modules = read_json(&modules_path)?;
+        let list = modules
+            .as_array()
+            .ok_or_else(|| bad(&modules_path, "not a list of modules"))?;
+        for (i, m) in list.iter().enumerate() {
+            let kind = m["type"].as_str().ok_or_else(|| {
+                bad(
+                    &modules_path,
+                    format!("module {i}: `type` is missing or not a string"),
+                )
+            })?;
+            let last = kind.rsplit('.').next().unwrap_or(kind);
+            match last {
+                "Transformer" | "Normalize" => {}
+                "Pooling" => {
+                    let sub = m["path"].as_str().ok_or_else(|| {
+                        bad(
+                            &modules_path,
+                            format!("module {i}: `path` is missing or not a string"),
+                        )
+                    })?;
+                    pool_dir = dir.join(sub);
+                }
+                _ => {
+                    return Err(bad(
+                        &modules_path,
+                        format!(
+                            "module {i}: `type` = {kind:?} is not supported (only Transformer, \
+                             Pooling and Normalize)"
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    let cfg_path = pool_dir.join("config.json");
+    if !cfg_path.is_file() {
+        return Ok(Pooling::Mean);
+    }
+    let cfg = read_json(&cfg_path)?;
+    let mode = |m: &str| match m {
+        "mean" => Ok(Pooling::Mean),
+        "cls" => Ok(Pooling::Cls),
+        other => Err(bad(
+            &cfg_path,
+            format!("`pooling_mode` = {other:?} is not supported (only \"mean\" and \"cls\")"),
+        )),
+    };
+    if let Some(m) = cfg.get("pooling_mode") {
+        let m = m
+            .as_str()
+            .ok_or_else(|| bad(&cfg_path, "`pooling_mode` is not a string"))?;
+        return mode(m);
+    }
+    let flags = [
+        ("pooling_mode_mean_tokens", Some(Pooling::Mean)),
+        ("pooling_mode_cls_token", Some(Pooling::Cls)),
+        ("pooling_mode_max_tokens", None),
+        ("pooling_mode_mean_sqrt_len_tokens", None),
+        ("pooling_mode_weightedmean_tokens", None),
+        ("pooling_mode_lasttoken", None),
+    ];
+    let on: Vec<_> = flags
+        .iter()
+        .filter(|(k, _)| cfg.get(*k).and_then(|v| v.as_bool()) == Some(true))
+        .collect();
+    match on.as_slice() {
+        [(_, Some(p))] => Ok(*p),
+        [(k, None)] => Err(bad(
+            &cfg_path,
+            format!("`{k}` is true: only mean and CLS pooling are supported"),
+        )),
+        [] => Err(bad(
+            &cfg_path,
+            "no pooling mode: neither `pooling_mode` nor a true `pooling_mode_*` flag",
+        )),
+        many => Err(bad(
+            &cfg_path,
+            format!(
+                "{} pooling modes at once ({}): only one of mean or CLS is supported",
+                many.len(),
+                many.iter()
+                    .map(|(k, _)| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// Imports a BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) into `out`.
@@ -523,7 +693,8 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     };
-    let graph = build_graph(&cfg, &mut tensor)?;
+    let pooling = read_pooling(dir)?;
+    let graph = build_graph(&cfg, &mut tensor, pooling)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     std::fs::write(out.join("model.onnx"), graph).map_err(io(&out.join("model.onnx")))?;
     std::fs::copy(&tok_src, out.join("tokenizer.json")).map_err(io(&tok_src))?;
@@ -557,8 +728,10 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
         kv_cache_layers: None,
         matmul: "f32".into(),
         provenance: format!(
-            "imported from {} (model.safetensors sha256 {hash}) by edgebench import bert",
-            dir.display()
+            "imported from {} (model.safetensors sha256 {hash}) by edgebench import bert; \
+             {} pooling, L2-normalised",
+            dir.display(),
+            pooling.as_str()
         ),
     };
     manifest.save(out)?;

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod hub;
 pub mod llama;
 pub mod manifest;
+pub mod mobilebert;
 pub mod profile;
 pub mod tiny;
 pub mod tokenizer;
