@@ -10,8 +10,8 @@
 //! sentence encoded alone, `last_hidden_state` and the mean-pooled and CLS
 //! vectors. Tolerance: 3e-5 absolute on every value (hidden states of
 //! magnitude up to 12 for the NoNorm model; the largest difference measured
-//! is 9e-6, with portable kernels), through the graph as written and as loaded with EdgeBench's
-//! rewrites, alone and in a padded batch.
+//! is 9e-6, with portable kernels), through the graph as written and as
+//! loaded with EdgeBench's rewrites, alone and in a padded batch.
 
 mod common;
 

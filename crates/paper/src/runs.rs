@@ -355,6 +355,8 @@ mod tests {
             Role::Gem(Variant::NoRouter)
         );
         assert_eq!(Role::infer("all-MiniLM-L6-v2", false), Role::MobileBert);
+        // `edgebench import mobilebert` names its models so
+        assert_eq!(Role::infer("mobilebert-uncased", false), Role::MobileBert);
         assert_eq!(
             Role::infer("SmolLM2-135M-Instruct.Q4_1", false),
             Role::TinyLlama
