@@ -15,7 +15,7 @@
 
 mod common;
 
-use edgebench::model::{self, bert, manifest::ModelManifest, mobilebert, tokenizer::Tok};
+use edgebench::model::{self, bert, manifest::ModelManifest, mobilebert, tokenizer::Tok, Rewrites};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
@@ -148,9 +148,9 @@ fn run_batch(
 
 /// Imports one reference folder and checks tokens, hidden states and
 /// sentence embeddings against transformers, alone and in a padded batch,
-/// through the written graph, the loaded one and `Model::embed`; returns the
-/// largest error seen.
-fn check_reference(kind: &str, name: &str, want_name: &str) -> f32 {
+/// through the written graph, the loaded one (with the load-time rewrites
+/// `fused`) and `Model::embed`; returns the largest error seen.
+fn check_reference(kind: &str, name: &str, want_name: &str, fused: Rewrites) -> f32 {
     let src = fixture(name);
     let (pooling, refs) = reference(&src);
     let tmp = tempfile::tempdir().unwrap();
@@ -183,6 +183,8 @@ fn check_reference(kind: &str, name: &str, want_name: &str) -> f32 {
         .into_runnable()
         .unwrap();
     let loaded = model::load_graph(&out, &manifest, &common::runtime()).unwrap();
+    // every attention, LayerNorm and linear layer on EdgeBench's ops
+    assert_eq!(loaded.rewrites, fused, "{name}");
     let mut worst = 0f32;
     for plan in [&plain, &loaded.plan] {
         // alone
@@ -216,11 +218,29 @@ fn check_reference(kind: &str, name: &str, want_name: &str) -> f32 {
     worst
 }
 
+fn rewrites(attention: usize, norm: usize, dense: usize) -> Rewrites {
+    Rewrites {
+        attention,
+        rope: 0,
+        norm,
+        dense,
+    }
+}
+
 #[test]
 fn mobilebert_nonorm_maskedlm_matches_transformers() {
     // MobileBertForMaskedLM (`mobilebert.` prefix, MLM head ignored), NoNorm,
     // ReLU, trigram input, shared key/query bottleneck, 4 FFNs, mean pooling
-    check_reference("mobilebert", "mobilebert-nonorm", "mobilebert-nonorm");
+    // linear layers: per layer 2 bottlenecks, q, k, v, output, 3 x 2 FFN
+    // products, the last FFN's 2 and the output bottleneck; plus the
+    // embedding projection. NoNorm is no normalisation to fuse.
+    let fused = rewrites(2, 0, 2 * 15 + 1);
+    check_reference(
+        "mobilebert",
+        "mobilebert-nonorm",
+        "mobilebert-nonorm",
+        fused,
+    );
 }
 
 #[test]
@@ -228,17 +248,31 @@ fn mobilebert_layernorm_sentence_transformers_cls_matches() {
     // LayerNorm with layer_norm_eps = 0.05 beside PyTorch's default 1e-5 in
     // the embedding and output norms, GELU, bottlenecked attention inputs,
     // 2 FFNs, CLS pooling from 1_Pooling/config.json
-    check_reference("mobilebert", "mobilebert-layernorm", "mobilebert-layernorm");
+    // norms: per layer the bottleneck's, attention output's, FFN's, output's
+    // and output bottleneck's, plus the embeddings'
+    let fused = rewrites(2, 2 * 5 + 1, 2 * 10 + 1);
+    check_reference(
+        "mobilebert",
+        "mobilebert-layernorm",
+        "mobilebert-layernorm",
+        fused,
+    );
 }
 
 #[test]
 fn mobilebert_without_bottleneck_or_trigram_matches() {
-    check_reference("mobilebert", "mobilebert-plain", "mobilebert-plain");
+    let fused = rewrites(2, 2 * 2 + 1, 2 * 6 + 1);
+    check_reference("mobilebert", "mobilebert-plain", "mobilebert-plain", fused);
 }
 
 #[test]
 fn bert_sentence_transformers_folder_keeps_its_cls_pooling() {
-    check_reference("bert", "bert-cls", "bert-cls");
+    check_reference(
+        "bert",
+        "bert-cls",
+        "bert-cls",
+        rewrites(2, 2 * 2 + 1, 2 * 6),
+    );
 }
 
 /// A copy of the reference folder `name` under `tmp/<to>`.

@@ -78,7 +78,7 @@ fn default_eps() -> f64 {
 const TORCH_LN_EPS: f32 = 1e-5;
 
 /// A tensor's expected shape: each dim with the config key it comes from.
-type Spec = [(usize, &'static str)];
+pub type Spec = [(usize, &'static str)];
 
 impl MobileBertConfig {
     /// Width of the attention and feed-forward blocks: `intra_bottleneck_size`
