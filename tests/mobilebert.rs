@@ -9,7 +9,7 @@
 //! (transformers 5.25, torch 2.15 on CPU, sentence-transformers 6.3): each
 //! sentence encoded alone, `last_hidden_state` and the mean-pooled and CLS
 //! vectors. Tolerance: 3e-5 absolute on every value (hidden states of
-//! magnitude up to 12 for the NoNorm model; the largest difference measured
+//! magnitude up to 17 for the NoNorm model; the largest difference measured
 //! is 9e-6, with portable kernels), through the graph as written and as
 //! loaded with EdgeBench's rewrites, alone and in a padded batch.
 
@@ -464,7 +464,7 @@ fn bad_checkpoints_exit_2_naming_file_and_field_and_write_nothing() {
     edit_json(&c.join("config.json"), |m| {
         m.insert("vocab_size".into(), 300.into());
     });
-    refuse(&c, &["tokenizer.json", "255 tokens"]);
+    refuse(&c, &["tokenizer.json", "127 tokens"]);
 
     // a failed import leaves an earlier model directory as it was
     let good = fixture("mobilebert-nonorm");

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
     BertModel,
@@ -62,13 +62,22 @@ CORPUS = [
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def make_tokenizer(vocab_size: int) -> Tokenizer:
-    """A small uncased WordPiece tokenizer with BERT's normaliser and [CLS] ... [SEP]."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
-    tok.train_from_iterator(CORPUS, trainer)
+def make_tokenizer() -> Tokenizer:
+    """A small uncased WordPiece tokenizer with BERT's normaliser and [CLS] ... [SEP]. The
+    vocabulary is built deterministically from CORPUS (the trainer's tie-breaking changes
+    from run to run): the specials, every character alone and as a `##` continuation, a
+    few suffixes, and every word."""
+    norm = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = sorted(
+        {w for line in CORPUS for w, _ in pre.pre_tokenize_str(norm.normalize_str(line))}
+    )
+    chars = sorted({c for w in words for c in w})
+    pieces = SPECIALS + chars + ["##" + c for c in chars] + ["##s", "##ing", "##ed", "##er"]
+    pieces += [w for w in words if w not in pieces]
+    tok = Tokenizer(models.WordPiece(vocab={p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -160,7 +169,7 @@ def main() -> None:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     torch.manual_seed(0)
-    tok = make_tokenizer(400)
+    tok = make_tokenizer()
     vocab = tok.get_vocab_size()
     hf_tok = fast_tokenizer(tok)
     common = dict(
