@@ -13,6 +13,7 @@ use edgebench::model::manifest::ModelManifest;
 use edgebench::model::tokenizer::bytes_to_unicode;
 use edgebench::model::{llama, Model};
 use edgebench::ops::qkernel::PackedMatrix;
+use edgebench::ops::quant::Lowering;
 use std::path::{Path, PathBuf};
 
 /// Every quantized type's reference blocks and gguf's dequantization, made by
@@ -228,6 +229,23 @@ fn kept_equals_dequantized(file: &Path, what: &str) -> u64 {
         size(&q) * 2 < size(&f),
         "{what}: weights stay quantized in the graph"
     );
+    let rt = common::runtime();
+    if rt.lowering == Lowering::Kernel {
+        // 7 matrices per layer and the head, all on the fused kernels (none dequantized at load)
+        let loaded = edgebench::model::load_graph(&q, &mq, &rt).unwrap();
+        let on_kernels = loaded
+            .plan
+            .model()
+            .nodes
+            .iter()
+            .filter(|n| n.op().name() == "EbQuantLinear(kernel)")
+            .count();
+        assert_eq!(
+            on_kernels,
+            2 * 7 + 1,
+            "{what}: matrices on the fused kernels"
+        );
+    }
     size(&q)
 }
 

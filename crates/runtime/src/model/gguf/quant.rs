@@ -220,9 +220,9 @@ fn decode_blocks(ty: GgmlType, data: &[u8]) -> LinearBlocks {
             GgmlType::Q2_K => {
                 let (sc, qs) = (&blk[..16], &blk[16..80]);
                 let (d, dmin) = (f16_at(blk, 80), f16_at(blk, 82));
-                for i in 0..256 {
+                for (i, qi) in q.iter_mut().enumerate() {
                     let (h, s, l) = (i / 128, (i / 32) % 4, i % 32);
-                    q[i] = (qs[h * 32 + l] >> (2 * s)) & 3;
+                    *qi = (qs[h * 32 + l] >> (2 * s)) & 3;
                 }
                 for &c in sc {
                     scales.push(d * (c & 0x0F) as f32);
@@ -232,11 +232,11 @@ fn decode_blocks(ty: GgmlType, data: &[u8]) -> LinearBlocks {
             GgmlType::Q3_K => {
                 let (hmask, qs, sc) = (&blk[..32], &blk[32..96], &blk[96..108]);
                 let d = f16_at(blk, 108);
-                for i in 0..256 {
+                for (i, qi) in q.iter_mut().enumerate() {
                     let (h, s, l) = (i / 128, (i / 32) % 4, i % 32);
                     let lo = (qs[h * 32 + l] >> (2 * s)) & 3;
                     let hi = (hmask[l] >> (i / 32)) & 1;
-                    q[i] = lo | (hi << 2);
+                    *qi = lo | (hi << 2);
                 }
                 for j in 0..16 {
                     let lo = if j < 8 { sc[j] & 0x0F } else { sc[j - 8] >> 4 };
@@ -253,10 +253,10 @@ fn decode_blocks(ty: GgmlType, data: &[u8]) -> LinearBlocks {
                 } else {
                     (None, &blk[16..144])
                 };
-                for i in 0..256 {
+                for (i, qi) in q.iter_mut().enumerate() {
                     let (j, l) = (i / 32, i % 32);
                     let lo = (qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F;
-                    q[i] = lo | qh.map_or(0, |qh| ((qh[l] >> j) & 1) << 4);
+                    *qi = lo | qh.map_or(0, |qh| ((qh[l] >> j) & 1) << 4);
                 }
                 for j in 0..8 {
                     let (s, m) = k_scale_min(sc, j);
@@ -267,12 +267,12 @@ fn decode_blocks(ty: GgmlType, data: &[u8]) -> LinearBlocks {
             GgmlType::Q6_K => {
                 let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
                 let d = f16_at(blk, 208);
-                for i in 0..256 {
+                for (i, qi) in q.iter_mut().enumerate() {
                     let h = i / 128;
                     let r = i % 128;
                     let lo = (ql[h * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
                     let hi = (qh[h * 32 + r % 32] >> (2 * (r / 32))) & 3;
-                    q[i] = lo | (hi << 4);
+                    *qi = lo | (hi << 4);
                 }
                 scales.extend(sc.iter().map(|&c| d * (c as i8) as f32));
             }
