@@ -348,8 +348,10 @@ fn quantize_rejects_bad_input_with_exit_2() {
         &["missing.gguf"],
     );
     expect(
-        run(&["quantize", "f32.gguf", "--type", "Q3_K", "--out", "o.gguf"]),
-        &["Q3_K", "--type", "Q4_K_M"],
+        run(&[
+            "quantize", "f32.gguf", "--type", "IQ4_NL", "--out", "o.gguf",
+        ]),
+        &["IQ4_NL", "--type", "Q4_K_M"],
     );
     assert!(!tmp.path().join("o.gguf").exists(), "nothing written");
     assert_eq!(

@@ -129,7 +129,7 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
     Perplexity(import::PerplexityArgs),
-    /// Rewrite a llama GGUF file at another quantization (Q4_0 .. Q8_0, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M).
+    /// Rewrite a llama GGUF file at another quantization (Q4_0 .. Q8_0, Q2_K .. Q6_K, Q4_K_M, Q5_K_M).
     Quantize(quantize::QuantizeArgs),
     /// Performance mode: latency percentiles, TTFT/TPOT, memory, power and device projections.
     Perf(perf::PerfArgs),

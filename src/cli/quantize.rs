@@ -12,8 +12,9 @@ use std::path::PathBuf;
 pub struct QuantizeArgs {
     /// The source .gguf file (any tensor types EdgeBench reads).
     pub file: PathBuf,
-    /// Target: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, or llama.cpp's mixes Q4_K_M, Q5_K_M
-    /// (K-quant matrices whose rows are not a multiple of 256 fall back to Q5_0 / Q5_1 / Q8_0).
+    /// Target: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, or llama.cpp's mixes
+    /// Q4_K_M, Q5_K_M (K-quant matrices whose rows are not a multiple of 256 fall back to
+    /// Q4_0 / Q5_0 / Q5_1 / Q8_0).
     #[arg(long = "type", value_parser = parse_target)]
     pub target: Target,
     /// The .gguf file to write (through a temporary file, renamed when complete).

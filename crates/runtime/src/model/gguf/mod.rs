@@ -28,9 +28,9 @@ pub mod requant;
 mod write;
 
 pub use quant::{
-    dequantize_blocks, linear_blocks, linear_format, quantize_as, quantize_q4_0, quantize_q4_1,
-    quantize_q4_k, quantize_q5_0, quantize_q5_1, quantize_q5_k, quantize_q6_k, quantize_q8_0,
-    LinearBlocks,
+    dequantize_blocks, linear_blocks, linear_format, quantize_as, quantize_q2_k, quantize_q3_k,
+    quantize_q4_0, quantize_q4_1, quantize_q4_k, quantize_q5_0, quantize_q5_1, quantize_q5_k,
+    quantize_q6_k, quantize_q8_0, LinearBlocks,
 };
 pub use read::MAX_METADATA_ELEMENTS;
 pub use write::GgufWriter;

@@ -2,7 +2,7 @@
 //! Q3_K, Q4_K, Q5_K and Q6_K (bit for bit as the `gguf` Python package's numpy dequantizers), the
 //! quantized types' blocks as codes with per-sub-block scales and mins ([`linear_blocks`]), and
 //! quantisers (llama.cpp's reference ones for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; round-to-nearest with
-//! a min/max search for the K-quants).
+//! a scale (and min) search for the K-quants Q2_K .. Q6_K).
 
 use half::{bf16, f16};
 
@@ -525,10 +525,10 @@ fn fit_scale_min(x: &[f32], nmax: u8) -> (f32, f32) {
     (a, m)
 }
 
-/// Scale `s` with `x ≈ s·q`, `q` in -32..=31: the largest-magnitude value mapped near code -32
-/// (19 candidate mappings, as llama.cpp's `make_qx_quants` tries), each candidate's codes refitted
-/// by least squares, the one of least squared error kept.
-fn fit_symmetric_scale(x: &[f32]) -> f32 {
+/// Scale `s` with `x ≈ s·q`, `q` in `-half..half`: the largest-magnitude value mapped near code
+/// `-half` (19 candidate mappings, as llama.cpp's `make_qx_quants` tries), each candidate's codes
+/// refitted by least squares, the one of least squared error kept.
+fn fit_symmetric_scale(x: &[f32], half: f32) -> f32 {
     let max = x
         .iter()
         .copied()
@@ -536,12 +536,12 @@ fn fit_symmetric_scale(x: &[f32]) -> f32 {
     if max == 0.0 {
         return 0.0;
     }
-    let (mut best, mut best_err) = (max / -32.0, f32::INFINITY);
+    let (mut best, mut best_err) = (max / -half, f32::INFINITY);
     for step in -9..=9 {
-        let iscale = -(32.0 + 0.1 * step as f32) / max;
+        let iscale = -(half + 0.1 * step as f32) / max;
         let (mut sxl, mut sll) = (0f32, 0f32);
         for &v in x {
-            let l = (iscale * v).round().clamp(-32.0, 31.0);
+            let l = (iscale * v).round().clamp(-half, half - 1.0);
             sxl += v * l;
             sll += l * l;
         }
@@ -552,7 +552,7 @@ fn fit_symmetric_scale(x: &[f32]) -> f32 {
         let is = 1.0 / s;
         let err: f32 = x
             .iter()
-            .map(|&v| (v - s * (v * is).round().clamp(-32.0, 31.0)).powi(2))
+            .map(|&v| (v - s * (v * is).round().clamp(-half, half - 1.0)).powi(2))
             .sum();
         if err < best_err {
             (best, best_err) = (s, err);
@@ -644,7 +644,10 @@ pub fn quantize_q6_k(w: &[f32]) -> Vec<u8> {
     check_super_blocks(w, "quantize_q6_k");
     let mut out = Vec::with_capacity(w.len() / 256 * 210);
     for x in w.chunks_exact(256) {
-        let scales: Vec<f32> = x.chunks_exact(16).map(fit_symmetric_scale).collect();
+        let scales: Vec<f32> = x
+            .chunks_exact(16)
+            .map(|c| fit_symmetric_scale(c, 32.0))
+            .collect();
         let amax = scales.iter().fold(0f32, |a, s| a.max(s.abs()));
         let d = f16_round(amax / 127.0);
         let sc: Vec<i8> = scales
@@ -680,8 +683,107 @@ pub fn quantize_q6_k(w: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantises to Q3_K: per sub-block of 16 a scale searched as for Q6_K (codes -4..=3), rounded
+/// to a signed 6-bit multiple of the super-block's f16 `d`; codes rounded to nearest.
+///
+/// # Panics
+/// If `w.len()` is not a multiple of 256.
+pub fn quantize_q3_k(w: &[f32]) -> Vec<u8> {
+    check_super_blocks(w, "quantize_q3_k");
+    let mut out = Vec::with_capacity(w.len() / 256 * 110);
+    for x in w.chunks_exact(256) {
+        let scales: Vec<f32> = x
+            .chunks_exact(16)
+            .map(|c| fit_symmetric_scale(c, 4.0))
+            .collect();
+        let amax = scales.iter().fold(0f32, |a, s| a.max(s.abs()));
+        let d = f16_round(amax / 31.0);
+        let sc: Vec<i8> = scales
+            .iter()
+            .map(|&s| {
+                if d > 0.0 {
+                    (s / d).round().clamp(-32.0, 31.0) as i8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut hmask = [0u8; 32];
+        let mut qs = [0u8; 64];
+        for (j, c) in x.chunks_exact(16).enumerate() {
+            let s = d * sc[j] as f32;
+            let is = if s != 0.0 { 1.0 / s } else { 0.0 };
+            for (l, &v) in c.iter().enumerate() {
+                let i = 16 * j + l;
+                let q = ((v * is).round().clamp(-4.0, 3.0) + 4.0) as u8;
+                let (h, sh, ll) = (i / 128, (i / 32) % 4, i % 32);
+                qs[h * 32 + ll] |= (q & 3) << (2 * sh);
+                hmask[ll] |= ((q >> 2) & 1) << (i / 32);
+            }
+        }
+        let mut packed = [0u8; 12];
+        for (j, &v) in sc.iter().enumerate() {
+            let u = (v as i16 + 32) as u8; // 0..64
+            if j < 8 {
+                packed[j] |= u & 0x0F;
+            } else {
+                packed[j - 8] |= (u & 0x0F) << 4;
+            }
+            packed[8 + j % 4] |= (u >> 4) << (2 * (j / 4));
+        }
+        out.extend_from_slice(&hmask);
+        out.extend_from_slice(&qs);
+        out.extend_from_slice(&packed);
+        out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+    }
+    out
+}
+
+/// Quantises to Q2_K: per sub-block of 16 a scale and min fitted as for Q4_K (codes 0..=3),
+/// rounded to 4-bit multiples of the super-block's f16 `d` and `dmin`; codes rounded to nearest.
+///
+/// # Panics
+/// If `w.len()` is not a multiple of 256.
+pub fn quantize_q2_k(w: &[f32]) -> Vec<u8> {
+    check_super_blocks(w, "quantize_q2_k");
+    let mut out = Vec::with_capacity(w.len() / 256 * 84);
+    for x in w.chunks_exact(256) {
+        let fits: Vec<(f32, f32)> = x.chunks_exact(16).map(|c| fit_scale_min(c, 3)).collect();
+        let max_a = fits.iter().fold(0f32, |a, f| a.max(f.0));
+        let max_m = fits.iter().fold(0f32, |a, f| a.max(f.1));
+        let d = f16_round(max_a / 15.0);
+        let dmin = f16_round(max_m / 15.0);
+        let to4 = |v: f32, unit: f32| {
+            if unit > 0.0 {
+                (v / unit).round().clamp(0.0, 15.0) as u8
+            } else {
+                0
+            }
+        };
+        let mut scales = [0u8; 16];
+        let mut qs = [0u8; 64];
+        for (j, (c, f)) in x.chunks_exact(16).zip(&fits).enumerate() {
+            let (sc, mn) = (to4(f.0, d), to4(f.1, dmin));
+            scales[j] = sc | (mn << 4);
+            let a = d * sc as f32;
+            let m = dmin * mn as f32;
+            let ia = if a != 0.0 { 1.0 / a } else { 0.0 };
+            for (l, &v) in c.iter().enumerate() {
+                let i = 16 * j + l;
+                let q = ((v + m) * ia).round().clamp(0.0, 3.0) as u8;
+                qs[(i / 128) * 32 + i % 32] |= q << (2 * ((i / 32) % 4));
+            }
+        }
+        out.extend_from_slice(&scales);
+        out.extend_from_slice(&qs);
+        out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(dmin).to_bits().to_le_bytes());
+    }
+    out
+}
+
 /// Quantises `w` (a whole number of rows whose length suits `ty`'s block size) to `ty` with this
-/// module's quantisers; `None` for a type without one (the float types, Q2_K, Q3_K).
+/// module's quantisers; `None` for a type without one (the float types).
 ///
 /// # Panics
 /// If `w.len()` is not a multiple of `ty`'s block size.
@@ -692,6 +794,8 @@ pub fn quantize_as(ty: GgmlType, w: &[f32]) -> Option<Vec<u8>> {
         GgmlType::Q5_0 => quantize_q5_0(w),
         GgmlType::Q5_1 => quantize_q5_1(w),
         GgmlType::Q8_0 => quantize_q8_0(w),
+        GgmlType::Q2_K => quantize_q2_k(w),
+        GgmlType::Q3_K => quantize_q3_k(w),
         GgmlType::Q4_K => quantize_q4_k(w),
         GgmlType::Q5_K => quantize_q5_k(w),
         GgmlType::Q6_K => quantize_q6_k(w),
@@ -853,6 +957,8 @@ mod tests {
         let cases = [
             (GgmlType::Q5_0, 0.06),
             (GgmlType::Q5_1, 0.05),
+            (GgmlType::Q2_K, 0.45),
+            (GgmlType::Q3_K, 0.22),
             (GgmlType::Q4_K, 0.09),
             (GgmlType::Q5_K, 0.045),
             (GgmlType::Q6_K, 0.025),
@@ -880,6 +986,8 @@ mod tests {
             }
         }
         for ty in [
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
             GgmlType::Q5_0,
             GgmlType::Q5_1,
             GgmlType::Q4_K,

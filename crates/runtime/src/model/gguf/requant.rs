@@ -17,8 +17,9 @@ pub enum Target {
 
 impl Target {
     /// Every name [`Target::parse`] takes.
-    pub const NAMES: [&'static str; 10] = [
-        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M", "Q5_K_M",
+    pub const NAMES: [&'static str; 12] = [
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M",
+        "Q5_K_M",
     ];
 
     /// Parses a name of [`Target::NAMES`] (any case).
@@ -41,6 +42,8 @@ impl Target {
             Target::Type(GgmlType::Q8_0) => 7,
             Target::Type(GgmlType::Q5_0) => 8,
             Target::Type(GgmlType::Q5_1) => 9,
+            Target::Type(GgmlType::Q2_K) => 10,
+            Target::Type(GgmlType::Q3_K) => 11, // Q3_K_S
             Target::Type(GgmlType::Q4_K) => 14, // Q4_K_S
             Target::Type(GgmlType::Q5_K) => 16, // Q5_K_S
             Target::Type(GgmlType::Q6_K) => 18,
@@ -52,7 +55,8 @@ impl Target {
 
 /// The type written for a matrix with rows of `row` values when `want` does not fit: the
 /// K-quants need rows of whole 256-value super-blocks, and fall back as llama.cpp does
-/// (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0); `None` when not even blocks of 32 fit.
+/// (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; Q2_K and Q3_K to Q4_0, where llama.cpp now
+/// writes IQ4_NL, which EdgeBench does not read); `None` when not even blocks of 32 fit.
 pub fn fallback(want: GgmlType, row: usize) -> Option<GgmlType> {
     let bs = want.block_size()?;
     if row.is_multiple_of(bs) {
@@ -62,6 +66,7 @@ pub fn fallback(want: GgmlType, row: usize) -> Option<GgmlType> {
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
         _ => return None,
     };
     fallback(next, row)
@@ -175,7 +180,8 @@ mod tests {
     fn names_fallbacks_and_layer_choice() {
         assert_eq!(Target::parse("q4_k_m"), Some(Target::Mix(GgmlType::Q4_K)));
         assert_eq!(Target::parse("Q6_K"), Some(Target::Type(GgmlType::Q6_K)));
-        assert_eq!(Target::parse("Q3_K"), None);
+        assert_eq!(Target::parse("Q3_K"), Some(Target::Type(GgmlType::Q3_K)));
+        assert_eq!(Target::parse("Q8_K"), None);
         assert_eq!(Target::parse("F16"), None);
         for n in Target::NAMES {
             assert!(Target::parse(n).is_some(), "{n}");
