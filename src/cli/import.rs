@@ -13,14 +13,14 @@ pub struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportFormat {
-    /// Import a Llama-architecture GGUF file (F32, F16, Q8_0, Q4_0, Q4_1 tensors).
+    /// Import a Llama-architecture GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K tensors).
     Gguf {
         /// The .gguf file.
         file: PathBuf,
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
-        /// Write f32 weights instead of keeping Q4_0/Q4_1/Q8_0 tensors quantized.
+        /// Write f32 weights instead of keeping quantized tensors quantized.
         #[arg(long)]
         dequantize: bool,
         /// Context window of the imported model (RoPE tables are built for it), at most the file's own.

@@ -8,6 +8,7 @@ mod import;
 mod llama_cpp;
 mod paper;
 mod perf;
+mod quantize;
 mod run;
 mod score;
 mod suites;
@@ -128,6 +129,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Perplexity of a text file, llama.cpp's convention.
     Perplexity(import::PerplexityArgs),
+    /// Rewrite a llama GGUF file at another quantization (Q4_0 .. Q8_0, Q2_K .. Q6_K, Q4_K_M, Q5_K_M).
+    Quantize(quantize::QuantizeArgs),
     /// Performance mode: latency percentiles, TTFT/TPOT, memory, power and device projections.
     Perf(perf::PerfArgs),
     /// The paper's device profiles and this machine.
@@ -220,6 +223,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Sweep(a) => sweep::sweep(a, &runtime),
         Command::Import(a) => import::import(a),
         Command::Perplexity(a) => import::perplexity(a, &runtime),
+        Command::Quantize(a) => quantize::quantize(a),
         Command::Bench(a) => bench::bench(a, &runtime),
         Command::Gem(a) => gem::gem(a),
         Command::Gate(a) => gate::gate(a),

@@ -15,10 +15,18 @@
 //!   each stored as IEEE binary16 when every value of the matrix converts to
 //!   it exactly (scales rounded to f16 as `quant.rs` does), else as f32.
 //!
+//! Blocks of 16 weights (the K-quants' sub-blocks: Q2_K, Q3_K, Q6_K) keep
+//! the same code bytes; the record then holds two parameter sets, one per
+//! half of the 32 weights: the 4 scales of weights 0..16, the 4 scales of
+//! weights 16..32, then the mins in the same order. Blocks of 32, 64, ...
+//! have one set per record.
+//!
 //! Activations stay f32. Paths by number of rows of `x` ([`Options`]):
 //! - few rows (decode): fused gemv with
 //!   `y[o] = Σ_b (s[o,b] · Σ_i q·x + m[o,b] · Σ_i x)` (symmetric blocks:
-//!   `m = -2^(bits-1)·s`), the per-block sums of `x` computed once per call;
+//!   `m = -2^(bits-1)·s`; `b` runs over blocks of 32, or of 16 when the
+//!   record holds two parameter sets), the per-block sums of `x` computed
+//!   once per call;
 //! - some rows: each tile is dequantized into an L1-sized f32 buffer and
 //!   multiplied with all rows by an f32 micro-kernel;
 //! - many rows (prefill): panels of rows are dequantized into an f32 scratch
@@ -40,6 +48,8 @@ mod x86_64;
 pub const TILE: usize = 4;
 /// Weights per internal block (input blocks of 64, 96, ... are split into 32s).
 pub const QB: usize = 32;
+/// The smallest input block size: blocks of 16 put two parameter sets in a record.
+pub const MIN_BLOCK: usize = 16;
 /// Supported input bit widths.
 pub const BITS: [usize; 6] = [2, 3, 4, 5, 6, 8];
 
@@ -51,7 +61,7 @@ pub const BITS: [usize; 6] = [2, 3, 4, 5, 6, 8];
 pub struct BlockQuant<'a> {
     /// Bits per code, one of [`BITS`].
     pub bits: usize,
-    /// Weights per block along `k`; must be a positive multiple of [`QB`].
+    /// Weights per block along `k`; a positive multiple of [`MIN_BLOCK`].
     pub block_size: usize,
     /// Output features (rows of `W`).
     pub n: usize,
@@ -71,15 +81,15 @@ impl BlockQuant<'_> {
         if !BITS.contains(&self.bits) {
             return Err(format!("bits = {} is not one of {BITS:?}", self.bits));
         }
-        if self.block_size == 0 || !self.block_size.is_multiple_of(QB) {
+        if !supports_block(self.block_size) {
             return Err(format!(
-                "block_size = {} must be a positive multiple of {QB}",
+                "block_size = {} must be a positive multiple of {MIN_BLOCK}",
                 self.block_size
             ));
         }
-        if self.k == 0 || !self.k.is_multiple_of(self.block_size) {
+        if self.k == 0 || !self.k.is_multiple_of(self.block_size) || !self.k.is_multiple_of(QB) {
             return Err(format!(
-                "k = {} must be a positive multiple of block_size {}",
+                "k = {} must be a positive multiple of block_size {} and of {QB}",
                 self.k, self.block_size
             ));
         }
@@ -130,6 +140,12 @@ impl BlockQuant<'_> {
     }
 }
 
+/// Whether [`PackedMatrix`] takes blocks of `block_size` weights (a positive
+/// multiple of [`MIN_BLOCK`]; rows must also be a multiple of [`QB`] long).
+pub fn supports_block(block_size: usize) -> bool {
+    block_size > 0 && block_size.is_multiple_of(MIN_BLOCK)
+}
+
 /// Tuning knobs of [`PackedMatrix::matmul_with`]; `Default` is what
 /// [`PackedMatrix::matmul`] uses (thresholds measured on a 2-core Zen 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +192,7 @@ struct Line([u8; 64]);
 /// Where the gemv kernels find each block's 4 scales and 4 offset coefficients.
 #[derive(Clone, Copy)]
 enum Params<'a> {
-    /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per block).
+    /// As unpacked by `PackedMatrix::unpack_params` (8 f32 per parameter set).
     Unpacked(&'a [f32]),
     /// In the records themselves, converted as each block is reached (by
     /// the x86-64 kernels only).
@@ -187,12 +203,29 @@ enum Params<'a> {
 /// Where a record keeps its scales and mins, and in which width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ParamLayout {
-    /// Offset of the 4 scales (after the codes).
+    /// Offset of the scales (after the codes).
     at: usize,
+    /// Parameter sets per record: 1 (blocks of 32 or more) or 2 (blocks of 16).
+    sub: usize,
     /// Bytes per scale: 2 (binary16) or 4 (f32).
     scale_bytes: usize,
     /// Bytes per min: 0 (symmetric), 2 or 4; the mins follow the scales.
     min_bytes: usize,
+}
+
+impl ParamLayout {
+    /// Offset of set `h`'s 4 scales.
+    fn scales_at(&self, h: usize) -> usize {
+        self.at + h * TILE * self.scale_bytes
+    }
+    /// Offset of set `h`'s 4 mins.
+    fn mins_at(&self, h: usize) -> usize {
+        self.at + self.sub * TILE * self.scale_bytes + h * TILE * self.min_bytes
+    }
+    /// Bytes of all parameters of a record.
+    fn bytes(&self) -> usize {
+        self.sub * TILE * (self.scale_bytes + self.min_bytes)
+    }
 }
 
 /// A block-quantized `[n, k]` weight matrix repacked for the fused kernels
@@ -301,18 +334,24 @@ impl PackedMatrix {
                 4
             }
         };
+        let sub = if q.block_size.is_multiple_of(QB) {
+            1
+        } else {
+            2
+        };
         let params = ParamLayout {
             at: code_bytes,
+            sub,
             scale_bytes: width(q.scales),
             min_bytes: q.mins.map_or(0, width),
         };
-        let stride = code_bytes + TILE * (params.scale_bytes + params.min_bytes);
+        let stride = code_bytes + params.bytes();
         let nb = k / QB;
         let total = n.div_ceil(TILE) * nb * stride;
         let mut data = vec![Line([0; 64]); total.div_ceil(64)];
         let bytes = lines_as_bytes_mut(&mut data);
         let in_blocks = k / q.block_size;
-        let per = q.block_size / QB;
+        let bs = q.block_size;
         let put = |dst: &mut [u8], v: f32, width: usize| match f16_exact(v) {
             Some(h) if width == 2 => dst[..2].copy_from_slice(&h.to_ne_bytes()),
             _ => dst[..4].copy_from_slice(&v.to_ne_bytes()),
@@ -321,20 +360,21 @@ impl PackedMatrix {
             let (t, r) = (o / TILE, o % TILE);
             for b in 0..nb {
                 let rec = &mut bytes[(t * nb + b) * stride..][..stride];
-                let blk = o * in_blocks + b / per;
-                let first = (b % per) * QB;
                 for i in 0..QB {
-                    let c = q.code(blk, first + i);
+                    let col = b * QB + i;
+                    let c = q.code(o * in_blocks + col / bs, col % bs);
                     match kind {
                         Kind::Nibbles => rec[(r / 2) * QB + i] |= c << (4 * (r % 2)),
                         Kind::Bytes => rec[r * QB + i] = c,
                     }
                 }
-                let sb = params.scale_bytes;
-                put(&mut rec[code_bytes + r * sb..], q.scales[blk], sb);
-                if let Some(mins) = q.mins {
-                    let (mb, at) = (params.min_bytes, code_bytes + TILE * sb);
-                    put(&mut rec[at + r * mb..], mins[blk], mb);
+                for h in 0..sub {
+                    let blk = o * in_blocks + (b * QB + h * QB / sub) / bs;
+                    let (sb, mb) = (params.scale_bytes, params.min_bytes);
+                    put(&mut rec[params.scales_at(h) + r * sb..], q.scales[blk], sb);
+                    if let Some(mins) = q.mins {
+                        put(&mut rec[params.mins_at(h) + r * mb..], mins[blk], mb);
+                    }
                 }
             }
         }
@@ -377,6 +417,16 @@ impl PackedMatrix {
         (self.params.scale_bytes == 2, self.params.min_bytes == 2)
     }
 
+    /// Parameter sets per 32-weight record: 2 for blocks of 16, else 1.
+    pub fn sets_per_record(&self) -> usize {
+        self.params.sub
+    }
+
+    /// Unpacked parameters of one tile (8 f32 per set).
+    fn params_len(&self) -> usize {
+        8 * self.params.sub * self.nb
+    }
+
     /// Whether [`PackedMatrix::matmul`] runs the AVX2+FMA+F16C kernels here.
     pub fn uses_simd(&self) -> bool {
         self.simd
@@ -386,7 +436,7 @@ impl PackedMatrix {
     /// `QuantMatrix::dequantize`.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.n.div_ceil(TILE) * TILE * self.k];
-        let mut params = vec![0f32; 8 * self.nb];
+        let mut params = vec![0f32; self.params_len()];
         for (t, dst) in out.chunks_mut(TILE * self.k).enumerate() {
             self.dequant_tile(t, &mut params, dst, false);
         }
@@ -449,7 +499,7 @@ impl PackedMatrix {
                 -self.half
             };
             let sxm: Vec<f32> = x
-                .chunks_exact(QB)
+                .chunks_exact(QB / self.params.sub)
                 .map(|c| mul * c.iter().sum::<f32>())
                 .collect();
             super::parallel::guided(tiles, threads, per_task, 1, |r| {
@@ -473,9 +523,9 @@ impl PackedMatrix {
         &lines_as_bytes(&self.data)[t * tb..(t + 1) * tb]
     }
 
-    /// Unpacks tile `tile`'s per-block parameters as f32: `out[8b..8b + 4]`
-    /// the 4 rows' scales, `out[8b + 4..8b + 8]` their offset coefficients
-    /// (mins, or the scales again when symmetric).
+    /// Unpacks tile `tile`'s per-block parameters as f32, 8 per set (set `h`
+    /// of record `b` at `8 (b sub + h)`): the 4 rows' scales, then their
+    /// offset coefficients (mins, or the scales again when symmetric).
     fn unpack_params(&self, tile: &[u8], out: &mut [f32], simd: bool) {
         #[cfg(target_arch = "x86_64")]
         if simd {
@@ -493,14 +543,17 @@ impl PackedMatrix {
                 f32::from_ne_bytes([b[0], b[1], b[2], b[3]])
             }
         };
-        for (rec, o) in tile.chunks_exact(self.stride).zip(out.chunks_exact_mut(8)) {
+        let sets = tile
+            .chunks_exact(self.stride)
+            .flat_map(|rec| (0..p.sub).map(move |h| (rec, h)));
+        for ((rec, h), o) in sets.zip(out.chunks_exact_mut(8)) {
             let (sb, mb) = (p.scale_bytes, p.min_bytes);
             for r in 0..TILE {
-                o[r] = read(&rec[p.at + r * sb..], sb);
+                o[r] = read(&rec[p.scales_at(h) + r * sb..], sb);
                 o[TILE + r] = if mb == 0 {
                     o[r]
                 } else {
-                    read(&rec[p.at + TILE * sb + r * mb..], mb)
+                    read(&rec[p.mins_at(h) + r * mb..], mb)
                 };
             }
         }
@@ -510,7 +563,7 @@ impl PackedMatrix {
     fn gemv_tiles(&self, tiles: Range<usize>, x: &[f32], sxm: &[f32], y: OutPtr, simd: bool) {
         let (n, k, nb) = (self.n, self.k, self.nb);
         let rows = x.len() / k;
-        let mut params = vec![0f32; 8 * nb];
+        let mut params = vec![0f32; self.params_len()];
         let mut dots = vec![0f32; TILE * rows];
         // one row: the SIMD kernels read each block's parameters from its
         // record as they go, without a separate unpacking pass
@@ -525,7 +578,7 @@ impl PackedMatrix {
             };
             for ((xr, sr), d) in x
                 .chunks_exact(k)
-                .zip(sxm.chunks_exact(nb))
+                .zip(sxm.chunks_exact(nb * self.params.sub))
                 .zip(dots.chunks_exact_mut(TILE))
             {
                 d.copy_from_slice(&self.tile_dot(tile, src, xr, sr, simd));
@@ -551,9 +604,11 @@ impl PackedMatrix {
             // SAFETY: `simd` is only true when AVX2, FMA and F16C were
             // detected; the kernels check their slice lengths.
             return unsafe {
-                match self.kind {
-                    Kind::Nibbles => x86_64::dot_q4(tile, self.stride, params, x, sxm),
-                    Kind::Bytes => x86_64::dot_q8(tile, self.stride, params, x, sxm),
+                match (self.kind, self.params.sub) {
+                    (Kind::Nibbles, 1) => x86_64::dot_q4::<1>(tile, self.stride, params, x, sxm),
+                    (Kind::Nibbles, _) => x86_64::dot_q4::<2>(tile, self.stride, params, x, sxm),
+                    (Kind::Bytes, 1) => x86_64::dot_q8::<1>(tile, self.stride, params, x, sxm),
+                    (Kind::Bytes, _) => x86_64::dot_q8::<2>(tile, self.stride, params, x, sxm),
                 }
             };
         }
@@ -561,17 +616,22 @@ impl PackedMatrix {
         let Params::Unpacked(params) = params else {
             unreachable!("parameters are read in place only by the SIMD kernels")
         };
+        let sub = self.params.sub;
+        let sl = QB / sub;
         let mut acc = [0f32; TILE];
         let mut codes = [0f32; QB];
-        for (((rec, xb), &sm), p) in tile
+        for (((rec, xb), sm), p) in tile
             .chunks_exact(self.stride)
             .zip(x.chunks_exact(QB))
-            .zip(sxm)
-            .zip(params.chunks_exact(8))
+            .zip(sxm.chunks_exact(sub))
+            .zip(params.chunks_exact(8 * sub))
         {
             for (r, a) in acc.iter_mut().enumerate() {
                 self.codes_portable(rec, r, &mut codes);
-                *a += p[r] * dot32(&codes, xb) + p[TILE + r] * sm;
+                for (h, &smh) in sm.iter().enumerate() {
+                    let d = dot(&codes[h * sl..][..sl], &xb[h * sl..][..sl]);
+                    *a += p[8 * h + r] * d + p[8 * h + TILE + r] * smh;
+                }
             }
         }
         acc
@@ -596,7 +656,7 @@ impl PackedMatrix {
     }
 
     /// Dequantizes tile `t` into `dst` (`TILE` rows of `k`, padding rows
-    /// zero), using `params` (`8 * nb` values) as scratch.
+    /// zero), using `params` ([`PackedMatrix::params_len`] values) as scratch.
     fn dequant_tile(&self, t: usize, params: &mut [f32], dst: &mut [f32], simd: bool) {
         let tile = self.tile(t);
         self.unpack_params(tile, params, simd);
@@ -606,30 +666,33 @@ impl PackedMatrix {
             // SAFETY: `simd` is only true when AVX2, FMA and F16C were
             // detected; the kernels check their slice lengths.
             unsafe {
-                match self.kind {
-                    Kind::Nibbles => {
-                        x86_64::dequant_q4(tile, self.stride, params, sym, self.half, dst)
-                    }
-                    Kind::Bytes => {
-                        x86_64::dequant_q8(tile, self.stride, params, sym, self.half, dst)
-                    }
+                let (st, half) = (self.stride, self.half);
+                match (self.kind, self.params.sub) {
+                    (Kind::Nibbles, 1) => x86_64::dequant_q4::<1>(tile, st, params, sym, half, dst),
+                    (Kind::Nibbles, _) => x86_64::dequant_q4::<2>(tile, st, params, sym, half, dst),
+                    (Kind::Bytes, 1) => x86_64::dequant_q8::<1>(tile, st, params, sym, half, dst),
+                    (Kind::Bytes, _) => x86_64::dequant_q8::<2>(tile, st, params, sym, half, dst),
                 }
             }
             return;
         }
         let k = self.k;
+        let sub = self.params.sub;
+        let sl = QB / sub;
         let mut codes = [0f32; QB];
         for (b, (rec, p)) in tile
             .chunks_exact(self.stride)
-            .zip(params.chunks_exact(8))
+            .zip(params.chunks_exact(8 * sub))
             .enumerate()
         {
             for r in 0..TILE {
                 self.codes_portable(rec, r, &mut codes);
-                let out = &mut dst[r * k + b * QB..][..QB];
-                let (s, m) = (p[r], p[TILE + r]);
-                for (o, q) in out.iter_mut().zip(&codes) {
-                    *o = if sym { (q - self.half) * s } else { q * s + m };
+                for h in 0..sub {
+                    let out = &mut dst[r * k + b * QB + h * sl..][..sl];
+                    let (s, m) = (p[8 * h + r], p[8 * h + TILE + r]);
+                    for (o, q) in out.iter_mut().zip(&codes[h * sl..]) {
+                        *o = if sym { (q - self.half) * s } else { q * s + m };
+                    }
                 }
             }
         }
@@ -639,7 +702,7 @@ impl PackedMatrix {
     /// multiplies it with every row of `x`.
     fn tile_rows(&self, tiles: Range<usize>, x: &[f32], y: OutPtr, simd: bool) {
         let (n, k) = (self.n, self.k);
-        let mut params = vec![0f32; 8 * self.nb];
+        let mut params = vec![0f32; self.params_len()];
         let mut dots = vec![0f32; TILE * (x.len() / k)];
         with_scratch(TILE * k, |w| {
             for t in tiles {
@@ -657,7 +720,7 @@ impl PackedMatrix {
     fn gemm_tiles(&self, tiles: Range<usize>, x: &[f32], y: OutPtr, simd: bool, panel: usize) {
         let (n, k) = (self.n, self.k);
         let rows = x.len() / k;
-        let mut params = vec![0f32; 8 * self.nb];
+        let mut params = vec![0f32; self.params_len()];
         with_scratch(panel * TILE * k, |buf| {
             let mut t = tiles.start;
             while t < tiles.end {
@@ -792,8 +855,8 @@ fn tile_f32(w: &[f32], x: &[f32], out: &mut [f32], simd: bool) {
     }
 }
 
-/// 32-term dot product with 8 partial sums (vectorizes on any target).
-fn dot32(a: &[f32; QB], b: &[f32]) -> f32 {
+/// Dot product of 16 or 32 terms with 8 partial sums (vectorizes on any target).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for ((s, p), q) in acc.iter_mut().zip(ca).zip(cb) {
@@ -1012,6 +1075,99 @@ mod tests {
         }
     }
 
+    /// Blocks of 16 (two parameter sets per record) and of 48 (records
+    /// straddling blocks): every width, symmetric and with mins, binary16
+    /// and f32 parameters, every path, SIMD and portable, against the plain
+    /// definition; dequantization is exact.
+    #[test]
+    fn sixteen_weight_blocks_match_reference_for_every_width_and_path() {
+        let pool = pool();
+        let mut rng = Rng(0x5EED_0016);
+        let shapes = [
+            (1, 32, 16),
+            (5, 64, 16),
+            (13, 96, 16),
+            (36, 256, 16),
+            (7, 96, 48),
+        ];
+        for &bits in &BITS {
+            for (si, &(n, k, bs)) in shapes.iter().enumerate() {
+                for mins in [false, true] {
+                    let half = (si + mins as usize).is_multiple_of(2);
+                    let q = Owned::random(&mut rng, bits, bs, n, k, mins, half);
+                    let m = PackedMatrix::new(&q.view()).unwrap();
+                    assert_eq!(m.sets_per_record(), 2);
+                    assert_eq!(m.half_params(), (half, mins && half));
+                    let exact: Vec<f32> =
+                        (0..n * k).map(|j| q.view().weight(j / k, j % k)).collect();
+                    assert_eq!(m.dequantize(), exact, "bits {bits} n {n} k {k} bs {bs}");
+                    for rows in [1, 2, 5, 9] {
+                        let x: Vec<f32> = (0..rows * k).map(|_| 2.0 * rng.unit() - 1.0).collect();
+                        let want = reference_matmul(&q.view(), &x);
+                        let paths = [(usize::MAX, 0, 128), (0, usize::MAX, 128), (0, 0, 4)];
+                        for ((gemv_max_rows, tile_max_rows, panel_rows), simd) in
+                            paths.into_iter().flat_map(|p| [(p, true), (p, false)])
+                        {
+                            let opts = Options {
+                                simd,
+                                gemv_max_rows,
+                                tile_max_rows,
+                                panel_rows,
+                            };
+                            let mut y = vec![f32::NAN; rows * n];
+                            pool.install(|| m.matmul_with(&x, &mut y, 2, opts));
+                            let what = format!(
+                                "bits {bits} bs {bs} n {n} k {k} mins {mins} half {half} \
+                                 rows {rows} {opts:?}"
+                            );
+                            close(&y, &want, &what);
+                        }
+                        let mut y = vec![f32::NAN; rows * n];
+                        m.matmul(&x, &mut y, crate::Exec::single());
+                        close(&y, &want, &format!("bits {bits} bs {bs} default path"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks of 16 on a matrix large enough to split over tasks, with
+    /// parameters read in place by the one-row SIMD gemv.
+    #[test]
+    fn sixteen_weight_blocks_split_over_tasks() {
+        let pool = pool();
+        let mut rng = Rng(23);
+        let (n, k) = (1030, 512);
+        for (bits, mins, half) in [
+            (6, false, false),
+            (3, false, true),
+            (2, true, false),
+            (4, true, false),
+        ] {
+            let q = Owned::random(&mut rng, bits, 16, n, k, mins, half);
+            let m = PackedMatrix::new(&q.view()).unwrap();
+            for rows in [1, 3, 70] {
+                let x: Vec<f32> = (0..rows * k).map(|_| rng.unit() - 0.5).collect();
+                let want = reference_matmul(&q.view(), &x);
+                for portable in [false, true] {
+                    let mut y = vec![f32::NAN; rows * n];
+                    pool.install(|| {
+                        if portable {
+                            m.matmul_portable(&x, &mut y, 2)
+                        } else {
+                            m.matmul(&x, &mut y, crate::Exec::new(2, crate::Isa::Avx512))
+                        }
+                    });
+                    close(
+                        &y,
+                        &want,
+                        &format!("bits {bits} rows {rows} portable {portable}"),
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn four_bit_codes_are_low_nibble_first() {
         // one row, one block: weight 0 = 3, weight 1 = 10, the rest 8 (zero); symmetric
@@ -1050,8 +1206,10 @@ mod tests {
                 .unwrap_err()
         };
         assert!(err(7, 32, 1, 32, 28, 1).contains("bits"));
-        assert!(err(4, 16, 1, 32, 16, 2).contains("block_size"));
+        assert!(err(4, 8, 1, 32, 16, 4).contains("block_size"));
         assert!(err(4, 32, 1, 48, 24, 1).contains("k ="));
+        // blocks of 16 still need rows of whole 32-weight records
+        assert!(err(6, 16, 1, 48, 36, 3).contains("k ="));
         assert!(err(4, 32, 0, 32, 0, 0).contains("n must"));
         assert!(err(4, 32, 1, 32, 15, 1).contains("packed"));
         assert!(err(4, 32, 1, 32, 16, 2).contains("scales"));

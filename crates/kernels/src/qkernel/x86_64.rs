@@ -40,30 +40,46 @@ unsafe fn prefetch(p: *const u8, lines: usize) {
     }
 }
 
-/// Checks the slice lengths the tile kernels rely on.
-fn check(tile: &[u8], stride: usize, code_bytes: usize, params: Params, x: &[f32], nb: usize) {
+/// Checks the slice lengths the tile kernels rely on (`sub` parameter sets
+/// per record).
+fn check(
+    tile: &[u8],
+    stride: usize,
+    code_bytes: usize,
+    params: Params,
+    x: &[f32],
+    nb: usize,
+    sub: usize,
+) {
     assert!(stride >= code_bytes && tile.len() >= nb * stride);
     assert!(x.len() >= nb * QB);
     match params {
-        Params::Unpacked(p) => assert!(p.len() >= 8 * nb),
-        Params::Records(l) => {
-            assert!(l.at + TILE * (l.scale_bytes + l.min_bytes) <= stride)
-        }
+        Params::Unpacked(p) => assert!(p.len() >= 8 * sub * nb),
+        Params::Records(l) => assert!(l.sub == sub && l.at + l.bytes() <= stride),
     }
 }
 
-/// Block `b`'s 4 scales and 4 offset coefficients as 8 f32: a pointer
-/// into the unpacked parameters, or `buf` filled from record `rec`.
+/// Set `h` of record `b`: its 4 scales and 4 offset coefficients as 8 f32,
+/// a pointer into the unpacked parameters (`sub` sets per record), or `buf`
+/// filled from record `rec`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn block_params(params: Params, b: usize, rec: *const u8, buf: &mut [f32; 8]) -> *const f32 {
+unsafe fn block_params(
+    params: Params,
+    b: usize,
+    h: usize,
+    sub: usize,
+    rec: *const u8,
+    buf: &mut [f32; 8],
+) -> *const f32 {
     // SAFETY: the caller checked the layout (`check`): the parameters of
-    // block `b` lie inside its record, or 8 f32 at 8b inside `params`.
+    // set h of record `b` lie inside its record, or 8 f32 at 8 (b sub + h)
+    // inside `params`.
     unsafe {
         match params {
-            Params::Unpacked(p) => p.as_ptr().add(8 * b),
+            Params::Unpacked(p) => p.as_ptr().add(8 * (b * sub + h)),
             Params::Records(l) => {
-                record_params(rec, l, buf.as_mut_ptr());
+                record_params(rec, l, h, buf.as_mut_ptr());
                 buf.as_ptr()
             }
         }
@@ -137,49 +153,52 @@ unsafe fn load4(p: *const u8, width: usize) -> __m128 {
 }
 
 /// Fused dot products of a 4-bit tile (records of `stride` bytes starting
-/// with 64 code bytes) with `x`; `params` as unpacked by
-/// `PackedMatrix::unpack_params`, `sxm` the per-block offset multipliers.
+/// with 64 code bytes, `SUB` parameter sets each) with `x`; `params` as
+/// unpacked by `PackedMatrix::unpack_params`, `sxm` the offset multipliers
+/// of each set.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_q4(
+pub(super) unsafe fn dot_q4<const SUB: usize>(
     tile: &[u8],
     stride: usize,
     params: Params,
     x: &[f32],
     sxm: &[f32],
 ) -> [f32; TILE] {
-    let nb = sxm.len();
-    check(tile, stride, 2 * QB, params, x, nb);
+    let nb = sxm.len() / SUB;
+    check(tile, stride, 2 * QB, params, x, nb, SUB);
     let mask = _mm256_set1_epi32(0xF);
     let mut a = [_mm256_setzero_ps(); TILE];
     let mut macc = _mm_setzero_ps();
     let mut buf = [0f32; 8];
-    for (b, &sm) in sxm.iter().enumerate() {
+    for (b, sm) in sxm.chunks_exact(SUB).enumerate() {
         // SAFETY: b < nb, so the record p..p + stride is inside `tile`,
-        // x[32b..32b + 32] inside `x` and params[8b..8b + 8] inside
-        // `params` (checked above); all loads are unaligned loads.
+        // x[32b..32b + 32] inside `x` and the parameters inside `params`
+        // (checked above); all loads are unaligned loads.
         unsafe {
             let p = tile.as_ptr().add(b * stride);
             prefetch(p, 2);
             let xb = x.as_ptr().add(b * QB);
-            let mut t = [_mm256_setzero_ps(); TILE];
-            for g in 0..4 {
-                let xg = _mm256_loadu_ps(xb.add(8 * g));
-                let d = load8(p.add(8 * g));
-                let q0 = _mm256_cvtepi32_ps(_mm256_and_si256(d, mask));
-                let q1 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(d));
-                t[0] = _mm256_fmadd_ps(q0, xg, t[0]);
-                t[1] = _mm256_fmadd_ps(q1, xg, t[1]);
-                let d = load8(p.add(QB + 8 * g));
-                let q2 = _mm256_cvtepi32_ps(_mm256_and_si256(d, mask));
-                let q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(d));
-                t[2] = _mm256_fmadd_ps(q2, xg, t[2]);
-                t[3] = _mm256_fmadd_ps(q3, xg, t[3]);
+            for (h, &smh) in sm.iter().enumerate() {
+                let mut t = [_mm256_setzero_ps(); TILE];
+                for g in h * 4 / SUB..(h + 1) * 4 / SUB {
+                    let xg = _mm256_loadu_ps(xb.add(8 * g));
+                    let d = load8(p.add(8 * g));
+                    let q0 = _mm256_cvtepi32_ps(_mm256_and_si256(d, mask));
+                    let q1 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(d));
+                    t[0] = _mm256_fmadd_ps(q0, xg, t[0]);
+                    t[1] = _mm256_fmadd_ps(q1, xg, t[1]);
+                    let d = load8(p.add(QB + 8 * g));
+                    let q2 = _mm256_cvtepi32_ps(_mm256_and_si256(d, mask));
+                    let q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(d));
+                    t[2] = _mm256_fmadd_ps(q2, xg, t[2]);
+                    t[3] = _mm256_fmadd_ps(q3, xg, t[3]);
+                }
+                let pb = block_params(params, b, h, SUB, p, &mut buf);
+                fold_block(pb, &t, smh, &mut a, &mut macc);
             }
-            let pb = block_params(params, b, p, &mut buf);
-            fold_block(pb, &t, sm, &mut a, &mut macc);
         }
     }
     // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
@@ -192,80 +211,85 @@ pub(super) unsafe fn dot_q4(
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_q8(
+pub(super) unsafe fn dot_q8<const SUB: usize>(
     tile: &[u8],
     stride: usize,
     params: Params,
     x: &[f32],
     sxm: &[f32],
 ) -> [f32; TILE] {
-    let nb = sxm.len();
-    check(tile, stride, TILE * QB, params, x, nb);
+    let nb = sxm.len() / SUB;
+    check(tile, stride, TILE * QB, params, x, nb, SUB);
     let mut a = [_mm256_setzero_ps(); TILE];
     let mut macc = _mm_setzero_ps();
     let mut buf = [0f32; 8];
-    for (b, &sm) in sxm.iter().enumerate() {
+    for (b, sm) in sxm.chunks_exact(SUB).enumerate() {
         // SAFETY: as in `dot_q4`.
         unsafe {
             let p = tile.as_ptr().add(b * stride);
             prefetch(p, 3);
             let xb = x.as_ptr().add(b * QB);
-            let mut t = [_mm256_setzero_ps(); TILE];
-            for g in 0..4 {
-                let xg = _mm256_loadu_ps(xb.add(8 * g));
-                for (r, tr) in t.iter_mut().enumerate() {
-                    let q = _mm256_cvtepi32_ps(load8(p.add(r * QB + 8 * g)));
-                    *tr = _mm256_fmadd_ps(q, xg, *tr);
+            for (h, &smh) in sm.iter().enumerate() {
+                let mut t = [_mm256_setzero_ps(); TILE];
+                for g in h * 4 / SUB..(h + 1) * 4 / SUB {
+                    let xg = _mm256_loadu_ps(xb.add(8 * g));
+                    for (r, tr) in t.iter_mut().enumerate() {
+                        let q = _mm256_cvtepi32_ps(load8(p.add(r * QB + 8 * g)));
+                        *tr = _mm256_fmadd_ps(q, xg, *tr);
+                    }
                 }
+                let pb = block_params(params, b, h, SUB, p, &mut buf);
+                fold_block(pb, &t, smh, &mut a, &mut macc);
             }
-            let pb = block_params(params, b, p, &mut buf);
-            fold_block(pb, &t, sm, &mut a, &mut macc);
         }
     }
     // SAFETY: the caller of the kernel guarantees AVX2, FMA and F16C.
     unsafe { finish(&a, macc) }
 }
 
-/// `PackedMatrix::unpack_params`: per record, 4 scales then 4 offset
-/// coefficients as f32 (binary16 values converted with `vcvtph2ps`).
+/// `PackedMatrix::unpack_params`: per parameter set of each record, 4
+/// scales then 4 offset coefficients as f32 (binary16 values converted
+/// with `vcvtph2ps`).
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn unpack_params(tile: &[u8], stride: usize, l: ParamLayout, out: &mut [f32]) {
     let nb = tile.len() / stride;
-    let min_at = l.at + TILE * l.scale_bytes;
-    assert!(out.len() >= 8 * nb && min_at + TILE * l.min_bytes <= stride);
+    assert!(out.len() >= 8 * l.sub * nb && l.at + l.bytes() <= stride);
     for b in 0..nb {
-        // SAFETY: b < nb: the record and out[8b..8b + 8] are in bounds
-        // (checked above).
-        unsafe {
-            record_params(
-                tile.as_ptr().add(b * stride),
-                l,
-                out.as_mut_ptr().add(8 * b),
-            )
-        };
+        for h in 0..l.sub {
+            // SAFETY: b < nb and h < sub: the record and the 8 f32 at
+            // 8 (b sub + h) are in bounds (checked above).
+            unsafe {
+                record_params(
+                    tile.as_ptr().add(b * stride),
+                    l,
+                    h,
+                    out.as_mut_ptr().add(8 * (b * l.sub + h)),
+                )
+            };
+        }
     }
 }
 
-/// One record's 4 scales, then its 4 offset coefficients (mins, or the
-/// scales again when symmetric), as 8 f32 at `out`.
+/// Set `h` of one record: its 4 scales, then its 4 offset coefficients
+/// (mins, or the scales again when symmetric), as 8 f32 at `out`.
 ///
 /// # Safety
-/// The record at `rec` holds the parameters where `l` says, `out` has
-/// room for 8 f32, and the CPU supports AVX2, FMA and F16C.
+/// The record at `rec` holds the parameters where `l` says, `h < l.sub`,
+/// `out` has room for 8 f32, and the CPU supports AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn record_params(rec: *const u8, l: ParamLayout, out: *mut f32) {
+unsafe fn record_params(rec: *const u8, l: ParamLayout, h: usize, out: *mut f32) {
     // SAFETY: as the caller guarantees; 8 bytes of binary16 or 16 of f32
     // per vector.
     unsafe {
-        let s = load4(rec.add(l.at), l.scale_bytes);
+        let s = load4(rec.add(l.scales_at(h)), l.scale_bytes);
         let c = if l.min_bytes == 0 {
             s
         } else {
-            load4(rec.add(l.at + TILE * l.scale_bytes), l.min_bytes)
+            load4(rec.add(l.mins_at(h)), l.min_bytes)
         };
         _mm_storeu_ps(out, s);
         _mm_storeu_ps(out.add(TILE), c);
@@ -350,12 +374,13 @@ unsafe fn row_params(pb: *const f32, r: usize, sym: bool, half: f32) -> (__m256,
     }
 }
 
-/// Dequantizes a 4-bit tile into `dst`, 4 rows of `k = 32 * blocks`.
+/// Dequantizes a 4-bit tile (`SUB` parameter sets per record) into `dst`,
+/// 4 rows of `k = 32 * blocks`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dequant_q4(
+pub(super) unsafe fn dequant_q4<const SUB: usize>(
     tile: &[u8],
     stride: usize,
     params: &[f32],
@@ -365,36 +390,39 @@ pub(super) unsafe fn dequant_q4(
 ) {
     let nb = tile.len() / stride;
     let k = nb * QB;
-    assert!(stride >= 2 * QB && params.len() >= 8 * nb && dst.len() >= TILE * k);
+    assert!(stride >= 2 * QB && params.len() >= 8 * SUB * nb && dst.len() >= TILE * k);
     let mask = _mm256_set1_epi32(0xF);
     for b in 0..nb {
-        // SAFETY: b < nb: the record, params[8b..8b + 8] and each row's
-        // dst[r*k + 32b..][..32] are in bounds (checked above).
+        // SAFETY: b < nb: the record, params[8 SUB b..][..8 SUB] and each
+        // row's dst[r*k + 32b..][..32] are in bounds (checked above).
         unsafe {
             let p = tile.as_ptr().add(b * stride);
-            let pb = params.as_ptr().add(8 * b);
             let out = dst.as_mut_ptr().add(b * QB);
-            for pair in 0..2 {
-                let (r0, r1) = (2 * pair, 2 * pair + 1);
-                let (s0, m0) = row_params(pb, r0, sym, half);
-                let (s1, m1) = row_params(pb, r1, sym, half);
-                for g in 0..4 {
-                    let d = load8(p.add(pair * QB + 8 * g));
-                    let (o0, o1) = (out.add(r0 * k + 8 * g), out.add(r1 * k + 8 * g));
-                    deq8(_mm256_and_si256(d, mask), s0, m0, sym, o0);
-                    deq8(_mm256_srli_epi32::<4>(d), s1, m1, sym, o1);
+            for h in 0..SUB {
+                let pb = params.as_ptr().add(8 * (SUB * b + h));
+                for pair in 0..2 {
+                    let (r0, r1) = (2 * pair, 2 * pair + 1);
+                    let (s0, m0) = row_params(pb, r0, sym, half);
+                    let (s1, m1) = row_params(pb, r1, sym, half);
+                    for g in h * 4 / SUB..(h + 1) * 4 / SUB {
+                        let d = load8(p.add(pair * QB + 8 * g));
+                        let (o0, o1) = (out.add(r0 * k + 8 * g), out.add(r1 * k + 8 * g));
+                        deq8(_mm256_and_si256(d, mask), s0, m0, sym, o0);
+                        deq8(_mm256_srli_epi32::<4>(d), s1, m1, sym, o1);
+                    }
                 }
             }
         }
     }
 }
 
-/// Dequantizes a byte-code tile into `dst`, 4 rows of `k = 32 * blocks`.
+/// Dequantizes a byte-code tile (`SUB` parameter sets per record) into
+/// `dst`, 4 rows of `k = 32 * blocks`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dequant_q8(
+pub(super) unsafe fn dequant_q8<const SUB: usize>(
     tile: &[u8],
     stride: usize,
     params: &[f32],
@@ -404,23 +432,20 @@ pub(super) unsafe fn dequant_q8(
 ) {
     let nb = tile.len() / stride;
     let k = nb * QB;
-    assert!(stride >= TILE * QB && params.len() >= 8 * nb && dst.len() >= TILE * k);
+    assert!(stride >= TILE * QB && params.len() >= 8 * SUB * nb && dst.len() >= TILE * k);
     for b in 0..nb {
         // SAFETY: as in `dequant_q4`.
         unsafe {
             let p = tile.as_ptr().add(b * stride);
-            let pb = params.as_ptr().add(8 * b);
             let out = dst.as_mut_ptr().add(b * QB);
             for r in 0..TILE {
-                let (s, m) = row_params(pb, r, sym, half);
-                for g in 0..4 {
-                    deq8(
-                        load8(p.add(r * QB + 8 * g)),
-                        s,
-                        m,
-                        sym,
-                        out.add(r * k + 8 * g),
-                    );
+                for h in 0..SUB {
+                    let pb = params.as_ptr().add(8 * (SUB * b + h));
+                    let (s, m) = row_params(pb, r, sym, half);
+                    for g in h * 4 / SUB..(h + 1) * 4 / SUB {
+                        let q = load8(p.add(r * QB + 8 * g));
+                        deq8(q, s, m, sym, out.add(r * k + 8 * g));
+                    }
                 }
             }
         }

@@ -6,13 +6,12 @@
 //! GGUF stores Q and K rows in llama.cpp's permuted order; we undo the
 //! permutation at import and use Hugging Face's `rotate_half` RoPE.
 
-use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, TensorInfo};
+use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, LinearBlocks, TensorInfo};
 use super::manifest::ModelManifest;
 use super::{Capabilities, ModelError};
 use crate::onnx::layers::{self, i64s, HalfSplit};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::ops::quant::{pack_codes, QuantFormat, QuantMatrix};
-use half::f16;
 use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::models::bpe::BPE;
@@ -152,9 +151,10 @@ impl LlamaConfig {
             if !t.ggml_type.can_dequantize() {
                 return Err(GgufError::new(format!(
                     "tensor `{name}` has ggml type {} (id {}), which EdgeBench cannot read \
-                     (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)",
+                     (supported: {})",
                     t.ggml_type.name(),
-                    t.ggml_type.id()
+                    t.ggml_type.id(),
+                    GgmlType::supported_names()
                 )));
             }
             Ok(())
@@ -405,8 +405,11 @@ impl Weight {
 /// Source of weights by GGUF tensor name, row-major `[out, in]`.
 pub type Weights<'a> = dyn FnMut(&str) -> Result<Weight, ModelError> + 'a;
 
-/// Converts a GGUF Q4_0 / Q4_1 / Q8_0 tensor into an `EbQuantLinear` matrix
-/// without changing a single weight (only the nibble order is repacked).
+/// Converts a quantized GGUF matrix (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+/// Q6_K) into an `EbQuantLinear` matrix without changing a single weight: codes are repacked,
+/// K-quant scales become the f32 products `d·sc` and mins `-(dmin·m)`, one per sub-block of 32
+/// (Q4_K, Q5_K) or 16 (Q2_K, Q3_K, Q6_K) weights, so `QuantMatrix::dequantize` equals
+/// [`Gguf::dequantize`] bit for bit. `Ok(None)` for float types and tensors that are not 2-D.
 pub fn gguf_to_quant(
     g: &Gguf,
     bytes: &[u8],
@@ -416,54 +419,43 @@ pub fn gguf_to_quant(
         [k, n] => (k as usize, n as usize),
         _ => return Ok(None),
     };
-    let (bits, block_bytes, has_min) = match t.ggml_type {
-        GgmlType::Q4_0 => (4, 18, false),
-        GgmlType::Q4_1 => (4, 20, true),
-        GgmlType::Q8_0 => (8, 34, false),
-        _ => return Ok(None),
-    };
+    if super::gguf::linear_format(t.ggml_type).is_none() {
+        return Ok(None);
+    }
     let data = g.tensor_bytes(bytes, t).map_err(|e| e.what)?;
+    let lb = super::gguf::linear_blocks(t.ggml_type, data, n * k)
+        .map_err(|e| e.what)?
+        .expect("a quantized type");
+    Ok(Some(linear_to_quant(lb, n, k)?))
+}
+
+/// [`LinearBlocks`] of an `[n, k]` matrix as an `EbQuantLinear` matrix (codes packed LSB-first).
+pub fn linear_to_quant(lb: LinearBlocks, n: usize, k: usize) -> Result<QuantMatrix, String> {
     let format = QuantFormat {
-        bits,
-        block_size: 32,
+        bits: lb.bits,
+        block_size: lb.block_size,
         k,
         n,
     };
     format.validate()?;
-    let nb = n * k / 32;
-    let mut packed = vec![0u8; format.packed_len()];
-    let mut scales = Vec::with_capacity(nb);
-    let mut mins = Vec::new();
-    let mut codes = [0u8; 32];
-    let bb = format.block_bytes();
-    for (b, blk) in data.chunks_exact(block_bytes).enumerate() {
-        let half = |o: usize| f16::from_le_bytes([blk[o], blk[o + 1]]).to_f32();
-        scales.push(half(0));
-        let qs = if has_min {
-            mins.push(half(2));
-            &blk[4..]
-        } else {
-            &blk[2..]
-        };
-        if bits == 4 {
-            // GGML order: low nibbles hold weights 0..16, high nibbles 16..32
-            for j in 0..16 {
-                codes[j] = qs[j] & 0x0F;
-                codes[j + 16] = qs[j] >> 4;
-            }
-        } else {
-            for (c, &q) in codes.iter_mut().zip(qs) {
-                *c = (q as i8 as i16 + 128) as u8;
-            }
-        }
-        pack_codes(&codes, bits, &mut packed[b * bb..(b + 1) * bb]);
+    if lb.codes.len() != n * k {
+        return Err(format!("{} codes for a {n} x {k} matrix", lb.codes.len()));
     }
-    Ok(Some(QuantMatrix {
+    let mut packed = vec![0u8; format.packed_len()];
+    let bb = format.block_bytes();
+    for (codes, out) in lb
+        .codes
+        .chunks_exact(lb.block_size)
+        .zip(packed.chunks_exact_mut(bb))
+    {
+        pack_codes(codes, lb.bits, out);
+    }
+    Ok(QuantMatrix {
         format,
         packed,
-        scales,
-        mins: has_min.then_some(mins),
-    }))
+        scales: lb.scales,
+        mins: lb.mins,
+    })
 }
 
 /// Adds `x · Wᵀ` for the GGUF weight `name` (`[out, in]`), un-permuting Q/K rows when asked.
@@ -758,7 +750,8 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
 /// How [`import_gguf_with`] treats the file's weight matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightMode {
-    /// Q4_0 / Q4_1 / Q8_0 matrices stay quantized as stored; the rest is f32.
+    /// Quantized matrices (every type of [`gguf_to_quant`]) stay quantized as stored; the
+    /// rest is f32.
     Keep,
     /// Every weight becomes f32.
     Dequantize,
@@ -770,7 +763,7 @@ pub enum WeightMode {
 
 /// Imports a Llama GGUF file into `out` (model.onnx, tokenizer.json,
 /// edgebench-model.toml); `dequantize` writes f32 weights instead of keeping
-/// Q4_0 / Q4_1 / Q8_0 matrices quantized.
+/// quantized matrices (Q4_0 .. Q8_0, Q2_K .. Q6_K) quantized.
 pub fn import_gguf(
     path: &Path,
     out: &Path,
@@ -883,7 +876,7 @@ pub fn import_gguf_with(
             " --dequantize".to_string(),
         ),
         WeightMode::Keep => (
-            "EbQuantLinear: Q4_0 / Q4_1 / Q8_0 blocks kept as stored".to_string(),
+            "EbQuantLinear: quantized blocks kept as stored".to_string(),
             String::new(),
         ),
         WeightMode::Requantize { bits } => (

@@ -14,7 +14,9 @@
 //!   (`edgebench_kernels::qkernel`: AVX2 gemv for decoding, sgemm on dequantized panels for
 //!   prefill); weights stay at their width in memory (a code per byte below
 //!   8 bits except 4). Nodes reading the same initializers share one packed
-//!   copy. Block sizes that are not multiples of 32 fall back to `tract`.
+//!   copy. Blocks of 16 weights (the K-quants' sub-blocks) and multiples of
+//!   16 run there too, on rows whose length is a multiple of 32; other
+//!   block sizes fall back to `tract`.
 //! - `tract`: 4-bit blocks of 32 become tract's Q4_0 block-quant constant
 //!   (dequantised inside the matmul packer); an asymmetric block adds the
 //!   exact correction `(m + 8 s) · Σ_block x`, since
@@ -432,7 +434,9 @@ impl Expansion for QuantLinear {
         let lead: String = "abcdefgh".chars().take(rank - 1).collect();
         let x = inputs[0];
         let lowering = self.lowering;
-        if lowering == Lowering::Kernel && f.block_size.is_multiple_of(super::qkernel::QB) {
+        let kernel_ok =
+            super::qkernel::supports_block(f.block_size) && f.k.is_multiple_of(super::qkernel::QB);
+        if lowering == Lowering::Kernel && kernel_ok {
             let key: Vec<Option<Arc<Tensor>>> = inputs[1..]
                 .iter()
                 .map(|&o| model.outlet_fact(o).map(|f| f.konst.clone()))

@@ -3,8 +3,9 @@
 //!
 //! Supported: GGUF versions 2 and 3, little-endian. Every metadata value type, nested arrays
 //! included, is parsed. Tensor infos are parsed for every ggml type whose block layout is known
-//! (see [`GgmlType::block_size`]); dequantisation is implemented for F32, F16, BF16, Q4_0, Q4_1 and
-//! Q8_0 only, and any other type gives an error naming the type and the tensor.
+//! (see [`GgmlType::block_size`]); dequantisation is implemented for F32, F16, BF16, Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K and Q6_K (bit for bit as the `gguf`
+//! Python package computes it), and any other type gives an error naming the type and the tensor.
 //!
 //! Layout reminders for importers: a tensor's `dims` are ggml's `ne`, fastest-varying first, so a
 //! 2-D weight with `dims == [ne0, ne1]` is a row-major matrix of shape `[ne1, ne0]` (ne1 rows of
@@ -16,15 +17,21 @@
 //! and what was being read.
 //!
 //! The types live here; [`Gguf::parse`] and the accessors in `read`, the block formats
-//! (dequantisation, llama.cpp's reference quantisers) in `quant`, [`GgufWriter`] in `write`.
+//! (dequantisation, their `EbQuantLinear` form, quantisers) in `quant`, [`GgufWriter`] in
+//! `write`, re-quantisation of whole files in [`requant`].
 
 use std::fmt;
 
 mod quant;
 mod read;
+pub mod requant;
 mod write;
 
-pub use quant::{dequantize_blocks, quantize_q4_0, quantize_q4_1, quantize_q8_0};
+pub use quant::{
+    dequantize_blocks, linear_blocks, linear_format, quantize_as, quantize_q2_k, quantize_q3_k,
+    quantize_q4_0, quantize_q4_1, quantize_q4_k, quantize_q5_0, quantize_q5_1, quantize_q5_k,
+    quantize_q6_k, quantize_q8_0, LinearBlocks,
+};
 pub use read::MAX_METADATA_ELEMENTS;
 pub use write::GgufWriter;
 
@@ -205,6 +212,7 @@ fn value_type_name(id: u32) -> &'static str {
 /// A ggml tensor element type. Build it from a file id with [`GgmlType::from_id`], which maps the
 /// named ids to their variants and everything else to `Other(id)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // llama.cpp's names: Q4_K, Q6_K, ...
 pub enum GgmlType {
     /// id 0: 32-bit float.
     F32,
@@ -214,8 +222,26 @@ pub enum GgmlType {
     Q4_0,
     /// id 3: blocks of 32: f16 d, f16 m + 16 bytes of nibbles; w = q·d + m.
     Q4_1,
+    /// id 6: blocks of 32: f16 d, u32 of 5th bits + 16 bytes of nibbles; w = (q - 16)·d.
+    Q5_0,
+    /// id 7: blocks of 32: f16 d, f16 m, u32 of 5th bits + 16 bytes of nibbles; w = q·d + m.
+    Q5_1,
     /// id 8: blocks of 32: f16 d + 32 i8; w = q·d.
     Q8_0,
+    /// id 10: super-blocks of 256 in 16 sub-blocks of 16: 4-bit scale and min per sub-block,
+    /// 2-bit codes, f16 d and dmin; w = d·sc·q - dmin·m.
+    Q2_K,
+    /// id 11: super-blocks of 256 in 16 sub-blocks of 16: 6-bit scales, 3-bit codes (2 low bits
+    /// plus a high-bit mask), f16 d; w = d·(sc - 32)·(q - 4).
+    Q3_K,
+    /// id 12: super-blocks of 256 in 8 sub-blocks of 32: 6-bit scale and min per sub-block,
+    /// 4-bit codes, f16 d and dmin; w = d·sc·q - dmin·m.
+    Q4_K,
+    /// id 13: as Q4_K with a 5th bit per code from a high-bit mask.
+    Q5_K,
+    /// id 14: super-blocks of 256 in 16 sub-blocks of 16: i8 scale per sub-block, 6-bit codes
+    /// (4 low bits, 2 high bits), f16 d; w = d·sc·(q - 32).
+    Q6_K,
     /// id 30: bfloat16.
     BF16,
     /// Any other id (layout possibly known for sizes, but not dequantised here).
@@ -225,14 +251,7 @@ pub enum GgmlType {
 /// (name, block size, block bytes) of the ggml types without their own variant.
 fn other_type_layout(id: u32) -> (Option<&'static str>, Option<(usize, usize)>) {
     let (name, layout) = match id {
-        6 => ("Q5_0", Some((32, 22))),
-        7 => ("Q5_1", Some((32, 24))),
         9 => ("Q8_1", Some((32, 36))),
-        10 => ("Q2_K", Some((256, 84))),
-        11 => ("Q3_K", Some((256, 110))),
-        12 => ("Q4_K", Some((256, 144))),
-        13 => ("Q5_K", Some((256, 176))),
-        14 => ("Q6_K", Some((256, 210))),
         15 => ("Q8_K", Some((256, 292))),
         16 => ("IQ2_XXS", Some((256, 66))),
         17 => ("IQ2_XS", Some((256, 74))),
@@ -275,7 +294,14 @@ impl GgmlType {
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
+            10 => GgmlType::Q2_K,
+            11 => GgmlType::Q3_K,
+            12 => GgmlType::Q4_K,
+            13 => GgmlType::Q5_K,
+            14 => GgmlType::Q6_K,
             30 => GgmlType::BF16,
             other => GgmlType::Other(other),
         }
@@ -288,7 +314,14 @@ impl GgmlType {
             GgmlType::F16 => 1,
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
             GgmlType::Q8_0 => 8,
+            GgmlType::Q2_K => 10,
+            GgmlType::Q3_K => 11,
+            GgmlType::Q4_K => 12,
+            GgmlType::Q5_K => 13,
+            GgmlType::Q6_K => 14,
             GgmlType::BF16 => 30,
             GgmlType::Other(id) => id,
         }
@@ -300,7 +333,14 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::BF16 => Some((1, 2)),
             GgmlType::Q4_0 => Some((32, 18)),
             GgmlType::Q4_1 => Some((32, 20)),
+            GgmlType::Q5_0 => Some((32, 22)),
+            GgmlType::Q5_1 => Some((32, 24)),
             GgmlType::Q8_0 => Some((32, 34)),
+            GgmlType::Q2_K => Some((256, 84)),
+            GgmlType::Q3_K => Some((256, 110)),
+            GgmlType::Q4_K => Some((256, 144)),
+            GgmlType::Q5_K => Some((256, 176)),
+            GgmlType::Q6_K => Some((256, 210)),
             GgmlType::Other(id) => match GgmlType::from_id(id) {
                 GgmlType::Other(_) => other_type_layout(id).1,
                 named => named.layout(),
@@ -323,6 +363,39 @@ impl GgmlType {
         !matches!(self, GgmlType::Other(_))
     }
 
+    /// Every type [`dequantize_blocks`] supports, in id order.
+    pub const SUPPORTED: [GgmlType; 13] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::BF16,
+    ];
+
+    /// The names of [`GgmlType::SUPPORTED`], comma-separated, for messages.
+    pub fn supported_names() -> String {
+        GgmlType::SUPPORTED
+            .iter()
+            .map(GgmlType::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The type named `name` (llama.cpp's spelling, any case), among the named variants.
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        GgmlType::SUPPORTED
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
     /// The type's name as in llama.cpp, upper-cased ("F32", "Q4_1", "Q5_K", ...), or "unknown".
     pub fn name(&self) -> String {
         match *self {
@@ -330,7 +403,14 @@ impl GgmlType {
             GgmlType::F16 => "F16".into(),
             GgmlType::Q4_0 => "Q4_0".into(),
             GgmlType::Q4_1 => "Q4_1".into(),
+            GgmlType::Q5_0 => "Q5_0".into(),
+            GgmlType::Q5_1 => "Q5_1".into(),
             GgmlType::Q8_0 => "Q8_0".into(),
+            GgmlType::Q2_K => "Q2_K".into(),
+            GgmlType::Q3_K => "Q3_K".into(),
+            GgmlType::Q4_K => "Q4_K".into(),
+            GgmlType::Q5_K => "Q5_K".into(),
+            GgmlType::Q6_K => "Q6_K".into(),
             GgmlType::BF16 => "BF16".into(),
             GgmlType::Other(id) => match GgmlType::from_id(id) {
                 GgmlType::Other(_) => other_type_layout(id).0.unwrap_or("unknown").into(),

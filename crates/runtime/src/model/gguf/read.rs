@@ -302,8 +302,9 @@ impl Gguf {
             let (Some(bs), Some(bb)) = (ggml_type.block_size(), ggml_type.block_bytes()) else {
                 return err(format!(
                     "tensor `{name}` (tensor info {i}) has ggml type {} (id {ty_id}) at byte {ty_pos}, \
-                     whose block layout this reader does not know",
-                    ggml_type.name()
+                     whose block layout this reader does not know (supported: {})",
+                    ggml_type.name(),
+                    GgmlType::supported_names()
                 ));
             };
             let mut n_el: u64 = 1;
@@ -822,18 +823,18 @@ mod tests {
         w.tensor(
             "blk.0.attn_q.weight",
             &[256, 2],
-            GgmlType::Other(13),
-            vec![0; 2 * 176],
+            GgmlType::Other(15),
+            vec![0; 2 * 292],
         );
         let bytes = w.finish();
         let g = Gguf::parse(&bytes).unwrap();
         let t = g.tensor("blk.0.attn_q.weight").unwrap();
-        assert_eq!(t.n_bytes, 352);
-        assert_eq!(g.tensor_bytes(&bytes, t).unwrap().len(), 352);
+        assert_eq!(t.n_bytes, 584);
+        assert_eq!(g.tensor_bytes(&bytes, t).unwrap().len(), 584);
         let e = g.dequantize(&bytes, t).unwrap_err();
         assert_eq!(
             e.what,
-            "unsupported tensor type Q5_K (id 13) for tensor blk.0.attn_q.weight"
+            "unsupported tensor type Q8_K (id 15) for tensor blk.0.attn_q.weight"
         );
 
         // Unknown layout: a parse error naming the id.
