@@ -342,3 +342,41 @@ fn quantized_imports_stay_near_the_f32_reference() {
         }
     }
 }
+
+#[test]
+fn bert_folders_import_through_hf_as_through_bert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("bert");
+    common::synth_bert::write_checkpoint(&ck, &common::synth_bert::tensors());
+    let cfg = ck.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["architectures"] = serde_json::json!(["BertModel"]);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let (_a, via_hf) = import("hf", &ck, &[]);
+    let (_b, via_bert) = import("bert", &ck, &[]);
+    let graph = |d: &Path| std::fs::read(d.join("model.onnx")).unwrap();
+    assert_eq!(graph(&via_hf), graph(&via_bert));
+    assert_eq!(
+        ModelManifest::load(&via_hf).unwrap().architecture,
+        "encoder"
+    );
+    // an encoder is not quantized at import
+    let o = common::edgebench(
+        &common::repo(),
+        &[
+            "import",
+            "hf",
+            ck.to_str().unwrap(),
+            "--out",
+            tmp.path().join("q").to_str().unwrap(),
+            "--quantize",
+            "q8_0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("BertModel"),
+        "{}",
+        common::text(&o)
+    );
+}
