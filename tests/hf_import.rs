@@ -380,3 +380,13 @@ fn bert_folders_import_through_hf_as_through_bert() {
         common::text(&o)
     );
 }
+
+#[test]
+fn load_time_rewrites_fuse_every_layer_with_biases_and_scaled_rope() {
+    // Qwen2's biased projections and Llama 3's scaled RoPE tables keep the fast paths:
+    // attention, RoPE and norms fused, every linear layer (7 a layer and the head) on EbDense
+    for name in ["qwen2-untied", "llama3-tied"] {
+        let (_tmp, dir) = hf(name, &[]);
+        common::written_and_fused(&dir, 2, 4, 5, 15);
+    }
+}

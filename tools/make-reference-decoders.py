@@ -94,11 +94,11 @@ MODELS = {
         dtype=torch.bfloat16,
         shard=None,
     ),
-    # Qwen2: untied head, f32
+    # Qwen2: untied head, f16
     "qwen2-untied": dict(
         cls=(Qwen2Config, Qwen2ForCausalLM),
         cfg=dict(rope_theta=1000000.0, tie_word_embeddings=False, use_sliding_window=False),
-        dtype=torch.float32,
+        dtype=torch.float16,
         shard=None,
     ),
 }
