@@ -1,8 +1,8 @@
-//! `edgebench import` (gguf, bert, mobilebert) and `edgebench perplexity`.
+//! `edgebench import gguf|hf|bert|mobilebert` and `edgebench perplexity`.
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
-use edgebench::model::{self, llama, manifest, manifest::ModelManifest};
+use edgebench::model::{self, hf, llama, manifest, manifest::ModelManifest};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -13,7 +13,7 @@ pub struct ImportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportFormat {
-    /// Import a Llama-architecture GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K tensors).
+    /// Import a `llama` or `qwen2` GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K tensors).
     Gguf {
         /// The .gguf file.
         file: PathBuf,
@@ -24,6 +24,21 @@ pub enum ImportFormat {
         #[arg(long)]
         dequantize: bool,
         /// Context window of the imported model (RoPE tables are built for it), at most the file's own.
+        #[arg(long, default_value_t = 2048, value_parser = super::bounded(manifest::CONTEXT))]
+        ctx: usize,
+    },
+    /// Import a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json):
+    /// LlamaForCausalLM, Qwen2ForCausalLM or BertModel.
+    Hf {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Block-quantize a decoder's matrices at import: q4_0, q4_k or q8_0 (default: f32).
+        #[arg(long, value_parser = parse_quantize)]
+        quantize: Option<hf::Quantize>,
+        /// Context window of an imported decoder (RoPE tables are built for it), at most the config's own.
         #[arg(long, default_value_t = 2048, value_parser = super::bounded(manifest::CONTEXT))]
         ctx: usize,
     },
@@ -45,6 +60,13 @@ pub enum ImportFormat {
     },
 }
 
+fn parse_quantize(s: &str) -> Result<hf::Quantize, String> {
+    hf::Quantize::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = hf::Quantize::ALL.iter().map(|q| q.name()).collect();
+        format!("`{s}` is not one of {}", all.join(", "))
+    })
+}
+
 pub fn import(a: ImportArgs) -> Result<(), Failure> {
     match a.format {
         ImportFormat::Gguf {
@@ -61,6 +83,30 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
                 m.parameters.unwrap_or(0),
                 m.vocab_size,
                 m.max_context,
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        ImportFormat::Hf {
+            dir,
+            out,
+            quantize,
+            ctx,
+        } => {
+            let t = std::time::Instant::now();
+            let opts = hf::HfOptions {
+                max_context: ctx,
+                quantize,
+            };
+            let m = hf::import_hf(&dir, &out, opts).map_err(bad_input)?;
+            println!(
+                "imported {} ({} parameters, vocab {}, context {}, {}) into {} in {:.1}s",
+                m.name,
+                m.parameters.unwrap_or(0),
+                m.vocab_size,
+                m.max_context,
+                m.matmul,
                 out.display(),
                 t.elapsed().as_secs_f64()
             );

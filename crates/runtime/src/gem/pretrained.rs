@@ -99,6 +99,15 @@ impl Pretrained {
         let gguf = Gguf::parse(&gguf_bytes)
             .map_err(|e| bad(gguf_path, format!("not a valid GGUF file: {}", e.what)))?;
         let llama = LlamaConfig::from_gguf(&gguf, gguf_path)?;
+        if llama.arch != llama::DecoderArch::Llama {
+            return Err(bad(
+                gguf_path,
+                format!(
+                    "`general.architecture` = `{}`: GEM's pathways come from a `llama` GGUF file",
+                    llama.arch.gguf_name()
+                ),
+            ));
+        }
         let cfg_json = bert_dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_json).map_err(|source| ModelError::Io {
             path: cfg_json.clone(),

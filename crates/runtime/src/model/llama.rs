@@ -1,10 +1,11 @@
-//! Llama-architecture import from GGUF: configuration, tokenizer and an ONNX
-//! decoder graph with an explicit KV cache (`past_key_<i>` / `past_value_<i>`
+//! Llama-family decoders (`llama`, `qwen2`): configuration, the GGUF importer
+//! (tokenizer, weights) and an ONNX decoder graph with an explicit KV cache (`past_key_<i>` / `past_value_<i>`
 //! inputs, `present_key_<i>` / `present_value_<i>` outputs), so the same file
 //! runs in tract and in onnxruntime.
 //!
-//! GGUF stores Q and K rows in llama.cpp's permuted order; we undo the
-//! permutation at import and use Hugging Face's `rotate_half` RoPE.
+//! llama GGUF files store Q and K rows in llama.cpp's permuted order (qwen2
+//! files and Hugging Face checkpoints do not); we undo the permutation at
+//! import and use Hugging Face's `rotate_half` RoPE.
 
 use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, LinearBlocks, TensorInfo};
 use super::manifest::ModelManifest;
@@ -21,9 +22,59 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
-/// Hyper-parameters of a Llama decoder.
+/// The decoder families that share the Llama graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderArch {
+    /// Llama 1-3 (TinyLlama, SmolLM, Llama 3.x): no biases.
+    Llama,
+    /// Qwen2 / Qwen2.5: biases on the query, key and value projections.
+    Qwen2,
+}
+
+impl DecoderArch {
+    /// Every family, with its GGUF `general.architecture` name.
+    pub const ALL: [DecoderArch; 2] = [DecoderArch::Llama, DecoderArch::Qwen2];
+
+    /// The GGUF `general.architecture` value (and metadata key prefix).
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            DecoderArch::Llama => "llama",
+            DecoderArch::Qwen2 => "qwen2",
+        }
+    }
+
+    /// The family of a GGUF `general.architecture` value.
+    pub fn from_gguf_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.gguf_name() == name)
+    }
+
+    /// Whether the query, key and value projections carry biases.
+    pub fn qkv_bias(self) -> bool {
+        self == DecoderArch::Qwen2
+    }
+}
+
+/// How RoPE frequencies are rescaled for long contexts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// `base^(-2i/d)` as is.
+    None,
+    /// Hugging Face's `rope_type: llama3` (Llama 3.1 / 3.2): long wavelengths divided by
+    /// `factor`, short ones kept, the band between interpolated.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+    /// llama.cpp's `rope_freqs.weight`: frequency `i` divided by factor `i`.
+    FreqFactors(Vec<f64>),
+}
+
+/// Hyper-parameters of a Llama-family decoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    pub arch: DecoderArch,
     pub n_layers: usize,
     pub d_model: usize,
     pub n_heads: usize,
@@ -31,9 +82,12 @@ pub struct LlamaConfig {
     pub head_dim: usize,
     pub ffn: usize,
     pub rope_base: f64,
+    pub rope_scaling: RopeScaling,
     pub eps: f64,
     pub vocab: usize,
     pub context: usize,
+    /// Q and K rows are in llama.cpp's interleaved order (llama GGUF files), undone at import.
+    pub qk_interleaved: bool,
 }
 
 fn bad(path: &Path, m: impl Into<String>) -> ModelError {
@@ -44,12 +98,12 @@ fn bad(path: &Path, m: impl Into<String>) -> ModelError {
 }
 
 impl LlamaConfig {
-    /// Reads the `llama.*` metadata of a GGUF file, checked by [`LlamaConfig::read`].
+    /// Reads the `<architecture>.*` metadata of a GGUF file, checked by [`LlamaConfig::read`].
     pub fn from_gguf(g: &Gguf, path: &Path) -> Result<Self, ModelError> {
         Self::read(g).map_err(|e| bad(path, e.what))
     }
 
-    /// Reads the `llama.*` metadata and checks every hyper-parameter the importer uses against
+    /// Reads the `<architecture>.*` metadata (`llama` or `qwen2`) and checks every hyper-parameter the importer uses against
     /// the tensors it describes, before anything is allocated from it: the embedding length,
     /// vocabulary (token count), head counts, head dim (RoPE and key/value lengths), feed-forward
     /// length and block count must give exactly the shapes of `token_embd.weight`, `output.weight`,
@@ -58,12 +112,16 @@ impl LlamaConfig {
     /// that passes describes no more weights than the file holds. Errors name the key, its value
     /// and the tensor shape it contradicts.
     pub fn read(g: &Gguf) -> Result<Self, GgufError> {
-        let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(GgufError::new(format!(
-                "unsupported architecture `{arch}`: EdgeBench imports `llama` GGUF files"
-            )));
-        }
+        let name = g.get_str("general.architecture")?;
+        let arch = DecoderArch::from_gguf_name(name).ok_or_else(|| {
+            GgufError::new(format!(
+                "`general.architecture` = `{name}` is not supported: EdgeBench imports {} GGUF \
+                 files",
+                supported_gguf()
+            ))
+        })?;
+        let p = arch.gguf_name();
+        let key = |s: &str| format!("{p}.{s}");
         let optional = |k: &str| g.get(k).map(|_| g.get_u64(k)).transpose();
         let at_least = |k: &str, v: u64, min: u64| {
             if v < min {
@@ -86,16 +144,16 @@ impl LlamaConfig {
             }
         };
         let d_model = at_least(
-            "llama.embedding_length",
-            g.get_u64("llama.embedding_length")?,
+            &key("embedding_length"),
+            g.get_u64(&key("embedding_length"))?,
             1,
         )?;
         let tokens = g.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array);
-        let vocab_size = optional("llama.vocab_size")?;
+        let vocab_size = optional(&key("vocab_size"))?;
         let (vocab, vocab_key) = match (tokens, vocab_size) {
             (Some(t), Some(v)) if t.len() as u64 != v => {
                 return Err(GgufError::new(format!(
-                    "`llama.vocab_size` = {v} but `tokenizer.ggml.tokens` holds {} tokens",
+                    "`{p}.vocab_size` = {v} but `tokenizer.ggml.tokens` holds {} tokens",
                     t.len()
                 )))
             }
@@ -103,12 +161,12 @@ impl LlamaConfig {
                 t.len() as u64,
                 format!("`tokenizer.ggml.tokens` ({} tokens)", t.len()),
             ),
-            (None, Some(v)) => (v, format!("`llama.vocab_size` = {v}")),
+            (None, Some(v)) => (v, format!("`{p}.vocab_size` = {v}")),
             (None, None) => {
-                return Err(GgufError::new(
-                    "neither `tokenizer.ggml.tokens` nor `llama.vocab_size` is present: the \
-                     vocabulary size is unknown",
-                ))
+                return Err(GgufError::new(format!(
+                    "neither `tokenizer.ggml.tokens` nor `{p}.vocab_size` is present: the \
+                     vocabulary size is unknown"
+                )))
             }
         };
         at_least("vocabulary size", vocab, 1)?;
@@ -125,7 +183,7 @@ impl LlamaConfig {
         // every tensor the graph reads, with its dims and the key each dim comes from
         let tensors: HashMap<&str, &TensorInfo> =
             g.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-        let emb = format!("`llama.embedding_length` = {d_model}");
+        let emb = format!("`{p}.embedding_length` = {d_model}");
         let emb = emb.as_str();
         let check = |name: &str, want: &[(u64, &str)], missing: &str| {
             let t = tensors.get(name).ok_or_else(|| {
@@ -172,57 +230,57 @@ impl LlamaConfig {
             )?;
         }
         check("output_norm.weight", &[(d_model, emb)], "")?;
-        let n_layers = at_least("llama.block_count", g.get_u64("llama.block_count")?, 1)?;
+        let n_layers = at_least(&key("block_count"), g.get_u64(&key("block_count"))?, 1)?;
         let n_heads = at_least(
-            "llama.attention.head_count",
-            g.get_u64("llama.attention.head_count")?,
+            &key("attention.head_count"),
+            g.get_u64(&key("attention.head_count"))?,
             1,
         )?;
         let n_kv_heads = at_least(
-            "llama.attention.head_count_kv",
-            optional("llama.attention.head_count_kv")?.unwrap_or(n_heads),
+            &key("attention.head_count_kv"),
+            optional(&key("attention.head_count_kv"))?.unwrap_or(n_heads),
             1,
         )?;
         let ffn = at_least(
-            "llama.feed_forward_length",
-            g.get_u64("llama.feed_forward_length")?,
+            &key("feed_forward_length"),
+            g.get_u64(&key("feed_forward_length"))?,
             1,
         )?;
         let context = at_least(
-            "llama.context_length",
-            optional("llama.context_length")?.unwrap_or(2048),
+            &key("context_length"),
+            optional(&key("context_length"))?.unwrap_or(2048),
             2,
         )?;
         if d_model % n_heads != 0 || n_heads % n_kv_heads != 0 || (d_model / n_heads) % 2 != 0 {
             return Err(GgufError::new(format!(
-                "inconsistent heads: `llama.embedding_length` = {d_model}, \
-                 `llama.attention.head_count` = {n_heads}, `llama.attention.head_count_kv` = \
+                "inconsistent heads: `{p}.embedding_length` = {d_model}, \
+                 `{p}.attention.head_count` = {n_heads}, `{p}.attention.head_count_kv` = \
                  {n_kv_heads}: the embedding length must be an even number of values per head, \
                  and the head count a multiple of the key/value head count"
             )));
         }
         let head_dim = d_model / n_heads;
         for k in [
-            "llama.rope.dimension_count",
-            "llama.attention.key_length",
-            "llama.attention.value_length",
+            key("rope.dimension_count"),
+            key("attention.key_length"),
+            key("attention.value_length"),
         ] {
-            if let Some(v) = optional(k)? {
+            if let Some(v) = optional(&k)? {
                 if v != head_dim {
                     return Err(GgufError::new(format!(
-                        "`{k}` = {v} but `llama.embedding_length` / `llama.attention.head_count` \
+                        "`{k}` = {v} but `{p}.embedding_length` / `{p}.attention.head_count` \
                          = {d_model} / {n_heads} = {head_dim}: EdgeBench needs full-head RoPE and \
                          keys and values of the head dim"
                     )));
                 }
             }
         }
-        let ffn_key = format!("`llama.feed_forward_length` = {ffn}");
+        let ffn_key = format!("`{p}.feed_forward_length` = {ffn}");
         let kv_key =
-            format!("`llama.attention.head_count_kv` = {n_kv_heads} (x head dim {head_dim})");
+            format!("`{p}.attention.head_count_kv` = {n_kv_heads} (x head dim {head_dim})");
         let (ffn_key, kv_key) = (ffn_key.as_str(), kv_key.as_str());
         let kv_rows = n_kv_heads * head_dim;
-        let missing = format!(" (`llama.block_count` = {n_layers})");
+        let missing = format!(" (`{p}.block_count` = {n_layers})");
         for l in 0..n_layers {
             let blk = |s: &str| format!("blk.{l}.{s}");
             for (name, want) in [
@@ -238,6 +296,15 @@ impl LlamaConfig {
             ] {
                 check(&blk(name), &want, &missing)?;
             }
+            if arch.qkv_bias() {
+                for (name, rows) in [
+                    ("attn_q.bias", (d_model, emb)),
+                    ("attn_k.bias", (kv_rows, kv_key)),
+                    ("attn_v.bias", (kv_rows, kv_key)),
+                ] {
+                    check(&blk(name), &[rows], &missing)?;
+                }
+            }
         }
         if let Some(t) = g.tensors.iter().find(|t| {
             t.name
@@ -247,25 +314,66 @@ impl LlamaConfig {
                 .is_some_and(|i| i >= n_layers)
         }) {
             return Err(GgufError::new(format!(
-                "`llama.block_count` = {n_layers} but the file has tensor `{}` beyond it",
+                "`{p}.block_count` = {n_layers} but the file has tensor `{}` beyond it",
                 t.name
             )));
         }
         // each value now fits in the file (it sizes a tensor found in it), so in a usize
         let us = |v: u64| v as usize;
         Ok(LlamaConfig {
+            arch,
             n_layers: us(n_layers),
             d_model: us(d_model),
             n_heads: us(n_heads),
             n_kv_heads: us(n_kv_heads),
             head_dim: us(head_dim),
             ffn: us(ffn),
-            rope_base: positive("llama.rope.freq_base", 10000.0)?,
-            eps: positive("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+            rope_base: positive(&key("rope.freq_base"), 10000.0)?,
+            rope_scaling: RopeScaling::None,
+            eps: positive(&key("attention.layer_norm_rms_epsilon"), 1e-5)?,
             vocab: us(vocab),
             context: usize::try_from(context).unwrap_or(usize::MAX),
+            qk_interleaved: arch == DecoderArch::Llama,
         })
     }
+
+    /// The RoPE frequency of each rotated pair, `head_dim / 2` of them, scaled as configured
+    /// (for `llama3`, exactly as transformers' `_compute_llama3_parameters`).
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim as f64;
+        let base = (0..self.head_dim / 2).map(|i| self.rope_base.powf(-(2.0 * i as f64) / d));
+        match &self.rope_scaling {
+            RopeScaling::None => base.collect(),
+            RopeScaling::FreqFactors(f) => base.zip(f).map(|(b, f)| b / f).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: orig,
+            } => base
+                .map(|f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < orig / high {
+                        f
+                    } else if wavelen > orig / low {
+                        f / factor
+                    } else {
+                        let smooth = (orig / wavelen - low) / (high - low);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The GGUF architectures EdgeBench imports, for messages: "`llama` and `qwen2`".
+pub fn supported_gguf() -> String {
+    let names: Vec<String> = DecoderArch::ALL
+        .iter()
+        .map(|a| format!("`{}`", a.gguf_name()))
+        .collect();
+    names.join(" and ")
 }
 
 /// Rebuilds the byte-level BPE tokenizer stored in GGUF metadata (`gpt2` model).
@@ -496,6 +604,30 @@ fn linear(
     }
 }
 
+/// RoPE cos / sin tables `[context, head_dim]` in rotate-half layout, from
+/// [`LlamaConfig::inv_freq`].
+fn rope_tables(g: &mut GraphBuilder, cfg: &LlamaConfig) -> (String, String) {
+    let (ctx, hd) = (cfg.context.max(1), cfg.head_dim);
+    let half = hd / 2;
+    let inv = cfg.inv_freq();
+    let mut cos = vec![0f32; ctx * hd];
+    let mut sin = vec![0f32; ctx * hd];
+    for p in 0..ctx {
+        for (i, f) in inv.iter().enumerate() {
+            let a = p as f64 * f;
+            for j in [i, i + half] {
+                cos[p * hd + j] = a.cos() as f32;
+                sin[p * hd + j] = a.sin() as f32;
+            }
+        }
+    }
+    let dims = [ctx as i64, hd as i64];
+    (
+        g.init_f32("rope_cos", &dims, &cos),
+        g.init_f32("rope_sin", &dims, &sin),
+    )
+}
+
 /// Builds the ONNX decoder graph.
 pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u8>, ModelError> {
     let (d, h, kv, hd) = (
@@ -522,19 +654,13 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
     let shape_kv = i64s(&mut g, "c_shape_kv", &[0, 0, kv, hd]);
     let shape_grp = i64s(&mut g, "c_shape_grp", &[1, kv, rep, -1, hd]);
     let shape_heads = i64s(&mut g, "c_shape_heads", &[1, h, -1, hd]);
-    let shape_model = i64s(&mut g, "c_shape_model", &[0, 0, d]);
+    let shape_model = i64s(&mut g, "c_shape_model", &[0, 0, h * hd]);
     let half_a = i64s(&mut g, "c_half_a", &[0]);
     let half_b = i64s(&mut g, "c_half_b", &[hd / 2]);
     let half_c = i64s(&mut g, "c_half_c", &[hd]);
     let last = i64s(&mut g, "c_last", &[-1]);
 
-    let (cos_t, sin_t) = layers::rope_tables(
-        &mut g,
-        ("rope_cos", "rope_sin"),
-        cfg.context.max(1),
-        cfg.head_dim,
-        cfg.rope_base,
-    );
+    let (cos_t, sin_t) = rope_tables(&mut g, cfg);
 
     // positions = past .. past + seq
     let past_inputs: Vec<(String, String)> = (0..cfg.n_layers)
@@ -599,30 +725,38 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
             &weights(&p("attn_norm.weight"))?.into_f32(),
         );
         let x = rms(&mut g, &hcur, &wn);
-        let q = linear(
-            &mut g,
-            weights,
-            &x,
-            &p("attn_q.weight"),
-            (hu * hdu, du),
-            Some(hu),
-        )?;
-        let k = linear(
-            &mut g,
-            weights,
-            &x,
-            &p("attn_k.weight"),
-            (kvu * hdu, du),
-            Some(kvu),
-        )?;
-        let v = linear(
-            &mut g,
-            weights,
-            &x,
-            &p("attn_v.weight"),
-            (kvu * hdu, du),
-            None,
-        )?;
+        let interleaved = |heads: usize| cfg.qk_interleaved.then_some(heads);
+        let mut qkv = Vec::with_capacity(3);
+        for (m, rows, unpermute) in [
+            ("attn_q", hu * hdu, interleaved(hu)),
+            ("attn_k", kvu * hdu, interleaved(kvu)),
+            ("attn_v", kvu * hdu, None),
+        ] {
+            let y = linear(
+                &mut g,
+                weights,
+                &x,
+                &p(&format!("{m}.weight")),
+                (rows, du),
+                unpermute,
+            )?;
+            qkv.push(match cfg.arch.qkv_bias() {
+                true => {
+                    let name = p(&format!("{m}.bias"));
+                    let b = weights(&name)?.into_f32();
+                    if b.len() != rows {
+                        return Err(ModelError::Runtime(format!(
+                            "tensor `{name}` has {} values, expected {rows}",
+                            b.len()
+                        )));
+                    }
+                    let b = g.init_f32(&name, &[rows as i64], &b);
+                    g.op("Add", &[&y, &b], &[])
+                }
+                false => y,
+            });
+        }
+        let [q, k, v]: [String; 3] = qkv.try_into().expect("three projections");
         let q = layers::split_heads(&mut g, &q, &shape_q);
         let k = layers::split_heads(&mut g, &k, &shape_kv);
         let v = layers::split_heads(&mut g, &v, &shape_kv);
@@ -741,8 +875,8 @@ pub fn build_graph(cfg: &LlamaConfig, weights: &mut Weights<'_>) -> Result<Vec<u
         g.output(&format!("present_value_{l}"), Elem::F32, &dims);
     }
     let model = g.finish(
-        "Llama decoder imported from GGUF by EdgeBench",
-        &[("edgebench.architecture", "llama".into())],
+        &format!("{} decoder imported by EdgeBench", cfg.arch.gguf_name()),
+        &[("edgebench.architecture", cfg.arch.gguf_name().into())],
     );
     Ok(encode(&model))
 }
@@ -821,6 +955,22 @@ pub fn import_gguf_with(
         Gguf::parse(&bytes).map_err(|e| bad(path, format!("not a valid GGUF file: {}", e.what)))?;
     let mut cfg = LlamaConfig::from_gguf(&g, path)?;
     cfg.context = cfg.context.min(max_context);
+    // llama.cpp's converter writes Llama 3's RoPE scaling as per-frequency factors
+    if let Ok(t) = g.tensor("rope_freqs.weight") {
+        let f = g.dequantize(&bytes, t).map_err(|e| bad(path, e.what))?;
+        if f.len() != cfg.head_dim / 2 || f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `rope_freqs.weight` must hold head dim / 2 = {} finite factors above \
+                     0, not {} values",
+                    cfg.head_dim / 2,
+                    f.len()
+                ),
+            ));
+        }
+        cfg.rope_scaling = RopeScaling::FreqFactors(f.iter().map(|&v| v as f64).collect());
+    }
     let tok = tokenizer_from_gguf(&g, path)?;
     if tok.get_vocab_size(true) != cfg.vocab {
         return Err(bad(
@@ -862,10 +1012,6 @@ pub fn import_gguf_with(
         }
     };
     let graph = build_graph(&cfg, &mut weights)?;
-    std::fs::create_dir_all(out).map_err(io(out))?;
-    std::fs::write(out.join("model.onnx"), graph).map_err(io(&out.join("model.onnx")))?;
-    tok.save(out.join("tokenizer.json"), false)
-        .map_err(|e| bad(&out.join("tokenizer.json"), e.to_string()))?;
     let id = |k: &str| g.get_u64(k).ok().map(|v| v as u32);
     let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let source_hash =
@@ -916,6 +1062,11 @@ pub fn import_gguf_with(
             path.display()
         ),
     };
-    manifest.save(out)?;
+    super::write_dir_atomically(out, |tmp| {
+        std::fs::write(tmp.join("model.onnx"), &graph).map_err(io(&tmp.join("model.onnx")))?;
+        tok.save(tmp.join("tokenizer.json"), false)
+            .map_err(|e| bad(&tmp.join("tokenizer.json"), e.to_string()))?;
+        manifest.save(tmp)
+    })?;
     Ok(manifest)
 }

@@ -5,6 +5,7 @@ pub mod align;
 pub mod bert;
 pub mod decoder;
 pub mod gguf;
+pub mod hf;
 pub mod hub;
 pub mod llama;
 pub mod manifest;
