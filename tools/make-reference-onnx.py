@@ -14,7 +14,9 @@ trained here with the `tokenizers` library, exported with optimum's ONNX exporte
 and records what transformers (torch) computes for fixed inputs in llama.json and bert.json.
 
 Usage: python3 tools/make-reference-onnx.py [--out tests/fixtures/reference-models/onnx]
-Needs torch, transformers, tokenizers, optimum and optimum-onnx (pip); CI only reads the output.
+Needs torch, tokenizers, optimum-onnx 0.1 (with its optimum 2.1) and transformers 4.57 (optimum-onnx
+0.1 refuses transformers 4.58 and later; a virtual environment with --system-site-packages and
+`pip install transformers==4.57.6 "tokenizers<0.23"` keeps the rest); CI only reads the output.
 """
 
 import argparse

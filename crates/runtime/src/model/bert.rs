@@ -698,6 +698,18 @@ impl TractEncoder {
                 .map_err(terr)?;
             let out = self.runner.run(&self.plan, inputs).map_err(terr)?;
             let v = out[io.output].to_plain_array_view::<f32>().map_err(terr)?;
+            let want: &[usize] = match io.pooling {
+                super::optimum::Pooling::Pooled => &[b],
+                _ => &[b, seq],
+            };
+            if v.ndim() != want.len() + 1 || &v.shape()[..want.len()] != want {
+                return Err(ModelError::Runtime(format!(
+                    "{}: output {} has shape {:?}, expected {want:?} then the embedding size",
+                    self.graph_path.display(),
+                    io.output,
+                    v.shape()
+                )));
+            }
             return Ok(super::optimum::pool(&v, &mask, seq, io.pooling));
         }
         let ids = Tensor::from_shape(&[b, seq], &ids).map_err(terr)?;

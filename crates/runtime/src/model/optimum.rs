@@ -642,9 +642,16 @@ mod light {
     }
 }
 
-/// A graph file's input and output names (initializers listed as inputs left out), and the
-/// last dim of `logits` when it is fixed.
-fn graph_io(path: &Path) -> Result<(Vec<String>, Vec<String>, Option<usize>), ModelError> {
+/// A graph file's input and output names (initializers listed as inputs left out).
+struct GraphIo {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    /// The last dim of `logits`, when it is fixed.
+    logits_vocab: Option<usize>,
+}
+
+/// Reads a graph file's [`GraphIo`].
+fn graph_io(path: &Path) -> Result<GraphIo, ModelError> {
     use prost::Message;
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
@@ -680,7 +687,11 @@ fn graph_io(path: &Path) -> Result<(Vec<String>, Vec<String>, Option<usize>), Mo
             _ => None,
         }
     });
-    Ok((inputs, outputs, vocab))
+    Ok(GraphIo {
+        inputs,
+        outputs,
+        logits_vocab: vocab,
+    })
 }
 
 /// A JSON file of the export folder, `None` when absent.
@@ -709,7 +720,11 @@ fn token_id(v: Option<&serde_json::Value>) -> Option<u32> {
 /// nothing is written. Errors name the file and what it lacks.
 pub fn synthesize(dir: &Path, graph: &str) -> Result<ModelManifest, ModelError> {
     let path = dir.join(graph);
-    let (inputs, outputs, logits_vocab) = graph_io(&path)?;
+    let GraphIo {
+        inputs,
+        outputs,
+        logits_vocab,
+    } = graph_io(&path)?;
     let layout = Layout::from_names(&inputs, &outputs).map_err(|m| {
         bad(
             &path,
