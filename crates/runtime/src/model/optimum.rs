@@ -19,6 +19,13 @@ const EXPECTED: &str = "expected an optimum decoder (inputs input_ids, attention
      present.<i>.key/value) or encoder (inputs input_ids, attention_mask, optional token_type_ids; \
      output last_hidden_state, token_embeddings or sentence_embedding)";
 
+/// The outputs an encoder export may have, the one read first.
+const ENCODER_OUTPUTS: [&str; 3] = [
+    "sentence_embedding",
+    "last_hidden_state",
+    "token_embeddings",
+];
+
 /// What a decoder input takes in each pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecoderInput {
@@ -204,24 +211,16 @@ impl Layout {
                 present,
             }));
         }
-        let output = [
-            "sentence_embedding",
-            "last_hidden_state",
-            "token_embeddings",
-        ]
-        .iter()
-        .find_map(|want| outputs.iter().position(|n| n == want));
+        let output = ENCODER_OUTPUTS
+            .iter()
+            .find_map(|want| outputs.iter().position(|n| n == want));
         let Some(output) = output else {
             return Err(bad("no `logits`, `last_hidden_state`, `token_embeddings` or `sentence_embedding` output".into()));
         };
-        if let Some(n) = outputs.iter().find(|n| {
-            ![
-                "sentence_embedding",
-                "last_hidden_state",
-                "token_embeddings",
-            ]
-            .contains(&n.as_str())
-        }) {
+        if let Some(n) = outputs
+            .iter()
+            .find(|n| !ENCODER_OUTPUTS.contains(&n.as_str()))
+        {
             return Err(bad(format!("unexpected encoder output `{n}`")));
         }
         let inputs = inputs
