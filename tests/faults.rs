@@ -535,6 +535,70 @@ fn model_graph_truncated() {
     expect(&s.run(&["--model", "cut"]), 2, &["model.onnx"]);
 }
 
+/// The optimum export `llama-nopast` of `tests/fixtures/reference-models/onnx` (made by
+/// `python3 tools/make-reference-onnx.py`) copied to `<to>/`, without `skip`.
+fn optimum_export(s: &Sandbox, to: &str, skip: &str) {
+    let src = common::repo().join("tests/fixtures/reference-models/onnx/llama-nopast");
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        if f != skip {
+            s.write(&format!("{to}/{f}"), std::fs::read(src.join(f)).unwrap());
+        }
+    }
+}
+
+#[test]
+fn onnx_export_with_unexpected_inputs() {
+    let s = Sandbox::new();
+    optimum_export(&s, "renamed", "");
+    // `position_ids` renamed `token_positions`, in the graph's inputs and in its nodes
+    use tract_onnx::prelude::Framework;
+    let onnx = edgebench::ops::onnx();
+    let mut proto = onnx
+        .proto_model_for_path(s.path("renamed/model.onnx"))
+        .unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    for i in g.input.iter_mut().filter(|i| i.name == "position_ids") {
+        i.name = "token_positions".into();
+    }
+    for n in &mut g.node {
+        for i in n.input.iter_mut().filter(|i| *i == "position_ids") {
+            *i = "token_positions".into();
+        }
+    }
+    s.write("renamed/model.onnx", edgebench::onnx::encode(&proto));
+    let needles = [
+        "renamed/model.onnx",
+        "unexpected decoder input `token_positions`",
+        "found inputs [input_ids, attention_mask, token_positions] and outputs [logits]",
+        "expected an optimum decoder (inputs input_ids, attention_mask",
+        "edgebench-model.toml",
+    ];
+    expect(&s.run(&["--model", "renamed"]), 2, &needles);
+    // the file itself, as --model
+    expect(&s.run(&["--model", "renamed/model.onnx"]), 2, &needles);
+}
+
+#[test]
+fn onnx_export_without_tokenizer_or_config() {
+    let s = Sandbox::new();
+    optimum_export(&s, "notok", "tokenizer.json");
+    expect(
+        &s.run(&["--model", "notok"]),
+        2,
+        &["notok/tokenizer.json", "missing", "optimum-cli export onnx"],
+    );
+    optimum_export(&s, "nocfg", "config.json");
+    expect(
+        &s.run(&["--model", "nocfg"]),
+        2,
+        &["nocfg/config.json", "missing", "context length"],
+    );
+    assert!(
+        !s.path("notok/edgebench-model.toml").exists(),
+        "nothing written into the export"
+    );
+}
+
 #[test]
 fn gguf_file_truncated() {
     let s = Sandbox::new();

@@ -302,7 +302,7 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         "builtin:tiny" | "tiny" => tiny::materialize(&out.join("models/tiny")).map_err(failed)?,
         other => PathBuf::from(other),
     };
-    let manifest = ModelManifest::load(&dir).map_err(bad_input)?;
+    let (dir, manifest) = edgebench::model::optimum::open(&dir).map_err(bad_input)?;
     let llama = llama_bench.zip(gguf);
     if let Some((_, gguf)) = &llama {
         if manifest.architecture != "decoder" {

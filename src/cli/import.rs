@@ -2,7 +2,7 @@
 
 use super::{bad_input, failed, Failure};
 use clap::{Args, Subcommand};
-use edgebench::model::{self, hf, llama, manifest, manifest::ModelManifest};
+use edgebench::model::{self, hf, llama, manifest};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -137,7 +137,7 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
 
 #[derive(Debug, Args)]
 pub struct PerplexityArgs {
-    /// Model directory.
+    /// Model directory (or an optimum ONNX export: its folder or its .onnx file).
     #[arg(long)]
     pub model: PathBuf,
     /// Text file.
@@ -152,10 +152,10 @@ pub fn perplexity(
     a: PerplexityArgs,
     runtime: &edgebench::runtime::RuntimeOptions,
 ) -> Result<(), Failure> {
-    let manifest = ModelManifest::load(&a.model).map_err(bad_input)?;
+    let (dir, manifest) = model::optimum::open(&a.model).map_err(bad_input)?;
     let source = a.model.display().to_string();
-    let dec = model::decoder::TractDecoder::load(&a.model, &manifest, &source, runtime)
-        .map_err(bad_input)?;
+    let dec =
+        model::decoder::TractDecoder::load(&dir, &manifest, &source, runtime).map_err(bad_input)?;
     let text = std::fs::read_to_string(&a.text)
         .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", a.text.display())))?;
     let (ppl, n) = dec.perplexity_llama_cpp(&text, a.ctx).map_err(failed)?;

@@ -746,6 +746,8 @@ pub struct TractEncoder {
     info: ModelInfo,
     max_len: usize,
     graph_path: PathBuf,
+    /// The inputs and output of an optimum export (`None`: EdgeBench's own names).
+    io: Option<super::optimum::EncoderIo>,
 }
 
 impl TractEncoder {
@@ -759,6 +761,7 @@ impl TractEncoder {
     ) -> Result<Self, ModelError> {
         let (graph, tok) = super::load_graph_and_tokenizer(dir, manifest, options)?;
         let note = graph.rewrites_note();
+        let io = super::optimum::EncoderIo::of(graph.plan.model(), dir, &graph.path)?;
         let super::LoadedGraph {
             plan,
             sha256,
@@ -792,6 +795,7 @@ impl TractEncoder {
             },
             max_len: manifest.max_context,
             graph_path,
+            io,
         })
     }
 
@@ -850,6 +854,37 @@ impl TractEncoder {
             path: self.graph_path.clone(),
             source: e,
         };
+        if let Some(io) = &self.io {
+            use super::optimum::EncoderInput;
+            let inputs = io
+                .inputs
+                .iter()
+                .map(|k| {
+                    let data = match k {
+                        EncoderInput::Ids => &ids,
+                        EncoderInput::Mask => &mask,
+                        EncoderInput::TokenTypes => &vec![0i64; b * seq],
+                    };
+                    Ok(Tensor::from_shape(&[b, seq], data)?.into_tvalue())
+                })
+                .collect::<TractResult<TVec<TValue>>>()
+                .map_err(terr)?;
+            let out = self.runner.run(&self.plan, inputs).map_err(terr)?;
+            let v = out[io.output].to_plain_array_view::<f32>().map_err(terr)?;
+            let want: &[usize] = match io.pooling {
+                super::optimum::Pooling::Pooled => &[b],
+                _ => &[b, seq],
+            };
+            if v.ndim() != want.len() + 1 || &v.shape()[..want.len()] != want {
+                return Err(ModelError::Runtime(format!(
+                    "{}: output {} has shape {:?}, expected {want:?} then the embedding size",
+                    self.graph_path.display(),
+                    io.output,
+                    v.shape()
+                )));
+            }
+            return Ok(super::optimum::pool(&v, &mask, seq, io.pooling));
+        }
         let ids = Tensor::from_shape(&[b, seq], &ids).map_err(terr)?;
         let mask = Tensor::from_shape(&[b, seq], &mask).map_err(terr)?;
         let out = self

@@ -6,9 +6,12 @@
 //! `past_value_<i>` inputs `[1, kv_heads, past, head_dim]` with matching
 //! `present_*` outputs. With a cache, the context of a multiple-choice
 //! question is computed once and each continuation reuses it, and generation
-//! decodes one token per step.
+//! decodes one token per step. Graphs exported by Hugging Face optimum run
+//! through the same passes, their inputs and outputs mapped by name
+//! ([`super::optimum::DecoderIo`]).
 
 use super::manifest::ModelManifest;
+use super::optimum::DecoderIo;
 use super::tokenizer::Tok;
 use super::{Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
 use crate::options::RuntimeOptions;
@@ -37,6 +40,8 @@ pub struct TractDecoder {
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
     /// Second token stream for graphs with a BERT router (`router_ids`, `router_align`).
     router: Option<super::align::RouterAlign>,
+    /// The inputs and outputs of an optimum export (`None`: EdgeBench's own names).
+    io: Option<DecoderIo>,
 }
 
 /// Shortest shared prefix worth reusing, in tokens.
@@ -85,8 +90,29 @@ impl TractDecoder {
         let (n_inputs, n_outputs) = graph.arity();
         let tract_err = |e: anyhow::Error| graph.error(e);
         let graph_path = graph.path.clone();
-        let cache_shape = match manifest.kv_cache_layers {
-            Some(layers) if layers > 0 => {
+        let io = DecoderIo::of(graph.plan.model(), &graph_path)?;
+        let past_dims = |ix: usize| -> Result<(usize, usize), ModelError> {
+            let fact = graph.plan.model().input_fact(ix).map_err(tract_err)?;
+            let dim = |i: usize| {
+                fact.shape
+                    .get(i)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("cache input {ix} has rank {}, not 4", fact.rank())
+                    })?
+                    .to_usize()
+                    .map_err(|e| anyhow::anyhow!("cache input {ix}: {e:?}"))
+            };
+            Ok((dim(1).map_err(tract_err)?, dim(3).map_err(tract_err)?))
+        };
+        let cache_shape = match (&io, manifest.kv_cache_layers) {
+            (Some(io), _) => match io.first_past() {
+                Some(ix) => {
+                    let (kv, hd) = past_dims(ix)?;
+                    Some((io.layers(), kv, hd))
+                }
+                None => None,
+            },
+            (None, Some(layers)) if layers > 0 => {
                 if n_inputs != 1 + 2 * layers || n_outputs != 2 + 2 * layers {
                     return Err(ModelError::BadModelDir {
                         path: graph_path.clone(),
@@ -117,7 +143,7 @@ impl TractDecoder {
             });
         }
         let router = match &manifest.router_tokenizer {
-            Some(file) if n_inputs == 3 => Some(super::align::RouterAlign::load(
+            Some(file) if n_inputs == 3 && io.is_none() => Some(super::align::RouterAlign::load(
                 &dir.join(file),
                 manifest.max_context,
             )?),
@@ -136,7 +162,7 @@ impl TractDecoder {
             .outputs
             .iter()
             .position(|&o| model.outlet_label(o) == Some("route"));
-        let has_hidden = n_outputs > 1 && route_output != Some(1);
+        let has_hidden = io.is_none() && n_outputs > 1 && route_output != Some(1);
         let info = ModelInfo {
             name: manifest.name.clone(),
             source: source.to_string(),
@@ -173,6 +199,7 @@ impl TractDecoder {
             route_output,
             routes: Default::default(),
             router,
+            io,
         })
     }
 
@@ -204,15 +231,6 @@ impl TractDecoder {
         }
         let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let err = self.tract_err();
-        let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
-        let mut inputs: TVec<TValue> = tvec!(input.into_tvalue());
-        if let Some(router) = &self.router {
-            let a = router.align(&self.tok, ids)?;
-            let r = Tensor::from_shape(&[1, a.router_ids.len()], &a.router_ids).map_err(&err)?;
-            let al = Tensor::from_shape(&[1, seq], &a.align).map_err(&err)?;
-            inputs.push(r.into_tvalue());
-            inputs.push(al.into_tvalue());
-        }
         let empty;
         let cache = match (cache, self.cache_shape) {
             (Some(c), _) => Some(c),
@@ -222,11 +240,30 @@ impl TractDecoder {
             }
             (None, None) => None,
         };
-        if let Some(c) = cache {
-            inputs.extend(c.tensors.iter().cloned());
-        }
+        let inputs: TVec<TValue> = match &self.io {
+            Some(io) => {
+                let (past, tensors) = cache.map_or((0, &[][..]), |c| (c.len, &c.tensors[..]));
+                io.feed(&data, past, tensors).map_err(&err)?
+            }
+            None => {
+                let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
+                let mut inputs: TVec<TValue> = tvec!(input.into_tvalue());
+                if let Some(router) = &self.router {
+                    let a = router.align(&self.tok, ids)?;
+                    let r = Tensor::from_shape(&[1, a.router_ids.len()], &a.router_ids)
+                        .map_err(&err)?;
+                    let al = Tensor::from_shape(&[1, seq], &a.align).map_err(&err)?;
+                    inputs.push(r.into_tvalue());
+                    inputs.push(al.into_tvalue());
+                }
+                if let Some(c) = cache {
+                    inputs.extend(c.tensors.iter().cloned());
+                }
+                inputs
+            }
+        };
         let mut out = self.runner.run(&self.plan, inputs).map_err(&err)?;
-        let logits = out[0].clone();
+        let logits = out[self.io.as_ref().map_or(0, |io| io.logits)].clone();
         let n = f32_data(&logits).map_err(&err)?.len();
         if n != seq * vocab {
             return Err(ModelError::Runtime(format!(
@@ -247,7 +284,10 @@ impl TractDecoder {
             self.routes.lock().expect("routes lock").push(r);
         }
         let cache = cache.map(|c| Cache {
-            tensors: out.drain(2..).collect(),
+            tensors: match &self.io {
+                Some(io) => io.present.iter().map(|&i| out[i].clone()).collect(),
+                None => out.drain(2..).collect(),
+            },
             len: c.len + seq,
         });
         Ok(Forward {
@@ -592,6 +632,25 @@ impl TractDecoder {
     /// Logits `[ids.len() x vocab]` of one forward pass from an empty cache.
     pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
         Ok(self.forward(ids, None)?.logits_slice().to_vec())
+    }
+
+    /// Logits `[ids.len() x vocab]` of a prefill of `ids[..prefill]` then one
+    /// decode step per later token on the KV cache (as [`Self::logits`]
+    /// without a cache).
+    pub fn logits_stepwise(&self, ids: &[u32], prefill: usize) -> Result<Vec<f32>, ModelError> {
+        if self.cache_shape.is_none() {
+            return self.logits(ids);
+        }
+        let prefill = prefill.clamp(1, ids.len().max(1));
+        let f = self.forward(&ids[..prefill], None)?;
+        let mut all = f.logits_slice().to_vec();
+        let mut cache = f.cache;
+        for &t in &ids[prefill..] {
+            let f = self.forward(&[t], cache.as_ref())?;
+            all.extend_from_slice(f.logits_slice());
+            cache = f.cache;
+        }
+        Ok(all)
     }
 
     /// Token ids of a text under this model's tokenizer.

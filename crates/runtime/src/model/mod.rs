@@ -10,6 +10,7 @@ pub mod hub;
 pub mod llama;
 pub mod manifest;
 pub mod mobilebert;
+pub mod optimum;
 pub mod profile;
 pub mod tiny;
 pub mod tokenizer;
@@ -331,6 +332,7 @@ pub fn plan_from_proto(
     Rewrites,
 )> {
     use tract_onnx::prelude::*;
+    let export = proto.graph.as_mut().is_some_and(optimum::prepare);
     let rewrites = match proto.graph.as_mut() {
         Some(g) => {
             let r = Rewrites::apply(g, options);
@@ -342,7 +344,11 @@ pub fn plan_from_proto(
     let model = crate::ops::onnx().model_for_proto_model(&proto)?;
     drop(proto);
     bound_symbols(&model.symbols)?;
-    let plan = model.into_optimized()?.into_runnable()?;
+    let model = match export {
+        true => optimum::optimize(model)?,
+        false => model.into_optimized()?,
+    };
+    let plan = model.into_runnable()?;
     Ok((plan, rewrites))
 }
 
@@ -377,7 +383,7 @@ pub(crate) fn load_graph_and_tokenizer(
     Ok((graph?, tok))
 }
 
-/// Bounds of the symbolic dims EdgeBench's graphs declare, as assertions
+/// Bounds of the symbolic dims EdgeBench's graphs (and optimum's exports) declare, as assertions
 /// tract's optimiser can use (unknown names are left alone).
 ///
 /// Without them tract cannot prove that a `[batch, seq, 1536]` tensor holds
@@ -385,12 +391,15 @@ pub(crate) fn load_graph_and_tokenizer(
 /// `Add` on its generic path (one indirect call per element) instead of its
 /// vectorised by-scalar and unicast kernels. Our runtimes never feed an empty
 /// batch or sequence; `past` is empty on a first pass.
-const SYMBOL_BOUNDS: [(&str, i64, i64); 5] = [
+const SYMBOL_BOUNDS: [(&str, i64, i64); 8] = [
     ("batch", 1, 1 << 16),
     ("seq", 1, 1 << 20),
     ("rseq", 1, 1 << 20),
     ("past", 0, 1 << 20),
     ("total", 1, 1 << 20),
+    ("batch_size", 1, 1 << 16),
+    ("sequence_length", 1, 1 << 20),
+    ("past_sequence_length", 0, 1 << 20),
 ];
 
 fn bound_symbols(scope: &tract_onnx::prelude::SymbolScope) -> anyhow::Result<()> {
@@ -572,7 +581,9 @@ pub fn write_dir_atomically(
     }
 }
 
-/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `builtin:gem-tiny`, `hf:<repo>[@rev]`, or a model directory.
+/// Resolves a `--model` argument: `builtin:tiny` (or `tiny`), `builtin:gem-tiny`, `hf:<repo>[@rev]`,
+/// a model directory, or an ONNX export by Hugging Face optimum (its folder or its `.onnx` file,
+/// see [`optimum`]).
 ///
 /// `cache` is where built-in models are materialised; `options` say how
 /// the model is loaded and run.
@@ -581,8 +592,7 @@ pub fn load(
     cache: &Path,
     options: &RuntimeOptions,
 ) -> Result<Box<dyn Model>, ModelError> {
-    let dir = resolve(spec, cache)?;
-    let manifest = ModelManifest::load(&dir)?;
+    let (dir, manifest) = optimum::open(&resolve(spec, cache)?)?;
     match manifest.architecture.as_str() {
         "decoder" => Ok(Box::new(decoder::TractDecoder::load(
             &dir, &manifest, spec, options,
@@ -601,11 +611,12 @@ pub fn load(
 
 /// The graph file a `--model` argument resolves to (after [`load`] materialised it).
 pub fn graph_path(spec: &str, cache: &Path) -> Option<PathBuf> {
-    let dir = resolve(spec, cache).ok()?;
-    Some(dir.join(ModelManifest::load(&dir).ok()?.graph))
+    let (dir, manifest) = optimum::open(&resolve(spec, cache).ok()?).ok()?;
+    Some(dir.join(manifest.graph))
 }
 
-/// The model directory of a `--model` argument, materialising built-in models.
+/// The model path of a `--model` argument (a directory, or an `.onnx` file), materialising
+/// built-in models; [`optimum::open`] finds its manifest.
 pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, ModelError> {
     Ok(match spec {
         "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
