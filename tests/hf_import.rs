@@ -326,6 +326,48 @@ fn quantized_imports_match_transformers_on_the_same_rounded_weights() {
     }
 }
 
+/// `--quantize q4_k` writes the blocks `edgebench quantize --type Q4_K` writes into a GGUF:
+/// both round with the same quantizer (rows of 64 values are shorter than a super-block of
+/// 256, so both take llama.cpp's Q5_0 fallback), so the two imports give the same logits.
+#[test]
+fn quantize_q4_k_at_import_equals_the_requantized_gguf() {
+    let name = "llama-gqa";
+    let (_a, from_hf) = hf(name, &["--quantize", "q4_k"]);
+    let m = ModelManifest::load(&from_hf).unwrap();
+    assert!(m.provenance.contains("--quantize q4_k"), "{}", m.provenance);
+    let tmp = tempfile::tempdir().unwrap();
+    let requantized = tmp.path().join("q4_k.gguf");
+    let o = common::edgebench(
+        &common::repo(),
+        &[
+            "quantize",
+            fixtures().join(format!("{name}.gguf")).to_str().unwrap(),
+            "--type",
+            "Q4_K",
+            "--out",
+            requantized.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", common::text(&o));
+    let (_b, from_gguf) = import("gguf", &requantized, &[]);
+    let r = model_ref(name, "logits");
+    let all: Vec<u32> = r.ids.iter().chain(&r.greedy).copied().collect();
+    let a = decoder(&from_hf).logits(&all).unwrap();
+    let b = decoder(&from_gguf).logits(&all).unwrap();
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, common::worse);
+    assert!(
+        diff <= 1e-5,
+        "import hf --quantize q4_k vs quantize Q4_K: {diff}"
+    );
+    // and the rounding stays as near the f32 reference as Q4_0's does
+    let err = check(&from_hf, name, 6.0);
+    eprintln!("{name} --quantize q4_k: max |diff| to f32 {err:.4}");
+}
+
 /// What the rounding itself costs against the f32 reference (transformers shows the same on
 /// the rounded weights: these random tiny models amplify weight noise). Measured max |logit
 /// diff| (logits within about ±6): Q8_0 0.18-0.27, Q4_0 3.2-4.9; the bounds are 1.25x those.

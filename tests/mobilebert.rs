@@ -275,6 +275,23 @@ fn bert_sentence_transformers_folder_keeps_its_cls_pooling() {
     );
 }
 
+#[test]
+fn import_hf_dispatches_mobilebert_classes_to_the_same_graph() {
+    // `import hf` reads `architectures` and writes what `import mobilebert` writes
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["mobilebert-nonorm", "mobilebert-layernorm"] {
+        let src = fixture(name);
+        let a = import(tmp.path(), "mobilebert", &src, &format!("{name}-a"));
+        let b = import(tmp.path(), "hf", &src, &format!("{name}-b"));
+        for f in ["model.onnx", "tokenizer.json"] {
+            assert!(
+                std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+                "{name}: {f} differs between import mobilebert and import hf"
+            );
+        }
+    }
+}
+
 /// A copy of the reference folder `name` under `tmp/<to>`.
 fn copy_fixture(name: &str, tmp: &Path, to: &str) -> PathBuf {
     let src = fixture(name);

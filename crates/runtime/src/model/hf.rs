@@ -3,7 +3,7 @@
 //! shards; F32, F16 or BF16) and `tokenizer.json`, imported as the Llama-family decoder graph
 //! (`LlamaForCausalLM`, `Qwen2ForCausalLM`) or the BERT encoder (`BertModel`).
 
-use super::gguf::{quantize_q4_0, quantize_q8_0, GgmlType, Gguf, GgufWriter};
+use super::gguf::{quantize_as, requant, GgmlType, Gguf, GgufWriter};
 use super::llama::{self, DecoderArch, LlamaConfig, RopeScaling, Weight};
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
@@ -126,11 +126,19 @@ pub fn import_hf(dir: &Path, out: &Path, opts: HfOptions) -> Result<ModelManifes
             })?;
             Ok(manifest.expect("written"))
         }
-        // LEAD: wire mobilebert::import_mobilebert
-        "MobileBertModel" | "MobileBertForMaskedLM" => Err(bad(
-            &cfg_path,
-            format!("`architectures` = [\"{class}\"]: MobileBERT import is not available yet"),
-        )),
+        "MobileBertModel" | "MobileBertForMaskedLM" => {
+            if let Some(q) = opts.quantize {
+                return Err(bad(
+                    &cfg_path,
+                    format!(
+                        "`architectures` = [\"{class}\"]: --quantize {} is for decoders; \
+                         MobileBERT encoders are imported in f32",
+                        q.name()
+                    ),
+                ));
+            }
+            super::mobilebert::import_mobilebert(dir, out)
+        }
         other => Err(bad(
             &cfg_path,
             format!(
@@ -696,18 +704,20 @@ fn quantize_matrix(
     (rows, cols): (usize, usize),
     q: Quantize,
 ) -> Result<QuantMatrix, String> {
-    if !cols.is_multiple_of(32) {
-        return Err(format!(
-            "rows of {cols} values are not whole blocks of 32: cannot quantize to {}",
-            q.name()
-        ));
-    }
-    let (ty, data) = match q {
-        Quantize::Q4_0 => (GgmlType::Q4_0, quantize_q4_0(w)),
-        Quantize::Q8_0 => (GgmlType::Q8_0, quantize_q8_0(w)),
-        // LEAD: q4_k
-        Quantize::Q4K => return Err("q4_k quantization is not available yet".into()),
+    let want = match q {
+        Quantize::Q4_0 => GgmlType::Q4_0,
+        Quantize::Q8_0 => GgmlType::Q8_0,
+        Quantize::Q4K => GgmlType::Q4_K,
     };
+    // K-quants need rows of whole super-blocks of 256; shorter rows take llama.cpp's fallback
+    let ty = requant::fallback(want, cols).ok_or_else(|| {
+        format!(
+            "rows of {cols} values are not whole blocks of {}: cannot quantize to {}",
+            want.block_size().unwrap_or(32),
+            q.name()
+        )
+    })?;
+    let data = quantize_as(ty, w).ok_or_else(|| format!("no quantizer for {ty}"))?;
     let mut gw = GgufWriter::new();
     gw.tensor("w", &[cols as u64, rows as u64], ty, data);
     let bytes = gw.finish();
@@ -730,13 +740,6 @@ fn import_decoder(
             opts.max_context,
             super::manifest::CONTEXT
         )));
-    }
-    if opts.quantize == Some(Quantize::Q4K) {
-        // LEAD: q4_k
-        return Err(bad(
-            dir,
-            "--quantize q4_k is not available yet (supported now: q4_0, q8_0)",
-        ));
     }
     let (mut cfg, tied) = decoder_config(config, &cfg_path, arch)?;
     cfg.context = cfg.context.min(opts.max_context);
