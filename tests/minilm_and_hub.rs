@@ -109,3 +109,114 @@ fn hf_models_resolve_offline_from_a_local_cache() {
         hub::resolve("hf:nobody/nothing", Some(&cache), tmp.path()).expect_err("not cached");
     assert!(missing.to_string().contains("HF_HUB_OFFLINE"), "{missing}");
 }
+
+/// Lays `src`'s files out as revision `rev` of `owner/name` in the Hugging Face cache `cache`
+/// (refs/main naming the snapshot, as the hub's cache does).
+fn cache_repo(cache: &std::path::Path, id: &str, rev: &str, src: &std::path::Path) {
+    let repo_dir = cache.join(format!("models--{}", id.replace('/', "--")));
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::write(repo_dir.join("refs/main"), rev).unwrap();
+    let snap = repo_dir.join("snapshots").join(rev);
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    };
+    if src.is_file() {
+        copy(src, &snap.join(src.file_name().unwrap()));
+        return;
+    }
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            copy(&p, &snap.join(p.file_name().unwrap()));
+        } else {
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                copy(
+                    &f,
+                    &snap
+                        .join(p.file_name().unwrap())
+                        .join(f.file_name().unwrap()),
+                );
+            }
+        }
+    }
+}
+
+/// `hf:` resolves every format `import` reads, offline from the cache: a sharded decoder
+/// checkpoint and a MobileBERT folder (imported as `import hf` does), an optimum export (used
+/// as it is) and one GGUF file of a repository (`:file.gguf`, imported as `import gguf` does).
+#[test]
+fn hf_references_resolve_checkpoints_exports_and_gguf_files() {
+    let fixtures = common::repo().join("tests/fixtures/reference-models");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let rev = "89abcdef0123456789abcdef0123456789abcdef";
+    cache_repo(
+        &cache,
+        "tiny/llama3",
+        rev,
+        &fixtures.join("decoders/llama3-tied"),
+    );
+    cache_repo(
+        &cache,
+        "tiny/mobilebert",
+        rev,
+        &fixtures.join("encoders/mobilebert-nonorm"),
+    );
+    cache_repo(
+        &cache,
+        "tiny/llama-onnx",
+        rev,
+        &fixtures.join("onnx/llama-past"),
+    );
+    cache_repo(
+        &cache,
+        "tiny/gguf",
+        rev,
+        &fixtures.join("decoders/llama-gqa.gguf"),
+    );
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let work = tmp.path().join("work");
+    let same_graph = |spec: &str, import: &[&str]| {
+        let dir = hub::resolve(spec, Some(&cache), &work).unwrap();
+        let out = tmp.path().join(spec.replace(['/', ':', '.'], "_"));
+        let mut args = import.to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = common::edgebench(&common::repo(), &args);
+        assert!(o.status.success(), "{}", common::text(&o));
+        assert!(
+            std::fs::read(dir.join("model.onnx")).unwrap()
+                == std::fs::read(out.join("model.onnx")).unwrap(),
+            "{spec}: the graph differs from `edgebench {}`",
+            import.join(" ")
+        );
+        dir
+    };
+    let fx = |rel: &str| fixtures.join(rel).to_str().unwrap().to_string();
+    let llama3 = fx("decoders/llama3-tied");
+    let dir = same_graph("hf:tiny/llama3", &["import", "hf", &llama3]);
+    assert!(dir.starts_with(&work));
+    let mut m = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
+    assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
+    let mobilebert = fx("encoders/mobilebert-nonorm");
+    same_graph("hf:tiny/mobilebert", &["import", "hf", &mobilebert]);
+    let gguf = fx("decoders/llama-gqa.gguf");
+    same_graph("hf:tiny/gguf:llama-gqa.gguf", &["import", "gguf", &gguf]);
+    // an optimum export is the snapshot itself, loaded as it is
+    let onnx = hub::resolve(&format!("hf:tiny/llama-onnx@{rev}"), Some(&cache), &work).unwrap();
+    assert!(onnx.ends_with(rev));
+    let mut m = model::load(onnx.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
+    assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
+    // a repository without any of them names what it looked for
+    cache_repo(
+        &cache,
+        "tiny/empty",
+        rev,
+        &fixtures.join("decoders/tokenizer.json"),
+    );
+    let e = hub::resolve("hf:tiny/empty", Some(&cache), &work).expect_err("nothing to load");
+    for needle in ["optimum", "config.json", "model.safetensors"] {
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}

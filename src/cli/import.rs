@@ -24,7 +24,7 @@ pub enum ImportFormat {
         #[arg(long)]
         dequantize: bool,
         /// Context window of the imported model (RoPE tables are built for it), at most the file's own.
-        #[arg(long, default_value_t = 2048, value_parser = super::bounded(manifest::CONTEXT))]
+        #[arg(long, default_value_t = manifest::DEFAULT_CONTEXT, value_parser = super::bounded(manifest::CONTEXT))]
         ctx: usize,
     },
     /// Import a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json):
@@ -39,7 +39,7 @@ pub enum ImportFormat {
         #[arg(long, value_parser = parse_quantize)]
         quantize: Option<hf::Quantize>,
         /// Context window of an imported decoder (RoPE tables are built for it), at most the config's own.
-        #[arg(long, default_value_t = 2048, value_parser = super::bounded(manifest::CONTEXT))]
+        #[arg(long, default_value_t = manifest::DEFAULT_CONTEXT, value_parser = super::bounded(manifest::CONTEXT))]
         ctx: usize,
     },
     /// Import a BERT checkpoint directory (config.json, model.safetensors, tokenizer.json) as a sentence encoder.

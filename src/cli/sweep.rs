@@ -47,7 +47,7 @@ pub struct BitsArgs {
     #[arg(long)]
     pub sweep_id: Option<String>,
     /// Context window of GGUF imports.
-    #[arg(long, default_value_t = 2048, value_parser = super::bounded(edgebench::model::manifest::CONTEXT))]
+    #[arg(long, default_value_t = edgebench::model::manifest::DEFAULT_CONTEXT, value_parser = super::bounded(edgebench::model::manifest::CONTEXT))]
     pub ctx: usize,
     /// No progress bars.
     #[arg(long)]

@@ -1,8 +1,15 @@
-//! `--model hf:<repo>[@revision]`: resolve a Hugging Face repository through
-//! `hf-hub`, from the local cache when offline (`HF_HUB_OFFLINE=1`) and by
-//! download otherwise. A repository holding an EdgeBench model directory is
-//! used as is; a BERT checkpoint (config.json + model.safetensors +
-//! tokenizer.json) is imported on first use.
+//! `--model hf:<repo>[@revision][:file.gguf]`: resolve a Hugging Face
+//! repository through `hf-hub`, from the local cache when offline
+//! (`HF_HUB_OFFLINE=1`) and by download otherwise. What the repository holds
+//! decides, in this order:
+//! - an EdgeBench model directory or an `optimum` ONNX export (`model.onnx` +
+//!   `tokenizer.json`): used as it is;
+//! - a checkpoint folder (`config.json`, `tokenizer.json`, `model.safetensors`
+//!   or `model.safetensors.index.json` and its shards): imported on first use
+//!   by [`super::hf::import_hf`], the class chosen by `config.json`;
+//! - with `:file.gguf`, that GGUF file: imported on first use.
+//!
+//! Imports are written under `<work>/hf/<owner>--<name>/<revision>`.
 
 use super::ModelError;
 use hf_hub::{Cache, Repo, RepoType};
@@ -10,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 /// Files looked up in a repository, in order of preference.
 const EDGEBENCH_FILES: [&str; 3] = ["edgebench-model.toml", "model.onnx", "tokenizer.json"];
-const BERT_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+/// An `optimum` export (its `config.json` is fetched when present).
+const OPTIMUM_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
 
 fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
@@ -74,12 +82,66 @@ fn fetch(
         .collect()
 }
 
-/// Resolves `hf:<repo>[@rev]` to a local EdgeBench model directory.
-/// `cache` is the Hugging Face cache (None: `HF_HOME` / default); `work` is
+/// Fetches one file, or `None` when the repository (or the cache, offline) lacks it.
+fn fetch_one(cache: &Cache, id: &str, rev: &Option<String>, file: &str) -> Option<PathBuf> {
+    fetch(cache, id, rev, &[file]).ok().map(|mut v| v.remove(0))
+}
+
+/// Optional files a checkpoint import reads when present (tokenizer settings and a
+/// sentence-transformers pooling module).
+const CHECKPOINT_EXTRAS: [&str; 4] = [
+    "tokenizer_config.json",
+    "generation_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+
+/// Fetches a checkpoint folder: config, tokenizer, weights (one file or the index and every
+/// shard it names) and the optional extras; returns the snapshot folder.
+fn fetch_checkpoint(cache: &Cache, id: &str, rev: &Option<String>) -> Result<PathBuf, String> {
+    let base = fetch(cache, id, rev, &["config.json", "tokenizer.json"])?;
+    let dir = base[0].parent().expect("snapshot dir").to_path_buf();
+    if fetch_one(cache, id, rev, "model.safetensors").is_none() {
+        let index = fetch(cache, id, rev, &["model.safetensors.index.json"])
+            .map_err(|e| format!("neither model.safetensors nor {e}"))?;
+        let text = std::fs::read_to_string(&index[0]).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("model.safetensors.index.json: {e}"))?;
+        let mut shards: Vec<&str> = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or("model.safetensors.index.json: no `weight_map`")?
+            .values()
+            .filter_map(|f| f.as_str())
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        fetch(cache, id, rev, &shards)?;
+    }
+    for extra in CHECKPOINT_EXTRAS {
+        fetch_one(cache, id, rev, extra);
+    }
+    Ok(dir)
+}
+
+/// Parses `hf:<repo>[@rev][:file.gguf]` into the repository spec and the GGUF file.
+fn split_file(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once(':') {
+        Some((head, file)) if head.starts_with("hf:") && file.ends_with(".gguf") => {
+            (head, Some(file))
+        }
+        _ => (spec, None),
+    }
+}
+
+/// Resolves `hf:<repo>[@rev][:file.gguf]` to a local model directory (EdgeBench's or an
+/// optimum export). `cache` is the Hugging Face cache (None: `HF_HOME` / default); `work` is
 /// where imported checkpoints are written.
 pub fn resolve(spec: &str, cache: Option<&Path>, work: &Path) -> Result<PathBuf, ModelError> {
-    let (id, rev) = parse(spec)
-        .ok_or_else(|| ModelError::Runtime(format!("`{spec}` is not hf:<repo>[@revision]")))?;
+    let (repo_spec, gguf) = split_file(spec);
+    let (id, rev) = parse(repo_spec).ok_or_else(|| {
+        ModelError::Runtime(format!("`{spec}` is not hf:<repo>[@revision][:file.gguf]"))
+    })?;
     let cache = match cache {
         Some(p) => Cache::new(p.to_path_buf()),
         None => Cache::from_env(),
@@ -88,25 +150,51 @@ pub fn resolve(spec: &str, cache: Option<&Path>, work: &Path) -> Result<PathBuf,
         path: cache.path().join(repo(&id, &rev).folder_name()),
         message: m,
     };
+    let imported = work
+        .join("hf")
+        .join(id.replace('/', "--"))
+        .join(rev.as_deref().unwrap_or("main"));
+    if let Some(file) = gguf {
+        let out = imported.join(file.trim_end_matches(".gguf"));
+        if !out.join(super::manifest::MANIFEST_FILE).is_file() {
+            let path = fetch(&cache, &id, &rev, &[file]).map_err(|e| err(format!("{id}: {e}")))?;
+            super::llama::import_gguf(&path[0], &out, super::manifest::DEFAULT_CONTEXT, false)?;
+        }
+        return Ok(out);
+    }
     if let Ok(files) = fetch(&cache, &id, &rev, &EDGEBENCH_FILES) {
         return Ok(files[0].parent().expect("snapshot dir").to_path_buf());
     }
-    match fetch(&cache, &id, &rev, &BERT_FILES) {
-        Ok(files) => {
-            let src = files[0].parent().expect("snapshot dir");
-            let out = work
-                .join("hf")
-                .join(id.replace('/', "--"))
-                .join(rev.as_deref().unwrap_or("main"));
-            if !out.join(super::manifest::MANIFEST_FILE).is_file() {
-                super::bert::import_bert(src, &out)?;
+    if let Ok(files) = fetch(&cache, &id, &rev, &OPTIMUM_FILES) {
+        for extra in [
+            "config.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ]
+        .into_iter()
+        .chain(CHECKPOINT_EXTRAS)
+        {
+            fetch_one(&cache, &id, &rev, extra);
+        }
+        return Ok(files[0].parent().expect("snapshot dir").to_path_buf());
+    }
+    match fetch_checkpoint(&cache, &id, &rev) {
+        Ok(src) => {
+            if !imported.join(super::manifest::MANIFEST_FILE).is_file() {
+                let opts = super::hf::HfOptions {
+                    max_context: super::manifest::DEFAULT_CONTEXT,
+                    quantize: None,
+                };
+                super::hf::import_hf(&src, &imported, opts)?;
             }
-            Ok(out)
+            Ok(imported)
         }
         Err(e) => Err(err(format!(
-            "{id}: neither an EdgeBench model directory ({}) nor a BERT checkpoint ({}): {e}",
+            "{id}: neither an EdgeBench model directory ({}), an optimum ONNX export ({}) nor a \
+             checkpoint folder (config.json, tokenizer.json, model.safetensors or \
+             model.safetensors.index.json): {e}",
             EDGEBENCH_FILES.join(", "),
-            BERT_FILES.join(", ")
+            OPTIMUM_FILES.join(", "),
         ))),
     }
 }

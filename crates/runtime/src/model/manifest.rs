@@ -10,6 +10,8 @@ pub const MANIFEST_FILE: &str = "edgebench-model.toml";
 /// Context windows a model may declare (`max_context`), and `--ctx` may ask an importer for,
 /// in tokens.
 pub const CONTEXT: std::ops::RangeInclusive<usize> = 2..=131_072;
+/// Context window an import builds when none is asked for (capped at the checkpoint's own).
+pub const DEFAULT_CONTEXT: usize = 2048;
 /// Vocabulary sizes a model may declare (`vocab_size`).
 pub const VOCAB: std::ops::RangeInclusive<usize> = 1..=1 << 24;
 /// Most KV-cached layers a model may declare (`kv_cache_layers`).
