@@ -63,12 +63,20 @@ def llama_tokenizer():
 
 
 def bert_tokenizer():
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    """WordPiece with BERT's normaliser and [CLS] ... [SEP]. The vocabulary is built from CORPUS
+    in a fixed order (the WordPiece trainer's tie-breaking changes from run to run): the
+    specials, every character alone and as a `##` continuation, then every word."""
+    norm = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = sorted({w for line in CORPUS for w, _ in pre.pre_tokenize_str(norm.normalize_str(line))})
+    chars = sorted({c for w in words for c in w})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=96, special_tokens=specials))
+    pieces = specials + chars + ["##" + c for c in chars]
+    pieces += [w for w in words if w not in pieces]
+    tok = Tokenizer(models.WordPiece(vocab={p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.WordPiece()
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
