@@ -199,6 +199,25 @@ fn hf_references_resolve_checkpoints_exports_and_gguf_files() {
     assert!(dir.starts_with(&work));
     let mut m = model::load(dir.to_str().unwrap(), tmp.path(), &common::runtime()).unwrap();
     assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
+    // `import hf` takes the same reference, from the cache HF_HOME names
+    let by_ref = tmp.path().join("by-ref");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgebench"))
+        .args([
+            "import",
+            "hf",
+            "hf:tiny/llama3",
+            "--out",
+            by_ref.to_str().unwrap(),
+        ])
+        .env("HF_HOME", tmp.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert!(
+        std::fs::read(by_ref.join("model.onnx")).unwrap()
+            == std::fs::read(dir.join("model.onnx")).unwrap()
+    );
     let mobilebert = fx("encoders/mobilebert-nonorm");
     same_graph("hf:tiny/mobilebert", &["import", "hf", &mobilebert]);
     let gguf = fx("decoders/llama-gqa.gguf");

@@ -30,8 +30,8 @@ pub enum ImportFormat {
     /// Import a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json):
     /// LlamaForCausalLM, Qwen2ForCausalLM or BertModel.
     Hf {
-        /// The checkpoint folder.
-        dir: PathBuf,
+        /// The checkpoint folder, or `hf:<owner/name>[@revision]` (through hf-hub; HF_HUB_OFFLINE=1: the local cache only).
+        dir: String,
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
@@ -98,6 +98,10 @@ pub fn import(a: ImportArgs) -> Result<(), Failure> {
             let opts = hf::HfOptions {
                 max_context: ctx,
                 quantize,
+            };
+            let dir = match dir.strip_prefix("hf:") {
+                Some(_) => model::hub::checkpoint_dir(&dir, None).map_err(bad_input)?,
+                None => PathBuf::from(dir),
             };
             let m = hf::import_hf(&dir, &out, opts).map_err(bad_input)?;
             println!(

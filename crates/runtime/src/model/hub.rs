@@ -124,6 +124,21 @@ fn fetch_checkpoint(cache: &Cache, id: &str, rev: &Option<String>) -> Result<Pat
     Ok(dir)
 }
 
+/// The snapshot folder of checkpoint `hf:<repo>[@rev]` (config, tokenizer, weights and the
+/// optional extras fetched), for [`super::hf::import_hf`]. `cache` as in [`resolve`].
+pub fn checkpoint_dir(spec: &str, cache: Option<&Path>) -> Result<PathBuf, ModelError> {
+    let (id, rev) = parse(spec)
+        .ok_or_else(|| ModelError::Runtime(format!("`{spec}` is not hf:<repo>[@revision]")))?;
+    let cache = match cache {
+        Some(p) => Cache::new(p.to_path_buf()),
+        None => Cache::from_env(),
+    };
+    fetch_checkpoint(&cache, &id, &rev).map_err(|e| ModelError::BadModelDir {
+        path: cache.path().join(repo(&id, &rev).folder_name()),
+        message: format!("{id}: not a checkpoint folder: {e}"),
+    })
+}
+
 /// Parses `hf:<repo>[@rev][:file.gguf]` into the repository spec and the GGUF file.
 fn split_file(spec: &str) -> (&str, Option<&str>) {
     match spec.rsplit_once(':') {
