@@ -794,16 +794,6 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-fn shared_model(rel: &str) -> Option<PathBuf> {
-    let p = common::repo().join("../shared/models").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
-    }
-}
-
 /// A buffer as long as a real file, holding only its first bytes (the rest
 /// zeros, never touched): a mutated header parsed against the real file size
 /// without reading the whole file per case.
@@ -939,7 +929,7 @@ fn gguf_import_of_the_synthetic_llama() {
 
 #[test]
 fn gguf_reader_on_the_smollm2_header() {
-    let Some(path) = shared_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+    let Some(path) = common::smollm2_gguf() else {
         return;
     };
     let probe = HeadOnly::read(&path, 8 << 20);
@@ -1027,7 +1017,7 @@ fn bert_import_of_the_synthetic_checkpoint() {
 
 #[test]
 fn safetensors_reader_on_the_minilm_header() {
-    let Some(dir) = shared_model("all-minilm-l6-v2") else {
+    let Some(dir) = common::shared_model("all-minilm-l6-v2") else {
         return;
     };
     let path = dir.join("model.safetensors");
@@ -1117,7 +1107,8 @@ fn tokenizer_loader() {
     let byte = tmp.path().join("byte.json");
     write_byte_tokenizer(&byte).unwrap();
     small.push(std::fs::read(&byte).unwrap());
-    let real = shared_model("all-minilm-l6-v2/tokenizer.json").map(|p| std::fs::read(p).unwrap());
+    let real =
+        common::shared_model("all-minilm-l6-v2/tokenizer.json").map(|p| std::fs::read(p).unwrap());
     let parse = |b: &Vec<u8>| (b.clone(), serde_json::from_slice(b).unwrap());
     let small: Arc<Vec<(Vec<u8>, serde_json::Value)>> = Arc::new(small.iter().map(parse).collect());
     let real = Arc::new(real.as_ref().map(parse));

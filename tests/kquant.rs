@@ -14,7 +14,7 @@ use edgebench::model::manifest::ModelManifest;
 use edgebench::model::tokenizer::bytes_to_unicode;
 use edgebench::ops::qkernel::PackedMatrix;
 use edgebench::ops::quant::Lowering;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Every quantized type's reference blocks and gguf's dequantization, made by
 /// `python3 tools/make-reference-gguf-types.py` (gguf 0.19.0, numpy): our dequantizer, the
@@ -408,17 +408,6 @@ fn unsupported_tensor_type_at_import_is_exit_2_naming_tensor_type_and_list() {
 
 // ------------------------------------------------------------ the real SmolLM2 file
 
-fn smollm2() -> Option<PathBuf> {
-    let p = common::repo()
-        .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
-    }
-}
-
 /// The text both engines score: the first three reviews of the shared IMDB sample, joined by
 /// blank lines (1,134 tokens: 9 chunks of 128).
 fn imdb_text() -> Option<String> {
@@ -456,7 +445,9 @@ fn imdb_text() -> Option<String> {
 /// llama-cpp-python 0.3.36 sdist.
 #[test]
 fn smollm2_requantized_to_q4_k_m_and_q6_k_perplexity() {
-    let Some(src) = smollm2() else { return };
+    let Some(src) = common::smollm2_gguf() else {
+        return;
+    };
     let Some(text) = imdb_text() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let text_file = tmp.path().join("imdb3.txt");

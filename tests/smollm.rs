@@ -7,24 +7,14 @@ use edgebench::model::decoder::TractDecoder;
 use edgebench::model::gguf::Gguf;
 use edgebench::model::manifest::ModelManifest;
 use edgebench::model::{llama, Model};
-use std::path::PathBuf;
-
-fn gguf_path() -> Option<PathBuf> {
-    let p = common::repo()
-        .join("../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
-    }
-}
 
 const PARAGRAPH: &str = "The history of the city begins in the twelfth century, when a small market grew up around a bridge over the river. Merchants came from the surrounding villages to sell grain, wool and livestock, and by the end of the century the town had a church, a school and a town hall. Over the following centuries the city grew into an important centre of trade.";
 
 #[test]
 fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
-    let Some(path) = gguf_path() else { return };
+    let Some(path) = common::smollm2_gguf() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("smollm2");
     let manifest = llama::import_gguf(&path, &out, 512, true).expect("import");
@@ -105,7 +95,9 @@ fn smollm2_imports_tokenizes_and_scores_english_with_a_low_perplexity() {
 
 #[test]
 fn q4_1_graph_and_its_dequantized_twin_give_the_same_logits() {
-    let Some(path) = gguf_path() else { return };
+    let Some(path) = common::smollm2_gguf() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (q, f) = (tmp.path().join("q"), tmp.path().join("f"));
     let mq = llama::import_gguf(&path, &q, 256, false).unwrap();
@@ -147,7 +139,9 @@ fn q4_1_graph_and_its_dequantized_twin_give_the_same_logits() {
 
 #[test]
 fn a_truncated_gguf_is_a_clear_error() {
-    let Some(path) = gguf_path() else { return };
+    let Some(path) = common::smollm2_gguf() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let cut = tmp.path().join("cut.gguf");
     let bytes = std::fs::read(&path).unwrap();

@@ -18,6 +18,24 @@ pub fn runtime() -> edgebench::runtime::RuntimeOptions {
     edgebench::runtime::RuntimeOptions::from_env().expect("EDGEBENCH_* variables are valid")
 }
 
+/// The shared SmolLM2-135M-Instruct Q4_1 GGUF file, when `../shared` is present.
+#[allow(dead_code)]
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    shared_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// `../shared/models/<rel>` when present.
+#[allow(dead_code)]
+pub fn shared_model(rel: &str) -> Option<PathBuf> {
+    let p = repo().join("../shared/models").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} not found", p.display());
+        None
+    }
+}
+
 /// `../shared/data` when present.
 pub fn shared_data() -> Option<PathBuf> {
     let p = repo().join("../shared/data");

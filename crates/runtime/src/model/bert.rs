@@ -706,34 +706,20 @@ pub fn import_bert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelError> 
         .sum();
     let hash =
         edgebench_util::hash::sha256_file(&st_path).map_err(|e| bad(&st_path, e.to_string()))?;
-    let manifest = ModelManifest {
-        name: dir
-            .file_name()
+    let manifest = ModelManifest::encoder(
+        dir.file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "bert".into()),
-        architecture: "encoder".into(),
-        graph: "model.onnx".into(),
-        tokenizer: "tokenizer.json".into(),
-        router_tokenizer: None,
-        capabilities: Capabilities {
-            embed: true,
-            ..Default::default()
-        },
-        max_context: cfg.max_position_embeddings.min(256),
-        vocab_size: cfg.vocab_size,
-        bos_token_id: None,
-        eos_token_id: None,
-        add_bos: None,
-        parameters: Some(params),
-        kv_cache_layers: None,
-        matmul: "f32".into(),
-        provenance: format!(
+        cfg.max_position_embeddings.min(256),
+        cfg.vocab_size,
+        params,
+        format!(
             "imported from {} (model.safetensors sha256 {hash}) by edgebench import bert; \
              {} pooling, L2-normalised",
             dir.display(),
             pooling.as_str()
         ),
-    };
+    );
     manifest.save(out)?;
     Ok(manifest)
 }

@@ -76,6 +76,37 @@ fn default_matmul() -> String {
 }
 
 impl ModelManifest {
+    /// The manifest of an imported f32 sentence encoder (`model.onnx`, `tokenizer.json`,
+    /// embeddings only).
+    pub fn encoder(
+        name: String,
+        max_context: usize,
+        vocab_size: usize,
+        parameters: u64,
+        provenance: String,
+    ) -> Self {
+        ModelManifest {
+            name,
+            architecture: "encoder".into(),
+            graph: "model.onnx".into(),
+            tokenizer: "tokenizer.json".into(),
+            router_tokenizer: None,
+            capabilities: super::Capabilities {
+                embed: true,
+                ..Default::default()
+            },
+            max_context,
+            vocab_size,
+            bos_token_id: None,
+            eos_token_id: None,
+            add_bos: None,
+            parameters: Some(parameters),
+            kv_cache_layers: None,
+            matmul: "f32".into(),
+            provenance,
+        }
+    }
+
     /// Reads and validates `<dir>/edgebench-model.toml`.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(MANIFEST_FILE);

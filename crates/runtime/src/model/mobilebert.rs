@@ -8,7 +8,7 @@
 use super::bert::{self, Pooling};
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
-use super::{Capabilities, ModelError};
+use super::ModelError;
 use crate::onnx::layers::{self, i64s};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use safetensors::SafeTensors;
@@ -552,25 +552,12 @@ pub fn import_mobilebert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelE
     let graph = build_graph(&cfg, &mut tensor, pooling)?;
     let hash =
         edgebench_util::hash::sha256_file(&st_path).map_err(|e| bad(&st_path, e.to_string()))?;
-    let manifest = ModelManifest {
-        name: model_name(dir),
-        architecture: "encoder".into(),
-        graph: "model.onnx".into(),
-        tokenizer: "tokenizer.json".into(),
-        router_tokenizer: None,
-        capabilities: Capabilities {
-            embed: true,
-            ..Default::default()
-        },
-        max_context: cfg.max_position_embeddings.min(256),
-        vocab_size: cfg.vocab_size,
-        bos_token_id: None,
-        eos_token_id: None,
-        add_bos: None,
-        parameters: Some(params),
-        kv_cache_layers: None,
-        matmul: "f32".into(),
-        provenance: format!(
+    let manifest = ModelManifest::encoder(
+        model_name(dir),
+        cfg.max_position_embeddings.min(256),
+        cfg.vocab_size,
+        params,
+        format!(
             "imported from {} (model.safetensors sha256 {hash}) by edgebench import mobilebert; \
              {} layers, {}, {} pooling, L2-normalised",
             dir.display(),
@@ -578,7 +565,7 @@ pub fn import_mobilebert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelE
             cfg.normalization_type,
             pooling.as_str()
         ),
-    };
+    );
     manifest.check().map_err(|e| bad(&cfg_path, e))?;
     super::write_dir_atomically(out, |tmp| {
         let g = tmp.join("model.onnx");

@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod bert;
+pub mod checkpoint;
 pub mod decoder;
 pub mod gguf;
 pub mod hf;

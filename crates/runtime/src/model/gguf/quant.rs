@@ -313,6 +313,19 @@ fn check_blocks(w: &[f32], what: &str) {
     );
 }
 
+/// The value of largest magnitude, the first one on ties (llama.cpp's `max` of the symmetric
+/// reference quantizers).
+fn signed_absmax(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
 /// Quantises to Q4_0 exactly like llama.cpp's `quantize_row_q4_0_ref`.
 ///
 /// # Panics
@@ -321,14 +334,7 @@ pub fn quantize_q4_0(w: &[f32]) -> Vec<u8> {
     check_blocks(w, "quantize_q4_0");
     let mut out = Vec::with_capacity(w.len() / 32 * 18);
     for x in w.chunks_exact(32) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = signed_absmax(x);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
@@ -403,14 +409,7 @@ pub fn quantize_q5_0(w: &[f32]) -> Vec<u8> {
     check_blocks(w, "quantize_q5_0");
     let mut out = Vec::with_capacity(w.len() / 32 * 22);
     for x in w.chunks_exact(32) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = signed_absmax(x);
         let d = max / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // C: MIN(31, (int8_t)(x + 16.5f)); `as i8` truncates toward zero like the C cast.
@@ -634,6 +633,38 @@ pub fn quantize_q5_k(w: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Symmetric sub-blocks of 16 (Q6_K, Q3_K): each sub-block's scale fitted for codes
+/// `-half..half`, rounded to a signed multiple in `sc_lo..=sc_hi` of the super-block's f16 `d`
+/// (`d` maps the largest scale to `sc_hi`); returns `d`, the multiples and the codes offset by
+/// `half`.
+fn symmetric_sub_blocks(x: &[f32], half: f32, sc_lo: f32, sc_hi: f32) -> (f32, Vec<i8>, [u8; 256]) {
+    let scales: Vec<f32> = x
+        .chunks_exact(16)
+        .map(|c| fit_symmetric_scale(c, half))
+        .collect();
+    let amax = scales.iter().fold(0f32, |a, s| a.max(s.abs()));
+    let d = f16_round(amax / sc_hi);
+    let sc: Vec<i8> = scales
+        .iter()
+        .map(|&s| {
+            if d > 0.0 {
+                (s / d).round().clamp(sc_lo, sc_hi) as i8
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut q = [0u8; 256];
+    for (j, (c, qj)) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
+        let s = d * sc[j] as f32;
+        let is = if s != 0.0 { 1.0 / s } else { 0.0 };
+        for (o, &v) in qj.iter_mut().zip(c) {
+            *o = ((v * is).round().clamp(-half, half - 1.0) + half) as u8;
+        }
+    }
+    (d, sc, q)
+}
+
 /// Quantises to Q6_K: per sub-block of 16 a scale searched around the one that maps the
 /// largest-magnitude value to code -32, rounded to a signed 8-bit multiple of the super-block's
 /// f16 `d`; codes rounded to nearest in -32..=31.
@@ -644,30 +675,7 @@ pub fn quantize_q6_k(w: &[f32]) -> Vec<u8> {
     check_super_blocks(w, "quantize_q6_k");
     let mut out = Vec::with_capacity(w.len() / 256 * 210);
     for x in w.chunks_exact(256) {
-        let scales: Vec<f32> = x
-            .chunks_exact(16)
-            .map(|c| fit_symmetric_scale(c, 32.0))
-            .collect();
-        let amax = scales.iter().fold(0f32, |a, s| a.max(s.abs()));
-        let d = f16_round(amax / 127.0);
-        let sc: Vec<i8> = scales
-            .iter()
-            .map(|&s| {
-                if d > 0.0 {
-                    (s / d).round().clamp(-127.0, 127.0) as i8
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let mut q = [0u8; 256];
-        for (j, (c, qj)) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
-            let s = d * sc[j] as f32;
-            let is = if s != 0.0 { 1.0 / s } else { 0.0 };
-            for (o, &v) in qj.iter_mut().zip(c) {
-                *o = ((v * is).round().clamp(-32.0, 31.0) + 32.0) as u8;
-            }
-        }
+        let (d, sc, q) = symmetric_sub_blocks(x, 32.0, -127.0, 127.0);
         let mut ql = [0u8; 128];
         let mut qh = [0u8; 64];
         for (i, &c) in q.iter().enumerate() {
@@ -692,34 +700,13 @@ pub fn quantize_q3_k(w: &[f32]) -> Vec<u8> {
     check_super_blocks(w, "quantize_q3_k");
     let mut out = Vec::with_capacity(w.len() / 256 * 110);
     for x in w.chunks_exact(256) {
-        let scales: Vec<f32> = x
-            .chunks_exact(16)
-            .map(|c| fit_symmetric_scale(c, 4.0))
-            .collect();
-        let amax = scales.iter().fold(0f32, |a, s| a.max(s.abs()));
-        let d = f16_round(amax / 31.0);
-        let sc: Vec<i8> = scales
-            .iter()
-            .map(|&s| {
-                if d > 0.0 {
-                    (s / d).round().clamp(-32.0, 31.0) as i8
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let (d, sc, q) = symmetric_sub_blocks(x, 4.0, -32.0, 31.0);
         let mut hmask = [0u8; 32];
         let mut qs = [0u8; 64];
-        for (j, c) in x.chunks_exact(16).enumerate() {
-            let s = d * sc[j] as f32;
-            let is = if s != 0.0 { 1.0 / s } else { 0.0 };
-            for (l, &v) in c.iter().enumerate() {
-                let i = 16 * j + l;
-                let q = ((v * is).round().clamp(-4.0, 3.0) + 4.0) as u8;
-                let (h, sh, ll) = (i / 128, (i / 32) % 4, i % 32);
-                qs[h * 32 + ll] |= (q & 3) << (2 * sh);
-                hmask[ll] |= ((q >> 2) & 1) << (i / 32);
-            }
+        for (i, &q) in q.iter().enumerate() {
+            let (h, sh, ll) = (i / 128, (i / 32) % 4, i % 32);
+            qs[h * 32 + ll] |= (q & 3) << (2 * sh);
+            hmask[ll] |= ((q >> 2) & 1) << (i / 32);
         }
         let mut packed = [0u8; 12];
         for (j, &v) in sc.iter().enumerate() {
