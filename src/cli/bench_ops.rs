@@ -1,7 +1,7 @@
 //! `edgebench bench ops`: EdgeBench's custom ops timed in tract on this machine.
 //! SCAR against dense causal masked attention; a linear layer in f32 on
 //! tract's `MatMul` (the baseline) and on `EbDense`, and on `EbQuantLinear`
-//! at 4, 6 and 8 bits. Each graph is optimised by tract, run
+//! at 4, 5, 6 and 8 bits. Each graph is optimised by tract, run
 //! once to warm up, then timed; the median is printed. Ratios compare figures
 //! measured in the same run.
 
@@ -261,6 +261,7 @@ fn quant(p: &Plan, rows: &mut Vec<Row>) -> TractResult<Vec<String>> {
             (None, Lowering::Kernel),
             (Some(8), Lowering::Kernel),
             (Some(6), Lowering::Kernel),
+            (Some(5), Lowering::Kernel),
             (Some(4), Lowering::Kernel),
             (Some(8), Lowering::Tract),
             (Some(4), Lowering::Tract),

@@ -1029,6 +1029,9 @@ mod tests {
             (4, false, true),
             (8, false, false),
             (5, true, true),
+            (5, false, true),
+            (6, false, false),
+            (6, true, true),
         ] {
             let q = Owned::random(&mut rng, bits, 32, n, k, mins, half);
             let m = PackedMatrix::new(&q.view()).unwrap();
@@ -1061,7 +1064,7 @@ mod tests {
     #[test]
     fn large_blocks_are_split_exactly() {
         let mut rng = Rng(11);
-        for (bits, bs) in [(4, 64), (8, 128), (3, 64)] {
+        for (bits, bs) in [(4, 64), (8, 128), (3, 64), (5, 64), (6, 128)] {
             let q = Owned::random(&mut rng, bits, bs, 6, 256, bits != 8, bits == 4);
             let m = PackedMatrix::new(&q.view()).unwrap();
             let x: Vec<f32> = (0..2 * 256).map(|_| rng.unit() - 0.5).collect();
@@ -1140,6 +1143,8 @@ mod tests {
         let (n, k) = (1030, 512);
         for (bits, mins, half) in [
             (6, false, false),
+            (6, true, true),
+            (5, false, true),
             (3, false, true),
             (2, true, false),
             (4, true, false),
