@@ -3,6 +3,7 @@
 //! mean or CLS pooling (as the folder's sentence-transformers pooling module
 //! says; mean without one), then L2 normalisation.
 
+use super::bad;
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
 use super::{Capabilities, Generation, LogLikelihood, Model, ModelError, ModelInfo, Rolling};
@@ -178,13 +179,6 @@ impl BertConfig {
             }
         }
         Ok(())
-    }
-}
-
-fn bad(path: &Path, m: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: m.into(),
     }
 }
 

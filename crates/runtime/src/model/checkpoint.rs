@@ -4,23 +4,12 @@
 //! tensors read as f32 from F32, F16 or BF16.
 
 use super::ModelError;
+use super::{bad, io};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-fn bad(path: &Path, m: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: m.into(),
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError {
-    let path = path.to_path_buf();
-    move |source| ModelError::Io { path, source }
-}
 
 fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
     let file = std::fs::File::open(path).map_err(io(path))?;

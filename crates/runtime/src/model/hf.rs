@@ -9,6 +9,7 @@ use super::gguf::{quantize_as, requant, GgmlType, Gguf, GgufWriter};
 use super::llama::{self, DecoderArch, LlamaConfig, RopeScaling, Weight};
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
+use super::{bad, io};
 use super::{Capabilities, ModelError};
 use crate::ops::quant::QuantMatrix;
 use serde_json::Value;
@@ -60,18 +61,6 @@ pub struct HfOptions {
     pub max_context: usize,
     /// Block-quantize a decoder's matrices; `None` keeps them f32.
     pub quantize: Option<Quantize>,
-}
-
-fn bad(path: &Path, m: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: m.into(),
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError {
-    let path = path.to_path_buf();
-    move |source| ModelError::Io { path, source }
 }
 
 /// Imports the checkpoint folder `dir` into the model directory `out` (written whole or not

@@ -7,6 +7,7 @@
 //! files and Hugging Face checkpoints do not); we undo the permutation at
 //! import and use Hugging Face's `rotate_half` RoPE.
 
+use super::bad;
 use super::gguf::{GgmlType, Gguf, GgufError, GgufValue, LinearBlocks, TensorInfo};
 use super::manifest::ModelManifest;
 use super::{Capabilities, ModelError};
@@ -88,13 +89,6 @@ pub struct LlamaConfig {
     pub context: usize,
     /// Q and K rows are in llama.cpp's interleaved order (llama GGUF files), undone at import.
     pub qk_interleaved: bool,
-}
-
-fn bad(path: &Path, m: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: m.into(),
-    }
 }
 
 impl LlamaConfig {

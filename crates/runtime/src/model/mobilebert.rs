@@ -5,6 +5,7 @@
 //! feed-forward networks, NoNorm or LayerNorm, then the BERT importer's
 //! pooling (mean or CLS, as the folder says) and L2 normalisation.
 
+use super::bad;
 use super::bert::{self, Pooling};
 use super::manifest::ModelManifest;
 use super::tokenizer::Tok;
@@ -169,13 +170,6 @@ impl MobileBertConfig {
             ));
         }
         Ok(())
-    }
-}
-
-fn bad(path: &Path, m: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: m.into(),
     }
 }
 

@@ -46,6 +46,20 @@ pub enum ModelError {
     },
 }
 
+/// [`ModelError::BadModelDir`] naming `path` (a file or folder of a model or checkpoint).
+fn bad(path: &Path, m: impl Into<String>) -> ModelError {
+    ModelError::BadModelDir {
+        path: path.to_path_buf(),
+        message: m.into(),
+    }
+}
+
+/// [`ModelError::Io`] naming `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError {
+    let path = path.to_path_buf();
+    move |source| ModelError::Io { path, source }
+}
+
 /// What a model can be asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {

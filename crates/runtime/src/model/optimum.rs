@@ -8,6 +8,7 @@
 //! (`feature-extraction`): `input_ids`, `attention_mask`, optional `token_type_ids` ->
 //! `last_hidden_state` (or sentence-transformers' `token_embeddings` / `sentence_embedding`).
 
+use super::bad;
 use super::manifest::{ModelManifest, CONTEXT};
 use super::{Capabilities, ModelError};
 use std::path::{Path, PathBuf};
@@ -257,13 +258,6 @@ pub fn names(model: &TypedModel) -> (Vec<String>, Vec<String>) {
         .map(|&o| model.outlet_label(o).unwrap_or_default().to_string())
         .collect();
     (inputs, outputs)
-}
-
-fn bad(path: &Path, message: impl Into<String>) -> ModelError {
-    ModelError::BadModelDir {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
 }
 
 /// Checks that input `ix` of `model` holds `want` values.
