@@ -124,18 +124,12 @@ impl BertConfig {
             ));
         }
         // the layers the checkpoint has, before listing the ones the config asks for
-        let layer = |n: &str| {
-            n.trim_start_matches("bert.")
-                .strip_prefix("encoder.layer.")
-                .and_then(|r| r.split('.').next())
-                .and_then(|i| i.parse::<usize>().ok())
-        };
-        let mut names = st.names();
-        names.sort();
-        if let Some(n) = names
-            .iter()
-            .find(|n| layer(n).is_some_and(|i| i >= self.num_hidden_layers))
-        {
+        if let Some(n) = super::checkpoint::tensor_beyond(
+            st.names(),
+            "bert.",
+            "encoder.layer.",
+            self.num_hidden_layers,
+        ) {
             return Err(format!(
                 "`num_hidden_layers` = {} but the checkpoint has tensor `{n}` beyond it",
                 self.num_hidden_layers

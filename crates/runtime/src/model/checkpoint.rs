@@ -250,3 +250,25 @@ impl Checkpoint {
         })
     }
 }
+
+/// The layer index of tensor `name` (`[<model>.]<layers><i>.…`, e.g. `model.layers.3.mlp…`).
+pub fn layer_of(name: &str, model: &str, layers: &str) -> Option<usize> {
+    name.trim_start_matches(model)
+        .strip_prefix(layers)
+        .and_then(|r| r.split('.').next())
+        .and_then(|i| i.parse().ok())
+}
+
+/// The first tensor, by name, of a layer at or beyond `n_layers`: a checkpoint with more layers
+/// than its config declares (see [`layer_of`]).
+pub fn tensor_beyond<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    model: &str,
+    layers: &str,
+    n_layers: usize,
+) -> Option<&'a str> {
+    names
+        .into_iter()
+        .filter(|n| layer_of(n, model, layers).is_some_and(|i| i >= n_layers))
+        .min()
+}

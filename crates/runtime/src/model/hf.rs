@@ -493,14 +493,8 @@ fn import_decoder(
     cfg.context = cfg.context.min(opts.max_context);
     let ck = Checkpoint::open(dir)?;
     // the layers the checkpoint has, before the ones the config asks for
-    let layer = |n: &str| {
-        n.strip_prefix("model.layers.")
-            .and_then(|r| r.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
-    };
-    if let Some(n) = ck
-        .names()
-        .find(|n| layer(n).is_some_and(|i| i >= cfg.n_layers))
+    let layer = |n: &str| super::checkpoint::layer_of(n, "", "model.layers.");
+    if let Some(n) = super::checkpoint::tensor_beyond(ck.names(), "", "model.layers.", cfg.n_layers)
     {
         return Err(bad(
             &cfg_path,

@@ -470,18 +470,12 @@ pub fn import_mobilebert(dir: &Path, out: &Path) -> Result<ModelManifest, ModelE
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(&st_path, format!("not a valid safetensors file: {e}")))?;
     // no encoder layer beyond the config's
-    let layer = |n: &str| {
-        n.trim_start_matches("mobilebert.")
-            .strip_prefix("encoder.layer.")
-            .and_then(|r| r.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
-    };
-    let mut names = st.names();
-    names.sort();
-    if let Some(n) = names
-        .iter()
-        .find(|n| layer(n).is_some_and(|i| i >= cfg.num_hidden_layers))
-    {
+    if let Some(n) = super::checkpoint::tensor_beyond(
+        st.names(),
+        "mobilebert.",
+        "encoder.layer.",
+        cfg.num_hidden_layers,
+    ) {
         return Err(bad(
             &cfg_path,
             format!(
