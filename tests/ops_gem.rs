@@ -52,8 +52,206 @@ fn ints(v: &TValue) -> Vec<i64> {
         .collect()
 }
 
-/// Checks one SCAR configuration; `near_tie` tolerates a differing cluster only
-/// where the two best centroids are within float noise of each other.
+/// Random SCAR inputs of one batch item: `x` `[t, dx]`, `q` `[h, t, d]`,
+/// `k` and `v` `[h, t, d]`, and groups `[t]` drawn from `0 .. ngroups`.
+struct Case {
+    h: usize,
+    t: usize,
+    dx: usize,
+    d: usize,
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    groups: Vec<i64>,
+}
+
+impl Case {
+    fn new(h: usize, t: usize, dx: usize, d: usize, ngroups: usize, seed: u64) -> Case {
+        let mut r = rng(seed);
+        let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|_| r()).collect() };
+        let (x, q, k, v) = (
+            draw(t * dx),
+            draw(h * t * d),
+            draw(h * t * d),
+            draw(h * t * d),
+        );
+        let groups = draw(t)
+            .iter()
+            .map(|u| (((u + 1.0) * 0.5 * ngroups as f32) as i64).min(ngroups as i64 - 1))
+            .collect();
+        Case {
+            h,
+            t,
+            dx,
+            d,
+            x,
+            q,
+            k,
+            v,
+            groups,
+        }
+    }
+
+    /// Rows `a .. b` of each head of a `[h, t, w]` tensor.
+    fn rows(&self, m: &[f32], a: usize, b: usize) -> Vec<f32> {
+        let w = self.d;
+        (0..self.h)
+            .flat_map(|hi| {
+                m[(hi * self.t + a) * w..(hi * self.t + b) * w]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    }
+
+    fn tensor4(&self, m: &[f32], rows: usize) -> Tensor {
+        Tensor::from_shape(&[1, self.h, rows, self.d], m).unwrap()
+    }
+
+    /// Inputs of the uncached node over tokens `0 .. t`.
+    fn uncached_inputs(&self, t: usize, grouped: bool) -> Vec<Tensor> {
+        let mut inputs = vec![
+            Tensor::from_shape(&[1, t, self.dx], &self.x[..t * self.dx]).unwrap(),
+            self.tensor4(&self.rows(&self.q, 0, t), t),
+            self.tensor4(&self.rows(&self.k, 0, t), t),
+            self.tensor4(&self.rows(&self.v, 0, t), t),
+        ];
+        if grouped {
+            inputs.push(Tensor::from_shape(&[1, t], &self.groups[..t]).unwrap());
+        }
+        inputs
+    }
+
+    /// Inputs of the cached node: tokens `p .. t` new, `0 .. p` cached
+    /// with cluster ids `past`.
+    fn cached_inputs(&self, p: usize, past: &[i64]) -> Vec<Tensor> {
+        let (t, dx) = (self.t, self.dx);
+        vec![
+            Tensor::from_shape(&[1, t - p, dx], &self.x[p * dx..]).unwrap(),
+            self.tensor4(&self.rows(&self.q, p, t), t - p),
+            self.tensor4(&self.k, t),
+            self.tensor4(&self.v, t),
+            Tensor::from_shape(&[1, t], &self.groups).unwrap(),
+            Tensor::from_shape(&[1, p, dx], &self.x[..p * dx]).unwrap(),
+            Tensor::from_shape(&[1, p], past).unwrap(),
+        ]
+    }
+
+    /// The reference output of the queries `p .. t` given all cluster ids.
+    fn reference(&self, p: usize, clusters: &[i64], params: &scar::ScarParams) -> Vec<f32> {
+        let t = self.t;
+        let shape = scar::RefShape {
+            h: self.h,
+            t,
+            n: t - p,
+            d: self.d,
+            dv: self.d,
+        };
+        scar::reference(
+            &self.q_rows(p),
+            &self.k,
+            &self.v,
+            shape,
+            clusters,
+            Some(&self.groups),
+            params,
+        )
+    }
+
+    fn q_rows(&self, p: usize) -> Vec<f32> {
+        self.rows(&self.q, p, self.t)
+    }
+}
+
+/// The uncached graph with symbolic `n`.
+fn uncached_graph(c: &Case, grouped: bool, p: &scar::ScarParams) -> Vec<u8> {
+    let mut g = GraphBuilder::new("scar");
+    let (hd, dd, xd) = (c.h as i64, c.d as i64, c.dx as i64);
+    g.input("x", Elem::F32, &[1.into(), sym("n"), xd.into()]);
+    for name in ["q", "k", "v"] {
+        g.input(name, Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
+    }
+    if grouped {
+        g.input("g", Elem::I64, &[1.into(), sym("n")]);
+    }
+    let (y, cl) = scar::write_node(
+        &mut g,
+        "scar",
+        "x",
+        "q",
+        "k",
+        "v",
+        grouped.then_some("g"),
+        p,
+    );
+    g.output(&y, Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
+    g.output(&cl, Elem::I64, &[1.into(), sym("n")]);
+    encode(&g.finish("test", &[]))
+}
+
+/// The cached graph with symbolic `seq` (new), `past` and `total` tokens.
+fn cached_graph(c: &Case, p: &scar::ScarParams) -> Vec<u8> {
+    cached_graph_with(c, p, "past")
+}
+
+/// [`cached_graph`] with `past_clusters` of length `pc_len` (a symbol).
+fn cached_graph_with(c: &Case, p: &scar::ScarParams, pc_len: &str) -> Vec<u8> {
+    let mut g = GraphBuilder::new("scar");
+    let (hd, dd, xd) = (c.h as i64, c.d as i64, c.dx as i64);
+    g.input("x", Elem::F32, &[1.into(), sym("seq"), xd.into()]);
+    g.input(
+        "q",
+        Elem::F32,
+        &[1.into(), hd.into(), sym("seq"), dd.into()],
+    );
+    for name in ["k", "v"] {
+        g.input(
+            name,
+            Elem::F32,
+            &[1.into(), hd.into(), sym("total"), dd.into()],
+        );
+    }
+    g.input("g", Elem::I64, &[1.into(), sym("total")]);
+    g.input("px", Elem::F32, &[1.into(), sym("past"), xd.into()]);
+    g.input("pc", Elem::I64, &[1.into(), sym(pc_len)]);
+    let (y, cl) = scar::write_node_cached(&mut g, "scar", "x", "q", "k", "v", "g", "px", "pc", p);
+    g.output(&y, Elem::F32, &[1.into(), hd.into(), sym("seq"), dd.into()]);
+    g.output(&cl, Elem::I64, &[1.into(), sym("total")]);
+    encode(&g.finish("test", &[]))
+}
+
+/// Per-group k-means, computed from `kmeans_cosine` on each group's rows.
+fn per_group_kmeans(x: &[f32], dx: usize, groups: &[i64], k: usize, iterations: usize) -> Vec<i64> {
+    let mut ids = vec![-1i64; groups.len()];
+    let mut seen: Vec<i64> = groups.to_vec();
+    seen.sort();
+    seen.dedup();
+    for g in seen {
+        let pos: Vec<usize> = (0..groups.len()).filter(|&i| groups[i] == g).collect();
+        let rows: Vec<f32> = pos
+            .iter()
+            .flat_map(|&i| x[i * dx..(i + 1) * dx].to_vec())
+            .collect();
+        for (&i, c) in pos
+            .iter()
+            .zip(scar::kmeans_cosine(&rows, pos.len(), dx, k, iterations))
+        {
+            ids[i] = c as i64;
+        }
+    }
+    ids
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() < tol, "{what}: element {i}: {a} vs {b}");
+    }
+}
+
+/// Checks one uncached SCAR configuration against per-group k-means and
+/// the reference.
 #[allow(clippy::too_many_arguments)]
 fn check_scar(
     h: usize,
@@ -65,72 +263,176 @@ fn check_scar(
     grouped: bool,
     seed: u64,
 ) {
-    let mut r = rng(seed);
-    let x: Vec<f32> = (0..n * dx).map(|_| r()).collect();
-    let q: Vec<f32> = (0..h * n * d).map(|_| r()).collect();
-    let kk: Vec<f32> = (0..h * n * d).map(|_| r()).collect();
-    let v: Vec<f32> = (0..h * n * d).map(|_| r()).collect();
-    let groups: Vec<i64> = (0..n).map(|i| (i % 3 == 0) as i64).collect();
+    check_scar_local(h, n, dx, d, k, causal, grouped, (0, 0), seed);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_scar_local(
+    h: usize,
+    n: usize,
+    dx: usize,
+    d: usize,
+    k: usize,
+    causal: bool,
+    grouped: bool,
+    (sinks, window): (usize, usize),
+    seed: u64,
+) {
+    let mut c = Case::new(h, n, dx, d, if grouped { 3 } else { 1 }, seed);
+    if !grouped {
+        c.groups.fill(0);
+    }
     let p = scar::ScarParams {
         k,
         iterations: 6,
         causal,
-        scale: None,
+        sinks,
+        window,
+        ..Default::default()
     };
-    let mut g = GraphBuilder::new("scar");
-    let (hd, dd, xd) = (h as i64, d as i64, dx as i64);
-    g.input("x", Elem::F32, &[1.into(), sym("n"), xd.into()]);
-    for name in ["q", "k", "v"] {
-        g.input(name, Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
-    }
-    if grouped {
-        g.input("g", Elem::I64, &[1.into(), sym("n")]);
-    }
-    let (y, c) = scar::write_node(
-        &mut g,
-        "scar",
-        "x",
-        "q",
-        "k",
-        "v",
-        grouped.then_some("g"),
-        &p,
-    );
-    g.output(&y, Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
-    g.output(&c, Elem::I64, &[1.into(), sym("n")]);
-    let bytes = encode(&g.finish("test", &[]));
-    let mut inputs = vec![
-        Tensor::from_shape(&[1, n, dx], &x).unwrap(),
-        Tensor::from_shape(&[1, h, n, d], &q).unwrap(),
-        Tensor::from_shape(&[1, h, n, d], &kk).unwrap(),
-        Tensor::from_shape(&[1, h, n, d], &v).unwrap(),
-    ];
-    if grouped {
-        inputs.push(Tensor::from_shape(&[1, n], &groups).unwrap());
-    }
-    let expect_clusters: Vec<i64> = scar::kmeans_cosine(&x, n, dx, k, 6)
-        .into_iter()
-        .map(|c| c as i64)
-        .collect();
-    for out in run_both(&bytes, inputs) {
+    let expect_clusters = per_group_kmeans(&c.x, dx, &c.groups, k, 6);
+    for out in run_both(
+        &uncached_graph(&c, grouped, &p),
+        c.uncached_inputs(n, grouped),
+    ) {
         let clusters = ints(&out[1]);
         assert_eq!(clusters, expect_clusters);
         assert!(clusters.iter().all(|&c| (c as usize) < k.min(n)));
-        let expect = scar::reference(
-            &q,
-            &kk,
-            &v,
-            h,
-            n,
-            d,
-            d,
-            &clusters,
-            grouped.then_some(groups.as_slice()),
-            causal,
-            1.0 / (d as f64).sqrt(),
+        assert_close(
+            &floats(&out[0]),
+            &c.reference(0, &clusters, &p),
+            1e-4,
+            "scar vs reference",
         );
-        for (a, b) in floats(&out[0]).iter().zip(&expect) {
-            assert!((a - b).abs() < 1e-4, "scar {a} vs reference {b}");
+    }
+}
+
+/// Plain causal (or bidirectional) softmax attention within each group, f64.
+fn dense_within_groups(c: &Case, p: usize, causal: bool) -> Vec<f32> {
+    let (h, t, d) = (c.h, c.t, c.d);
+    let n = t - p;
+    let q = c.q_rows(p);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut out = vec![0f32; h * n * d];
+    for hi in 0..h {
+        for row in 0..n {
+            let i = p + row;
+            let keys: Vec<usize> = (0..t)
+                .filter(|&j| c.groups[j] == c.groups[i] && (!causal || j <= i))
+                .collect();
+            let s: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    (0..d)
+                        .map(|e| {
+                            q[(hi * n + row) * d + e] as f64 * c.k[(hi * t + j) * d + e] as f64
+                        })
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = s.iter().map(|x| (x - max).exp()).sum();
+            for e in 0..d {
+                out[(hi * n + row) * d + e] = keys
+                    .iter()
+                    .zip(&s)
+                    .map(|(&j, x)| (x - max).exp() / total * c.v[(hi * t + j) * d + e] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Runs a sequence as one uncached call and as a prefill of `p` tokens
+/// followed by one cached call of the rest, and checks them against each
+/// other and the references.
+#[allow(clippy::too_many_arguments)]
+fn check_cached(
+    h: usize,
+    t: usize,
+    p: usize,
+    dx: usize,
+    d: usize,
+    k: usize,
+    (sinks, window): (usize, usize),
+    recluster_every: usize,
+    causal: bool,
+    seed: u64,
+) {
+    let c = Case::new(h, t, dx, d, 3, seed);
+    let params = scar::ScarParams {
+        k,
+        iterations: 5,
+        causal,
+        sinks,
+        window,
+        recluster_every,
+        ..Default::default()
+    };
+    let whole = run_both(
+        &uncached_graph(&c, true, &params),
+        c.uncached_inputs(t, true),
+    );
+    let prefill_case = Case {
+        t: p,
+        x: c.x[..p * dx].to_vec(),
+        q: c.rows(&c.q, 0, p),
+        k: c.rows(&c.k, 0, p),
+        v: c.rows(&c.v, 0, p),
+        groups: c.groups[..p].to_vec(),
+        ..c
+    };
+    let cached = cached_graph(&c, &params);
+    // the prefill, through the cached form with p = 0
+    let prefill = run_both(&cached, prefill_case.cached_inputs(0, &[]));
+    let past = ints(&prefill[0][1]);
+    assert_eq!(
+        past,
+        per_group_kmeans(&c.x[..p * dx], dx, &c.groups[..p], k, 5)
+    );
+    for out in &prefill {
+        assert_eq!(ints(&out[1]), past);
+    }
+    let rest = run_both(&cached, c.cached_inputs(p, &past));
+    let expect = scar::assign_clusters(&c.x, t, dx, &c.groups, &past, p, &params);
+    let recluster =
+        recluster_every == 1 || (recluster_every > 1 && t / recluster_every > p / recluster_every);
+    if recluster {
+        assert_eq!(
+            expect,
+            ints(&whole[0][1]),
+            "re-clustered ids = uncached ids"
+        );
+    } else {
+        assert_eq!(&expect[..p], &past[..], "frozen: past ids kept");
+    }
+    for out in &rest {
+        let clusters = ints(&out[1]);
+        assert_eq!(clusters, expect);
+        assert_close(
+            &floats(&out[0]),
+            &c.reference(p, &clusters, &params),
+            1e-4,
+            "cached vs reference",
+        );
+    }
+    if k == 1 {
+        // exact: one cluster per group is dense attention within groups
+        let dense = dense_within_groups(&c, 0, causal);
+        for out in &whole {
+            assert_close(&floats(&out[0]), &dense, 1e-5, "k = 1 uncached vs dense");
+        }
+        for out in &prefill {
+            let want = dense_within_groups(&prefill_case, 0, causal);
+            assert_close(&floats(&out[0]), &want, 1e-5, "k = 1 prefill vs dense");
+        }
+        let want: Vec<f32> = (0..h)
+            .flat_map(|hi| dense[(hi * t + p) * d..(hi * t + t) * d].to_vec())
+            .collect();
+        for out in &rest {
+            assert_close(&floats(&out[0]), &want, 1e-5, "k = 1 cached vs dense");
         }
     }
 }
@@ -186,6 +488,24 @@ proptest! {
         k in 1usize..20, causal in any::<bool>(), grouped in any::<bool>(), seed in any::<u64>(),
     ) {
         check_scar(h, n, dx, d, k, causal, grouped, seed);
+    }
+
+    #[test]
+    fn scar_with_sinks_and_window_matches_reference(
+        h in 1usize..3, n in 1usize..48, dx in 2usize..7, d in 1usize..5, k in 1usize..8,
+        causal in any::<bool>(), grouped in any::<bool>(), sinks in 0usize..4, window in 0usize..12,
+        seed in any::<u64>(),
+    ) {
+        check_scar_local(h, n, dx, d, k, causal, grouped, (sinks, window), seed);
+    }
+
+    #[test]
+    fn cached_calls_match_the_reference(
+        h in 1usize..3, t in 1usize..40, past_pct in 0usize..100, dx in 2usize..7, d in 1usize..5,
+        k in 1usize..6, sinks in 0usize..3, window in 0usize..8, every in 0usize..5,
+        causal in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_cached(h, t, t * past_pct / 100, dx, d, k, (sinks, window), every, causal, seed);
     }
 
     #[test]
@@ -282,4 +602,138 @@ fn bad_attributes_are_refused_at_load() {
         .and_then(|m| m.into_typed())
         .unwrap_err();
     assert!(format!("{err:?}").contains("k = 0"), "{err:?}");
+}
+
+#[test]
+fn scar_with_one_cluster_is_dense_attention_within_groups() {
+    // sinks and window add nothing when every token of a group shares its cluster
+    for (causal, local, seed) in [(true, (0, 0), 1), (true, (2, 5), 2), (false, (3, 1), 3)] {
+        let c = Case::new(2, 37, 5, 4, 3, seed);
+        let p = scar::ScarParams {
+            k: 1,
+            causal,
+            sinks: local.0,
+            window: local.1,
+            ..Default::default()
+        };
+        let want = dense_within_groups(&c, 0, causal);
+        for out in run_both(&uncached_graph(&c, true, &p), c.uncached_inputs(37, true)) {
+            assert_close(&floats(&out[0]), &want, 1e-5, "k = 1 vs dense");
+        }
+    }
+}
+
+#[test]
+fn prefill_then_cached_call_equals_one_call() {
+    // k = 1: exact against dense attention within groups
+    check_cached(2, 50, 30, 6, 4, 1, (0, 0), 1, true, 7);
+    check_cached(2, 50, 30, 6, 4, 1, (2, 6), 0, true, 8);
+    // re-clustering each call: the ids are those of one uncached call
+    check_cached(2, 120, 119, 8, 4, 8, (4, 16), 1, true, 9);
+    check_cached(1, 90, 40, 8, 4, 4, (1, 3), 1, false, 10);
+    // recluster_every = 16: 100 -> 112 crosses 112, 100 -> 111 does not
+    check_cached(1, 112, 100, 8, 4, 4, (2, 8), 16, true, 11);
+    check_cached(1, 111, 100, 8, 4, 4, (2, 8), 16, true, 12);
+    // frozen, one decode step
+    check_cached(2, 200, 199, 8, 4, 8, (4, 32), 0, true, 13);
+}
+
+#[test]
+fn frozen_call_keeps_past_ids_and_clusters_a_new_group_alone() {
+    // groups 0 and 1 in the past; group 2 appears only among the new tokens
+    let mut c = Case::new(1, 60, 6, 4, 2, 21);
+    for g in &mut c.groups[45..] {
+        *g = 2;
+    }
+    c.groups[50] = 0;
+    let params = scar::ScarParams {
+        k: 4,
+        iterations: 5,
+        recluster_every: 0,
+        window: 4,
+        sinks: 1,
+        ..Default::default()
+    };
+    let past = per_group_kmeans(&c.x[..45 * 6], 6, &c.groups[..45], 4, 5);
+    let outs = run_both(&cached_graph(&c, &params), c.cached_inputs(45, &past));
+    let expect = scar::assign_clusters(&c.x, 60, 6, &c.groups, &past, 45, &params);
+    assert_eq!(&expect[..45], &past[..]);
+    let new2: Vec<usize> = (45..60).filter(|&i| c.groups[i] == 2).collect();
+    let rows: Vec<f32> = new2
+        .iter()
+        .flat_map(|&i| c.x[i * 6..(i + 1) * 6].to_vec())
+        .collect();
+    let alone = scar::kmeans_cosine(&rows, new2.len(), 6, 4, 5);
+    for (&i, a) in new2.iter().zip(alone) {
+        assert_eq!(expect[i], a as i64, "token {i} of the new group");
+    }
+    // token 50 (group 0) joined one of group 0's past ids
+    assert!(past
+        .iter()
+        .zip(&c.groups)
+        .any(|(&id, &g)| g == 0 && id == expect[50]));
+    for out in outs {
+        assert_eq!(ints(&out[1]), expect);
+        assert_close(
+            &floats(&out[0]),
+            &c.reference(45, &expect, &params),
+            1e-4,
+            "frozen vs reference",
+        );
+    }
+}
+
+#[test]
+fn negative_sinks_or_window_are_refused_at_load() {
+    for attr in ["sinks", "window", "recluster_every"] {
+        let mut g = GraphBuilder::new("bad");
+        g.input("x", Elem::F32, &[1.into(), 4.into(), 2.into()]);
+        for name in ["q", "k", "v"] {
+            g.input(name, Elem::F32, &[1.into(), 1.into(), 4.into(), 2.into()]);
+        }
+        g.node_in_domain(
+            edgebench::onnx::CUSTOM_DOMAIN,
+            scar::OP_NAME,
+            &["x", "q", "k", "v"],
+            &["y", "c"],
+            &[(attr, edgebench::onnx::Attr::Int(-1))],
+        );
+        g.output("y", Elem::F32, &[1.into(), 1.into(), 4.into(), 2.into()]);
+        let bytes = encode(&g.finish("test", &[]));
+        let err = edgebench::ops::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .and_then(|m| m.into_typed())
+            .unwrap_err();
+        let msg = format!("{err:?}");
+        assert!(
+            msg.contains(&format!("{attr} = -1")) && msg.contains("EbScar node `EbScar"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn mismatched_past_shapes_are_refused_at_run_time() {
+    let c = Case::new(1, 10, 3, 2, 2, 5);
+    let m = edgebench::ops::onnx()
+        .model_for_read(&mut &*cached_graph_with(
+            &c,
+            &scar::ScarParams::default(),
+            "other",
+        ))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let mut inputs = c.cached_inputs(4, &[0; 4]);
+    inputs[6] = Tensor::from_shape(&[1, 3], &[0i64; 3]).unwrap();
+    let err = m
+        .run(inputs.into_iter().map(|t| t.into_tvalue()).collect())
+        .unwrap_err();
+    let msg = format!("{err:?}");
+    assert!(
+        msg.contains("past_clusters [1, 3]") && msg.contains("[1, 4]"),
+        "{msg}"
+    );
 }

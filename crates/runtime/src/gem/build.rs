@@ -551,6 +551,7 @@ pub fn build(
         iterations: cfg.scar.iterations,
         causal: true,
         scale: None,
+        ..ScarParams::default()
     });
     let route3 = c.g.op("Unsqueeze", &[&route, &ax[2]], &[]);
     let pathways: Vec<usize> = if variant == Variant::NoRouter {

@@ -1,13 +1,18 @@
 //! `EbScar`: GEM's Sparse Cross-Attention Router (paper section 3.3).
 //!
 //! Tokens are clustered by cosine-distance k-means over their
-//! representations `X`, and attention is restricted to tokens of the same
-//! cluster (and of the same `group`, and causal when `causal = 1`):
-//! `A = softmax(M . QK^T * scale)` with masked pairs excluded.
+//! representations `X`, separately within each `group` (GEM pathway), and a
+//! query sees a key of its own group (causal when `causal = 1`) that is in its
+//! cluster, is one of the group's first `sinks` tokens, or lies within its
+//! local `window`: `A = softmax(M . QK^T * scale)` with masked pairs excluded.
+//! With `cached = 1` the op takes a KV cache (`K`, `V` over past and new
+//! tokens, the past tokens' representations and cluster ids) and attends
+//! for the new tokens only. Semantics in full: `docs/ops.md`.
 //!
-//! k-means, exactly (so the op is deterministic and testable):
-//! - `k' = min(k, n)` centroids, initialised to the unit vectors of the tokens
-//!   at positions `floor(j * n / k')`, `j = 0 .. k'`;
+//! k-means, exactly (so the op is deterministic and testable), per group of
+//! `n_g` tokens:
+//! - `k' = min(k, n_g)` centroids, initialised to the unit vectors of the
+//!   group's tokens of rank `floor(j * n_g / k')`, `j = 0 .. k'`;
 //! - assignment: each token goes to the centroid of largest cosine similarity
 //!   (smallest `1 - x.mu / (|x||mu|)`), ties to the lowest index; a zero
 //!   vector has similarity 0 with every centroid, so it joins cluster 0;
@@ -16,12 +21,13 @@
 //!   reassignment. Cluster ids are centroid indices in `0 .. k'` (an empty
 //!   cluster's id is simply unused).
 //!
-//! A token always attends to itself, so a token alone in its cluster gets its
-//! own value vector back. The kernel gathers each cluster's members and
-//! attends within it with two small matrix products (`Q_c K_c^T`, then
-//! `P_c V_c`): `O(sum_c |c|^2 d)` instead of dense `O(n^2 d)`. The k-means
-//! assignment is one `[n, dx] x [dx, k]` product per round.
-//! [`reference`] is the plain dense masked implementation tests compare with.
+//! Kernel: per head, each (group, cluster) block with a query attends
+//! within itself with two small matrix products (`Q_c K_c^T`, then
+//! `P_c V_c`); sink and window keys outside the query's cluster are a second
+//! part, computed per block of consecutive queries of a group over the union
+//! of their sink and window keys with a mask, and the two parts' softmaxes
+//! are merged through their log-sum-exps. [`reference`] is the plain dense
+//! masked implementation tests compare with.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -43,6 +49,15 @@ pub struct ScarParams {
     pub causal: bool,
     /// Score scale; `None` means `1 / sqrt(head_dim)`.
     pub scale: Option<f32>,
+    /// A group's first `sinks` tokens are visible to all its queries.
+    pub sinks: usize,
+    /// Keys less than `window` ranks before a query (within its group) are
+    /// visible to it; 0 = no window.
+    pub window: usize,
+    /// Cached calls re-cluster every group from scratch when the total
+    /// length crosses a multiple of this (1: every call; 0: never, new tokens
+    /// join the past tokens' clusters).
+    pub recluster_every: usize,
 }
 
 impl Default for ScarParams {
@@ -52,6 +67,9 @@ impl Default for ScarParams {
             iterations: 10,
             causal: true,
             scale: None,
+            sinks: 0,
+            window: 0,
+            recluster_every: 1,
         }
     }
 }
@@ -151,7 +169,184 @@ fn assign(
         .collect()
 }
 
-/// Reusable buffers of [`attend_clustered`], sized for the largest cluster.
+/// Unit vector of one row (a zero row stays zero), as k-means computes it.
+fn unit_of(row: &[f32]) -> Vec<f32> {
+    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+    row.iter()
+        .map(|v| if norm > 0.0 { v / norm } else { 0.0 })
+        .collect()
+}
+
+/// Positions (ascending) of each group value among `group`.
+fn positions_by_group(group: &[i64]) -> std::collections::BTreeMap<i64, Vec<usize>> {
+    let mut by: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, &g) in group.iter().enumerate() {
+        by.entry(g).or_default().push(i);
+    }
+    by
+}
+
+/// The cluster id of every one of the `t` tokens, by the rules of
+/// `docs/ops.md`: `x_all` is `[t, dx]` (the `p` past tokens' rows, then the
+/// new ones), `group` is `[t]`, `past_clusters` the `p` past tokens' ids.
+/// `p = 0` is the uncached op: every group is k-means-clustered on its own.
+/// With `p > 0`, a group is re-clustered from scratch over all its tokens
+/// when `recluster_every` is 1 or the length crossed a multiple of it;
+/// otherwise its past ids stay and each new token joins the nearest centroid
+/// (mean unit vector) of the ids present among its group's past tokens.
+pub fn assign_clusters(
+    x_all: &[f32],
+    t: usize,
+    dx: usize,
+    group: &[i64],
+    past_clusters: &[i64],
+    p: usize,
+    params: &ScarParams,
+) -> Vec<i64> {
+    assert!(x_all.len() >= t * dx && group.len() >= t && past_clusters.len() >= p && p <= t);
+    let n_every = params.recluster_every;
+    let recluster = p == 0 || n_every == 1 || (n_every > 1 && t / n_every > p / n_every);
+    let mut ids = vec![0i64; t];
+    for pos in positions_by_group(&group[..t]).into_values() {
+        let n_past = pos.partition_point(|&i| i < p);
+        if recluster || n_past == 0 {
+            let rows: Vec<f32> = pos
+                .iter()
+                .flat_map(|&i| x_all[i * dx..(i + 1) * dx].iter().copied())
+                .collect();
+            let c = kmeans_cosine(&rows, pos.len(), dx, params.k, params.iterations);
+            for (&i, c) in pos.iter().zip(c) {
+                ids[i] = c as i64;
+            }
+            continue;
+        }
+        // frozen: centroids of the ids among the group's past tokens
+        let mut sums: std::collections::BTreeMap<i64, (Vec<f32>, usize)> = Default::default();
+        for &i in &pos[..n_past] {
+            ids[i] = past_clusters[i];
+            let (s, count) = sums
+                .entry(past_clusters[i])
+                .or_insert_with(|| (vec![0f32; dx], 0));
+            for (a, b) in s.iter_mut().zip(unit_of(&x_all[i * dx..(i + 1) * dx])) {
+                *a += b;
+            }
+            *count += 1;
+        }
+        let centroids: Vec<(i64, Vec<f32>)> = sums
+            .into_iter()
+            .map(|(id, (s, count))| {
+                let mean: Vec<f32> = s.iter().map(|v| v / count as f32).collect();
+                (id, unit_of(&mean))
+            })
+            .collect();
+        for &i in &pos[n_past..] {
+            let u = unit_of(&x_all[i * dx..(i + 1) * dx]);
+            let mut best = (centroids[0].0, f32::NEG_INFINITY);
+            for (id, c) in &centroids {
+                let sim: f32 = u.iter().zip(c).map(|(a, b)| a * b).sum();
+                if sim > best.1 {
+                    best = (*id, sim);
+                }
+            }
+            ids[i] = best.0;
+        }
+    }
+    ids
+}
+
+/// What one batch item's attention needs, shared by its heads: which keys
+/// each query block reads and the masks of the sink/window part.
+struct Plan {
+    /// (group, cluster) member positions (ascending, in `0 .. t`) of blocks
+    /// with at least one query, and the index of the first query member.
+    clusters: Vec<(Vec<usize>, usize)>,
+    /// Sink/window part: blocks of consecutive queries of one group.
+    extra: Vec<ExtraBlock>,
+}
+
+/// Queries (positions, each `>= p`), the union of their sink and window keys
+/// (positions), and which (query, key) pairs are visible through this part
+/// (key outside the query's cluster, so no pair is counted twice).
+struct ExtraBlock {
+    queries: Vec<usize>,
+    keys: Vec<usize>,
+    visible: Vec<bool>,
+}
+
+/// Queries per block of the sink/window part: about the window, so the
+/// block's union of keys stays within about twice what its queries see.
+fn extra_block_len(window: usize) -> usize {
+    window.clamp(8, 64)
+}
+
+impl Plan {
+    fn new(clusters: &[i64], group: &[i64], p: usize, params: &ScarParams) -> Plan {
+        let t = clusters.len();
+        let mut by: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
+        for i in 0..t {
+            by.entry((group[i], clusters[i])).or_default().push(i);
+        }
+        let blocks = by
+            .into_values()
+            .filter(|m| m.last().is_some_and(|&i| i >= p))
+            .map(|m| {
+                let first = m.partition_point(|&i| i < p);
+                (m, first)
+            })
+            .collect();
+        let mut extra = Vec::new();
+        let (sinks, window) = (params.sinks, params.window);
+        if sinks > 0 || window > 0 {
+            let qb = extra_block_len(window);
+            for pos in positions_by_group(group).into_values() {
+                let first = pos.partition_point(|&i| i < p);
+                let len = pos.len();
+                let mut r0 = first;
+                while r0 < len {
+                    let r1 = (r0 + qb).min(len) - 1;
+                    // key ranks: sinks, then the window span around r0 ..= r1
+                    let mut ranks: Vec<usize> = (0..sinks.min(len)).collect();
+                    if window > 0 {
+                        let lo = (r0 + 1).saturating_sub(window).max(ranks.len());
+                        let hi = if params.causal {
+                            r1
+                        } else {
+                            (r1 + window - 1).min(len - 1)
+                        };
+                        ranks.extend(lo..=hi);
+                    }
+                    let keys: Vec<usize> = ranks.iter().map(|&r| pos[r]).collect();
+                    let mut visible = Vec::with_capacity((r1 + 1 - r0) * keys.len());
+                    for rq in r0..=r1 {
+                        let i = pos[rq];
+                        for (&rk, &j) in ranks.iter().zip(&keys) {
+                            let near = window > 0 && rq.abs_diff(rk) < window;
+                            visible.push(
+                                clusters[j] != clusters[i]
+                                    && (!params.causal || j <= i)
+                                    && (rk < sinks || near),
+                            );
+                        }
+                    }
+                    if visible.iter().any(|&v| v) {
+                        extra.push(ExtraBlock {
+                            queries: pos[r0..=r1].to_vec(),
+                            keys,
+                            visible,
+                        });
+                    }
+                    r0 = r1 + 1;
+                }
+            }
+        }
+        Plan {
+            clusters: blocks,
+            extra,
+        }
+    }
+}
+
+/// Reusable buffers of [`attend`].
 #[derive(Default)]
 struct Scratch {
     q: Vec<f32>,
@@ -161,158 +356,269 @@ struct Scratch {
     out: Vec<f32>,
 }
 
-/// Attention of one head restricted to the token lists in `members` (each
-/// ascending: one (group, cluster)). Per list: gather its `Q`, `K`, `V` rows,
-/// `S = scale Q K^T` as one small matrix product, masked row softmax (causal:
-/// column `<=` row), `S V` as another, scatter back. `q`, `k` are `[n, d]`,
-/// `v` is `[n, dv]`; the result is `[n, dv]`.
+impl Scratch {
+    /// Gathers rows `rows` of the `[_, w]` matrix `src` into `buf`.
+    fn gather(buf: &mut Vec<f32>, src: &[f32], w: usize, rows: impl Iterator<Item = usize>) {
+        buf.clear();
+        for i in rows {
+            buf.extend_from_slice(&src[i * w..(i + 1) * w]);
+        }
+    }
+
+    /// `scores = scale Q K^T` over the gathered `[nq, d]` and `[nk, d]` rows.
+    fn scores(&mut self, nq: usize, nk: usize, d: usize, scale: f32) {
+        self.scores.resize(nq * nk, 0.0);
+        let qc = ArrayView2::from_shape((nq, d), &self.q).expect("gathered Q");
+        let kc = ArrayView2::from_shape((nk, d), &self.k).expect("gathered K");
+        let mut sc = ArrayViewMut2::from_shape((nq, nk), &mut self.scores).expect("scores");
+        general_mat_mul(scale, &qc, &kc.t(), 0.0, &mut sc);
+    }
+
+    /// `out = P V` over the probabilities in `scores` and the gathered `[nk, dv]` rows.
+    fn values(&mut self, nq: usize, nk: usize, dv: usize) {
+        self.out.resize(nq * dv, 0.0);
+        let p = ArrayView2::from_shape((nq, nk), &self.scores).expect("probabilities");
+        let vc = ArrayView2::from_shape((nk, dv), &self.v).expect("gathered V");
+        let mut oc = ArrayViewMut2::from_shape((nq, dv), &mut self.out).expect("output");
+        general_mat_mul(1.0, &p, &vc, 0.0, &mut oc);
+    }
+}
+
+/// Softmax of the entries of `row` that `seen` keeps (the others become 0);
+/// returns the log-sum-exp of the kept scores (`-inf` when none is kept).
+fn masked_softmax(row: &mut [f32], seen: impl Fn(usize) -> bool) -> f32 {
+    let mut max = f32::NEG_INFINITY;
+    for (j, x) in row.iter().enumerate() {
+        if seen(j) && *x > max {
+            max = *x;
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return f32::NEG_INFINITY;
+    }
+    let mut total = 0f32;
+    for (j, x) in row.iter_mut().enumerate() {
+        *x = if seen(j) { (*x - max).exp() } else { 0.0 };
+        total += *x;
+    }
+    let inv = 1.0 / total;
+    row.iter_mut().for_each(|x| *x *= inv);
+    max + total.ln()
+}
+
+/// Attention of one head: `q` `[n, d]` (queries at positions `p ..`), `k`
+/// `[t, d]`, `v` `[t, dv]`; writes `out` `[n, dv]`. The cluster part
+/// writes each query's row and log-sum-exp; the sink/window part's rows are
+/// merged in by their log-sum-exps.
 #[allow(clippy::too_many_arguments)]
-fn attend_clustered(
+fn attend(
+    plan: &Plan,
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    n: usize,
-    d: usize,
-    dv: usize,
-    members: &[Vec<usize>],
+    p: usize,
+    (d, dv): (usize, usize),
     causal: bool,
     scale: f32,
+    s: &mut Scratch,
+    lse: &mut [f32],
     out: &mut [f32],
 ) {
-    debug_assert!(members.iter().map(Vec::len).sum::<usize>() == n);
-    let mut s = Scratch::default();
-    for m in members {
-        let len = m.len();
+    let need_lse = !plan.extra.is_empty();
+    for (m, first) in &plan.clusters {
+        let (len, first) = (m.len(), *first);
         if len == 1 {
             let i = m[0];
-            out[i * dv..(i + 1) * dv].copy_from_slice(&v[i * dv..(i + 1) * dv]);
+            let r = i - p;
+            out[r * dv..(r + 1) * dv].copy_from_slice(&v[i * dv..(i + 1) * dv]);
+            if need_lse {
+                let dot: f32 = q[r * d..(r + 1) * d]
+                    .iter()
+                    .zip(&k[i * d..(i + 1) * d])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                lse[r] = dot * scale;
+            }
             continue;
         }
-        let gather = |buf: &mut Vec<f32>, src: &[f32], w: usize| {
-            buf.clear();
-            for &i in m {
-                buf.extend_from_slice(&src[i * w..(i + 1) * w]);
-            }
-        };
-        gather(&mut s.q, q, d);
-        gather(&mut s.k, k, d);
-        gather(&mut s.v, v, dv);
-        s.scores.resize(len * len, 0.0);
-        s.out.resize(len * dv, 0.0);
-        let qc = ArrayView2::from_shape((len, d), &s.q).expect("gathered Q");
-        let kc = ArrayView2::from_shape((len, d), &s.k).expect("gathered K");
-        let mut sc = ArrayViewMut2::from_shape((len, len), &mut s.scores).expect("scores");
-        general_mat_mul(scale, &qc, &kc.t(), 0.0, &mut sc);
+        let nq = len - first;
+        Scratch::gather(&mut s.q, q, d, m[first..].iter().map(|&i| i - p));
+        Scratch::gather(&mut s.k, k, d, m.iter().copied());
+        Scratch::gather(&mut s.v, v, dv, m.iter().copied());
+        s.scores(nq, len, d, scale);
         for (a, row) in s.scores.chunks_mut(len).enumerate() {
-            let visible = if causal { a + 1 } else { len };
-            let (seen, hidden) = row.split_at_mut(visible);
-            let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
-            for x in seen.iter_mut() {
-                *x = (*x - max).exp();
-                total += *x;
+            let l = if causal {
+                let last = first + a;
+                masked_softmax(row, |j| j <= last)
+            } else {
+                masked_softmax(row, |_| true)
+            };
+            lse[m[first + a] - p] = l;
+        }
+        s.values(nq, len, dv);
+        for (a, &i) in m[first..].iter().enumerate() {
+            let r = i - p;
+            out[r * dv..(r + 1) * dv].copy_from_slice(&s.out[a * dv..(a + 1) * dv]);
+        }
+    }
+    for b in &plan.extra {
+        let (nq, nk) = (b.queries.len(), b.keys.len());
+        Scratch::gather(&mut s.q, q, d, b.queries.iter().map(|&i| i - p));
+        Scratch::gather(&mut s.k, k, d, b.keys.iter().copied());
+        Scratch::gather(&mut s.v, v, dv, b.keys.iter().copied());
+        s.scores(nq, nk, d, scale);
+        let mut lse2 = vec![f32::NEG_INFINITY; nq];
+        for (a, row) in s.scores.chunks_mut(nk).enumerate() {
+            let seen = &b.visible[a * nk..(a + 1) * nk];
+            lse2[a] = masked_softmax(row, |j| seen[j]);
+        }
+        s.values(nq, nk, dv);
+        for (a, &i) in b.queries.iter().enumerate() {
+            if lse2[a] == f32::NEG_INFINITY {
+                continue;
             }
-            let inv = 1.0 / total;
-            seen.iter_mut().for_each(|x| *x *= inv);
-            hidden.fill(0.0);
-        }
-        let p = ArrayView2::from_shape((len, len), &s.scores).expect("probabilities");
-        let vc = ArrayView2::from_shape((len, dv), &s.v).expect("gathered V");
-        let mut oc = ArrayViewMut2::from_shape((len, dv), &mut s.out).expect("output");
-        general_mat_mul(1.0, &p, &vc, 0.0, &mut oc);
-        for (a, &i) in m.iter().enumerate() {
-            out[i * dv..(i + 1) * dv].copy_from_slice(&s.out[a * dv..(a + 1) * dv]);
+            let r = i - p;
+            let top = lse[r].max(lse2[a]);
+            let (w1, w2) = ((lse[r] - top).exp(), (lse2[a] - top).exp());
+            let inv = 1.0 / (w1 + w2);
+            for (o, e) in out[r * dv..(r + 1) * dv]
+                .iter_mut()
+                .zip(&s.out[a * dv..(a + 1) * dv])
+            {
+                *o = (w1 * *o + w2 * e) * inv;
+            }
+            lse[r] = top + (w1 + w2).ln();
         }
     }
 }
 
-/// Groups token indices by (group, cluster), each list ascending.
-fn members_of(clusters: &[usize], groups: Option<&[i64]>) -> Vec<Vec<usize>> {
-    let mut by: std::collections::BTreeMap<(i64, usize), Vec<usize>> = Default::default();
-    for (i, &c) in clusters.iter().enumerate() {
-        let g = groups.map_or(0, |g| g[i]);
-        by.entry((g, c)).or_default().push(i);
-    }
-    by.into_values().collect()
-}
-
-/// Shapes of one call: batch, heads, tokens, representation dim, head dims.
+/// Shapes of one call: batch, heads, new tokens, past tokens, representation
+/// dim, head dims. Keys and values cover `t = p + n` tokens.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     b: usize,
     h: usize,
     n: usize,
+    p: usize,
     dx: usize,
     d: usize,
     dv: usize,
 }
 
-/// Runs SCAR on plain slices: `x` `[b, n, dx]`, `q`/`k` `[b, h, n, d]`,
-/// `v` `[b, h, n, dv]`, `groups` `[b, n]`. Returns (`[b, h, n, dv]`, `[b, n]`).
-#[allow(clippy::too_many_arguments)]
-fn run(
-    p: &ScarParams,
-    dims: Dims,
-    x: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    groups: Option<&[i64]>,
-) -> (Vec<f32>, Vec<i64>) {
-    let Dims { b, h, n, dx, d, dv } = dims;
-    let scale = p.scale.unwrap_or(1.0 / (d as f32).sqrt());
+/// One call's inputs as plain slices: `x` `[b, n, dx]`, `q` `[b, h, n, d]`,
+/// `k` `[b, h, t, d]`, `v` `[b, h, t, dv]`, `groups` `[b, t]`, `past_x`
+/// `[b, p, dx]`, `past_clusters` `[b, p]`.
+struct Inputs<'a> {
+    x: &'a [f32],
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    groups: Option<&'a [i64]>,
+    past_x: &'a [f32],
+    past_clusters: &'a [i64],
+}
+
+/// Runs SCAR; returns (`[b, h, n, dv]`, `[b, t]`).
+fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
+    let Dims {
+        b,
+        h,
+        n,
+        p,
+        dx,
+        d,
+        dv,
+    } = dims;
+    let t = p + n;
+    let scale = params.scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut out = vec![0f32; b * h * n * dv];
-    let mut ids = Vec::with_capacity(b * n);
+    let mut ids = Vec::with_capacity(b * t);
+    let mut scratch = Scratch::default();
+    let mut lse = vec![0f32; n];
+    let zeros = vec![0i64; t];
     for bi in 0..b {
-        let clusters = kmeans_cosine(&x[bi * n * dx..(bi + 1) * n * dx], n, dx, p.k, p.iterations);
-        let members = members_of(&clusters, groups.map(|g| &g[bi * n..(bi + 1) * n]));
+        let x_all: std::borrow::Cow<[f32]> = if p == 0 {
+            inp.x[bi * n * dx..(bi + 1) * n * dx].into()
+        } else {
+            let mut all = inp.past_x[bi * p * dx..(bi + 1) * p * dx].to_vec();
+            all.extend_from_slice(&inp.x[bi * n * dx..(bi + 1) * n * dx]);
+            all.into()
+        };
+        let group = inp.groups.map_or(&zeros[..], |g| &g[bi * t..(bi + 1) * t]);
+        let past = &inp.past_clusters[bi * p..(bi + 1) * p];
+        let clusters = assign_clusters(&x_all, t, dx, group, past, p, params);
+        let plan = Plan::new(&clusters, group, p, params);
         for hi in 0..h {
-            let off = (bi * h + hi) * n;
-            attend_clustered(
-                &q[off * d..(off + n) * d],
-                &k[off * d..(off + n) * d],
-                &v[off * dv..(off + n) * dv],
-                n,
-                d,
-                dv,
-                &members,
-                p.causal,
+            let (qo, ko) = ((bi * h + hi) * n, (bi * h + hi) * t);
+            attend(
+                &plan,
+                &inp.q[qo * d..(qo + n) * d],
+                &inp.k[ko * d..(ko + t) * d],
+                &inp.v[ko * dv..(ko + t) * dv],
+                p,
+                (d, dv),
+                params.causal,
                 scale,
-                &mut out[off * dv..(off + n) * dv],
+                &mut scratch,
+                &mut lse,
+                &mut out[qo * dv..(qo + n) * dv],
             );
         }
-        ids.extend(clusters.iter().map(|&c| c as i64));
+        ids.extend(clusters);
     }
     (out, ids)
 }
 
+/// Shapes for [`reference`]: heads, all tokens `t`, queries `n` (the last `n`
+/// of the `t`), head dims.
+#[derive(Debug, Clone, Copy)]
+pub struct RefShape {
+    pub h: usize,
+    pub t: usize,
+    pub n: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
 /// Plain dense masked attention (f64), the reference for tests: given the
-/// cluster ids the op chose, token `i` attends to `j` iff same cluster, same
-/// group and (when causal) `j <= i`. Shapes as in the op, batch 1 per call:
-/// `q`/`k` `[h, n, d]`, `v` `[h, n, dv]`; returns `[h, n, dv]`.
-#[allow(clippy::too_many_arguments)]
+/// cluster ids of all `t` tokens, the query at position `i = t - n + row`
+/// attends to `j` iff same group, (when causal) `j <= i`, and same cluster,
+/// `rank(j) < sinks` or `|rank(i) - rank(j)| < window` (ranks within the
+/// group). Batch 1 per call: `q` `[h, n, d]`, `k` `[h, t, d]`, `v`
+/// `[h, t, dv]`; returns `[h, n, dv]`. `params.k`, `iterations` and
+/// `recluster_every` are not used.
 pub fn reference(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    h: usize,
-    n: usize,
-    d: usize,
-    dv: usize,
+    shape: RefShape,
     clusters: &[i64],
     groups: Option<&[i64]>,
-    causal: bool,
-    scale: f64,
+    params: &ScarParams,
 ) -> Vec<f32> {
+    let RefShape { h, t, n, d, dv } = shape;
+    let p = t - n;
+    let scale = params.scale.map_or(1.0 / (d as f64).sqrt(), |s| s as f64);
+    let group = |i: usize| groups.map_or(0, |g| g[i]);
+    let rank = |i: usize| (0..i).filter(|&j| group(j) == group(i)).count();
+    let visible = |i: usize, j: usize| {
+        let (ri, rj) = (rank(i), rank(j));
+        group(i) == group(j)
+            && (!params.causal || j <= i)
+            && (clusters[i] == clusters[j]
+                || rj < params.sinks
+                || (params.window > 0 && ri.abs_diff(rj) < params.window))
+    };
     let mut out = vec![0f32; h * n * dv];
     for hi in 0..h {
-        for i in 0..n {
-            let mut weights = vec![f64::NEG_INFINITY; n];
+        for row in 0..n {
+            let i = p + row;
+            let mut weights = vec![f64::NEG_INFINITY; t];
             for (j, w) in weights.iter_mut().enumerate() {
-                let same = clusters[i] == clusters[j] && groups.is_none_or(|g| g[i] == g[j]);
-                if same && (!causal || j <= i) {
+                if visible(i, j) {
                     *w = (0..d)
-                        .map(|t| q[(hi * n + i) * d + t] as f64 * k[(hi * n + j) * d + t] as f64)
+                        .map(|e| q[(hi * n + row) * d + e] as f64 * k[(hi * t + j) * d + e] as f64)
                         .sum::<f64>()
                         * scale;
                 }
@@ -320,14 +626,38 @@ pub fn reference(
             let max = weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let exps: Vec<f64> = weights.iter().map(|w| (w - max).exp()).collect();
             let total: f64 = exps.iter().sum();
-            for t in 0..dv {
-                out[(hi * n + i) * dv + t] = (0..n)
-                    .map(|j| exps[j] / total * v[(hi * n + j) * dv + t] as f64)
+            for e in 0..dv {
+                out[(hi * n + row) * dv + e] = (0..t)
+                    .map(|j| exps[j] / total * v[(hi * t + j) * dv + e] as f64)
                     .sum::<f64>() as f32;
             }
         }
     }
     out
+}
+
+/// The attributes shared by both forms of the node.
+fn attrs(p: &ScarParams, cached: bool) -> Vec<(&'static str, crate::onnx::Attr)> {
+    use crate::onnx::Attr;
+    let mut attrs = vec![
+        ("k", Attr::Int(p.k as i64)),
+        ("iterations", Attr::Int(p.iterations as i64)),
+        ("causal", Attr::Int(p.causal as i64)),
+    ];
+    if let Some(s) = p.scale {
+        attrs.push(("scale", Attr::Float(s)));
+    }
+    if p.sinks > 0 {
+        attrs.push(("sinks", Attr::Int(p.sinks as i64)));
+    }
+    if p.window > 0 {
+        attrs.push(("window", Attr::Int(p.window as i64)));
+    }
+    if cached {
+        attrs.push(("cached", Attr::Int(1)));
+        attrs.push(("recluster_every", Attr::Int(p.recluster_every as i64)));
+    }
+    attrs
 }
 
 /// Adds an `EbScar` node to `g`; returns the names of (attention output, cluster ids).
@@ -342,24 +672,43 @@ pub fn write_node(
     group: Option<&str>,
     p: &ScarParams,
 ) -> (String, String) {
-    use crate::onnx::Attr;
     let (y, c) = (format!("{name}.out"), format!("{name}.clusters"));
     let mut inputs = vec![x, q, k, v];
     inputs.extend(group);
-    let mut attrs = vec![
-        ("k", Attr::Int(p.k as i64)),
-        ("iterations", Attr::Int(p.iterations as i64)),
-        ("causal", Attr::Int(p.causal as i64)),
-    ];
-    if let Some(s) = p.scale {
-        attrs.push(("scale", Attr::Float(s)));
-    }
     g.node_in_domain(
         crate::onnx::CUSTOM_DOMAIN,
         OP_NAME,
         &inputs,
         &[&y, &c],
-        &attrs,
+        &attrs(p, false),
+    );
+    (y, c)
+}
+
+/// Adds an `EbScar` node in its cached form (`cached = 1`) to `g`: `k`, `v`
+/// and `group` cover past then new tokens, `past_x` and `past_clusters` the
+/// past ones. Returns the names of (attention output of the new tokens,
+/// cluster ids of all tokens `[b, t]`).
+#[allow(clippy::too_many_arguments)]
+pub fn write_node_cached(
+    g: &mut crate::onnx::GraphBuilder,
+    name: &str,
+    x: &str,
+    q: &str,
+    k: &str,
+    v: &str,
+    group: &str,
+    past_x: &str,
+    past_clusters: &str,
+    p: &ScarParams,
+) -> (String, String) {
+    let (y, c) = (format!("{name}.out"), format!("{name}.clusters"));
+    g.node_in_domain(
+        crate::onnx::CUSTOM_DOMAIN,
+        OP_NAME,
+        &[x, q, k, v, group, past_x, past_clusters],
+        &[&y, &c],
+        &attrs(p, true),
     );
     (y, c)
 }
@@ -369,20 +718,29 @@ pub fn parse(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let k = node.get_attr_opt::<i64>("k")?.unwrap_or(16);
-    let iterations = node.get_attr_opt::<i64>("iterations")?.unwrap_or(10);
-    if k < 1 {
-        bail!(
-            "{OP_NAME} node `{}`: attribute k = {k}, must be >= 1",
+    let int = |attr: &str, default: i64, min: i64| -> TractResult<usize> {
+        let v = node.get_attr_opt::<i64>(attr)?.unwrap_or(default);
+        if v < min {
+            bail!(
+                "{OP_NAME} node `{}`: attribute {attr} = {v}, must be >= {min}",
+                node.name
+            );
+        }
+        Ok(v as usize)
+    };
+    let k = int("k", 16, 1)?;
+    let iterations = int("iterations", 10, 0)?;
+    let sinks = int("sinks", 0, 0)?;
+    let window = int("window", 0, 0)?;
+    let recluster_every = int("recluster_every", 1, 0)?;
+    let cached = match node.get_attr_opt::<i64>("cached")?.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        other => bail!(
+            "{OP_NAME} node `{}`: attribute cached = {other}, must be 0 or 1",
             node.name
-        );
-    }
-    if iterations < 0 {
-        bail!(
-            "{OP_NAME} node `{}`: attribute iterations = {iterations}, must be >= 0",
-            node.name
-        );
-    }
+        ),
+    };
     let causal = node.get_attr_opt::<i64>("causal")?.unwrap_or(1) != 0;
     let scale = node.get_attr_opt::<f32>("scale")?;
     if scale.is_some_and(|s| !s.is_finite()) {
@@ -392,19 +750,36 @@ pub fn parse(
         );
     }
     let has_groups = super::has_input(node, 4);
+    if cached && !(4..7).all(|i| super::has_input(node, i)) {
+        bail!(
+            "{OP_NAME} node `{}`: cached = 1 needs 7 inputs (x, q, k, v, group, past_x, past_clusters)",
+            node.name
+        );
+    }
     let params = ScarParams {
-        k: k as usize,
-        iterations: iterations as usize,
+        k,
+        iterations,
         causal,
         scale,
+        sinks,
+        window,
+        recluster_every,
     };
-    Ok((expand(ScarExpansion { params, has_groups }), vec![]))
+    Ok((
+        expand(ScarExpansion {
+            params,
+            has_groups,
+            cached,
+        }),
+        vec![],
+    ))
 }
 
 #[derive(Debug, Clone)]
 struct ScarExpansion {
     params: ScarParams,
     has_groups: bool,
+    cached: bool,
 }
 
 impl Expansion for ScarExpansion {
@@ -422,7 +797,12 @@ impl Expansion for ScarExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 4 + self.has_groups as usize)?;
+        let arity = if self.cached {
+            7
+        } else {
+            4 + self.has_groups as usize
+        };
+        check_input_arity(inputs, arity)?;
         check_output_arity(outputs, 2)?;
         s.equals(&inputs[0].rank, 3)?;
         for t in &inputs[1..4] {
@@ -438,7 +818,15 @@ impl Expansion for ScarExpansion {
         }
         s.equals(&outputs[0].shape[3], &inputs[3].shape[3])?;
         s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], &inputs[0].shape[1])?;
+        if self.cached {
+            // clusters cover all t tokens: K's axis 2
+            s.equals(&outputs[1].shape[1], &inputs[2].shape[2])?;
+            s.equals(&inputs[5].rank, 3)?;
+            s.equals(&inputs[6].rank, 2)?;
+            s.equals(&inputs[6].datum_type, i64::datum_type())?;
+        } else {
+            s.equals(&outputs[1].shape[1], &inputs[0].shape[1])?;
+        }
         if self.has_groups {
             s.equals(&inputs[4].datum_type, i64::datum_type())?;
             s.equals(&inputs[4].rank, 2)?;
@@ -456,6 +844,7 @@ impl Expansion for ScarExpansion {
             prefix,
             Scar {
                 params: self.params,
+                cached: self.cached,
             },
             inputs,
         )
@@ -467,6 +856,8 @@ impl Expansion for ScarExpansion {
 pub struct Scar {
     /// Attributes.
     pub params: ScarParams,
+    /// The cached input form (`cached = 1`).
+    pub cached: bool,
 }
 
 // Attributes are never NaN (parse rejects nothing that could be), so equality is total.
@@ -488,48 +879,83 @@ impl EvalOp for Scar {
         let (q, k, v) = (&inputs[1], &inputs[2], &inputs[3]);
         let (xs, qs, ks, vs) = (x.shape(), q.shape(), k.shape(), v.shape());
         ensure!(
-            qs == ks && qs[..3] == vs[..3] && xs[0] == qs[0] && xs[1] == qs[2],
-            "{OP_NAME}: shapes X {xs:?}, Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, n, dx], [b, h, n, d], [b, h, n, d], [b, h, n, dv]"
+            xs.len() == 3
+                && qs.len() == 4
+                && ks.len() == 4
+                && vs.len() == 4
+                && qs[..2] == ks[..2]
+                && ks[..3] == vs[..3]
+                && qs[3] == ks[3]
+                && xs[0] == qs[0]
+                && xs[1] == qs[2]
+                && (self.cached || ks[2] == qs[2])
+                && ks[2] >= qs[2],
+            "{OP_NAME}: shapes X {xs:?}, Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, n, dx], [b, h, n, d], [b, h, {t}, d], [b, h, {t}, dv]",
+            t = if self.cached { "p + n" } else { "n" }
         );
-        let dims = Dims {
-            b: qs[0],
-            h: qs[1],
-            n: qs[2],
-            dx: xs[2],
-            d: qs[3],
-            dv: vs[3],
-        };
+        let (b, n, t) = (qs[0], qs[2], ks[2]);
+        let p = t - n;
         let groups = match inputs.get(4) {
             Some(g) => {
                 ensure!(
-                    g.shape() == &xs[..2],
+                    g.shape() == [b, t],
                     "{OP_NAME}: group shape {:?}, expected {:?}",
                     g.shape(),
-                    &xs[..2]
+                    [b, t]
                 );
                 Some(g.cast_to::<i64>()?)
             }
             None => None,
+        };
+        let (past_x, past_clusters) = if self.cached {
+            let (px, pc) = (inputs[5].cast_to::<f32>()?, inputs[6].cast_to::<i64>()?);
+            ensure!(
+                px.shape() == [b, p, xs[2]] && pc.shape() == [b, p],
+                "{OP_NAME}: past_x {:?} and past_clusters {:?} do not fit [b, p, dx] = {:?} and [b, p] = {:?} (K {ks:?} has t = p + n tokens, Q {qs:?} has n)",
+                px.shape(),
+                pc.shape(),
+                [b, p, xs[2]],
+                [b, p]
+            );
+            (Some(px), Some(pc))
+        } else {
+            (None, None)
+        };
+        let dims = Dims {
+            b,
+            h: qs[1],
+            n,
+            p,
+            dx: xs[2],
+            d: qs[3],
+            dv: vs[3],
         };
         let (q, k, v) = (
             q.cast_to::<f32>()?,
             k.cast_to::<f32>()?,
             v.cast_to::<f32>()?,
         );
-        let (out, ids) = run(
-            &self.params,
-            dims,
-            x.try_as_plain_ram()?.as_slice::<f32>()?,
-            q.try_as_plain_ram()?.as_slice::<f32>()?,
-            k.try_as_plain_ram()?.as_slice::<f32>()?,
-            v.try_as_plain_ram()?.as_slice::<f32>()?,
-            match &groups {
+        let inp = Inputs {
+            x: x.try_as_plain_ram()?.as_slice::<f32>()?,
+            q: q.try_as_plain_ram()?.as_slice::<f32>()?,
+            k: k.try_as_plain_ram()?.as_slice::<f32>()?,
+            v: v.try_as_plain_ram()?.as_slice::<f32>()?,
+            groups: match &groups {
                 Some(g) => Some(g.try_as_plain_ram()?.as_slice::<i64>()?),
                 None => None,
             },
-        );
-        let out = Tensor::from_shape(&[dims.b, dims.h, dims.n, dims.dv], &out)?;
-        let ids = Tensor::from_shape(&[dims.b, dims.n], &ids)?;
+            past_x: match &past_x {
+                Some(a) => a.try_as_plain_ram()?.as_slice::<f32>()?,
+                None => &[],
+            },
+            past_clusters: match &past_clusters {
+                Some(a) => a.try_as_plain_ram()?.as_slice::<i64>()?,
+                None => &[],
+            },
+        };
+        let (out, ids) = run(&self.params, dims, &inp);
+        let out = Tensor::from_shape(&[b, dims.h, n, dims.dv], &out)?;
+        let ids = Tensor::from_shape(&[b, t], &ids)?;
         Ok(tvec!(out.into_tvalue(), ids.into_tvalue()))
     }
 }
@@ -539,9 +965,15 @@ impl TypedOp for Scar {
         let q = &inputs[1].shape;
         let v = &inputs[3].shape;
         let x = &inputs[0].shape;
+        // clusters cover every token of K: `t = p + n` cached, `n` otherwise
+        let t = if self.cached {
+            inputs[2].shape[2].clone()
+        } else {
+            x[1].clone()
+        };
         Ok(tvec!(
             f32::fact([q[0].clone(), q[1].clone(), q[2].clone(), v[3].clone()]),
-            i64::fact([x[0].clone(), x[1].clone()])
+            i64::fact([x[0].clone(), t])
         ))
     }
 
@@ -577,15 +1009,47 @@ mod tests {
 
     #[test]
     fn lone_token_gets_its_own_value() {
-        let members = vec![vec![0], vec![1, 2]];
+        // token 0 alone in cluster 0; tokens 1, 2 in cluster 1
+        let plan = Plan::new(&[0, 1, 1], &[0, 0, 0], 0, &ScarParams::default());
         let q = [1.0, 2.0, 3.0];
         let k = [1.0, 1.0, 2.0]; // token 2 scores 3 on token 1 and 6 on itself
         let v = [5.0, 7.0, 9.0];
-        let mut out = [0f32; 3];
-        attend_clustered(&q, &k, &v, 3, 1, 1, &members, true, 1.0, &mut out);
+        let (mut out, mut lse) = ([0f32; 3], [0f32; 3]);
+        let mut s = Scratch::default();
+        attend(
+            &plan,
+            &q,
+            &k,
+            &v,
+            0,
+            (1, 1),
+            true,
+            1.0,
+            &mut s,
+            &mut lse,
+            &mut out,
+        );
         assert_eq!(out[0], 5.0);
         assert_eq!(out[1], 7.0); // causal: token 1 sees only itself
         let w = 1.0 / (1.0 + (-3.0f32).exp());
         assert!((out[2] - (9.0 * w + 7.0 * (1.0 - w))).abs() < 1e-5);
+    }
+
+    #[test]
+    fn frozen_new_tokens_join_the_nearest_past_centroid() {
+        // past: ids 3 (along +x) and 5 (along +y) in group 0; group 1 has no past
+        let x = [
+            1.0, 0.0, 0.0, 1.0, 2.0, 0.0, // past, group 0
+            0.1, 3.0, 1.0, 1.0, 0.0, 0.0, // new: near +y, a tie, zero, in group 0
+            4.0, 4.0, // new, group 1
+        ];
+        let group = [0, 0, 0, 0, 0, 0, 1];
+        let params = ScarParams {
+            recluster_every: 0,
+            ..ScarParams::default()
+        };
+        let ids = assign_clusters(&x, 7, 2, &group, &[3, 5, 3], 3, &params);
+        // a tie and a zero vector go to the lowest id; group 1 starts at 0
+        assert_eq!(ids, vec![3, 5, 3, 5, 3, 3, 0]);
     }
 }
