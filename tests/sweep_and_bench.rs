@@ -138,13 +138,13 @@ fn bench_ops_quick_prints_scar_and_dense_rows() {
         text.contains("SCAR vs dense causal masked attention"),
         "{text}"
     );
-    assert!(text.contains("| n | k | dense ms | SCAR ms"), "{text}");
-    // n = 32 and 64, k = 8 and 16: four SCAR-vs-dense rows
+    assert!(text.contains("| n | k | sinks, window | SCAR ms"), "{text}");
+    // n = 32 and 64, k = 1 and 16, (sinks, window) = (0, 0) and (4, 16): eight SCAR rows
     let rows = text
         .lines()
         .filter(|l| l.starts_with("| 32 |") || l.starts_with("| 64 |"))
         .count();
-    assert_eq!(rows, 4, "{text}");
+    assert_eq!(rows, 8, "{text}");
     assert!(
         text.contains("Q4_0 block-quant matmul")
             && text.contains("f32 (tract's MatMul)")
@@ -159,7 +159,9 @@ fn bench_ops_quick_prints_scar_and_dense_rows() {
         .collect();
     for m in [
         "dense_n32_ms",
+        "ebattention_n32_ms",
         "scar_n64_k16_ms",
+        "scar_n64_k1_s4_w16_speedup_vs_ebattention",
         "linear_4-bit_batch1_bytes_vs_f32",
     ] {
         assert!(lines.iter().any(|v| v["metric"] == m), "{m} missing");

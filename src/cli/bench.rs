@@ -75,7 +75,7 @@ pub enum BenchWhat {
         #[arg(long)]
         profile: bool,
     },
-    /// Custom ops in tract: SCAR vs dense attention (n = 128, 512, 2048; k = 8, 16), quantized vs f32 linear.
+    /// Custom ops in tract: SCAR (k = 1, 8, 16; sinks and window 0/0 and 4/64) vs dense attention in tract and EbAttention (n = 512, 2048), quantized vs f32 linear.
     Ops {
         /// Small sizes only (seconds; for tests and smoke checks).
         #[arg(long)]

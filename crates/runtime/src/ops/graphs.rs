@@ -1,6 +1,6 @@
 //! Single-op ONNX graphs written with EdgeBench's writer, for
 //! `edgebench bench ops`: SCAR against dense causal masked attention built
-//! from standard ONNX ops, and one linear layer in f32 or `EbQuantLinear`.
+//! from standard ONNX ops and as one fused `EbAttention` node, and one linear layer in f32 or `EbQuantLinear`.
 //! All shapes are fixed, so tract optimises each graph for its size.
 
 use super::quant::{QuantFormat, QuantMatrix};
@@ -42,16 +42,7 @@ pub fn dense_attention(s: AttnShape) -> Vec<u8> {
         g.input(name, Elem::F32, &dims);
     }
     let n = s.n;
-    let mask: Vec<f32> = (0..n * n)
-        .map(|ij| {
-            if ij % n > ij / n {
-                f32::NEG_INFINITY
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mask = g.init_f32("mask", &[n as i64, n as i64], &mask);
+    let mask = g.init_f32("mask", &[n as i64, n as i64], &causal_mask(n));
     let scale = g.init_f32("scale", &[], &[1.0 / (s.head_dim as f32).sqrt()]);
     let scores = layers::scaled_scores(&mut g, "q", "k", 4, &scale);
     let p = layers::masked_softmax(&mut g, &scores, &mask);
@@ -59,6 +50,44 @@ pub fn dense_attention(s: AttnShape) -> Vec<u8> {
     let y = g.name_last_output("y");
     g.output(&y, Elem::F32, &dims);
     encode(&g.finish("dense causal attention (bench ops)", &[]))
+}
+
+/// Dense causal attention as one `EbAttention` node (EdgeBench's fused
+/// kernel, as `load_graph` puts it in place of the chain): inputs `q`, `k`,
+/// `v` `[1, h, n, d]`, the constant `[n, n]` causal mask of 0 and -inf;
+/// output `y`.
+pub fn fused_attention(s: AttnShape) -> Vec<u8> {
+    let mut g = GraphBuilder::new("fused_attention");
+    let dims = s.qkv_dims();
+    for name in ["q", "k", "v"] {
+        g.input(name, Elem::F32, &dims);
+    }
+    let mask = g.init_f32("mask", &[s.n as i64, s.n as i64], &causal_mask(s.n));
+    g.node_in_domain(
+        crate::onnx::CUSTOM_DOMAIN,
+        super::attention::OP_NAME,
+        &["q", "k", "v", &mask],
+        &["y"],
+        &[(
+            "scale",
+            crate::onnx::Attr::Float(1.0 / (s.head_dim as f32).sqrt()),
+        )],
+    );
+    g.output("y", Elem::F32, &dims);
+    encode(&g.finish("fused causal attention (bench ops)", &[]))
+}
+
+/// `[n, n]` additive causal mask: 0 where `j <= i`, -inf above the diagonal.
+fn causal_mask(n: usize) -> Vec<f32> {
+    (0..n * n)
+        .map(|ij| {
+            if ij % n > ij / n {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// One `EbScar` node. Inputs `x` `[1, n, h * d]`, `q`, `k`, `v` `[1, h, n, d]`;
