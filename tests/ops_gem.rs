@@ -634,6 +634,8 @@ fn prefill_then_cached_call_equals_one_call() {
     // recluster_every = 16: 100 -> 112 crosses 112, 100 -> 111 does not
     check_cached(1, 112, 100, 8, 4, 4, (2, 8), 16, true, 11);
     check_cached(1, 111, 100, 8, 4, 4, (2, 8), 16, true, 12);
+    // about 70 new tokens per group: several causal tiles of query rows
+    check_cached(1, 300, 100, 8, 4, 1, (0, 0), 1, true, 14);
     // frozen, one decode step
     check_cached(2, 200, 199, 8, 4, 8, (4, 32), 0, true, 13);
 }

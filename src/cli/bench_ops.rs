@@ -425,7 +425,7 @@ pub fn bench_ops(
          Softmax, MatMul(., V); EbAttention, EdgeBench's fused kernel, with the same mask. \
          Ratios are dense ms / SCAR ms. Visible pairs: keys SCAR lets the queries see \
          (same cluster, sink or window, causal) over the n(n+1)/2 of causal attention; \
-         SCAR computes each cluster's whole |c|^2 block and masks it.\n"
+         SCAR computes causal clusters in tiles of 64 query rows, masked within the tile.\n"
     );
     println!("## Linear layers: f32 on tract and on EbDense, quantized on EbQuantLinear\n");
     for l in lin {

@@ -273,10 +273,10 @@ struct ExtraBlock {
     visible: Vec<bool>,
 }
 
-/// Queries per block of the sink/window part: about the window, so the
-/// block's union of keys stays within about twice what its queries see.
+/// Queries per block of the sink/window part: half the window, so the
+/// block's union of keys stays within about 1.5 times what its queries see.
 fn extra_block_len(window: usize) -> usize {
-    window.clamp(8, 64)
+    (window / 2).clamp(8, 64)
 }
 
 impl Plan {
@@ -346,6 +346,9 @@ impl Plan {
     }
 }
 
+/// Query rows per tile of a causal cluster block.
+const CAUSAL_TILE: usize = 64;
+
 /// Reusable buffers of [`attend`].
 #[derive(Default)]
 struct Scratch {
@@ -365,20 +368,24 @@ impl Scratch {
         }
     }
 
-    /// `scores = scale Q K^T` over the gathered `[nq, d]` and `[nk, d]` rows.
-    fn scores(&mut self, nq: usize, nk: usize, d: usize, scale: f32) {
+    /// `scores = scale Q K^T` over the gathered `Q` rows `rows` and the
+    /// first `nk` gathered `K` rows.
+    fn scores(&mut self, rows: std::ops::Range<usize>, nk: usize, d: usize, scale: f32) {
+        let nq = rows.len();
         self.scores.resize(nq * nk, 0.0);
-        let qc = ArrayView2::from_shape((nq, d), &self.q).expect("gathered Q");
-        let kc = ArrayView2::from_shape((nk, d), &self.k).expect("gathered K");
+        let qc = ArrayView2::from_shape((nq, d), &self.q[rows.start * d..rows.end * d])
+            .expect("gathered Q");
+        let kc = ArrayView2::from_shape((nk, d), &self.k[..nk * d]).expect("gathered K");
         let mut sc = ArrayViewMut2::from_shape((nq, nk), &mut self.scores).expect("scores");
         general_mat_mul(scale, &qc, &kc.t(), 0.0, &mut sc);
     }
 
-    /// `out = P V` over the probabilities in `scores` and the gathered `[nk, dv]` rows.
+    /// `out = P V` over the `[nq, nk]` probabilities in `scores` and the
+    /// first `nk` gathered `V` rows.
     fn values(&mut self, nq: usize, nk: usize, dv: usize) {
         self.out.resize(nq * dv, 0.0);
-        let p = ArrayView2::from_shape((nq, nk), &self.scores).expect("probabilities");
-        let vc = ArrayView2::from_shape((nk, dv), &self.v).expect("gathered V");
+        let p = ArrayView2::from_shape((nq, nk), &self.scores[..nq * nk]).expect("probabilities");
+        let vc = ArrayView2::from_shape((nk, dv), &self.v[..nk * dv]).expect("gathered V");
         let mut oc = ArrayViewMut2::from_shape((nq, dv), &mut self.out).expect("output");
         general_mat_mul(1.0, &p, &vc, 0.0, &mut oc);
     }
@@ -446,20 +453,27 @@ fn attend(
         Scratch::gather(&mut s.q, q, d, m[first..].iter().map(|&i| i - p));
         Scratch::gather(&mut s.k, k, d, m.iter().copied());
         Scratch::gather(&mut s.v, v, dv, m.iter().copied());
-        s.scores(nq, len, d, scale);
-        for (a, row) in s.scores.chunks_mut(len).enumerate() {
-            let l = if causal {
-                let last = first + a;
-                masked_softmax(row, |j| j <= last)
-            } else {
-                masked_softmax(row, |_| true)
-            };
-            lse[m[first + a] - p] = l;
-        }
-        s.values(nq, len, dv);
-        for (a, &i) in m[first..].iter().enumerate() {
-            let r = i - p;
-            out[r * dv..(r + 1) * dv].copy_from_slice(&s.out[a * dv..(a + 1) * dv]);
+        // causal: tiles of query rows, each against the keys up to its last
+        // query only, so a large block costs about its visible half
+        let tile = if causal { CAUSAL_TILE } else { nq };
+        for a0 in (0..nq).step_by(tile) {
+            let a1 = (a0 + tile).min(nq);
+            let nk = if causal { first + a1 } else { len };
+            s.scores(a0..a1, nk, d, scale);
+            for (a, row) in (a0..).zip(s.scores.chunks_mut(nk)) {
+                let l = if causal {
+                    let last = first + a;
+                    masked_softmax(row, |j| j <= last)
+                } else {
+                    masked_softmax(row, |_| true)
+                };
+                lse[m[first + a] - p] = l;
+            }
+            s.values(a1 - a0, nk, dv);
+            for (a, &i) in m[first + a0..first + a1].iter().enumerate() {
+                let r = i - p;
+                out[r * dv..(r + 1) * dv].copy_from_slice(&s.out[a * dv..(a + 1) * dv]);
+            }
         }
     }
     for b in &plan.extra {
@@ -467,7 +481,7 @@ fn attend(
         Scratch::gather(&mut s.q, q, d, b.queries.iter().map(|&i| i - p));
         Scratch::gather(&mut s.k, k, d, b.keys.iter().copied());
         Scratch::gather(&mut s.v, v, dv, b.keys.iter().copied());
-        s.scores(nq, nk, d, scale);
+        s.scores(0..nq, nk, d, scale);
         let mut lse2 = vec![f32::NEG_INFINITY; nq];
         for (a, row) in s.scores.chunks_mut(nk).enumerate() {
             let seen = &b.visible[a * nk..(a + 1) * nk];
