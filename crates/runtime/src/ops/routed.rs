@@ -623,3 +623,158 @@ impl TypedOp for RoutedMatMul {
 
     as_op!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dim, Elem, GraphBuilder};
+    use crate::ops::quant::QuantMatrix;
+    use tract_onnx::pb;
+
+    const K: usize = 64;
+    const N: usize = 4;
+
+    /// A node with a 4-bit asymmetric set (route 0) and an f32 set (route 8).
+    fn model() -> pb::ModelProto {
+        let mut g = GraphBuilder::new("routed");
+        let x = g.input("x", Elem::F32, &[Dim::Fixed(2), Dim::Fixed(K as i64)]);
+        let route = g.input("route", Elem::I64, &[Dim::Fixed(2)]);
+        let w: Vec<f32> = (0..N * K).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect();
+        let format = QuantFormat {
+            bits: 4,
+            block_size: 32,
+            k: K,
+            n: N,
+        };
+        let q = QuantMatrix::quantize(&w, format, true).unwrap();
+        let inits = crate::ops::quant::write_initializers(&mut g, "q", &q);
+        let wt = g.init_f32(
+            "w",
+            &[K as i64, N as i64],
+            &crate::onnx::layers::transpose(&w, N, K),
+        );
+        let sets = [
+            RoutedSet {
+                route: 0,
+                weights: SetWeights::Quant {
+                    format,
+                    inits: &inits,
+                },
+            },
+            RoutedSet {
+                route: 8,
+                weights: SetWeights::F32 { weight: &wt },
+            },
+        ];
+        let y = write_node(&mut g, "lin", &x, &route, &sets);
+        g.op("Identity", &[&y], &[]);
+        g.name_last_output("y");
+        g.output("y", Elem::F32, &[Dim::Fixed(2), Dim::Fixed(N as i64)]);
+        g.finish("routed", &[])
+    }
+
+    fn node(m: &mut pb::ModelProto) -> &mut pb::NodeProto {
+        let g = m.graph.as_mut().unwrap();
+        g.node.iter_mut().find(|n| n.op_type == OP_NAME).unwrap()
+    }
+
+    fn set_ints(m: &mut pb::ModelProto, name: &str, v: &[i64]) {
+        let a = node(m)
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == name)
+            .unwrap();
+        a.ints = v.to_vec();
+    }
+
+    fn set_int(m: &mut pb::ModelProto, name: &str, v: i64) {
+        let a = node(m)
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == name)
+            .unwrap();
+        a.i = v;
+    }
+
+    /// The load error of `m` (typed, as a model loader does).
+    fn load_error(m: &pb::ModelProto) -> String {
+        let e = crate::ops::onnx()
+            .model_for_proto_model(m)
+            .and_then(|m| m.into_typed())
+            .unwrap_err();
+        format!("{e:?}")
+    }
+
+    #[test]
+    fn the_model_loads_and_routes_each_row() {
+        let x: Vec<f32> = (0..2 * K).map(|i| (i % 5) as f32 - 2.0).collect();
+        let out = crate::ops::test_util::run_optimized(
+            &model(),
+            &[
+                Tensor::from_shape(&[2, K], &x).unwrap(),
+                Tensor::from_shape(&[2], &[8i64, 0]).unwrap(),
+            ],
+        );
+        let w: Vec<f32> = (0..N * K).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect();
+        let format = QuantFormat {
+            bits: 4,
+            block_size: 32,
+            k: K,
+            n: N,
+        };
+        let deq = QuantMatrix::quantize(&w, format, true)
+            .unwrap()
+            .dequantize();
+        let want = reference(&x, 2, &[8, 0], &[(0, deq), (8, w)], N, K);
+        let err = crate::ops::test_util::rel_err(&out, &want);
+        assert!(err < 1e-6, "error {err}: {out:?} vs {want:?}");
+    }
+
+    #[test]
+    fn load_errors_name_the_node_and_the_attribute() {
+        let name = node(&mut model()).name.clone();
+        let cases: Vec<(&str, Box<dyn Fn(&mut pb::ModelProto)>)> = vec![
+            ("bits/asymmetric", Box::new(|m| set_ints(m, "bits", &[4]))),
+            (
+                "routes: route 3 is served twice",
+                Box::new(|m| set_ints(m, "routes", &[3, 3])),
+            ),
+            ("bits: 7", Box::new(|m| set_ints(m, "bits", &[7, 32]))),
+            ("block_size", Box::new(|m| set_int(m, "block_size", 12))),
+            (
+                "block_size/in_features",
+                Box::new(|m| set_int(m, "block_size", 48)),
+            ),
+            (
+                "inputs: 6 inputs, expected 5",
+                Box::new(|m| set_ints(m, "asymmetric", &[0, 0])),
+            ),
+            (
+                "asymmetric: 2",
+                Box::new(|m| set_ints(m, "asymmetric", &[2, 0])),
+            ),
+            (
+                "must be a constant initializer",
+                Box::new(|m| {
+                    let g = m.graph.as_mut().unwrap();
+                    let scales = g
+                        .initializer
+                        .iter()
+                        .position(|t| t.name == "q.scales")
+                        .unwrap();
+                    let t = g.initializer.remove(scales);
+                    // an f32 graph input instead (typed like `x`)
+                    let mut input = g.input[0].clone();
+                    input.name = t.name;
+                    g.input.push(input);
+                }),
+            ),
+        ];
+        for (want, edit) in cases {
+            let mut m = model();
+            edit(&mut m);
+            let e = load_error(&m);
+            assert!(e.contains(want) && e.contains(&name), "{want}: {e}");
+        }
+    }
+}
