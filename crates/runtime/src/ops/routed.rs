@@ -733,7 +733,8 @@ mod tests {
     #[test]
     fn load_errors_name_the_node_and_the_attribute() {
         let name = node(&mut model()).name.clone();
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::ModelProto)>)> = vec![
+        type Edit = Box<dyn Fn(&mut pb::ModelProto)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("bits/asymmetric", Box::new(|m| set_ints(m, "bits", &[4]))),
             (
                 "routes: route 3 is served twice",
