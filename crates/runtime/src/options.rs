@@ -114,7 +114,7 @@ impl RuntimeOptions {
 
     /// Writes the options into EdgeBench's nodes of `graph` as attributes
     /// (`threads` and `isa` on every op with kernels, `lowering` on
-    /// `EbQuantLinear`), which their parsers read: how the ops run travels
+    /// `EbQuantLinear` and `EbRoutedLinear`), which their parsers read: how the ops run travels
     /// with the graph being loaded, not through process-wide state.
     pub fn annotate(&self, graph: &mut pb::GraphProto) {
         use crate::ops::rewrite::{int_attr, string_attr};
@@ -123,6 +123,7 @@ impl RuntimeOptions {
             crate::ops::dense::OP_NAME,
             crate::ops::norm::OP_NAME,
             crate::ops::quant::OP_NAME,
+            crate::ops::routed::OP_NAME,
         ];
         for node in graph
             .node
@@ -135,7 +136,9 @@ impl RuntimeOptions {
             };
             set(int_attr("threads", self.threads as i64));
             set(string_attr("isa", self.max_isa.name()));
-            if node.op_type == crate::ops::quant::OP_NAME {
+            if [crate::ops::quant::OP_NAME, crate::ops::routed::OP_NAME]
+                .contains(&node.op_type.as_str())
+            {
                 set(string_attr("lowering", self.lowering.name()));
             }
         }

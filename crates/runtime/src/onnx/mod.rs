@@ -141,6 +141,15 @@ impl GraphBuilder {
         self.push_init(name, dims, Elem::U8, data.to_vec())
     }
 
+    /// Dimensions of the initializer `name`, if the graph has one.
+    pub fn init_dims(&self, name: &str) -> Option<&[i64]> {
+        self.graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.dims.as_slice())
+    }
+
     fn push_init(&mut self, name: &str, dims: &[i64], elem: Elem, raw: Vec<u8>) -> String {
         self.graph.initializer.push(pb::TensorProto {
             dims: dims.to_vec(),

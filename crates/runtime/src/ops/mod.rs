@@ -9,6 +9,7 @@ pub mod norm;
 pub mod quant;
 pub(crate) mod rewrite;
 pub mod rope;
+pub mod routed;
 pub mod router;
 pub mod scar;
 
@@ -51,6 +52,7 @@ pub fn onnx() -> tract_onnx::model::Onnx {
         .insert(attention::OP_NAME, attention::parse);
     onnx.op_register.insert(dense::OP_NAME, dense::parse);
     onnx.op_register.insert(quant::OP_NAME, quant::parse);
+    onnx.op_register.insert(routed::OP_NAME, routed::parse);
     onnx.op_register.insert(scar::OP_NAME, scar::parse);
     onnx.op_register.insert(router::OP_NAME, router::parse);
     onnx.op_register.insert(rope::OP_NAME, rope::parse);

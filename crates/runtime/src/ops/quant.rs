@@ -594,7 +594,9 @@ pub fn live_packed_bytes() -> u64 {
     })
 }
 
-fn shared_packed(
+/// The packed matrix made from the initializers `key` (`make`'s result,
+/// made once while any holder keeps it alive).
+pub(crate) fn shared_packed(
     key: &[Option<Arc<Tensor>>],
     make: impl FnOnce() -> TractResult<super::qkernel::PackedMatrix>,
 ) -> TractResult<Arc<super::qkernel::PackedMatrix>> {
