@@ -4,11 +4,14 @@
 //!
 //! The router sees `[CLS]` followed by the router tokens of the text the
 //! pathway tokens decode to. Pathway token `i`, whose text ends at character
-//! `e_i`, takes the router row of the last router token that ends at or
-//! before `e_i` (`[CLS]`, row 0, when none does). With a causal router, no
-//! route depends on any character after its own token: the routes of a
-//! prefix never change when text is appended, so loglikelihoods stay well
-//! defined.
+//! `e_i`, takes the router row of the last router token whose word ends
+//! before `e_i` (`[CLS]`, row 0, when none does): a word's router tokens are
+//! final only once a character follows it (`th` and `the` split
+//! differently), so the word being typed is not used yet. With a causal
+//! router, no route depends on any character after its own token: the
+//! routes of a prefix never change when text is appended, loglikelihoods
+//! stay well defined, and decoding with a cache routes each new token as a
+//! full recomputation would.
 
 use super::tokenizer::Tok;
 use super::ModelError;
@@ -49,29 +52,49 @@ impl RouterAlign {
     /// Router ids and the alignment of the pathway tokens `ids`, which
     /// `pathway` decodes.
     pub fn align(&self, pathway: &Tok, ids: &[u32]) -> Result<Aligned, ModelError> {
+        Ok(self.align_after(pathway, ids, &[])?.0)
+    }
+
+    /// [`Self::align`] when the character ends of the first tokens are known
+    /// (`known`, as returned before for a prefix of `ids`): only the new
+    /// tokens' prefixes are decoded, so a decode step costs one pass over the
+    /// text. Returns the alignment of all of `ids` and every token's end.
+    pub fn align_after(
+        &self,
+        pathway: &Tok,
+        ids: &[u32],
+        known: &[usize],
+    ) -> Result<(Aligned, Vec<usize>), ModelError> {
         // character end of each pathway token: length of the decoded prefix
+        let known = &known[..known.len().min(ids.len())];
         let mut ends = Vec::with_capacity(ids.len());
-        let mut last = 0usize;
-        for i in 0..ids.len() {
+        ends.extend_from_slice(known);
+        let mut last = known.last().copied().unwrap_or(0);
+        for i in known.len()..ids.len() {
             let n = pathway.decode(&ids[..=i])?.chars().count();
             last = last.max(n);
             ends.push(last);
         }
         let text = pathway.decode(ids)?;
-        let (rids, offsets) = self.tok.encode_with_char_offsets(&text)?;
+        let (rids, offsets, words) = self.tok.encode_with_words(&text)?;
         let keep = rids.len().min(self.max_tokens - 1);
         let mut router_ids = Vec::with_capacity(keep + 1);
         router_ids.push(self.cls as i64);
         router_ids.extend(rids[..keep].iter().map(|&i| i as i64));
-        let mut align = Vec::with_capacity(ids.len());
-        let mut j = 0usize; // router tokens (after CLS) ending at or before the current end
-        for &e in &ends {
-            while j < keep && offsets[j].1 <= e {
-                j += 1;
+        // where the word of each router token ends: a word's pieces are
+        // final once a character follows it (a longer word splits otherwise)
+        let mut word_end: Vec<usize> = offsets.iter().map(|o| o.1).collect();
+        for j in (0..word_end.len().saturating_sub(1)).rev() {
+            if words[j].is_some() && words[j] == words[j + 1] {
+                word_end[j] = word_end[j + 1];
             }
-            align.push(j as i64);
         }
-        Ok(Aligned { router_ids, align })
+        // router tokens (after CLS) whose word ends before each end; those ascend
+        let align = ends
+            .iter()
+            .map(|&e| word_end[..keep].partition_point(|&w| w < e) as i64)
+            .collect();
+        Ok((Aligned { router_ids, align }, ends))
     }
 }
 
@@ -101,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn pathway_tokens_take_the_last_router_token_ending_before_them() {
+    fn pathway_tokens_take_the_last_router_token_whose_word_ended_before_them() {
         let dir = tempfile::tempdir().unwrap();
         let router = RouterAlign::load(&wordpiece(dir.path()), 512).unwrap();
         let bytes = dir.path().join("bytes.json");
@@ -112,13 +135,27 @@ mod tests {
         let a = router.align(&pathway, &ids).unwrap();
         // [CLS] hello world ##s !
         assert_eq!(a.router_ids, vec![2, 4, 5, 6, 7]);
-        // "H e l l" see only [CLS]; "o" completes hello; " w o r l" still hello;
-        // "d" completes world; "s" completes ##s; "!" completes !
-        assert_eq!(a.align, vec![0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 3, 4]);
-        // appending text never changes earlier alignments
-        let more = pathway.encode("Hello worlds! hello").unwrap();
-        let b = router.align(&pathway, &more).unwrap();
-        assert_eq!(&b.align[..13], &a.align[..]);
+        // "H e l l o" see only [CLS] (the word may go on); the space after
+        // it makes hello final; "worlds" is final once "!" follows, and "!"
+        // only after a later character (none here)
+        assert_eq!(a.align, vec![0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 3]);
+        // appending text never changes earlier alignments, even mid-word
+        // ("hel" alone is [UNK], in "hello" it is part of hello)
+        for more in ["Hello worlds! hello", "Hello worlds!!", "Hel"] {
+            let ids_more = pathway.encode(more).unwrap();
+            let b = router.align(&pathway, &ids_more).unwrap();
+            let n = ids_more.len().min(ids.len());
+            if more.starts_with("Hello") {
+                assert_eq!(&b.align[..n], &a.align[..n], "{more}");
+            } else {
+                assert_eq!(b.align, vec![0, 0, 0], "{more}");
+            }
+        }
+        // the incremental form gives the same alignment
+        let (half, ends) = router.align_after(&pathway, &ids[..6], &[]).unwrap();
+        assert_eq!(half.align, &a.align[..6]);
+        let (c, _) = router.align_after(&pathway, &ids, &ends).unwrap();
+        assert_eq!(c, a);
     }
 
     #[test]

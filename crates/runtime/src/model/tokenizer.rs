@@ -97,6 +97,16 @@ impl Tok {
         &self,
         text: &str,
     ) -> Result<(Vec<u32>, Vec<CharSpan>), ModelError> {
+        let (ids, spans, _) = self.encode_with_words(text)?;
+        Ok((ids, spans))
+    }
+
+    /// [`Self::encode_with_char_offsets`] with the word (pre-tokenizer
+    /// piece) each token belongs to, when the tokenizer says.
+    pub fn encode_with_words(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<u32>, Vec<CharSpan>, Vec<Option<u32>>), ModelError> {
         let enc =
             self.inner
                 .encode_char_offsets(text, false)
@@ -104,7 +114,11 @@ impl Tok {
                     path: self.path.clone(),
                     message: format!("encoding failed: {e}"),
                 })?;
-        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+        Ok((
+            enc.get_ids().to_vec(),
+            enc.get_offsets().to_vec(),
+            enc.get_word_ids().to_vec(),
+        ))
     }
 
     /// Id of the token `token` (e.g. `[CLS]`), if the vocabulary has it.
