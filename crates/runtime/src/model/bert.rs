@@ -232,6 +232,21 @@ pub struct EncoderIo<'a> {
     pub prefix: &'a str,
     /// Precision of the dense layers (`None`: f32).
     pub bits: Option<usize>,
+    /// Position ids `[seq]` (i64; default `0 .. seq`).
+    pub positions: Option<&'a str>,
+    /// A key/value cache, one entry per layer: attention then runs over the
+    /// cached tokens followed by `ids`, and `add_mask` must cover them all.
+    pub cache: Option<&'a [LayerCache]>,
+}
+
+/// One encoder layer's cached keys and values (`[batch, heads, past, head_dim]`)
+/// and the names to give the extended ones.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    pub past_key: String,
+    pub past_value: String,
+    pub present_key: String,
+    pub present_value: String,
 }
 
 /// Writes BERT's embeddings and encoder layers; returns the last hidden
@@ -281,7 +296,10 @@ pub fn write_encoder(
     )?;
     let ln_w = init(g, tensor, pre, "embeddings.LayerNorm.weight", &[h_us])?;
     let ln_b = init(g, tensor, pre, "embeddings.LayerNorm.bias", &[h_us])?;
-    let pos = layers::positions(g, ids, &s0, &s1);
+    let pos = match io.positions {
+        Some(p) => p.to_string(),
+        None => layers::positions(g, ids, &s0, &s1),
+    };
     let x = layers::gather_rows(g, &we, ids);
     let p = layers::gather_rows(g, &pe, &pos);
     let t = layers::gather_rows(g, &te, &s0);
@@ -313,7 +331,21 @@ pub fn write_encoder(
             sq,
             io.bits,
         )?;
-        let (q, k, v) = (heads(g, &q), heads(g, &k), heads(g, &v));
+        let (q, mut k, mut v) = (heads(g, &q), heads(g, &k), heads(g, &v));
+        if let Some(c) = io.cache.map(|c| &c[l]) {
+            let cat = |g: &mut GraphBuilder, past: &str, new: &str, out: &str| {
+                g.node_in_domain(
+                    "",
+                    "Concat",
+                    &[past, new],
+                    &[out],
+                    &[("axis", Attr::Int(2))],
+                );
+                out.to_string()
+            };
+            k = cat(g, &c.past_key, &k, &c.present_key);
+            v = cat(g, &c.past_value, &v, &c.present_value);
+        }
         let sc = layers::scaled_scores(g, &q, &k, 4, &scale);
         let pr = layers::masked_softmax(g, &sc, io.add_mask);
         let o = g.op("MatMul", &[&pr, &v], &[]);
@@ -405,6 +437,8 @@ pub fn build_graph(
         add_mask: &add,
         prefix: "",
         bits: None,
+        positions: None,
+        cache: None,
     };
     let x = write_encoder(&mut g, cfg, tensor, &io)?;
     write_sentence_outputs(&mut g, &x, &maskf, pooling, d);

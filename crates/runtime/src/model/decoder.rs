@@ -28,8 +28,10 @@ pub struct TractDecoder {
     manifest: ModelManifest,
     graph_path: PathBuf,
     has_hidden: bool,
-    /// (layers, kv heads, head dim) when the graph has a KV cache.
+    /// (layers, kv heads, head dim) when an optimum export has a KV cache.
     cache_shape: Option<(usize, usize, usize)>,
+    /// The `past_*` inputs of EdgeBench's own graphs (empty without a cache).
+    slots: Vec<Slot>,
     /// Reuse the context's KV cache across continuations (on by default).
     share_context: bool,
     /// The last context's tokens and KV cache, reused for a later context that
@@ -47,11 +49,115 @@ pub struct TractDecoder {
 /// Shortest shared prefix worth reusing, in tokens.
 const MIN_PREFIX_REUSE: usize = 8;
 
-/// Per-layer keys and values after some tokens.
+/// What a graph has cached after some tokens: per-layer keys and values
+/// (and, for GEM, routes, router states and SCAR clusters).
 #[derive(Clone)]
 struct Cache {
     tensors: Vec<TValue>,
     len: usize,
+    /// The tokens cached and the character end of each (GEM's router alignment).
+    ids: Vec<u32>,
+    ends: Vec<usize>,
+    /// The router tokens the router slots hold.
+    router_ids: Vec<i64>,
+}
+
+impl Cache {
+    /// The cache after its first `n` tokens (router slots are trimmed when
+    /// the next pass knows its router tokens).
+    fn head(&self, slots: &[Slot], n: usize) -> TractResult<Cache> {
+        let tensors = match slots.is_empty() {
+            // optimum exports: every tensor [1, kv, past, hd]
+            true => self
+                .tensors
+                .iter()
+                .map(|t| t.slice(2, 0, n).map(|t| t.into_tvalue()))
+                .collect::<TractResult<_>>()?,
+            false => self
+                .tensors
+                .iter()
+                .zip(slots)
+                .map(|(t, s)| match s.router {
+                    true => Ok(t.clone()),
+                    false => t.slice(s.axis, 0, n).map(|t| t.into_tvalue()),
+                })
+                .collect::<TractResult<_>>()?,
+        };
+        Ok(Cache {
+            tensors,
+            len: n,
+            ids: self.ids[..n.min(self.ids.len())].to_vec(),
+            ends: self.ends[..n.min(self.ends.len())].to_vec(),
+            router_ids: self.router_ids.clone(),
+        })
+    }
+}
+
+/// A `past_<x>` input of the graph and its `present_<x>` output.
+#[derive(Debug, Clone)]
+struct Slot {
+    output: usize,
+    /// The axis that grows (the one declared `past` or `rpast`).
+    axis: usize,
+    /// Whether it grows with router tokens (`rpast`) instead of pathway tokens.
+    router: bool,
+    /// Its shape with the growing axis at 0, and element type.
+    empty: Vec<usize>,
+    datum: DatumType,
+}
+
+/// The `past_*` inputs after the first `first` inputs, each with its `present_*` output.
+fn cache_slots(model: &TypedModel, first: usize, path: &Path) -> Result<Vec<Slot>, ModelError> {
+    let bad = |message: String| ModelError::BadModelDir {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut slots = vec![];
+    for (ix, &inlet) in model.inputs.iter().enumerate().skip(first) {
+        let name = &model.node(inlet.node).name;
+        let Some(suffix) = name.strip_prefix("past_") else {
+            return Err(bad(format!(
+                "input {ix} `{name}` is not a cache input (`past_*`)"
+            )));
+        };
+        let present = format!("present_{suffix}");
+        let output = model
+            .outputs
+            .iter()
+            .position(|&o| model.outlet_label(o) == Some(present.as_str()))
+            .ok_or_else(|| bad(format!("cache input `{name}` has no output `{present}`")))?;
+        let fact = model
+            .input_fact(ix)
+            .map_err(|e| bad(format!("cache input `{name}`: {e}")))?;
+        let mut axis = None;
+        let mut empty = Vec::with_capacity(fact.rank());
+        for (a, d) in fact.shape.iter().enumerate() {
+            match d.to_usize() {
+                Ok(v) => empty.push(v),
+                Err(_) => {
+                    let sym = d.to_string();
+                    if axis.is_some() || (sym != "past" && sym != "rpast") {
+                        return Err(bad(format!(
+                            "cache input `{name}` has shape {:?}: one axis must be `past` or `rpast`, the others fixed",
+                            fact.shape
+                        )));
+                    }
+                    axis = Some((a, sym == "rpast"));
+                    empty.push(0);
+                }
+            }
+        }
+        let (axis, router) =
+            axis.ok_or_else(|| bad(format!("cache input `{name}` has no `past` axis")))?;
+        slots.push(Slot {
+            output,
+            axis,
+            router,
+            empty,
+            datum: fact.datum_type,
+        });
+    }
+    Ok(slots)
 }
 
 /// Outputs of one forward pass.
@@ -104,33 +210,35 @@ impl TractDecoder {
             };
             Ok((dim(1).map_err(tract_err)?, dim(3).map_err(tract_err)?))
         };
-        let cache_shape = match (&io, manifest.kv_cache_layers) {
-            (Some(io), _) => match io.first_past() {
+        let cache_shape = match &io {
+            Some(io) => match io.first_past() {
                 Some(ix) => {
                     let (kv, hd) = past_dims(ix)?;
                     Some((io.layers(), kv, hd))
                 }
                 None => None,
             },
-            (None, Some(layers)) if layers > 0 => {
-                if n_inputs != 1 + 2 * layers || n_outputs != 2 + 2 * layers {
-                    return Err(ModelError::BadModelDir {
-                        path: graph_path.clone(),
-                        message: format!(
-                            "manifest says {layers} cached layers but the graph has {n_inputs} inputs and {n_outputs} outputs"
-                        ),
-                    });
-                }
-                let fact = graph.plan.model().input_fact(1).map_err(tract_err)?;
-                let dim = |i: usize| {
-                    fact.shape[i]
-                        .to_usize()
-                        .map_err(|e| tract_err(anyhow::anyhow!("{e:?}")))
-                };
-                Some((layers, dim(1)?, dim(3)?))
-            }
-            _ => None,
+            None => None,
         };
+        let token_inputs = if manifest.router_tokenizer.is_some() {
+            3
+        } else {
+            1
+        };
+        let slots = match &io {
+            Some(_) => vec![],
+            None => cache_slots(graph.plan.model(), token_inputs.min(n_inputs), &graph_path)?,
+        };
+        if let Some(layers) = manifest.kv_cache_layers.filter(|&l| l > 0) {
+            if io.is_none() && (slots.len() != 2 * layers || n_outputs != 2 + 2 * layers) {
+                return Err(ModelError::BadModelDir {
+                    path: graph_path.clone(),
+                    message: format!(
+                        "manifest says {layers} cached layers but the graph has {n_inputs} inputs and {n_outputs} outputs"
+                    ),
+                });
+            }
+        }
         let tok = tok?;
         if tok.vocab_size() > manifest.vocab_size {
             return Err(ModelError::Tokenizer {
@@ -143,9 +251,9 @@ impl TractDecoder {
             });
         }
         let router = match &manifest.router_tokenizer {
-            Some(file) if n_inputs == 3 && io.is_none() => Some(super::align::RouterAlign::load(
+            Some(file) if n_inputs >= 3 && io.is_none() => Some(super::align::RouterAlign::load(
                 &dir.join(file),
-                manifest.max_context,
+                manifest.router_max_tokens.unwrap_or(manifest.max_context),
             )?),
             Some(_) => {
                 return Err(ModelError::BadModelDir {
@@ -194,6 +302,7 @@ impl TractDecoder {
             graph_path,
             has_hidden,
             cache_shape,
+            slots,
             share_context: true,
             prefix: None,
             route_output,
@@ -211,12 +320,31 @@ impl TractDecoder {
     }
 
     fn empty_cache(&self) -> Option<Cache> {
-        let (layers, kv, hd) = self.cache_shape?;
-        let t = Tensor::zero::<f32>(&[1, kv, 0, hd]).ok()?.into_tvalue();
+        let tensors = match self.cache_shape {
+            Some((layers, kv, hd)) => {
+                let t = Tensor::zero::<f32>(&[1, kv, 0, hd]).ok()?.into_tvalue();
+                vec![t; 2 * layers]
+            }
+            None if !self.slots.is_empty() => self
+                .slots
+                .iter()
+                .map(|s| Tensor::zero_dt(s.datum, &s.empty).map(|t| t.into_tvalue()))
+                .collect::<TractResult<_>>()
+                .ok()?,
+            None => return None,
+        };
         Some(Cache {
-            tensors: vec![t; 2 * layers],
+            tensors,
             len: 0,
+            ids: vec![],
+            ends: vec![],
+            router_ids: vec![],
         })
+    }
+
+    /// Whether the graph carries a cache (an optimum export's or our own).
+    fn cached(&self) -> bool {
+        self.cache_shape.is_some() || !self.slots.is_empty()
     }
 
     /// Runs `ids` after the cached tokens (or from scratch without a cache).
@@ -232,14 +360,16 @@ impl TractDecoder {
         let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let err = self.tract_err();
         let empty;
-        let cache = match (cache, self.cache_shape) {
-            (Some(c), _) => Some(c),
-            (None, Some(_)) => {
+        let cache = match cache {
+            Some(c) => Some(c),
+            None if self.cached() => {
                 empty = self.empty_cache();
                 empty.as_ref()
             }
-            (None, None) => None,
+            None => None,
         };
+        let mut router_ids = vec![];
+        let mut ends = vec![];
         let inputs: TVec<TValue> = match &self.io {
             Some(io) => {
                 let (past, tensors) = cache.map_or((0, &[][..]), |c| (c.len, &c.tensors[..]));
@@ -248,21 +378,46 @@ impl TractDecoder {
             None => {
                 let input = Tensor::from_shape(&[1, seq], &data).map_err(&err)?;
                 let mut inputs: TVec<TValue> = tvec!(input.into_tvalue());
+                // router slots keep the rows of the router tokens this pass shares
+                let mut router_keep = None;
                 if let Some(router) = &self.router {
-                    let a = router.align(&self.tok, ids)?;
-                    let r = Tensor::from_shape(&[1, a.router_ids.len()], &a.router_ids)
-                        .map_err(&err)?;
-                    let al = Tensor::from_shape(&[1, seq], &a.align).map_err(&err)?;
+                    let (known, before, cached_rids): (&[u32], &[usize], &[i64]) = match cache {
+                        Some(c) => (&c.ids, &c.ends, &c.router_ids),
+                        None => (&[], &[], &[]),
+                    };
+                    let all: Vec<u32> = known.iter().chain(ids).copied().collect();
+                    let (a, e) = router.align_after(&self.tok, &all, before)?;
+                    // the router reruns at least its last token, so no pass is empty
+                    let shared = cached_rids
+                        .iter()
+                        .zip(&a.router_ids)
+                        .take_while(|(x, y)| x == y)
+                        .count()
+                        .min(a.router_ids.len() - 1);
+                    let new = &a.router_ids[shared..];
+                    let r = Tensor::from_shape(&[1, new.len()], new).map_err(&err)?;
+                    let al =
+                        Tensor::from_shape(&[1, seq], &a.align[known.len()..]).map_err(&err)?;
                     inputs.push(r.into_tvalue());
                     inputs.push(al.into_tvalue());
+                    router_keep = Some(shared);
+                    router_ids = a.router_ids;
+                    ends = e;
                 }
                 if let Some(c) = cache {
-                    inputs.extend(c.tensors.iter().cloned());
+                    for (t, s) in c.tensors.iter().zip(&self.slots) {
+                        inputs.push(match (s.router, router_keep) {
+                            (true, Some(r)) if t.shape()[s.axis] > r => {
+                                t.slice(s.axis, 0, r).map_err(&err)?.into_tvalue()
+                            }
+                            _ => t.clone(),
+                        });
+                    }
                 }
                 inputs
             }
         };
-        let mut out = self.runner.run(&self.plan, inputs).map_err(&err)?;
+        let out = self.runner.run(&self.plan, inputs).map_err(&err)?;
         let logits = out[self.io.as_ref().map_or(0, |io| io.logits)].clone();
         let n = f32_data(&logits).map_err(&err)?.len();
         if n != seq * vocab {
@@ -286,9 +441,12 @@ impl TractDecoder {
         let cache = cache.map(|c| Cache {
             tensors: match &self.io {
                 Some(io) => io.present.iter().map(|&i| out[i].clone()).collect(),
-                None => out.drain(2..).collect(),
+                None => self.slots.iter().map(|s| out[s.output].clone()).collect(),
             },
             len: c.len + seq,
+            ids: c.ids.iter().chain(ids).copied().collect(),
+            ends,
+            router_ids,
         });
         Ok(Forward {
             logits,
@@ -322,17 +480,7 @@ impl TractDecoder {
             .min(ctx.len() - 1);
         let f = match &self.prefix {
             Some((_, cache)) if shared >= MIN_PREFIX_REUSE => {
-                let err = self.tract_err();
-                let tensors = cache
-                    .tensors
-                    .iter()
-                    .map(|t| t.slice(2, 0, shared).map(|t| t.into_tvalue()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                let head = Cache {
-                    tensors,
-                    len: shared,
-                };
+                let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
                 self.forward(&ctx[shared..], Some(&head))?
             }
             _ => self.forward(ctx, None)?,
@@ -420,7 +568,7 @@ impl Model for TractDecoder {
             .collect::<Result<_, _>>()?;
         let max = self.manifest.max_context;
         // Share the context's computation when every continuation extends the same prefix and fits.
-        let shared = self.cache_shape.is_some()
+        let shared = self.cached()
             && self.share_context
             && splits.iter().all(|(all, n)| {
                 all.len() <= max && all.len() - n == ctx.len() && all[..ctx.len()] == ctx[..]
@@ -496,9 +644,9 @@ impl Model for TractDecoder {
         let mut cache: Option<Cache> = None;
         let mut next_input: Vec<u32> = ids.clone();
         for _ in 0..budget {
-            let f = match self.cache_shape {
-                Some(_) => self.forward(&next_input, cache.as_ref())?,
-                None => self.forward(&ids, None)?,
+            let f = match self.cached() {
+                true => self.forward(&next_input, cache.as_ref())?,
+                false => self.forward(&ids, None)?,
             };
             let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
             cache = f.cache;
@@ -638,7 +786,7 @@ impl TractDecoder {
     /// decode step per later token on the KV cache (as [`Self::logits`]
     /// without a cache).
     pub fn logits_stepwise(&self, ids: &[u32], prefill: usize) -> Result<Vec<f32>, ModelError> {
-        if self.cache_shape.is_none() {
+        if !self.cached() {
             return self.logits(ids);
         }
         let prefill = prefill.clamp(1, ids.len().max(1));
@@ -720,7 +868,7 @@ impl TractDecoder {
 
     /// Whether the graph has an explicit KV cache.
     pub fn has_kv_cache(&self) -> bool {
-        self.cache_shape.is_some()
+        self.cached()
     }
 
     /// Perplexity of `text` with llama.cpp's `llama-perplexity` convention:

@@ -574,6 +574,7 @@ fn import_decoder(
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: None,
+        router_max_tokens: None,
         capabilities: Capabilities::all(),
         max_context: cfg.context,
         vocab_size: cfg.vocab,

@@ -1039,6 +1039,7 @@ pub fn import_gguf_with(
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: None,
+        router_max_tokens: None,
         capabilities: Capabilities::all(),
         max_context: cfg.context,
         vocab_size: cfg.vocab,

@@ -36,6 +36,10 @@ pub struct ModelManifest {
     /// the directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_tokenizer: Option<String>,
+    /// Most router tokens the router reads (its position table), when it is
+    /// not `max_context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_max_tokens: Option<usize>,
     /// Declared capabilities.
     pub capabilities: Capabilities,
     /// Maximum context length in tokens.
@@ -91,6 +95,7 @@ impl ModelManifest {
             graph: "model.onnx".into(),
             tokenizer: "tokenizer.json".into(),
             router_tokenizer: None,
+            router_max_tokens: None,
             capabilities: super::Capabilities {
                 embed: true,
                 ..Default::default()

@@ -117,10 +117,9 @@ fn cache_index(name: &str, prefix: &str) -> Option<usize> {
 /// `past_value_<i>`, `router_ids`, `router_align`).
 fn edgebench_decoder_inputs(names: &[String]) -> bool {
     names.iter().all(|n| {
-        let cache = ["past_key_", "past_value_"].iter().any(|p| {
-            n.strip_prefix(p)
-                .is_some_and(|i| i.parse::<usize>().is_ok())
-        });
+        // our caches are `past_<name>` (`past_key_<i>`, GEM's `past_route`, ...);
+        // optimum's are `past_key_values.<i>.key`
+        let cache = n.starts_with("past_") && !n.starts_with("past_key_values");
         cache || ["input_ids", "router_ids", "router_align"].contains(&n.as_str())
     })
 }
@@ -828,6 +827,7 @@ pub fn synthesize(dir: &Path, graph: &str) -> Result<ModelManifest, ModelError> 
         graph: graph.into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: None,
+        router_max_tokens: None,
         capabilities,
         max_context,
         vocab_size,

@@ -136,6 +136,7 @@ pub fn manifest() -> ModelManifest {
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: None,
+        router_max_tokens: None,
         capabilities: Capabilities::all(),
         max_context: MAX_CONTEXT,
         vocab_size: VOCAB,
