@@ -6,12 +6,30 @@
 mod common;
 use common::{edgebench, repo, text};
 use edgebench::gem::{self, GemConfig, Variant};
+use edgebench::model::Model;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::DimLike;
 
+/// Runs a GEM graph on `ids` from an empty cache (every `past_*` input
+/// with its `past` axis at 0).
 fn outputs(model: TypedModel, ids: &[i64]) -> TVec<TValue> {
-    let plan = model.into_runnable().unwrap();
-    let input = Tensor::from_shape(&[1, ids.len()], ids).unwrap();
-    plan.run(tvec!(input.into_tvalue())).unwrap()
+    let mut inputs = tvec!(Tensor::from_shape(&[1, ids.len()], ids)
+        .unwrap()
+        .into_tvalue());
+    for ix in 1..model.inputs.len() {
+        let fact = model.input_fact(ix).unwrap();
+        let shape: Vec<usize> = fact
+            .shape
+            .iter()
+            .map(|d| d.to_usize().unwrap_or(0))
+            .collect();
+        inputs.push(
+            Tensor::zero_dt(fact.datum_type, &shape)
+                .unwrap()
+                .into_tvalue(),
+        );
+    }
+    model.into_runnable().unwrap().run(inputs).unwrap()
 }
 
 fn floats(v: &TValue) -> Vec<f32> {
@@ -192,6 +210,18 @@ fn bad_configs_name_the_field() {
             "router.heads",
         ),
         ("domain_bits = 4", "domain_bits = 1", "pathways.domain_bits"),
+        (
+            "iterations = 5",
+            "iterations = 5\nwindow = 513",
+            "scar.window",
+        ),
+        ("iterations = 5", "iterations = 5\nsinks = -1", "scar.sinks"),
+        (
+            "iterations = 5",
+            "iterations = 5\nrecluster_every = -2",
+            "scar.recluster_every",
+        ),
+        ("[pathways]\n", "[pathways]\ncount = 8\n", "pathways.count"),
     ] {
         assert!(good.contains(from), "fixture changed: {from}");
         let path = tmp.path().join("bad.toml");
@@ -210,5 +240,93 @@ fn bad_configs_name_the_field() {
             ],
         );
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    }
+}
+
+/// The tiny GEM with `dispatch` and `scar` settings.
+fn tiny(dispatch: gem::config::Dispatch, sinks: i64, window: i64) -> GemConfig {
+    let mut cfg = gem::tiny_config();
+    cfg.dispatch = dispatch;
+    cfg.scar.sinks = sinks;
+    cfg.scar.window = window;
+    cfg
+}
+
+fn decoder(dir: &std::path::Path) -> edgebench::model::decoder::TractDecoder {
+    let manifest = edgebench::model::manifest::ModelManifest::load(dir).unwrap();
+    edgebench::model::decoder::TractDecoder::load(dir, &manifest, "test", &common::runtime())
+        .unwrap()
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
+        .fold(0f32, common::worse)
+}
+
+const TEXT: &str = "The court held that the contract was void; the patient took 5 mg daily. ";
+
+#[test]
+fn sparse_dispatch_equals_the_dense_masked_graph_in_every_variant() {
+    use gem::config::Dispatch;
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = TEXT.bytes().map(u32::from).collect();
+    for (sinks, window) in [(0, 0), (2, 4)] {
+        for v in Variant::ALL {
+            let run = |d: Dispatch| {
+                let dir = tmp
+                    .path()
+                    .join(format!("{d:?}-{sinks}-{window}{}", v.suffix()));
+                gem::materialize_seeded(&tiny(d, sinks, window), v, &dir).unwrap();
+                let mut m = decoder(&dir);
+                let logits = m.logits(&ids).unwrap();
+                (logits, m.take_routes())
+            };
+            let (sparse, routes_s) = run(Dispatch::Sparse);
+            let (dense, routes_d) = run(Dispatch::Dense);
+            assert_eq!(routes_s, routes_d, "{v:?}: routes");
+            let worst = max_rel(&dense, &sparse);
+            assert!(
+                worst < 1e-5,
+                "{v:?} s={sinks} w={window}: sparse vs dense {worst}"
+            );
+            if v == Variant::Full {
+                let r = &routes_s[0];
+                let distinct: std::collections::BTreeSet<char> = r.chars().collect();
+                assert!(
+                    distinct.len() >= 3,
+                    "routes must spread for the test to mean something: {r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cached_decoding_equals_full_recomputation_without_clusters() {
+    use gem::config::Dispatch;
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = TEXT.bytes().map(u32::from).collect();
+    for v in [Variant::NoScar, Variant::NoRouter] {
+        let mut cfg = tiny(Dispatch::Sparse, 0, 0);
+        if v == Variant::NoRouter {
+            // dense attention inside the general pathway: SCAR with one cluster
+            cfg.scar.k = 1;
+        }
+        let dir = tmp.path().join(format!("gem{}", v.suffix()));
+        gem::materialize_seeded(&cfg, v, &dir).unwrap();
+        let m = decoder(&dir);
+        assert!(m.has_kv_cache());
+        let full = m.logits(&ids).unwrap();
+        for prefill in [1, 17] {
+            let stepwise = m.logits_stepwise(&ids, prefill).unwrap();
+            let worst = max_rel(&full, &stepwise);
+            assert!(
+                worst < 1e-5,
+                "{v:?} prefill {prefill}: cached vs full {worst}"
+            );
+        }
     }
 }

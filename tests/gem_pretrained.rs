@@ -295,3 +295,60 @@ fn smollm2_and_minilm_assemble_into_a_gem_that_edgebench_runs() {
     assert!(summary.contains("public checkpoints"), "{summary}");
     assert!(summary.to_lowercase().contains("route"), "{summary}");
 }
+
+/// The synthetic GEM with a domain head that spreads tokens over pathways.
+fn spread(dir: &Path, cfg: &GemConfig, v: Variant, gguf: &Path, bert: &Path) -> TractDecoder {
+    let mut src = Pretrained::open(cfg, Path::new("synthetic.toml"), gguf, bert).unwrap();
+    let d = synth_bert::D;
+    let mut rng = synth_llama::Rng(0x243f6a8885a308d3);
+    let w: Vec<f32> = (0..8 * d).map(|_| rng.next() * 10.0).collect();
+    src.set_router_head((w, vec![0.0; 8]));
+    pretrained::materialize(cfg, v, dir, &mut src, "synthetic").unwrap();
+    load(dir)
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
+        .fold(0f32, common::worse)
+}
+
+#[test]
+fn sparse_dispatch_and_its_cache_match_the_dense_masked_graph() {
+    use edgebench::gem::config::Dispatch;
+    let tmp = tempfile::tempdir().unwrap();
+    let (gguf, bert) = checkpoints(tmp.path());
+    // 16 tokens: the synthetic config's whole context
+    let ids: Vec<u32> = "the cat sat on a".bytes().map(u32::from).collect();
+    for v in Variant::ALL {
+        let mut cfg = synthetic_config(0.3, true);
+        let mut run = |d: Dispatch| {
+            cfg.dispatch = d;
+            let dir = tmp.path().join(format!("{d:?}{}", v.suffix()));
+            let mut m = spread(&dir, &cfg, v, &gguf, &bert);
+            let logits = m.logits(&ids).unwrap();
+            let routes = m.take_routes();
+            (m, logits, routes)
+        };
+        let (sparse, ls, rs) = run(Dispatch::Sparse);
+        let (_, ld, rd) = run(Dispatch::Dense);
+        assert_eq!(rs, rd, "{v:?}: routes");
+        if v != Variant::NoRouter {
+            let distinct: std::collections::BTreeSet<char> = rs[0].chars().collect();
+            assert!(distinct.len() >= 2, "routes must spread: {rs:?}");
+        }
+        let worst = max_rel(&ld, &ls);
+        assert!(worst < 1e-5, "{v:?}: sparse vs dense {worst}");
+        // the KV cache (router keys, values and states included) gives the
+        // full recomputation's logits when attention is not clustered
+        if v == Variant::NoScar {
+            for prefill in [1, 6] {
+                let stepwise = sparse.logits_stepwise(&ids, prefill).unwrap();
+                let worst = max_rel(&ls, &stepwise);
+                assert!(worst < 1e-5, "prefill {prefill}: cached vs full {worst}");
+            }
+        }
+    }
+}

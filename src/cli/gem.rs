@@ -52,6 +52,11 @@ pub enum GemCommand {
         /// e.g. all-MiniLM-L6-v2.
         #[arg(long, required_if_eq("from_pretrained", "true"))]
         router_bert: Option<PathBuf>,
+        /// How tokens reach their pathway: `sparse` (each token through its own
+        /// pathway, with a KV cache) or `dense` (every pathway on every token,
+        /// masked: the reference). Default: the config's `dispatch` (sparse).
+        #[arg(long)]
+        dispatch: Option<String>,
     },
 }
 
@@ -65,7 +70,12 @@ fn fit(
     per_domain: usize,
 ) -> Result<Fitted, Failure> {
     use gem::router_fit;
-    gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
+    // the router's features come from the dense graph, which runs without a cache
+    let dense = GemConfig {
+        dispatch: gem::config::Dispatch::Dense,
+        ..cfg.clone()
+    };
+    gem::materialize_seeded(&dense, Variant::Full, out).map_err(failed)?;
     let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
     let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
     if data.is_empty() {
@@ -171,13 +181,14 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
             from_pretrained,
             pathways_gguf,
             router_bert,
+            dispatch,
         } => {
             let paths = Paths {
                 suites_dir,
                 data_dir,
                 out: out.clone(),
             };
-            let cfg = match (&config, from_pretrained) {
+            let mut cfg = match (&config, from_pretrained) {
                 (Some(p), _) => GemConfig::load(p).map_err(bad_input)?,
                 (None, true) => {
                     let label = std::path::Path::new("fixtures/gem/gem-smollm2-minilm.toml");
@@ -187,6 +198,13 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
                 }
                 (None, false) => gem::tiny_config(),
             };
+            if let Some(d) = dispatch {
+                cfg.dispatch = gem::config::Dispatch::parse(&d).ok_or_else(|| {
+                    bad_input(anyhow::anyhow!(
+                        "--dispatch: unknown dispatch `{d}`; use sparse or dense"
+                    ))
+                })?;
+            }
             let variants: Vec<Variant> = if variants == "all" {
                 Variant::ALL.to_vec()
             } else {

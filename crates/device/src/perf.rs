@@ -111,7 +111,8 @@ pub fn count_graph(path: &Path) -> Result<GraphCount, PerfError> {
     };
     let mut c = GraphCount {
         note: "counts weight matrices (f32 includes embedding and position tables) only: attention scores, norms and SCAR's k-means are left out; \
-               GEM graphs evaluate all 9 pathways on every token, and that is what is counted"
+               a GEM graph with sparse dispatch (`EbRoutedLinear`) runs one pathway per token, counted as its largest pathway (the general one); \
+               the dense-masked GEM graph evaluates all 9 pathways on every token, and that is what is counted for it"
             .into(),
         ..Default::default()
     };
@@ -135,6 +136,48 @@ pub fn count_graph(path: &Path) -> Result<GraphCount, PerfError> {
                 c.weight_bytes_per_token += b as f64;
                 c.quant_bytes_per_token += b as f64;
                 counted.extend(n.input.iter().skip(1).map(String::as_str));
+            }
+            "EbRoutedLinear" => {
+                // a token is multiplied by one set: count the largest
+                let ints = |name: &str| {
+                    n.attribute
+                        .iter()
+                        .find(|a| a.name == name)
+                        .map_or(vec![], |a| a.ints.clone())
+                };
+                let (k, out) = (
+                    attr(n, "in_features").unwrap_or(0) as f64,
+                    attr(n, "out_features").unwrap_or(0) as f64,
+                );
+                let (bits, asym) = (ints("bits"), ints("asymmetric"));
+                let mut inputs = n.input.iter().skip(2);
+                let mut largest = (0u64, 0u64);
+                for (s, &b) in bits.iter().enumerate() {
+                    let count = match b {
+                        32 => 1,
+                        _ => 2 + asym.get(s).copied().unwrap_or(0) as usize,
+                    };
+                    let names: Vec<&str> =
+                        inputs.by_ref().take(count).map(String::as_str).collect();
+                    let bytes: u64 = names.iter().map(|i| size(i)).sum();
+                    let fresh: u64 = names
+                        .iter()
+                        .filter(|i| counted.insert(i))
+                        .map(|i| size(i))
+                        .sum();
+                    let label = if b == 32 {
+                        "f32".to_string()
+                    } else {
+                        format!("{b}-bit")
+                    };
+                    *c.weight_bytes_by_precision.entry(label).or_default() += fresh;
+                    if bytes > largest.0 {
+                        largest = (bytes, if b == 32 { 0 } else { bytes });
+                    }
+                }
+                c.flops_per_token += 2.0 * k * out;
+                c.weight_bytes_per_token += largest.0 as f64;
+                c.quant_bytes_per_token += largest.1 as f64;
             }
             "MatMul" | "Gemm" => {
                 if let Some(t) = n.input.get(1).and_then(|i| inits.get(i.as_str())) {

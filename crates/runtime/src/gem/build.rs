@@ -1,22 +1,22 @@
 //! Writes a GEM graph: router -> 9 pathways (SCAR attention, per-pathway
 //! precision) -> merge -> quantized LM head, with the paper's ablations.
+//! [`build`] writes the dispatch the config names: sparse
+//! ([`super::sparse`], the default) or the dense-masked reference here.
 //!
 //! Graph inputs/outputs: `input_ids` `[1, seq]` -> `logits` `[1, seq, vocab]`,
 //! `hidden_states` `[1, seq, hidden]`, `route` `[1, seq]` (0..7 a domain, 8
 //! general) and, with the router, `route_probs` `[1, seq, 8]`.
 //!
-//! Dispatch: every pathway is evaluated on the whole sequence with its
-//! attention restricted to the tokens routed to it (SCAR's `group` input, or
-//! the same mask in dense attention), and each token keeps the output of its
-//! own pathway. For the routed tokens that is exactly gathering them, running
-//! the pathway and scattering back in order; the price is 9x the pathway
-//! compute of a gather/scatter kernel (noted in docs/ops.md).
+//! Dense-masked dispatch: every pathway is evaluated on the whole sequence
+//! with its attention restricted to the tokens routed to it (SCAR's `group`
+//! input, which also clusters each group on its own, or the same mask in
+//! dense attention), and each token keeps the output of its own pathway. For
+//! the routed tokens that is exactly gathering them, running the pathway and
+//! scattering back in order, at 9x the pathway compute; it has no KV cache.
 //!
 //! The router is causal, like the pathways: a token's route depends only on
 //! itself and earlier tokens, so routes of a prefix never change when text is
-//! appended and per-token likelihoods stay well defined. SCAR's clusters are
-//! computed over the whole window of a call (as the paper defines them), so
-//! GEM graphs carry no KV cache.
+//! appended and per-token likelihoods stay well defined.
 
 use super::config::{GemConfig, DOMAINS};
 use crate::onnx::layers::{self, i64s, HalfSplit};
@@ -26,7 +26,7 @@ use crate::ops::scar::ScarParams;
 use rand::{Rng, SeedableRng};
 
 /// Scale of the seeded domain head `W_r`.
-const ROUTER_SCALE: f32 = 6.0;
+pub(super) const ROUTER_SCALE: f32 = 6.0;
 
 /// Which graph to write: the full model or one of the paper's ablations (Table 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,19 +156,28 @@ impl WeightSource for Seeded {
     }
 }
 
-struct Ctx<'a> {
-    g: GraphBuilder,
-    w: &'a mut dyn WeightSource,
-    block_size: usize,
-    quantize: bool,
-    weight_bytes: u64,
+pub(super) struct Ctx<'a> {
+    pub(super) g: GraphBuilder,
+    pub(super) w: &'a mut dyn WeightSource,
+    pub(super) block_size: usize,
+    pub(super) quantize: bool,
+    pub(super) weight_bytes: u64,
     /// Initializers already written, by shared key and precision.
-    shared: std::collections::HashMap<String, Vec<String>>,
+    pub(super) shared: std::collections::HashMap<String, Vec<String>>,
+}
+
+/// A pathway or router matrix as written into the graph.
+pub(super) enum Written {
+    /// `EbQuantLinear` initializers ([`crate::ops::quant::write_initializers`]).
+    Quant(QuantFormat, Vec<String>),
+    /// An f32 initializer laid out `[in, out]` (an ONNX `MatMul` weight).
+    F32(String),
 }
 
 impl Ctx<'_> {
-    /// `x . W^T` for a fresh weight `name` `[out, in]` at `bits` (f32 when quantization is off).
-    fn linear(&mut self, name: &str, x: &str, out: usize, inp: usize, bits: usize) -> String {
+    /// The initializers of weight `name` `[out, in]` at `bits` (f32 when
+    /// quantization is off), written once per shared key and precision.
+    pub(super) fn weights(&mut self, name: &str, out: usize, inp: usize, bits: usize) -> Written {
         let f = QuantFormat {
             bits,
             block_size: self.block_size,
@@ -181,12 +190,12 @@ impl Ctx<'_> {
             .map(|k| format!("{k}@{}", if self.quantize { bits } else { 32 }));
         if let Some(inits) = key.as_ref().and_then(|k| self.shared.get(k)).cloned() {
             return if self.quantize {
-                crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits)
+                Written::Quant(f, inits)
             } else {
-                self.g.op("MatMul", &[x, &inits[0]], &[])
+                Written::F32(inits[0].clone())
             };
         }
-        if self.quantize {
+        let (written, inits) = if self.quantize {
             let q = match self.w.quantized(name, out, inp, bits, self.block_size) {
                 Some(q) => q,
                 None => {
@@ -197,19 +206,37 @@ impl Ctx<'_> {
             };
             self.weight_bytes += q.bytes() as u64;
             let inits = crate::ops::quant::write_initializers(&mut self.g, name, &q);
-            let y = crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits);
-            if let Some(k) = key {
-                self.shared.insert(k, inits);
-            }
-            y
+            (Written::Quant(f, inits.clone()), inits)
         } else {
             let w = self.w.matrix(name, out, inp);
             self.weight_bytes += (4 * w.len()) as u64;
-            let y = layers::linear_f32(&mut self.g, name, x, &w, (out, inp));
-            if let Some(k) = key {
-                self.shared.insert(k, vec![name.to_string()]);
+            let wt = self.g.init_f32(
+                name,
+                &[inp as i64, out as i64],
+                &layers::transpose(&w, out, inp),
+            );
+            (Written::F32(wt.clone()), vec![wt])
+        };
+        if let Some(k) = key {
+            self.shared.insert(k, inits);
+        }
+        written
+    }
+
+    /// `x . W^T` for a fresh weight `name` `[out, in]` at `bits` (f32 when quantization is off).
+    pub(super) fn linear(
+        &mut self,
+        name: &str,
+        x: &str,
+        out: usize,
+        inp: usize,
+        bits: usize,
+    ) -> String {
+        match self.weights(name, out, inp, bits) {
+            Written::Quant(f, inits) => {
+                crate::ops::quant::write_node_with(&mut self.g, name, x, f, &inits)
             }
-            y
+            Written::F32(w) => self.g.op("MatMul", &[x, &w], &[]),
         }
     }
 }
@@ -335,7 +362,7 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
 }
 
 /// RoPE cos/sin tables gathered at `pos`, shaped `[seq, head_dim]`.
-fn rope_tables(
+pub(super) fn rope_tables(
     c: &mut Ctx,
     name: &str,
     ctx: usize,
@@ -381,6 +408,8 @@ fn bert_router_hidden(
         add_mask: &mask,
         prefix: "router.",
         bits,
+        positions: None,
+        cache: None,
     };
     crate::model::bert::write_encoder(g, &cfg, &mut tensor, &io)
         .expect("the BERT router's tensors were checked when its source was opened")
@@ -414,8 +443,22 @@ pub struct Built {
     pub weight_bytes: u64,
 }
 
-/// Builds the GEM graph of `cfg` over a vocabulary of `vocab` tokens.
+/// Builds the GEM graph of `cfg` over a vocabulary of `vocab` tokens, with
+/// the dispatch `cfg.dispatch` names.
 pub fn build(
+    cfg: &GemConfig,
+    vocab: usize,
+    variant: Variant,
+    weights: &mut dyn WeightSource,
+) -> Built {
+    match cfg.dispatch {
+        super::config::Dispatch::Sparse => super::sparse::build(cfg, vocab, variant, weights),
+        super::config::Dispatch::Dense => build_dense(cfg, vocab, variant, weights),
+    }
+}
+
+/// The dense-masked reference graph: every pathway on every token.
+fn build_dense(
     cfg: &GemConfig,
     vocab: usize,
     variant: Variant,
@@ -546,13 +589,7 @@ pub fn build(
         p.rope_base,
         &pos,
     );
-    let scar = (cfg.scar.enabled && variant != Variant::NoScar).then_some(ScarParams {
-        k: cfg.scar.k,
-        iterations: cfg.scar.iterations,
-        causal: true,
-        scale: None,
-        ..ScarParams::default()
-    });
+    let scar = (cfg.scar.enabled && variant != Variant::NoScar).then(|| cfg.scar.params());
     let route3 = c.g.op("Unsqueeze", &[&route, &ax[2]], &[]);
     let pathways: Vec<usize> = if variant == Variant::NoRouter {
         vec![ndom]

@@ -46,6 +46,11 @@ pub struct GemConfig {
     /// Context window in tokens.
     #[serde(default = "default_context")]
     pub max_context: usize,
+    /// How tokens reach their pathway: `sparse` (each token runs through its
+    /// own pathway only, with a KV cache) or `dense` (every pathway on every
+    /// token, masked; the reference).
+    #[serde(default)]
+    pub dispatch: Dispatch,
     /// Router (a small causal transformer over the same tokens).
     pub router: RouterConfig,
     /// Domain pathways and the general pathway.
@@ -55,6 +60,30 @@ pub struct GemConfig {
     /// Output head.
     #[serde(default)]
     pub output: OutputConfig,
+}
+
+/// How a GEM graph sends tokens through pathways.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dispatch {
+    /// `EbRoutedLinear` layers: every token is multiplied by its own
+    /// pathway's weights only; the graph has a KV cache.
+    #[default]
+    Sparse,
+    /// Every pathway runs on every token with attention masked by route and
+    /// the outputs merged by route; no cache. The reference for `sparse`.
+    Dense,
+}
+
+impl Dispatch {
+    /// Parses `sparse` or `dense`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sparse" => Some(Dispatch::Sparse),
+            "dense" => Some(Dispatch::Dense),
+            _ => None,
+        }
+    }
 }
 
 /// Router dimensions.
@@ -78,6 +107,10 @@ pub struct RouterConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathwayConfig {
+    /// Number of pathways (optional; must be the router's 8 domains plus
+    /// the general pathway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
     pub layers: usize,
     pub hidden: usize,
     pub heads: usize,
@@ -106,6 +139,49 @@ pub struct ScarConfig {
     pub k: usize,
     #[serde(default = "default_iterations")]
     pub iterations: usize,
+    /// The first `sinks` tokens of a pathway are visible to all its tokens
+    /// (0: the paper's SCAR).
+    #[serde(default)]
+    pub sinks: i64,
+    /// Each token also sees the last `window` tokens of its pathway up to
+    /// itself (0: none, the paper's SCAR).
+    #[serde(default)]
+    pub window: i64,
+    /// What is clustered: the normed hidden state (`hidden`, the paper's
+    /// choice) or the layer's key projection (`keys`).
+    #[serde(default)]
+    pub cluster_on: ClusterOn,
+    /// Cached decoding: re-cluster a pathway's tokens every this many tokens
+    /// (1: every step, exact; 0: never, new tokens join the nearest frozen
+    /// centroid).
+    #[serde(default = "default_recluster")]
+    pub recluster_every: i64,
+}
+
+/// The representation SCAR clusters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterOn {
+    /// The layer's normed hidden state.
+    #[default]
+    Hidden,
+    /// The layer's key projection (before RoPE).
+    Keys,
+}
+
+impl ScarConfig {
+    /// The op's parameters (validated config: the casts are in range).
+    pub fn params(&self) -> crate::ops::scar::ScarParams {
+        crate::ops::scar::ScarParams {
+            k: self.k,
+            iterations: self.iterations,
+            causal: true,
+            scale: None,
+            sinks: self.sinks as usize,
+            window: self.window as usize,
+            recluster_every: self.recluster_every as usize,
+        }
+    }
 }
 
 /// LM head settings.
@@ -146,6 +222,9 @@ fn default_rope() -> f64 {
 }
 fn default_iterations() -> usize {
     10
+}
+fn default_recluster() -> i64 {
+    1
 }
 
 impl GemConfig {
@@ -243,6 +322,45 @@ impl GemConfig {
         }
         if self.scar.k == 0 {
             return Err(bad("scar.k", "k must be at least 1".into()));
+        }
+        for (field, v) in [
+            ("scar.sinks", self.scar.sinks),
+            ("scar.window", self.scar.window),
+            ("scar.recluster_every", self.scar.recluster_every),
+        ] {
+            if v < 0 {
+                return Err(bad(field, format!("{v} must be 0 or more")));
+            }
+        }
+        if self.scar.window as u64 > self.max_context as u64 {
+            return Err(bad(
+                "scar.window",
+                format!(
+                    "{} is larger than the context of {} tokens (max_context)",
+                    self.scar.window, self.max_context
+                ),
+            ));
+        }
+        if self.scar.sinks as u64 > self.max_context as u64 {
+            return Err(bad(
+                "scar.sinks",
+                format!(
+                    "{} is larger than the context of {} tokens (max_context)",
+                    self.scar.sinks, self.max_context
+                ),
+            ));
+        }
+        if let Some(n) = self.pathways.count {
+            if n != DOMAINS.len() as i64 + 1 {
+                return Err(bad(
+                    "pathways.count",
+                    format!(
+                        "{n} pathways do not match the router's {} domains plus the general pathway ({})",
+                        DOMAINS.len(),
+                        DOMAINS.len() + 1
+                    ),
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&self.router.tau) {
             return Err(bad(

@@ -9,6 +9,7 @@ pub mod build;
 pub mod config;
 pub mod pretrained;
 pub mod router_fit;
+pub mod sparse;
 
 pub use build::{Variant, WeightSource};
 pub use config::GemConfig;
@@ -78,6 +79,7 @@ pub fn materialize_with(
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: None,
+        router_max_tokens: None,
         capabilities: Capabilities::all(),
         max_context: cfg.max_context,
         vocab_size: VOCAB,

@@ -484,8 +484,10 @@ pub fn materialize(
         graph: "model.onnx".into(),
         tokenizer: "tokenizer.json".into(),
         router_tokenizer: router_tok,
+        router_max_tokens: Some(src.bert.max_position_embeddings),
         capabilities: Capabilities::all(),
-        max_context: cfg.max_context.min(src.bert.max_position_embeddings),
+        // the router reads at most its position table; later tokens keep the last route
+        max_context: cfg.max_context.min(src.llama.context),
         vocab_size: vocab,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_id: id("tokenizer.ggml.eos_token_id"),
