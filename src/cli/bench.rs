@@ -74,6 +74,11 @@ pub enum BenchWhat {
         /// (encoders), after the timed runs.
         #[arg(long)]
         profile: bool,
+        /// Another decoder timed in the same run after this one (e.g.
+        /// SmolLM2 alone beside the GEM assembled from it): its load time,
+        /// prefill and decode speed and memory, and this model's ratios over it.
+        #[arg(long, conflicts_with_all = ["compare_lowering", "compare_unfused"])]
+        beside: Option<PathBuf>,
     },
     /// Custom ops in tract: SCAR (k = 1, 8, 16; sinks and window 0/0 and 4/64) vs dense attention in tract and EbAttention (n = 512, 2048), quantized vs f32 linear.
     Ops {
@@ -203,6 +208,8 @@ struct ModelBench<'a> {
     runtime: &'a RuntimeOptions,
     compare: Option<Baseline>,
     llama: Option<(PathBuf, PathBuf)>,
+    /// Another model timed in the same run.
+    beside: Option<(PathBuf, ModelManifest)>,
     prompt_tokens: usize,
     decode_tokens: usize,
     repeats: usize,
@@ -275,6 +282,7 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         llama_bench,
         gguf,
         profile,
+        beside,
     } = a.what
     else {
         let BenchWhat::Ops {
@@ -317,6 +325,22 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let graph_bytes = std::fs::metadata(dir.join(&manifest.graph))
         .map(|m| m.len())
         .unwrap_or(0);
+    let beside = match beside {
+        Some(p) => {
+            let (d, m) = edgebench::model::optimum::open(&p).map_err(bad_input)?;
+            if m.architecture != "decoder" || manifest.architecture != "decoder" {
+                return Err(bad_input(anyhow::anyhow!(
+                    "--beside compares two decoders; {} is an {} and {} an {}",
+                    dir.display(),
+                    manifest.architecture,
+                    d.display(),
+                    m.architecture
+                )));
+            }
+            Some((d, m))
+        }
+        None => None,
+    };
     let b = ModelBench {
         dir,
         manifest,
@@ -324,6 +348,7 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         runtime,
         compare,
         llama,
+        beside,
         prompt_tokens,
         decode_tokens,
         repeats,
@@ -396,8 +421,84 @@ fn print_measured(b: &ModelBench, m: &Measured, json: bool, format: rows_out::Ou
     }
 }
 
+/// Times `--beside`'s model after this one (loaded after this one was dropped)
+/// and pushes its figures and this model's ratios over it.
+fn bench_beside(
+    b: &ModelBench,
+    m: &mut Measured,
+    dir: &std::path::Path,
+    manifest: &ModelManifest,
+    prompt: &[u32],
+    (prefill, steps): (f64, &[f64]),
+    growth: Option<u64>,
+) -> Result<(), Failure> {
+    let n = prompt.len();
+    let rss_before = edgebench::perf::memory_now().0;
+    let t = Instant::now();
+    let name = dir.display().to_string();
+    let other = TractDecoder::load(dir, manifest, &name, b.runtime).map_err(bad_input)?;
+    let load = t.elapsed().as_secs_f64();
+    // the same number of tokens, drawn from its own vocabulary
+    let theirs: Vec<u32> = prompt
+        .iter()
+        .map(|&i| i % manifest.vocab_size as u32)
+        .collect();
+    let times = time_decoder(&other, &theirs, b.decode_tokens, b.repeats)?;
+    let other_growth = rss_before
+        .zip(edgebench::perf::memory_now().0)
+        .map(|(a, z)| z.saturating_sub(a));
+    let template = BenchRow {
+        model: manifest.name.clone(),
+        ..b.row("edgebench", b.runtime)
+    };
+    m.speed.extend(times.rows(&template, n));
+    let label = &manifest.name;
+    let (p_other, s_other) = (times.prefill_p50(), times.all_steps());
+    m.figures.push((
+        format!("load_and_optimise_{label}"),
+        load * 1e3,
+        "ms".into(),
+    ));
+    m.figures.push((
+        format!("prefill_{n}_tokens_{label}"),
+        n as f64 / p_other,
+        "tokens/s (p50, model only)".into(),
+    ));
+    m.figures.push((
+        format!("prefill_time_over_{label}"),
+        prefill / p_other,
+        "ratio (this model's time over the other's, same run)".into(),
+    ));
+    if !steps.is_empty() && !s_other.is_empty() {
+        m.figures.push((
+            format!("decode_p50_{label}"),
+            pct(&s_other, 0.5) * 1e3,
+            "ms/token (model only)".into(),
+        ));
+        m.figures.push((
+            format!("decode_time_over_{label}"),
+            pct(steps, 0.5) / pct(&s_other, 0.5),
+            "ratio (this model's time per token over the other's, same run)".into(),
+        ));
+    }
+    if let (Some(a), Some(o)) = (growth, other_growth) {
+        m.figures.push((
+            format!("rss_growth_{label}"),
+            o as f64 / 1e6,
+            "MB (resident set after load and timing, minus before load)".into(),
+        ));
+        m.figures.push((
+            format!("rss_growth_over_{label}"),
+            a as f64 / o.max(1) as f64,
+            "ratio".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Prefill and decode speed, memory, the bandwidth bound, and the comparisons.
 fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
+    let rss_before = edgebench::perf::memory_now().0;
     let t = Instant::now();
     let dec = TractDecoder::load(&b.dir, &b.manifest, &b.model, b.runtime).map_err(bad_input)?;
     m.figures.push((
@@ -429,7 +530,20 @@ fn bench_decoder(b: &ModelBench, m: &mut Measured) -> Result<(), Failure> {
             .push((format!("decode step after {n} tokens"), b.decode_tokens, d));
     }
     let packed = edgebench::ops::quant::live_packed_bytes();
+    let growth = rss_before
+        .zip(edgebench::perf::memory_now().0)
+        .map(|(a, z)| z.saturating_sub(a));
     drop(dec);
+    if let Some(g) = growth {
+        m.figures.push((
+            "rss_growth".into(),
+            g as f64 / 1e6,
+            "MB (resident set after load and timing, minus before load)".into(),
+        ));
+    }
+    if let Some((dir, manifest)) = &b.beside {
+        bench_beside(b, m, dir, manifest, &prompt, (prefill, &steps), growth)?;
+    }
     m.figures.push((
         format!("prefill_{n}_tokens"),
         n as f64 / prefill,
