@@ -540,6 +540,9 @@ impl RoutedMatMul {
         for &s in set_of {
             counts[s] += 1;
         }
+        if rows == 0 {
+            return;
+        }
         if let Some(s) = counts.iter().position(|&c| c == rows) {
             // every row is one set's: no copy
             self.sets[s].matmul(x, rows, y, self.exec);
