@@ -114,8 +114,9 @@ impl RuntimeOptions {
 
     /// Writes the options into EdgeBench's nodes of `graph` as attributes
     /// (`threads` and `isa` on every op with kernels, `lowering` on
-    /// `EbQuantLinear` and `EbRoutedLinear`), which their parsers read: how the ops run travels
-    /// with the graph being loaded, not through process-wide state.
+    /// `EbQuantLinear` and `EbRoutedLinear`), which their parsers read: how
+    /// the ops run travels with the graph being loaded, not through
+    /// process-wide state.
     pub fn annotate(&self, graph: &mut pb::GraphProto) {
         use crate::ops::rewrite::{int_attr, string_attr};
         let kernels = [

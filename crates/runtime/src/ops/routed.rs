@@ -540,6 +540,9 @@ impl RoutedMatMul {
         for &s in set_of {
             counts[s] += 1;
         }
+        if rows == 0 {
+            return;
+        }
         if let Some(s) = counts.iter().position(|&c| c == rows) {
             // every row is one set's: no copy
             self.sets[s].matmul(x, rows, y, self.exec);
@@ -728,6 +731,36 @@ mod tests {
         let want = reference(&x, 2, &[8, 0], &[(0, deq), (8, w)], N, K);
         let err = crate::ops::test_util::rel_err(&out, &want);
         assert!(err < 1e-6, "error {err}: {out:?} vs {want:?}");
+    }
+
+    #[test]
+    fn the_loader_options_choose_each_quantized_set_s_lowering() {
+        for (lowering, want) in [
+            (Lowering::Kernel, "route 0: 4 x 64, 4 bits"),
+            (Lowering::Tract, "route 0: 4 x 64, 4 bits"),
+            (Lowering::F32, "route 0: 4 x 64, f32"),
+        ] {
+            let mut m = model();
+            let options = crate::RuntimeOptions {
+                lowering,
+                threads: 2,
+                ..Default::default()
+            };
+            options.annotate(m.graph.as_mut().unwrap());
+            let typed = crate::ops::onnx()
+                .model_for_proto_model(&m)
+                .and_then(|m| m.into_typed())
+                .unwrap();
+            let op = typed
+                .nodes
+                .iter()
+                .find_map(|n| n.op_as::<RoutedMatMul>())
+                .expect("the node is lowered");
+            assert_eq!(op.exec.threads, 2);
+            let info = op.info().unwrap();
+            assert!(info[0].starts_with(want), "{lowering:?}: {info:?}");
+            assert!(info[1].starts_with("route 8: 4 x 64, f32"), "{info:?}");
+        }
     }
 
     #[test]
