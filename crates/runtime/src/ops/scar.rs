@@ -317,8 +317,7 @@ impl Plan {
                     }
                     let keys: Vec<usize> = ranks.iter().map(|&r| pos[r]).collect();
                     let mut visible = Vec::with_capacity((r1 + 1 - r0) * keys.len());
-                    for rq in r0..=r1 {
-                        let i = pos[rq];
+                    for (rq, &i) in (r0..).zip(&pos[r0..=r1]) {
                         for (&rk, &j) in ranks.iter().zip(&keys) {
                             let near = window > 0 && rq.abs_diff(rk) < window;
                             visible.push(
