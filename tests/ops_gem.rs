@@ -636,6 +636,9 @@ fn prefill_then_cached_call_equals_one_call() {
     check_cached(1, 111, 100, 8, 4, 4, (2, 8), 16, true, 12);
     // about 70 new tokens per group: several causal tiles of query rows
     check_cached(1, 300, 100, 8, 4, 1, (0, 0), 1, true, 14);
+    // decode steps (keys and values read in place), exact at k = 1
+    check_cached(2, 64, 63, 6, 4, 1, (0, 0), 0, true, 15);
+    check_cached(1, 64, 62, 6, 4, 1, (2, 4), 1, false, 16);
     // frozen, one decode step
     check_cached(2, 200, 199, 8, 4, 8, (4, 32), 0, true, 13);
 }

@@ -227,8 +227,13 @@ pub fn assign_clusters(
             let (s, count) = sums
                 .entry(past_clusters[i])
                 .or_insert_with(|| (vec![0f32; dx], 0));
-            for (a, b) in s.iter_mut().zip(unit_of(&x_all[i * dx..(i + 1) * dx])) {
-                *a += b;
+            let row = &x_all[i * dx..(i + 1) * dx];
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                // the row's unit vector, as k-means computes it
+                for (a, b) in s.iter_mut().zip(row) {
+                    *a += b / norm;
+                }
             }
             *count += 1;
         }
@@ -317,8 +322,7 @@ impl Plan {
                     }
                     let keys: Vec<usize> = ranks.iter().map(|&r| pos[r]).collect();
                     let mut visible = Vec::with_capacity((r1 + 1 - r0) * keys.len());
-                    for rq in r0..=r1 {
-                        let i = pos[rq];
+                    for (rq, &i) in (r0..).zip(&pos[r0..=r1]) {
                         for (&rk, &j) in ranks.iter().zip(&keys) {
                             let near = window > 0 && rq.abs_diff(rk) < window;
                             visible.push(
@@ -344,6 +348,28 @@ impl Plan {
             extra,
         }
     }
+}
+
+/// Blocks with at most this many queries (decode steps) skip the gathers
+/// and matrix products and read `K` and `V` rows in place.
+const DIRECT_QUERIES: usize = 2;
+
+/// Dot product in eight independent lanes (so it vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Query rows per tile of a causal cluster block.
@@ -450,6 +476,28 @@ fn attend(
             continue;
         }
         let nq = len - first;
+        if nq <= DIRECT_QUERIES {
+            // decode: read the keys and values in place, one pass each
+            for a in first..len {
+                let r = m[a] - p;
+                let keys = if causal { &m[..=a] } else { &m[..] };
+                let qr = &q[r * d..(r + 1) * d];
+                s.scores.clear();
+                s.scores.extend(
+                    keys.iter()
+                        .map(|&j| dot(qr, &k[j * d..(j + 1) * d]) * scale),
+                );
+                lse[r] = masked_softmax(&mut s.scores, |_| true);
+                let o = &mut out[r * dv..(r + 1) * dv];
+                o.fill(0.0);
+                for (&j, &w) in keys.iter().zip(&s.scores) {
+                    for (o, x) in o.iter_mut().zip(&v[j * dv..(j + 1) * dv]) {
+                        *o += w * x;
+                    }
+                }
+            }
+            continue;
+        }
         Scratch::gather(&mut s.q, q, d, m[first..].iter().map(|&i| i - p));
         Scratch::gather(&mut s.k, k, d, m.iter().copied());
         Scratch::gather(&mut s.v, v, dv, m.iter().copied());
