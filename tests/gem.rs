@@ -330,3 +330,70 @@ fn cached_decoding_equals_full_recomputation_without_clusters() {
         }
     }
 }
+
+/// The tiny GEM (one pathway layer) with SCAR re-clustering every
+/// `rule` tokens when decoding on its cache.
+fn tiny_rule(tmp: &std::path::Path, rule: i64) -> edgebench::model::decoder::TractDecoder {
+    let mut cfg = tiny(gem::config::Dispatch::Sparse, 1, 8);
+    cfg.scar.recluster_every = rule;
+    let dir = tmp.join(format!("gem-r{rule}"));
+    gem::materialize_seeded(&cfg, Variant::Full, &dir).unwrap();
+    decoder(&dir)
+}
+
+#[test]
+fn cached_scar_reclustering_every_step_recomputes_each_prefix_exactly() {
+    // One pathway layer: what SCAR clusters (the normed embeddings) is the
+    // same cached or not, so re-clustering at every step gives each new
+    // token exactly what one pass over its prefix gives; clustering the
+    // whole window at once (one pass over everything) sees later tokens,
+    // which causal decoding cannot. Frozen centroids and re-clustering every
+    // 16 tokens differ from the prefix passes.
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = TEXT.repeat(2).bytes().map(u32::from).collect();
+    let v = gem::VOCAB;
+    let last_rows = |m: &edgebench::model::decoder::TractDecoder| -> Vec<f32> {
+        (20..ids.len())
+            .flat_map(|i| {
+                let l = m.logits(&ids[..=i]).unwrap();
+                l[i * v..(i + 1) * v].to_vec()
+            })
+            .collect()
+    };
+    for (rule, exact) in [(1, true), (0, false), (16, false)] {
+        let m = tiny_rule(tmp.path(), rule);
+        let prefixes = last_rows(&m);
+        let stepwise = m.logits_stepwise(&ids, 20).unwrap();
+        let worst = max_rel(&prefixes, &stepwise[20 * v..]);
+        if exact {
+            assert!(worst < 1e-5, "recluster_every {rule}: {worst}");
+        } else {
+            assert!(
+                worst > 1e-3,
+                "recluster_every {rule} should differ: {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cached_perplexity_equals_one_pass_without_clusters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gem-no-scar");
+    gem::materialize_seeded(
+        &tiny(gem::config::Dispatch::Sparse, 0, 0),
+        Variant::NoScar,
+        &dir,
+    )
+    .unwrap();
+    let m = decoder(&dir);
+    let text = TEXT.repeat(4);
+    let p = m.perplexity_chunks(&text, 64, Some(3), true).unwrap();
+    assert_eq!(p.tokens, 3 * 31);
+    assert!(
+        (p.perplexity - p.one_pass).abs() < 1e-4 * p.one_pass,
+        "{p:?}"
+    );
+    let d = p.max_logit_difference.unwrap();
+    assert!(d < 1e-4, "{d}");
+}

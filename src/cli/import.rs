@@ -150,6 +150,14 @@ pub struct PerplexityArgs {
     /// Chunk length in tokens (llama-perplexity's -c), at most the model's context.
     #[arg(long, default_value_t = 512, value_parser = super::bounded(manifest::CONTEXT))]
     pub ctx: usize,
+    /// Score each chunk's second half by decoding one token per step on the
+    /// KV cache (after a prefill of the first half), and print the one-pass
+    /// perplexity and the largest logit difference beside it.
+    #[arg(long)]
+    pub cached: bool,
+    /// Score only the first N chunks.
+    #[arg(long, value_parser = super::bounded(1..=1_000_000))]
+    pub chunks: Option<usize>,
 }
 
 pub fn perplexity(
@@ -162,7 +170,18 @@ pub fn perplexity(
         model::decoder::TractDecoder::load(&dir, &manifest, &source, runtime).map_err(bad_input)?;
     let text = std::fs::read_to_string(&a.text)
         .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", a.text.display())))?;
-    let (ppl, n) = dec.perplexity_llama_cpp(&text, a.ctx).map_err(failed)?;
-    println!("perplexity {ppl:.4} over {n} scored tokens (chunks of {}, second half scored, llama-perplexity convention)", a.ctx);
+    let p = dec
+        .perplexity_chunks(&text, a.ctx, a.chunks, a.cached)
+        .map_err(failed)?;
+    println!(
+        "perplexity {:.4} over {} scored tokens (chunks of {}, second half scored, llama-perplexity convention)",
+        p.perplexity, p.tokens, a.ctx
+    );
+    if let Some(d) = p.max_logit_difference {
+        println!(
+            "scored by cached decoding (one token per step); one pass: perplexity {:.4}; largest |logit difference| {d:.4}",
+            p.one_pass
+        );
+    }
     Ok(())
 }

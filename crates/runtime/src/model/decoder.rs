@@ -46,6 +46,20 @@ pub struct TractDecoder {
     io: Option<DecoderIo>,
 }
 
+/// Perplexity of a text in chunks ([`TractDecoder::perplexity_chunks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Perplexity {
+    /// As scored (by cached decoding when asked).
+    pub perplexity: f64,
+    /// Of one forward pass per chunk.
+    pub one_pass: f64,
+    /// With cached decoding: the largest |logit| difference from one pass
+    /// over the scored positions.
+    pub max_logit_difference: Option<f32>,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
 /// Shortest shared prefix worth reusing, in tokens.
 const MIN_PREFIX_REUSE: usize = 8;
 
@@ -875,30 +889,72 @@ impl TractDecoder {
     /// consecutive chunks of `ctx` tokens (BOS first when the model adds one),
     /// each scoring only its second half. Returns (perplexity, tokens scored).
     pub fn perplexity_llama_cpp(&self, text: &str, ctx: usize) -> Result<(f64, usize), ModelError> {
+        let p = self.perplexity_chunks(text, ctx, None, false)?;
+        Ok((p.perplexity, p.tokens))
+    }
+
+    /// [`Self::perplexity_llama_cpp`] over the first `chunks` chunks (all
+    /// when `None`), scored by cached decoding when `cached`: each chunk's
+    /// first half is one prefill and its second half one token per step on
+    /// the KV cache, beside the one-pass scores of the same positions.
+    pub fn perplexity_chunks(
+        &self,
+        text: &str,
+        ctx: usize,
+        chunks: Option<usize>,
+        cached: bool,
+    ) -> Result<Perplexity, ModelError> {
         let tokens = self.tok.encode(text)?;
         let ctx = ctx.min(self.manifest.max_context).max(2);
         let add_bos = self.manifest.add_bos.unwrap_or(false);
-        let mut nll = 0.0;
-        let mut count = 0usize;
-        let chunks = tokens.len() / ctx;
-        if chunks == 0 {
+        let all_chunks = tokens.len() / ctx;
+        if all_chunks == 0 {
             return Err(ModelError::Runtime(format!(
                 "text has {} tokens, fewer than one chunk of {ctx}: use a longer text or a smaller --ctx",
                 tokens.len()
             )));
         }
-        for c in 0..chunks {
+        let n_chunks = chunks.map_or(all_chunks, |c| c.clamp(1, all_chunks));
+        let v = self.manifest.vocab_size;
+        let (mut nll, mut nll_cached, mut count, mut worst) = (0.0, 0.0, 0usize, 0f32);
+        for c in 0..n_chunks {
             let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
             if add_bos {
                 chunk[0] = self.bos();
             }
             let f = self.forward(&chunk, None)?;
+            let stepwise = match cached {
+                true => Some(self.logits_stepwise(&chunk[..ctx - 1], ctx / 2)?),
+                false => None,
+            };
             for pos in ctx / 2..ctx - 1 {
-                let (lp, _) = log_softmax_at(self.row(&f, pos), chunk[pos + 1] as usize);
-                nll -= lp;
-                count += 1;
+                let target = chunk[pos + 1] as usize;
+                nll -= log_softmax_at(self.row(&f, pos), target).0;
+                if let Some(s) = &stepwise {
+                    let row = &s[pos * v..(pos + 1) * v];
+                    nll_cached -= log_softmax_at(row, target).0;
+                    worst = self
+                        .row(&f, pos)
+                        .iter()
+                        .zip(row)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(worst, |w, d| {
+                            if d.is_nan() || w.is_nan() {
+                                f32::NAN
+                            } else {
+                                w.max(d)
+                            }
+                        });
+                }
             }
+            count += ctx - 1 - ctx / 2;
         }
-        Ok(((nll / count as f64).exp(), count))
+        let ppl = |nll: f64| (nll / count as f64).exp();
+        Ok(Perplexity {
+            perplexity: if cached { ppl(nll_cached) } else { ppl(nll) },
+            one_pass: ppl(nll),
+            max_logit_difference: cached.then_some(worst),
+            tokens: count,
+        })
     }
 }
