@@ -204,34 +204,57 @@ pub fn assign_clusters(
     params: &ScarParams,
 ) -> Vec<i64> {
     assert!(x_all.len() >= t * dx && group.len() >= t && past_clusters.len() >= p && p <= t);
+    assign_rows(
+        |i| &x_all[i * dx..(i + 1) * dx],
+        (t, dx),
+        group,
+        past_clusters,
+        p,
+        params,
+    )
+}
+
+/// [`assign_clusters`] with row `i` of `x_all` given by `row` (so the op
+/// reads the cached and new rows where they are).
+fn assign_rows<'a>(
+    row: impl Fn(usize) -> &'a [f32],
+    (t, dx): (usize, usize),
+    group: &[i64],
+    past_clusters: &[i64],
+    p: usize,
+    params: &ScarParams,
+) -> Vec<i64> {
     let n_every = params.recluster_every;
     let recluster = p == 0 || n_every == 1 || (n_every > 1 && t / n_every > p / n_every);
     let mut ids = vec![0i64; t];
     for pos in positions_by_group(&group[..t]).into_values() {
         let n_past = pos.partition_point(|&i| i < p);
         if recluster || n_past == 0 {
-            let rows: Vec<f32> = pos
-                .iter()
-                .flat_map(|&i| x_all[i * dx..(i + 1) * dx].iter().copied())
-                .collect();
+            let rows: Vec<f32> = pos.iter().flat_map(|&i| row(i).iter().copied()).collect();
             let c = kmeans_cosine(&rows, pos.len(), dx, params.k, params.iterations);
             for (&i, c) in pos.iter().zip(c) {
                 ids[i] = c as i64;
             }
             continue;
         }
+        for &i in &pos[..n_past] {
+            ids[i] = past_clusters[i];
+        }
+        if n_past == pos.len() {
+            // no new token in this group: nothing to assign
+            continue;
+        }
         // frozen: centroids of the ids among the group's past tokens
         let mut sums: std::collections::BTreeMap<i64, (Vec<f32>, usize)> = Default::default();
         for &i in &pos[..n_past] {
-            ids[i] = past_clusters[i];
             let (s, count) = sums
                 .entry(past_clusters[i])
                 .or_insert_with(|| (vec![0f32; dx], 0));
-            let row = &x_all[i * dx..(i + 1) * dx];
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let r = row(i);
+            let norm = dot(r, r).sqrt();
             if norm > 0.0 {
-                // the row's unit vector, as k-means computes it
-                for (a, b) in s.iter_mut().zip(row) {
+                // the row's unit vector
+                for (a, b) in s.iter_mut().zip(r) {
                     *a += b / norm;
                 }
             }
@@ -245,10 +268,10 @@ pub fn assign_clusters(
             })
             .collect();
         for &i in &pos[n_past..] {
-            let u = unit_of(&x_all[i * dx..(i + 1) * dx]);
+            let u = unit_of(row(i));
             let mut best = (centroids[0].0, f32::NEG_INFINITY);
             for (id, c) in &centroids {
-                let sim: f32 = u.iter().zip(c).map(|(a, b)| a * b).sum();
+                let sim = dot(&u, c);
                 if sim > best.1 {
                     best = (*id, sim);
                 }
@@ -600,16 +623,17 @@ fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
     let mut lse = vec![0f32; n];
     let zeros = vec![0i64; t];
     for bi in 0..b {
-        let x_all: std::borrow::Cow<[f32]> = if p == 0 {
-            inp.x[bi * n * dx..(bi + 1) * n * dx].into()
-        } else {
-            let mut all = inp.past_x[bi * p * dx..(bi + 1) * p * dx].to_vec();
-            all.extend_from_slice(&inp.x[bi * n * dx..(bi + 1) * n * dx]);
-            all.into()
+        let (past_x, x) = (
+            &inp.past_x[bi * p * dx..(bi + 1) * p * dx],
+            &inp.x[bi * n * dx..(bi + 1) * n * dx],
+        );
+        let row = |i: usize| match i < p {
+            true => &past_x[i * dx..(i + 1) * dx],
+            false => &x[(i - p) * dx..(i - p + 1) * dx],
         };
         let group = inp.groups.map_or(&zeros[..], |g| &g[bi * t..(bi + 1) * t]);
         let past = &inp.past_clusters[bi * p..(bi + 1) * p];
-        let clusters = assign_clusters(&x_all, t, dx, group, past, p, params);
+        let clusters = assign_rows(row, (t, dx), group, past, p, params);
         let plan = Plan::new(&clusters, group, p, params);
         for hi in 0..h {
             let (qo, ko) = ((bi * h + hi) * n, (bi * h + hi) * t);
