@@ -80,7 +80,7 @@ pub enum BenchWhat {
         #[arg(long, conflicts_with_all = ["compare_lowering", "compare_unfused"])]
         beside: Option<PathBuf>,
     },
-    /// Custom ops in tract: SCAR (k = 1, 8, 16; sinks and window 0/0 and 4/64) vs dense attention in tract and EbAttention (n = 512, 2048), quantized vs f32 linear.
+    /// Custom ops in tract: SCAR (k = 1, 8, 16; sinks and window 0/0, 4/0, 0/64, 4/64, 4/256) vs dense attention in tract and EbAttention (n = 512, 2048), quantized vs f32 linear.
     Ops {
         /// Small sizes only (seconds; for tests and smoke checks).
         #[arg(long)]
@@ -482,15 +482,17 @@ fn bench_beside(
         ));
     }
     if let (Some(a), Some(o)) = (growth, other_growth) {
+        // loaded after this model was dropped, it may reuse pages this one
+        // freed: its growth is a lower bound, and so the ratio an upper one
         m.figures.push((
             format!("rss_growth_{label}"),
             o as f64 / 1e6,
-            "MB (resident set after load and timing, minus before load)".into(),
+            "MB (lower bound: loaded second, it may reuse freed pages)".into(),
         ));
         m.figures.push((
             format!("rss_growth_over_{label}"),
             a as f64 / o.max(1) as f64,
-            "ratio".into(),
+            "ratio (upper bound; bench each model alone for exact growth)".into(),
         ));
     }
     Ok(())

@@ -60,7 +60,7 @@ impl Plan {
                 head_dim: 64,
                 ns: vec![512, 2048],
                 ks: vec![1, 8, 16],
-                local: vec![(0, 0), (4, 64)],
+                local: vec![(0, 0), (4, 0), (0, 64), (4, 64), (4, 256)],
                 layer: (2048, 512),
                 batches: vec![1, 32, 128],
                 repeats: repeats.max(1),
