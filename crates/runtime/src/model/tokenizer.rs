@@ -10,6 +10,9 @@ use tokenizers::{AddedToken, Tokenizer};
 /// A token's character span `[start, end)` in the encoded text.
 pub type CharSpan = (usize, usize);
 
+/// Token ids, their character spans and the word (pre-tokenizer piece) of each.
+pub type Worded = (Vec<u32>, Vec<CharSpan>, Vec<Option<u32>>);
+
 /// A loaded tokenizer with the file it came from.
 pub struct Tok {
     inner: Tokenizer,
@@ -103,10 +106,7 @@ impl Tok {
 
     /// [`Self::encode_with_char_offsets`] with the word (pre-tokenizer
     /// piece) each token belongs to, when the tokenizer says.
-    pub fn encode_with_words(
-        &self,
-        text: &str,
-    ) -> Result<(Vec<u32>, Vec<CharSpan>, Vec<Option<u32>>), ModelError> {
+    pub fn encode_with_words(&self, text: &str) -> Result<Worded, ModelError> {
         let enc =
             self.inner
                 .encode_char_offsets(text, false)
