@@ -258,14 +258,6 @@ fn decoder(dir: &std::path::Path) -> edgebench::model::decoder::TractDecoder {
         .unwrap()
 }
 
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
-        .fold(0f32, common::worse)
-}
-
 const TEXT: &str = "The court held that the contract was void; the patient took 5 mg daily. ";
 
 #[test]
@@ -287,7 +279,7 @@ fn sparse_dispatch_equals_the_dense_masked_graph_in_every_variant() {
             let (sparse, routes_s) = run(Dispatch::Sparse);
             let (dense, routes_d) = run(Dispatch::Dense);
             assert_eq!(routes_s, routes_d, "{v:?}: routes");
-            let worst = max_rel(&dense, &sparse);
+            let worst = common::max_rel(&dense, &sparse);
             assert!(
                 worst < 1e-5,
                 "{v:?} s={sinks} w={window}: sparse vs dense {worst}"
@@ -322,7 +314,7 @@ fn cached_decoding_equals_full_recomputation_without_clusters() {
         let full = m.logits(&ids).unwrap();
         for prefill in [1, 17] {
             let stepwise = m.logits_stepwise(&ids, prefill).unwrap();
-            let worst = max_rel(&full, &stepwise);
+            let worst = common::max_rel(&full, &stepwise);
             assert!(
                 worst < 1e-5,
                 "{v:?} prefill {prefill}: cached vs full {worst}"
@@ -364,7 +356,7 @@ fn cached_scar_reclustering_every_step_recomputes_each_prefix_exactly() {
         let m = tiny_rule(tmp.path(), rule);
         let prefixes = last_rows(&m);
         let stepwise = m.logits_stepwise(&ids, 20).unwrap();
-        let worst = max_rel(&prefixes, &stepwise[20 * v..]);
+        let worst = common::max_rel(&prefixes, &stepwise[20 * v..]);
         if exact {
             assert!(worst < 1e-5, "recluster_every {rule}: {worst}");
         } else {

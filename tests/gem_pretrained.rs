@@ -307,14 +307,6 @@ fn spread(dir: &Path, cfg: &GemConfig, v: Variant, gguf: &Path, bert: &Path) -> 
     load(dir)
 }
 
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
-        .fold(0f32, common::worse)
-}
-
 #[test]
 fn sparse_dispatch_and_its_cache_match_the_dense_masked_graph() {
     use edgebench::gem::config::Dispatch;
@@ -339,14 +331,14 @@ fn sparse_dispatch_and_its_cache_match_the_dense_masked_graph() {
             let distinct: std::collections::BTreeSet<char> = rs[0].chars().collect();
             assert!(distinct.len() >= 2, "routes must spread: {rs:?}");
         }
-        let worst = max_rel(&ld, &ls);
+        let worst = common::max_rel(&ld, &ls);
         assert!(worst < 1e-5, "{v:?}: sparse vs dense {worst}");
         // the KV cache (router keys, values and states included) gives the
         // full recomputation's logits when attention is not clustered
         if v == Variant::NoScar {
             for prefill in [1, 6] {
                 let stepwise = sparse.logits_stepwise(&ids, prefill).unwrap();
-                let worst = max_rel(&ls, &stepwise);
+                let worst = common::max_rel(&ls, &stepwise);
                 assert!(worst < 1e-5, "prefill {prefill}: cached vs full {worst}");
             }
         }

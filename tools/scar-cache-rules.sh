@@ -22,17 +22,7 @@ RULES=${RULES:-1 0 16 64}
 OUT=${1:-/tmp/scar-cache-rules}
 BIN=./target/release/edgebench
 mkdir -p "$OUT"
-python3 - "$SHARED/data/dapt-imdb/test.jsonl" "$OUT/imdb.txt" <<'PY'
-import json, sys
-out, n = [], 0
-for line in open(sys.argv[1]):
-    t = json.loads(line)["text"]
-    out.append(t)
-    n += len(t)
-    if n > 24000:
-        break
-open(sys.argv[2], "w").write("\n\n".join(out))
-PY
+python3 tools/imdb-text.py "$SHARED/data/dapt-imdb/test.jsonl" "$OUT/imdb.txt"
 CSV=$OUT/scar-cache-rules.csv
 echo "recluster_every,k,sinks,window,ctx,perplexity_cached,perplexity_one_pass,max_logit_difference,seconds" > "$CSV"
 for rule in $RULES; do

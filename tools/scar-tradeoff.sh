@@ -20,18 +20,7 @@ GGUF=$SHARED/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 BERT=$SHARED/models/all-minilm-l6-v2
 mkdir -p "$OUT"
 
-# about 6,000 SmolLM2 tokens: the first IMDB test reviews, blank-line separated
-python3 - "$SHARED/data/dapt-imdb/test.jsonl" "$OUT/imdb.txt" <<'EOF'
-import json, sys
-out, n = [], 0
-for line in open(sys.argv[1]):
-    t = json.loads(line)["text"]
-    out.append(t)
-    n += len(t)
-    if n > 24000:
-        break
-open(sys.argv[2], "w").write("\n\n".join(out))
-EOF
+python3 tools/imdb-text.py "$SHARED/data/dapt-imdb/test.jsonl" "$OUT/imdb.txt"
 
 # name, variant, k, sinks, window, cluster_on
 GRID=(

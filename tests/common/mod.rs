@@ -135,3 +135,12 @@ pub fn max_diff(a: &tract_onnx::prelude::TValue, b: &tract_onnx::prelude::TValue
         .map(|(p, q)| (p - q).abs())
         .fold(0f32, worse)
 }
+
+/// Largest `|a - b| / (1 + |a|)` over two equally long slices (NaN wins).
+pub fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
+        .fold(0f32, worse)
+}

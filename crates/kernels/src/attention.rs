@@ -347,7 +347,7 @@ fn packed_head(dims: Dims, scale: f32, io: HeadIo<'_>, scratch: &mut Scratch, is
 }
 
 /// Dot product with 8 independent partial sums (so it vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -26,7 +26,7 @@ use crate::ops::scar::ScarParams;
 use rand::{Rng, SeedableRng};
 
 /// Scale of the seeded domain head `W_r`.
-pub(super) const ROUTER_SCALE: f32 = 6.0;
+const ROUTER_SCALE: f32 = 6.0;
 
 /// Which graph to write: the full model or one of the paper's ablations (Table 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +174,83 @@ pub(super) enum Written {
     F32(String),
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A graph named after `cfg`, quantized unless `variant` is `NoQuant`.
+    pub(super) fn new(cfg: &GemConfig, variant: Variant, w: &'a mut dyn WeightSource) -> Self {
+        Ctx {
+            g: GraphBuilder::new(&cfg.name),
+            w,
+            block_size: cfg.pathways.block_size,
+            quantize: variant != Variant::NoQuant,
+            weight_bytes: 0,
+            shared: Default::default(),
+        }
+    }
+
+    /// The domain head `W_r` (fitted, or seeded and scaled) and
+    /// `EbTokenRouter` over the router states `h`; names the `route_probs`
+    /// output and returns the route.
+    pub(super) fn route(&mut self, h: &str, r: &super::config::RouterConfig) -> String {
+        let ndom = DOMAINS.len();
+        // A seeded W_r is scaled so that logits spread by a few units and
+        // tokens actually leave the general pathway (at unit scale every
+        // probability stays near 1/8 < tau); a fitted head is used as is.
+        let (wr, br) = match self.w.router_head() {
+            Some(head) => head,
+            None => (
+                self.w
+                    .matrix("router.w_r", ndom, r.hidden)
+                    .iter()
+                    .map(|v| v * ROUTER_SCALE)
+                    .collect(),
+                vec![0.0; ndom],
+            ),
+        };
+        let wr = self
+            .g
+            .init_f32("router.w_r", &[ndom as i64, r.hidden as i64], &wr);
+        let br = self.g.init_f32("router.b_r", &[ndom as i64], &br);
+        let (route, probs) =
+            crate::ops::router::write_node(&mut self.g, "router", h, &wr, Some(&br), r.tau);
+        self.g.op("Identity", &[&probs], &[]);
+        self.g.name_last_output("route_probs");
+        route
+    }
+
+    /// The output norm and LM head over the pathways' result `h`, and the
+    /// outputs every GEM graph has: `logits`, `hidden_states`, `route` and,
+    /// with a router, `route_probs` and `router_hidden`.
+    pub(super) fn head(
+        &mut self,
+        cfg: &GemConfig,
+        vocab: usize,
+        (h, route): (&str, &str),
+        (two, eps): (&str, &str),
+        router: bool,
+    ) {
+        let (d, ndom) = (cfg.pathways.hidden, DOMAINS.len() as i64);
+        let gain = self.w.vector("output.norm", d);
+        let gain = self.g.init_f32("output.norm", &[d as i64], &gain);
+        let hn = layers::rms_norm(&mut self.g, h, &gain, two, eps);
+        self.g.op("Identity", &[&hn], &[]);
+        let hidden = self.g.name_last_output("hidden_states");
+        let logits = self.linear("output.head", &hidden, vocab, d, cfg.output.bits);
+        self.g.op("Identity", &[&logits], &[]);
+        self.g.name_last_output("logits");
+        self.g.op("Identity", &[route], &[]);
+        self.g.name_last_output("route");
+        let row = |last: i64| [Dim::Fixed(1), Dim::from("seq"), Dim::Fixed(last)];
+        self.g.output("logits", Elem::F32, &row(vocab as i64));
+        self.g.output("hidden_states", Elem::F32, &row(d as i64));
+        self.g
+            .output("route", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
+        if router {
+            self.g.output("route_probs", Elem::F32, &row(ndom));
+            self.g
+                .output("router_hidden", Elem::F32, &row(cfg.router.hidden as i64));
+        }
+    }
+
     /// The initializers of weight `name` `[out, in]` at `bits` (f32 when
     /// quantization is off), written once per shared key and precision.
     pub(super) fn weights(&mut self, name: &str, out: usize, inp: usize, bits: usize) -> Written {
@@ -464,15 +540,7 @@ fn build_dense(
     variant: Variant,
     weights: &mut dyn WeightSource,
 ) -> Built {
-    let quantize = variant != Variant::NoQuant;
-    let mut c = Ctx {
-        g: GraphBuilder::new(&cfg.name),
-        w: weights,
-        block_size: cfg.pathways.block_size,
-        quantize,
-        weight_bytes: 0,
-        shared: Default::default(),
-    };
+    let mut c = Ctx::new(cfg, variant, weights);
     let ids =
         c.g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
     let s0 = c.g.init_i64("c_s0", &[], &[0]);
@@ -552,27 +620,7 @@ fn build_dense(
         };
         c.g.op("Identity", &[&h], &[]);
         c.g.name_last_output("router_hidden");
-        // A seeded W_r is scaled so that logits spread by a few units and
-        // tokens actually leave the general pathway (at unit scale every
-        // probability stays near 1/8 < tau); a fitted head is used as is.
-        let (wr, br) = match c.w.router_head() {
-            Some(head) => head,
-            None => (
-                c.w.matrix("router.w_r", ndom, r.hidden)
-                    .iter()
-                    .map(|v| v * ROUTER_SCALE)
-                    .collect(),
-                vec![0.0; ndom],
-            ),
-        };
-        let wr =
-            c.g.init_f32("router.w_r", &[ndom as i64, r.hidden as i64], &wr);
-        let br = c.g.init_f32("router.b_r", &[ndom as i64], &br);
-        let (route, probs) =
-            crate::ops::router::write_node(&mut c.g, "router", &h, &wr, Some(&br), r.tau);
-        c.g.op("Identity", &[&probs], &[]);
-        c.g.name_last_output("route_probs");
-        route
+        c.route(&h, r)
     };
 
     // Pathways, merged by route.
@@ -630,38 +678,13 @@ fn build_dense(
         });
     }
     let merged = merged.expect("at least one pathway");
-    let hn = rms(&mut c, &k, &merged, "output.norm", p.hidden);
-    c.g.op("Identity", &[&hn], &[]);
-    let hidden = c.g.name_last_output("hidden_states");
-    let logits = c.linear("output.head", &hidden, vocab, p.hidden, cfg.output.bits);
-    c.g.op("Identity", &[&logits], &[]);
-    c.g.name_last_output("logits");
-    c.g.op("Identity", &[&route], &[]);
-    c.g.name_last_output("route");
-    let seq_dim = Dim::from("seq");
-    c.g.output(
-        "logits",
-        Elem::F32,
-        &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(vocab as i64)],
+    c.head(
+        cfg,
+        vocab,
+        (&merged, &route),
+        (&k.two, &k.eps),
+        variant != Variant::NoRouter,
     );
-    c.g.output(
-        "hidden_states",
-        Elem::F32,
-        &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(p.hidden as i64)],
-    );
-    c.g.output("route", Elem::I64, &[Dim::Fixed(1), seq_dim.clone()]);
-    if variant != Variant::NoRouter {
-        c.g.output(
-            "route_probs",
-            Elem::F32,
-            &[Dim::Fixed(1), seq_dim.clone(), Dim::Fixed(ndom as i64)],
-        );
-        c.g.output(
-            "router_hidden",
-            Elem::F32,
-            &[Dim::Fixed(1), seq_dim, Dim::Fixed(r.hidden as i64)],
-        );
-    }
     let weight_bytes = c.weight_bytes;
     let doc = format!(
         "GEM architecture ({variant:?}) built by EdgeBench from config `{}`: router {}x{} at {} bits, {} pathways of {}x{} (domain {} bits, general {} bits), SCAR k={} {}",

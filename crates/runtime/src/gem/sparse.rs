@@ -283,15 +283,8 @@ pub fn build(
     variant: Variant,
     weights: &mut dyn WeightSource,
 ) -> Built {
-    let quantize = variant != Variant::NoQuant;
-    let mut c = Ctx {
-        g: GraphBuilder::new(&cfg.name),
-        w: weights,
-        block_size: cfg.pathways.block_size,
-        quantize,
-        weight_bytes: 0,
-        shared: Default::default(),
-    };
+    let mut c = Ctx::new(cfg, variant, weights);
+    let quantize = c.quantize;
     let ids =
         c.g.input("input_ids", Elem::I64, &[Dim::Fixed(1), Dim::from("seq")]);
     let bert = variant != Variant::NoRouter && c.w.bert_router().is_some();
@@ -349,7 +342,6 @@ pub fn build(
     let r = &cfg.router;
 
     // Router -> route [1, seq] of the new tokens.
-    let mut router_hidden = None;
     let route = if variant == Variant::NoRouter {
         let zero = c.g.op("Mul", &[&ids, &s0], &[]);
         let gen = c.g.init_i64("c_general", &[], &[general]);
@@ -491,25 +483,8 @@ pub fn build(
             }
         };
         c.g.op("Identity", &[&h], &[]);
-        router_hidden = Some(c.g.name_last_output("router_hidden"));
-        let (wr, br) = match c.w.router_head() {
-            Some(head) => head,
-            None => (
-                c.w.matrix("router.w_r", ndom, r.hidden)
-                    .iter()
-                    .map(|v| v * super::build::ROUTER_SCALE)
-                    .collect(),
-                vec![0.0; ndom],
-            ),
-        };
-        let wr =
-            c.g.init_f32("router.w_r", &[ndom as i64, r.hidden as i64], &wr);
-        let br = c.g.init_f32("router.b_r", &[ndom as i64], &br);
-        let (route, probs) =
-            crate::ops::router::write_node(&mut c.g, "router", &h, &wr, Some(&br), r.tau);
-        c.g.op("Identity", &[&probs], &[]);
-        c.g.name_last_output("route_probs");
-        route
+        c.g.name_last_output("router_hidden");
+        c.route(&h, r)
     };
     c.g.node_in_domain(
         "",
@@ -613,40 +588,13 @@ pub fn build(
         };
         h = layer(&mut c, &k, &spec, &h);
     }
-    let gain = c.w.vector("output.norm", p.hidden);
-    let gain = c.g.init_f32("output.norm", &[p.hidden as i64], &gain);
-    let hn = layers::rms_norm(&mut c.g, &h, &gain, &k.two, &k.eps);
-    c.g.op("Identity", &[&hn], &[]);
-    let hidden = c.g.name_last_output("hidden_states");
-    let logits = c.linear("output.head", &hidden, vocab, p.hidden, cfg.output.bits);
-    c.g.op("Identity", &[&logits], &[]);
-    c.g.name_last_output("logits");
-    c.g.op("Identity", &[&route], &[]);
-    c.g.name_last_output("route");
-    let seq = || Dim::from("seq");
-    c.g.output(
-        "logits",
-        Elem::F32,
-        &[Dim::Fixed(1), seq(), Dim::Fixed(vocab as i64)],
+    c.head(
+        cfg,
+        vocab,
+        (&h, &route),
+        (&k.two, &k.eps),
+        variant != Variant::NoRouter,
     );
-    c.g.output(
-        "hidden_states",
-        Elem::F32,
-        &[Dim::Fixed(1), seq(), Dim::Fixed(p.hidden as i64)],
-    );
-    c.g.output("route", Elem::I64, &[Dim::Fixed(1), seq()]);
-    if router_hidden.is_some() {
-        c.g.output(
-            "route_probs",
-            Elem::F32,
-            &[Dim::Fixed(1), seq(), Dim::Fixed(ndom as i64)],
-        );
-        c.g.output(
-            "router_hidden",
-            Elem::F32,
-            &[Dim::Fixed(1), seq(), Dim::Fixed(r.hidden as i64)],
-        );
-    }
     for ((_, present), (elem, _, out)) in k.cache.iter().zip(&k.cache_dims) {
         c.g.output(present, *elem, out);
     }

@@ -29,6 +29,7 @@
 //! are merged through their log-sum-exps. [`reference`] is the plain dense
 //! masked implementation tests compare with.
 
+use edgebench_kernels::attention::dot;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -376,24 +377,6 @@ impl Plan {
 /// Blocks with at most this many queries (decode steps) skip the gathers
 /// and matrix products and read `K` and `V` rows in place.
 const DIRECT_QUERIES: usize = 2;
-
-/// Dot product in eight independent lanes (so it vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// Query rows per tile of a causal cluster block.
 const CAUSAL_TILE: usize = 64;
