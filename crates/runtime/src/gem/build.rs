@@ -378,21 +378,8 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
         };
         (rep(c, &kk), rep(c, &v))
     };
-    let rope = |c: &mut Ctx, t: &str| {
-        let half = i64s(&mut c.g, &format!("{t}.half"), &[hd as i64 / 2]);
-        let full = i64s(&mut c.g, &format!("{t}.full"), &[hd as i64]);
-        let zero = i64s(&mut c.g, &format!("{t}.zero"), &[0]);
-        let last = i64s(&mut c.g, &format!("{t}.last"), &[-1]);
-        let split = HalfSplit {
-            start: &zero,
-            mid: &half,
-            end: &full,
-            axis: &last,
-        };
-        layers::rope(&mut c.g, t, &split, &b.rope.0, &b.rope.1)
-    };
-    let q = rope(c, &q);
-    let kk = rope(c, &kk);
+    let q = rope_heads(c, &q, hd, b.rope);
+    let kk = rope_heads(c, &kk, hd, b.rope);
     let o = match b.scar {
         Some(params) => {
             let (o, _clusters) = crate::ops::scar::write_node(
@@ -435,6 +422,22 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
     let act = layers::swiglu(&mut c.g, &gate, &up);
     let down = c.linear(&p("ffn_down"), &act, d, b.ffn, b.bits);
     c.g.op("Add", &[&h, &down], &[])
+}
+
+/// RoPE (`rotate_half` form) on heads `t` `[.., head_dim]` with the tables
+/// gathered by [`rope_tables`].
+pub(super) fn rope_heads(c: &mut Ctx, t: &str, hd: usize, (cos, sin): &(String, String)) -> String {
+    let half = i64s(&mut c.g, &format!("{t}.half"), &[hd as i64 / 2]);
+    let full = i64s(&mut c.g, &format!("{t}.full"), &[hd as i64]);
+    let zero = i64s(&mut c.g, &format!("{t}.zero"), &[0]);
+    let last = i64s(&mut c.g, &format!("{t}.last"), &[-1]);
+    let split = HalfSplit {
+        start: &zero,
+        mid: &half,
+        end: &full,
+        axis: &last,
+    };
+    layers::rope(&mut c.g, t, &split, cos, sin)
 }
 
 /// RoPE cos/sin tables gathered at `pos`, shaped `[seq, head_dim]`.

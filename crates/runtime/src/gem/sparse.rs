@@ -30,7 +30,7 @@
 
 use super::build::{Built, Ctx, Variant, WeightSource, Written};
 use super::config::{ClusterOn, GemConfig, DOMAINS};
-use crate::onnx::layers::{self, i64s, HalfSplit};
+use crate::onnx::layers::{self, i64s};
 use crate::onnx::{encode, Attr, Dim, Elem, GraphBuilder};
 use crate::ops::routed::{RoutedSet, SetWeights};
 use crate::ops::scar::ScarParams;
@@ -173,21 +173,8 @@ fn layer(c: &mut Ctx, k: &Shared, l: &Layer, h: &str) -> String {
     let q = layers::split_heads(&mut c.g, &q, &q_shape);
     let kk = layers::split_heads(&mut c.g, &kp, &kv_shape);
     let v = layers::split_heads(&mut c.g, &v, &kv_shape);
-    let rope = |c: &mut Ctx, t: &str| {
-        let half = i64s(&mut c.g, &format!("{t}.half"), &[hd as i64 / 2]);
-        let full = i64s(&mut c.g, &format!("{t}.full"), &[hd as i64]);
-        let zero = i64s(&mut c.g, &format!("{t}.zero"), &[0]);
-        let last = i64s(&mut c.g, &format!("{t}.last"), &[-1]);
-        let split = HalfSplit {
-            start: &zero,
-            mid: &half,
-            end: &full,
-            axis: &last,
-        };
-        layers::rope(&mut c.g, t, &split, &l.rope.0, &l.rope.1)
-    };
-    let q = rope(c, &q);
-    let kk = rope(c, &kk);
+    let q = super::build::rope_heads(c, &q, hd, l.rope);
+    let kk = super::build::rope_heads(c, &kk, hd, l.rope);
     let cat = |c: &mut Ctx, past: &str, new: &str, out: &str, axis: i64| {
         c.g.node_in_domain(
             "",
