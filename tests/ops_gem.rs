@@ -742,3 +742,64 @@ fn mismatched_past_shapes_are_refused_at_run_time() {
         "{msg}"
     );
 }
+
+/// A graph of one `EbScar` whose keys and values have `kv` heads.
+fn grouped_query_graph(h: usize, kv: usize, d: usize, dx: usize, p: &scar::ScarParams) -> Vec<u8> {
+    let mut g = GraphBuilder::new("scar");
+    let (hd, kd, dd) = (h as i64, kv as i64, d as i64);
+    g.input("x", Elem::F32, &[1.into(), sym("n"), (dx as i64).into()]);
+    g.input("q", Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
+    for name in ["k", "v"] {
+        g.input(name, Elem::F32, &[1.into(), kd.into(), sym("n"), dd.into()]);
+    }
+    g.input("g", Elem::I64, &[1.into(), sym("n")]);
+    let (y, cl) = scar::write_node(&mut g, "scar", "x", "q", "k", "v", Some("g"), p);
+    g.output(&y, Elem::F32, &[1.into(), hd.into(), sym("n"), dd.into()]);
+    g.output(&cl, Elem::I64, &[1.into(), sym("n")]);
+    encode(&g.finish("test", &[]))
+}
+
+#[test]
+fn grouped_query_keys_equal_keys_repeated_per_query_head() {
+    // query head i reads key/value head i / (h / kv), as if each key/value
+    // head were repeated h / kv times
+    let (h, kv, n, d, dx) = (6, 2, 37, 8, 12);
+    let mut r = rng(41);
+    let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|_| r()).collect() };
+    let (x, q, k, v) = (
+        draw(n * dx),
+        draw(h * n * d),
+        draw(kv * n * d),
+        draw(kv * n * d),
+    );
+    let groups: Vec<i64> = (0..n as i64).map(|i| (i * 7 / 5) % 3).collect();
+    let repeat = |m: &[f32]| -> Vec<f32> {
+        (0..h)
+            .flat_map(|hi| m[(hi / (h / kv)) * n * d..(hi / (h / kv) + 1) * n * d].to_vec())
+            .collect()
+    };
+    let p = scar::ScarParams {
+        k: 3,
+        sinks: 1,
+        window: 4,
+        ..scar::ScarParams::default()
+    };
+    let inputs = |kh: usize, k: &[f32], v: &[f32]| {
+        vec![
+            Tensor::from_shape(&[1, n, dx], &x).unwrap(),
+            Tensor::from_shape(&[1, h, n, d], &q).unwrap(),
+            Tensor::from_shape(&[1, kh, n, d], k).unwrap(),
+            Tensor::from_shape(&[1, kh, n, d], v).unwrap(),
+            Tensor::from_shape(&[1, n], &groups).unwrap(),
+        ]
+    };
+    let grouped = run_both(&grouped_query_graph(h, kv, d, dx, &p), inputs(kv, &k, &v));
+    let repeated = run_both(
+        &grouped_query_graph(h, h, d, dx, &p),
+        inputs(h, &repeat(&k), &repeat(&v)),
+    );
+    for (a, b) in grouped.iter().zip(&repeated) {
+        assert_eq!(floats(&a[0]), floats(&b[0]));
+        assert_eq!(ints(&a[1]), ints(&b[1]));
+    }
+}

@@ -39,7 +39,6 @@ use crate::ops::scar::ScarParams;
 struct Shared {
     two: String,
     eps: String,
-    ax2: String,
     /// `[1]` i64: the number of cached tokens.
     past1: String,
     /// `[1]` i64: cached plus new tokens.
@@ -187,19 +186,6 @@ fn layer(c: &mut Ctx, k: &Shared, l: &Layer, h: &str) -> String {
     };
     let kall = cat(c, &l.past_key.0, &kk, &l.past_key.1, 2);
     let vall = cat(c, &l.past_value.0, &v, &l.past_value.1, 2);
-    let (kall, vall) = if kv == heads {
-        (kall, vall)
-    } else {
-        // grouped-query attention: query head h reads key/value head h / (heads / kv)
-        let reps = i64s(&mut c.g, &n("kv_reps"), &[1, 1, (heads / kv) as i64, 1, 1]);
-        let back = i64s(&mut c.g, &n("shape_rep"), &[0, heads as i64, -1, hd as i64]);
-        let rep = |c: &mut Ctx, t: &str| {
-            let t = c.g.op("Unsqueeze", &[t, &k.ax2], &[]);
-            let t = c.g.op("Tile", &[&t, &reps], &[]);
-            c.g.op("Reshape", &[&t, &back], &[])
-        };
-        (rep(c, &kall), rep(c, &vall))
-    };
     let (sx, past_x, past_clusters) = match &l.scar_cache {
         Some(((px, px_out), (pc, _))) => {
             let sx = match l.cluster_on {
@@ -291,12 +277,10 @@ pub fn build(
     let s1 = c.g.init_i64("c_s1", &[], &[1]);
     let ax0 = i64s(&mut c.g, "c_ax0", &[0]);
     let ax1 = i64s(&mut c.g, "c_ax1", &[1]);
-    let ax2 = i64s(&mut c.g, "c_ax2", &[2]);
     let one1 = i64s(&mut c.g, "c_one1", &[1]);
     let mut k = Shared {
         two: c.g.init_f32("c_two", &[], &[2.0]),
         eps: c.g.init_f32("c_eps", &[], &[1e-5]),
-        ax2: ax2.clone(),
         past1: String::new(),
         total1: String::new(),
         fzero3: c.g.init_f32("c_fzero3", &[1, 1, 1], &[0.0]),

@@ -567,6 +567,8 @@ fn attend(
 struct Dims {
     b: usize,
     h: usize,
+    /// Key/value heads (`h` a multiple of it).
+    kvh: usize,
     n: usize,
     p: usize,
     dx: usize,
@@ -575,7 +577,7 @@ struct Dims {
 }
 
 /// One call's inputs as plain slices: `x` `[b, n, dx]`, `q` `[b, h, n, d]`,
-/// `k` `[b, h, t, d]`, `v` `[b, h, t, dv]`, `groups` `[b, t]`, `past_x`
+/// `k` `[b, kvh, t, d]`, `v` `[b, kvh, t, dv]`, `groups` `[b, t]`, `past_x`
 /// `[b, p, dx]`, `past_clusters` `[b, p]`.
 struct Inputs<'a> {
     x: &'a [f32],
@@ -592,6 +594,7 @@ fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
     let Dims {
         b,
         h,
+        kvh,
         n,
         p,
         dx,
@@ -619,7 +622,8 @@ fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
         let clusters = assign_rows(row, (t, dx), group, past, p, params);
         let plan = Plan::new(&clusters, group, p, params);
         for hi in 0..h {
-            let (qo, ko) = ((bi * h + hi) * n, (bi * h + hi) * t);
+            // query head hi reads key/value head hi / (h / kvh)
+            let (qo, ko) = ((bi * h + hi) * n, (bi * kvh + hi / (h / kvh)) * t);
             attend(
                 &plan,
                 &inp.q[qo * d..(qo + n) * d],
@@ -952,14 +956,16 @@ impl EvalOp for Scar {
                 && qs.len() == 4
                 && ks.len() == 4
                 && vs.len() == 4
-                && qs[..2] == ks[..2]
+                && qs[0] == ks[0]
+                && ks[1] > 0
+                && qs[1] % ks[1] == 0
                 && ks[..3] == vs[..3]
                 && qs[3] == ks[3]
                 && xs[0] == qs[0]
                 && xs[1] == qs[2]
                 && (self.cached || ks[2] == qs[2])
                 && ks[2] >= qs[2],
-            "{OP_NAME}: shapes X {xs:?}, Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, n, dx], [b, h, n, d], [b, h, {t}, d], [b, h, {t}, dv]",
+            "{OP_NAME}: shapes X {xs:?}, Q {qs:?}, K {ks:?}, V {vs:?} do not fit [b, n, dx], [b, h, n, d], [b, kv, {t}, d], [b, kv, {t}, dv] (kv dividing h)",
             t = if self.cached { "p + n" } else { "n" }
         );
         let (b, n, t) = (qs[0], qs[2], ks[2]);
@@ -993,6 +999,7 @@ impl EvalOp for Scar {
         let dims = Dims {
             b,
             h: qs[1],
+            kvh: ks[1],
             n,
             p,
             dx: xs[2],
