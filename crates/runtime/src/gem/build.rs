@@ -424,6 +424,30 @@ fn block(c: &mut Ctx, k: &Common, b: &Block, h: &str) -> String {
     c.g.op("Add", &[&h, &down], &[])
 }
 
+/// The graph's doc string: what was built, from which config.
+pub(super) fn describe(
+    cfg: &GemConfig,
+    variant: Variant,
+    how: &str,
+    pathways: usize,
+    scar: &str,
+) -> String {
+    let (r, p) = (&cfg.router, &cfg.pathways);
+    format!(
+        "GEM architecture ({variant:?}{how}) built by EdgeBench from config `{}`: router {}x{} at {} bits, {} pathways of {}x{} (domain {} bits, general {} bits), SCAR {}",
+        cfg.name,
+        r.layers,
+        r.hidden,
+        r.bits,
+        pathways,
+        p.layers,
+        p.hidden,
+        p.domain_bits,
+        p.general_bits,
+        scar
+    )
+}
+
 /// RoPE (`rotate_half` form) on heads `t` `[.., head_dim]` with the tables
 /// gathered by [`rope_tables`].
 pub(super) fn rope_heads(c: &mut Ctx, t: &str, hd: usize, (cos, sin): &(String, String)) -> String {
@@ -689,20 +713,11 @@ fn build_dense(
         variant != Variant::NoRouter,
     );
     let weight_bytes = c.weight_bytes;
-    let doc = format!(
-        "GEM architecture ({variant:?}) built by EdgeBench from config `{}`: router {}x{} at {} bits, {} pathways of {}x{} (domain {} bits, general {} bits), SCAR k={} {}",
-        cfg.name,
-        r.layers,
-        r.hidden,
-        r.bits,
-        pathways.len(),
-        p.layers,
-        p.hidden,
-        p.domain_bits,
-        p.general_bits,
-        cfg.scar.k,
-        if scar.is_some() { "on" } else { "off" }
-    );
+    let scar_text = match scar {
+        Some(_) => format!("k={} on", cfg.scar.k),
+        None => format!("k={} off", cfg.scar.k),
+    };
+    let doc = describe(cfg, variant, "", pathways.len(), &scar_text);
     let onnx = encode(&c.g.finish(&doc, &[("edgebench.gem.variant", format!("{variant:?}"))]));
     Built { onnx, weight_bytes }
 }

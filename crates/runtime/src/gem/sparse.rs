@@ -570,22 +570,19 @@ pub fn build(
         c.g.output(present, *elem, out);
     }
     let weight_bytes = c.weight_bytes;
-    let doc = format!(
-        "GEM architecture ({variant:?}, sparse dispatch, KV cache) built by EdgeBench from config `{}`: router {}x{} at {} bits, {} pathways of {}x{} (domain {} bits, general {} bits), SCAR {}",
-        cfg.name,
-        r.layers,
-        r.hidden,
-        r.bits,
+    let scar_text = match scar_on {
+        true => format!(
+            "k={} sinks={} window={} on {:?}",
+            params.k, params.sinks, params.window, cfg.scar.cluster_on
+        ),
+        false => "off".into(),
+    };
+    let doc = super::build::describe(
+        cfg,
+        variant,
+        ", sparse dispatch, KV cache",
         pathways.len(),
-        p.layers,
-        p.hidden,
-        p.domain_bits,
-        p.general_bits,
-        if scar_on {
-            format!("k={} sinks={} window={} on {:?}", params.k, params.sinks, params.window, cfg.scar.cluster_on)
-        } else {
-            "off".into()
-        }
+        &scar_text,
     );
     let onnx = encode(&c.g.finish(
         &doc,
