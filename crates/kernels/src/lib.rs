@@ -126,6 +126,18 @@ pub fn huge_pages(ptr: *const u8, bytes: usize) {
     let _ = (ptr, bytes);
 }
 
+/// Hands memory the allocator holds but no longer uses back to the system
+/// (glibc's `malloc_trim`): loading a graph frees its decoded protobuf and
+/// tract's intermediate models, which glibc otherwise keeps resident. Does
+/// nothing on other C libraries.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages; live allocations stay.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Helpers of the kernels' tests (and of the ops' tests above them).
 #[doc(hidden)]
 pub mod test_util {

@@ -364,6 +364,7 @@ pub fn plan_from_proto(
         false => model.into_optimized()?,
     };
     let plan = model.into_runnable()?;
+    edgebench_kernels::release_freed_memory();
     Ok((plan, rewrites))
 }
 
