@@ -39,17 +39,12 @@ use crate::ops::scar::ScarParams;
 struct Shared {
     two: String,
     eps: String,
-    /// `[1]` i64: the number of cached tokens.
-    past1: String,
-    /// `[1]` i64: cached plus new tokens.
-    total1: String,
-    /// `[1, 1, 1]` f32 zero and `[1, 1]` i64 zero, expanded into placeholder SCAR inputs.
-    fzero3: String,
-    izero2: String,
     one1: String,
-    /// Cache inputs and the names of their present outputs, in order.
-    cache: Vec<(String, String)>,
-    cache_dims: Vec<(Elem, Vec<Dim>, Vec<Dim>)>,
+    /// SCAR's cache inputs when `k = 1` (nothing to cluster, so nothing
+    /// cached): zeros `[1, past, 1]` f32 and `[1, past]` i64, made once.
+    zero_past: (String, String),
+    /// The present outputs of the cache, in input order, with their types.
+    cache: Vec<(String, Elem, Vec<Dim>)>,
 }
 
 impl Shared {
@@ -64,8 +59,7 @@ impl Shared {
     ) -> (String, String) {
         let input = g.input(&format!("past_{name}"), elem, &dims);
         let present = format!("present_{name}");
-        self.cache.push((input.clone(), present.clone()));
-        self.cache_dims.push((elem, dims, out));
+        self.cache.push((present.clone(), elem, out));
         (input, present)
     }
 }
@@ -203,14 +197,7 @@ fn layer(c: &mut Ctx, k: &Shared, l: &Layer, h: &str) -> String {
                 let axes = i64s(&mut c.g, &n("sx_axes"), &[2]);
                 c.g.op("Slice", &[&x, &starts, &k.one1, &axes], &[])
             };
-            let one = i64s(&mut c.g, &n("c_one"), &[1]);
-            let xs =
-                c.g.op("Concat", &[&one, &k.past1, &one], &[("axis", Attr::Int(0))]);
-            let px = c.g.op("Expand", &[&k.fzero3, &xs], &[]);
-            let cs =
-                c.g.op("Concat", &[&one, &k.past1], &[("axis", Attr::Int(0))]);
-            let pc = c.g.op("Expand", &[&k.izero2, &cs], &[]);
-            (sx, px, pc)
+            (sx, k.zero_past.0.clone(), k.zero_past.1.clone())
         }
     };
     let (o, clusters) = crate::ops::scar::write_node_cached(
@@ -281,13 +268,9 @@ pub fn build(
     let mut k = Shared {
         two: c.g.init_f32("c_two", &[], &[2.0]),
         eps: c.g.init_f32("c_eps", &[], &[1e-5]),
-        past1: String::new(),
-        total1: String::new(),
-        fzero3: c.g.init_f32("c_fzero3", &[1, 1, 1], &[0.0]),
-        izero2: c.g.init_i64("c_izero2", &[1, 1], &[0]),
         one1: one1.clone(),
+        zero_past: Default::default(),
         cache: vec![],
-        cache_dims: vec![],
     };
     let (past_route, present_route) = k.past(
         &mut c.g,
@@ -306,8 +289,18 @@ pub fn build(
     let past = c.g.op("Squeeze", &[&past1, &ax0], &[]);
     let total = c.g.op("Squeeze", &[&total1, &ax0], &[]);
     let pos = c.g.op("Range", &[&past, &total, &s1], &[]);
-    k.past1 = past1;
-    k.total1 = total1.clone();
+    let izero2 = c.g.init_i64("c_izero2", &[1, 1], &[0]);
+    let zeros = |c: &mut Ctx, len: &str, elem_zero: &str, last: &[&str]| {
+        let mut dims = vec![one1.as_str(), len];
+        dims.extend(last);
+        let shape = c.g.op("Concat", &dims, &[("axis", Attr::Int(0))]);
+        c.g.op("Expand", &[elem_zero, &shape], &[])
+    };
+    let fzero3 = c.g.init_f32("c_fzero3", &[1, 1, 1], &[0.0]);
+    k.zero_past = (
+        zeros(&mut c, &past1, &fzero3, &[&one1]),
+        zeros(&mut c, &past1, &izero2, &[]),
+    );
     let ndom = DOMAINS.len();
     let general = ndom as i64;
     let r = &cfg.router;
@@ -406,11 +399,7 @@ pub fn build(
                     cfg.pathways.rope_base,
                     &pos,
                 );
-                let zeros = {
-                    let cs =
-                        c.g.op("Concat", &[&one1, &total1], &[("axis", Attr::Int(0))]);
-                    c.g.op("Expand", &[&k.izero2, &cs], &[])
-                };
+                let zeros = zeros(&mut c, &total1, &izero2, &[]);
                 let hd = r.hidden / r.heads;
                 for l in 0..r.layers {
                     let prefix = format!("router.blk{l}");
@@ -566,7 +555,7 @@ pub fn build(
         (&k.two, &k.eps),
         variant != Variant::NoRouter,
     );
-    for ((_, present), (elem, _, out)) in k.cache.iter().zip(&k.cache_dims) {
+    for (present, elem, out) in &k.cache {
         c.g.output(present, *elem, out);
     }
     let weight_bytes = c.weight_bytes;
