@@ -69,7 +69,8 @@ const MIN_PREFIX_REUSE: usize = 8;
 struct Cache {
     tensors: Vec<TValue>,
     len: usize,
-    /// The tokens cached and the character end of each (GEM's router alignment).
+    /// With a router: the tokens cached and the character end of each
+    /// (GEM's router alignment); empty otherwise.
     ids: Vec<u32>,
     ends: Vec<usize>,
     /// The router tokens the router slots hold.
@@ -382,8 +383,8 @@ impl TractDecoder {
             }
             None => None,
         };
-        let mut router_ids = vec![];
-        let mut ends = vec![];
+        // what the router's alignment needs next time (kept for router graphs only)
+        let (mut all_ids, mut router_ids, mut ends) = (vec![], vec![], vec![]);
         let inputs: TVec<TValue> = match &self.io {
             Some(io) => {
                 let (past, tensors) = cache.map_or((0, &[][..]), |c| (c.len, &c.tensors[..]));
@@ -417,6 +418,7 @@ impl TractDecoder {
                     router_keep = Some(shared);
                     router_ids = a.router_ids;
                     ends = e;
+                    all_ids = all;
                 }
                 if let Some(c) = cache {
                     for (t, s) in c.tensors.iter().zip(&self.slots) {
@@ -458,7 +460,7 @@ impl TractDecoder {
                 None => self.slots.iter().map(|s| out[s.output].clone()).collect(),
             },
             len: c.len + seq,
-            ids: c.ids.iter().chain(ids).copied().collect(),
+            ids: all_ids,
             ends,
             router_ids,
         });
