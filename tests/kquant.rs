@@ -6,12 +6,9 @@ mod common;
 
 use edgebench::model::decoder::TractDecoder;
 use edgebench::model::gguf::requant::Target;
-use edgebench::model::gguf::{
-    dequantize_blocks, linear_blocks, GgmlType, Gguf, GgufValue, GgufWriter,
-};
+use edgebench::model::gguf::{dequantize_blocks, linear_blocks, GgmlType, Gguf, GgufWriter};
 use edgebench::model::llama;
 use edgebench::model::manifest::ModelManifest;
-use edgebench::model::tokenizer::bytes_to_unicode;
 use edgebench::ops::qkernel::PackedMatrix;
 use edgebench::ops::quant::Lowering;
 use std::path::Path;
@@ -87,36 +84,18 @@ const VOCAB: usize = 257;
 /// F32 values, or random blocks with small f16 scales for Q2_K / Q3_K (which have no quantizer).
 fn synthetic(ty: impl Fn(&str) -> GgmlType) -> Vec<u8> {
     let mut w = GgufWriter::new();
-    let s = |v: &str| GgufValue::Str(v.to_string());
-    w.kv("general.architecture", s("llama"));
-    w.kv("general.name", s("synthetic-256"));
-    w.kv("llama.block_count", GgufValue::U32(2));
-    w.kv("llama.embedding_length", GgufValue::U32(D as u32));
-    w.kv("llama.feed_forward_length", GgufValue::U32(FFN as u32));
-    w.kv("llama.attention.head_count", GgufValue::U32(H as u32));
-    w.kv("llama.attention.head_count_kv", GgufValue::U32(KV as u32));
-    w.kv("llama.rope.freq_base", GgufValue::F32(10000.0));
-    w.kv(
-        "llama.attention.layer_norm_rms_epsilon",
-        GgufValue::F32(1e-5),
+    common::synth_llama::llama_header(
+        &mut w,
+        "synthetic-256",
+        common::synth_llama::Dims {
+            layers: 2,
+            d: D,
+            ffn: FFN,
+            heads: H,
+            kv: KV,
+        },
+        (10000.0, 1e-5),
     );
-    w.kv("llama.context_length", GgufValue::U32(64));
-    w.kv("tokenizer.ggml.model", s("gpt2"));
-    let table = bytes_to_unicode();
-    let mut tokens: Vec<GgufValue> = table
-        .iter()
-        .map(|c| GgufValue::Str(c.to_string()))
-        .collect();
-    tokens.push(GgufValue::Str("ab".into()));
-    w.kv("tokenizer.ggml.tokens", GgufValue::Array(tokens));
-    w.kv(
-        "tokenizer.ggml.merges",
-        GgufValue::Array(vec![GgufValue::Str(format!(
-            "{} {}",
-            table[b'a' as usize], table[b'b' as usize]
-        ))]),
-    );
-    w.kv("tokenizer.ggml.bos_token_id", GgufValue::U32(0));
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;

@@ -23,21 +23,37 @@ impl Rng {
     }
 }
 
-/// Writes the GGUF; returns its bytes.
-pub fn synthetic_gguf(quantized: bool) -> Vec<u8> {
-    let mut w = GgufWriter::new();
+/// A llama's dimensions.
+pub struct Dims {
+    pub layers: usize,
+    pub d: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv: usize,
+}
+
+/// The metadata of a synthetic llama GGUF named `name` (RoPE base and RMS
+/// epsilon as given, context 64) and its byte-level tokenizer: the 256
+/// bytes, then `ab` from one merge; BOS is token 0.
+pub fn llama_header(w: &mut GgufWriter, name: &str, dims: Dims, (base, eps): (f64, f64)) {
     let s = |v: &str| GgufValue::Str(v.to_string());
     w.kv("general.architecture", s("llama"));
-    w.kv("general.name", s("synthetic"));
-    w.kv("llama.block_count", GgufValue::U32(LAYERS as u32));
-    w.kv("llama.embedding_length", GgufValue::U32(D as u32));
-    w.kv("llama.feed_forward_length", GgufValue::U32(FFN as u32));
-    w.kv("llama.attention.head_count", GgufValue::U32(H as u32));
-    w.kv("llama.attention.head_count_kv", GgufValue::U32(KV as u32));
-    w.kv("llama.rope.freq_base", GgufValue::F32(BASE as f32));
+    w.kv("general.name", s(name));
+    w.kv("llama.block_count", GgufValue::U32(dims.layers as u32));
+    w.kv("llama.embedding_length", GgufValue::U32(dims.d as u32));
+    w.kv("llama.feed_forward_length", GgufValue::U32(dims.ffn as u32));
+    w.kv(
+        "llama.attention.head_count",
+        GgufValue::U32(dims.heads as u32),
+    );
+    w.kv(
+        "llama.attention.head_count_kv",
+        GgufValue::U32(dims.kv as u32),
+    );
+    w.kv("llama.rope.freq_base", GgufValue::F32(base as f32));
     w.kv(
         "llama.attention.layer_norm_rms_epsilon",
-        GgufValue::F32(EPS as f32),
+        GgufValue::F32(eps as f32),
     );
     w.kv("llama.context_length", GgufValue::U32(64));
     w.kv("tokenizer.ggml.model", s("gpt2"));
@@ -56,6 +72,23 @@ pub fn synthetic_gguf(quantized: bool) -> Vec<u8> {
         ))]),
     );
     w.kv("tokenizer.ggml.bos_token_id", GgufValue::U32(0));
+}
+
+/// Writes the GGUF; returns its bytes.
+pub fn synthetic_gguf(quantized: bool) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    llama_header(
+        &mut w,
+        "synthetic",
+        Dims {
+            layers: LAYERS,
+            d: D,
+            ffn: FFN,
+            heads: H,
+            kv: KV,
+        },
+        (BASE, EPS),
+    );
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut t = |w: &mut GgufWriter, name: &str, rows: usize, cols: usize, ty: GgmlType| {
         let v: Vec<f32> = (0..rows * cols).map(|_| rng.next()).collect();
