@@ -70,12 +70,7 @@ fn fit(
     per_domain: usize,
 ) -> Result<Fitted, Failure> {
     use gem::router_fit;
-    // the router's features come from the dense graph, which runs without a cache
-    let dense = GemConfig {
-        dispatch: gem::config::Dispatch::Dense,
-        ..cfg.clone()
-    };
-    gem::materialize_seeded(&dense, Variant::Full, out).map_err(failed)?;
+    gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
     let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
     let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
     if data.is_empty() {

@@ -9,6 +9,7 @@ use crate::model::tokenizer::Tok;
 use serde::Serialize;
 use std::path::Path;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::DimLike;
 
 /// A sentence and its domain index (`gem::config::DOMAINS` order).
 #[derive(Debug, Clone)]
@@ -87,7 +88,20 @@ impl RouterFeatures {
             ids.insert(0, c);
         }
         let input = Tensor::from_shape(&[1, ids.len()], &ids)?;
-        let out = self.plan.run(tvec!(input.into_tvalue()))?;
+        let mut inputs = tvec!(input.into_tvalue());
+        // a GEM graph with a cache runs from an empty one: every `past_*`
+        // input with its growing axis at 0
+        let model = self.plan.model();
+        for ix in 1..model.inputs.len() {
+            let fact = model.input_fact(ix)?;
+            let shape: Vec<usize> = fact
+                .shape
+                .iter()
+                .map(|d| d.to_usize().unwrap_or(0))
+                .collect();
+            inputs.push(Tensor::zero_dt(fact.datum_type, &shape)?.into_tvalue());
+        }
+        let out = self.plan.run(inputs)?;
         let h = out[self.output].to_plain_array_view::<f32>()?;
         let d = *h.shape().last().unwrap_or(&0);
         Ok(h.iter()
