@@ -197,6 +197,7 @@ fn evaluate_from_the_library_equals_the_command_line_run() {
         limit: None,
         seed: 1234,
         bootstrap: 50,
+        truncation: Default::default(),
     };
     let job = Job::New {
         id: Some("lib".into()),

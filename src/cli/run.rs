@@ -3,6 +3,7 @@
 use super::{bad_input, eval_failure, failed, record_failure, run_failure, Failure, Paths};
 use clap::Args;
 use edgebench::evaluate::{evaluate, Job};
+use edgebench::fit::Truncation;
 use edgebench::metrics::Bootstrap;
 use edgebench::model;
 use edgebench::record::{RunDir, MAX_BOOTSTRAP};
@@ -38,6 +39,11 @@ pub struct RunArgs {
     /// Bootstrap resamples for confidence intervals (default 1000).
     #[arg(long)]
     pub bootstrap: Option<usize>,
+    /// How calls longer than the model's context are cut: `document` (the
+    /// end of the example's document, the same for all of its calls) or
+    /// `left` (each call keeps its last tokens). Recorded in run.json.
+    #[arg(long, default_value = "document", value_parser = ["document", "left"], conflicts_with = "resume")]
+    pub truncation: String,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -135,6 +141,7 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 limit: a.limit,
                 seed: a.seed.unwrap_or(DEFAULT_SEED),
                 bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
+                truncation: Truncation::parse(&a.truncation).expect("clap checked it"),
             };
             settings.check().map_err(run_failure)?;
             model = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;

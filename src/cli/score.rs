@@ -232,6 +232,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             .unwrap_or(root.clone())
             .display()
             .to_string(),
+        truncation: edgebench::fit::Truncation::Left,
         seed: a.seed,
         limit: None,
         suites: vec![spec.id.clone()],

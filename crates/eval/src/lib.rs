@@ -1,11 +1,12 @@
 //! EdgeBench's evaluation: suite files ([`suite`]) -> examples ([`data`]) ->
-//! requests ([`request`]) -> a model -> per-example records ([`record`], run by
+//! requests ([`request`], fitted to the context by [`fit`]) -> a model -> per-example records ([`record`], run by
 //! [`runner`]) -> metrics ([`metrics`]) -> reports ([`report`]), plus
 //! compression sweeps ([`sweep`]) and the CI regression gate ([`gate`]).
 //! [`evaluate::evaluate`] runs the whole flow.
 
 pub mod data;
 pub mod evaluate;
+pub mod fit;
 pub mod gate;
 pub mod metrics;
 pub mod record;

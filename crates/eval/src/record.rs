@@ -4,6 +4,7 @@
 //! losing an example.
 
 use crate::data::Gold;
+use crate::fit::Truncation;
 use crate::request::{Call, Reply, Strategy};
 use edgebench_runtime::model::ModelInfo;
 use serde::{Deserialize, Serialize};
@@ -85,11 +86,21 @@ pub struct Record {
     pub prompt_tokens: usize,
     /// Generated or scored continuation tokens.
     pub output_tokens: usize,
-    /// Wall time of the model calls, milliseconds.
+    /// Wall time of the example (fitting its calls to the context and the
+    /// model's answers), milliseconds.
     pub latency_ms: f64,
     /// Bytes cut from the example's texts before prompting (`data::MAX_TEXT_BYTES`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub truncated_bytes: usize,
+    /// Tokens cut from the end of the example's document to fit the model's
+    /// context ([`crate::fit`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated_tokens: usize,
+    /// Time inside the model's forward passes, milliseconds (the rest of
+    /// `latency_ms` is the harness: tokenising, scoring, bookkeeping);
+    /// `None` when the model does not measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_ms: Option<f64>,
     /// GEM's per-token routing decisions, one string of pathway ids (`0`-`7`
     /// the domains in `gem::config::DOMAINS` order, `8` general) per forward pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -119,6 +130,8 @@ impl Record {
             output_tokens: 0,
             latency_ms: 0.0,
             truncated_bytes: example.truncated_bytes,
+            truncated_tokens: 0,
+            model_ms: None,
             routes: Vec::new(),
         }
     }
@@ -219,6 +232,9 @@ pub struct RunManifest {
     pub state: String,
     /// Bootstrap resamples used for confidence intervals.
     pub bootstrap: usize,
+    /// How calls longer than the model's context were cut.
+    #[serde(default = "Truncation::unrecorded")]
+    pub truncation: Truncation,
     /// Device, threads, frequency governor and thermal state of the run.
     #[serde(default)]
     pub provenance: RunProvenance,

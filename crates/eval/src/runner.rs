@@ -8,6 +8,7 @@
 //! build for it. Scoring and reporting happen afterwards, from the folder alone.
 
 use crate::data::{self, DataStatus, Example};
+use crate::fit::{Fitted, Truncation};
 use crate::record::{
     sha256_file, FileHash, HostInfo, Leg, Plan, Record, RecordError, RunDir, RunLock, RunManifest,
     SuiteStatus, MAX_BOOTSTRAP, SUITE_SNAPSHOT,
@@ -84,6 +85,8 @@ pub struct Settings {
     pub seed: u64,
     /// Bootstrap resamples of the intervals.
     pub bootstrap: usize,
+    /// How calls longer than the model's context are cut.
+    pub truncation: Truncation,
 }
 
 impl Settings {
@@ -117,6 +120,7 @@ impl Settings {
             limit: m.limit,
             seed: m.seed,
             bootstrap: m.bootstrap,
+            truncation: m.truncation,
         }
     }
 }
@@ -165,10 +169,15 @@ pub struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
-    /// The requests of `ex`, as this run builds them.
-    fn calls(&self, ex: &Example) -> Vec<request::Call> {
+    /// The requests of `ex`, as this run builds them, fitted to `model`'s context.
+    fn calls(
+        &self,
+        ex: &Example,
+        model: &dyn Model,
+        truncation: Truncation,
+    ) -> Result<Fitted, ModelError> {
         let strategy = self.strategy.expect("only evaluated suites build calls");
-        request::build(self.spec, strategy, ex, &self.pool)
+        crate::fit::fit(self.spec, strategy, ex, &self.pool, model, truncation)
     }
 }
 
@@ -305,6 +314,7 @@ pub fn start(
         host: host_info(),
         state: "running".into(),
         bootstrap: settings.bootstrap,
+        truncation: settings.truncation,
         provenance: crate::record::RunProvenance::now(threads_of(model)),
         plan_sha256: Some(dir.save_plan(&plan)?),
         legs: vec![leg(created, "start", model, vec![])],
@@ -440,6 +450,7 @@ pub fn resume(
             limit: requested.limit.or(settings.limit),
             seed: requested.seed.unwrap_or(settings.seed),
             bootstrap: requested.bootstrap.unwrap_or(settings.bootstrap),
+            truncation: settings.truncation,
         };
     }
     settings.check()?;
@@ -494,7 +505,14 @@ pub fn resume(
     if !changes.is_empty() && !force_new_leg {
         return Err(refuse(&changes));
     }
-    let superseded = check_records(&dir, &prepared, force_new_leg, manifest.legs.len())?;
+    let superseded = check_records(
+        &dir,
+        &prepared,
+        model.as_ref(),
+        settings.truncation,
+        force_new_leg,
+        manifest.legs.len(),
+    )?;
     if superseded > 0 {
         changes.push(format!(
             "{superseded} record(s) that the new settings would not produce moved to records/superseded/"
@@ -552,6 +570,8 @@ fn short(h: &str) -> &str {
 fn check_records(
     dir: &RunDir,
     prepared: &[Prepared<'_>],
+    model: &dyn Model,
+    truncation: Truncation,
     force_new_leg: bool,
     leg: usize,
 ) -> Result<usize, RunError> {
@@ -575,10 +595,18 @@ fn check_records(
                 Some(_) if seen.contains(&r.example_id) => {
                     Some("is recorded a second time".to_string())
                 }
-                Some(ex) if request::prompt_hash(&p.calls(ex)) != r.prompt_hash => {
-                    Some("has a prompt that differs from the one this run builds".to_string())
+                Some(ex) => {
+                    let fitted =
+                        p.calls(ex, model, truncation)
+                            .map_err(|source| RunError::Model {
+                                suite: id.clone(),
+                                example: ex.id.clone(),
+                                source,
+                            })?;
+                    (request::prompt_hash(&fitted.calls) != r.prompt_hash).then(|| {
+                        "has a prompt that differs from the one this run builds".to_string()
+                    })
                 }
-                Some(_) => None,
             };
             match problem {
                 None => {
@@ -655,29 +683,33 @@ fn execute(
                 bar.abandon();
                 return Ok(());
             }
-            let calls = p.calls(ex);
             let model_error = |source| RunError::Model {
                 suite: id.clone(),
                 example: ex.id.clone(),
                 source,
             };
             let start = Instant::now();
-            let mut replies = Vec::with_capacity(calls.len());
-            for c in &calls {
-                let reply = request::execute(model, c).map_err(model_error)?;
+            model.take_model_time();
+            let Fitted { calls, cut_tokens } = p
+                .calls(ex, &*model, manifest.truncation)
+                .map_err(model_error)?;
+            let replies = request::execute_all(model, &calls).map_err(model_error)?;
+            for (c, reply) in calls.iter().zip(&replies) {
                 reply.check(c).map_err(|e| {
                     model_error(ModelError::Runtime(format!("invalid output: {e}")))
                 })?;
-                replies.push(reply);
             }
             let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+            let model_ms = model.take_model_time().map(|t| t.as_secs_f64() * 1e3);
             let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
             let record = Record {
                 prompt_tokens,
                 output_tokens,
                 latency_ms,
+                model_ms,
                 routes: model.take_routes(),
                 truncated_bytes: ex.truncated_bytes,
+                truncated_tokens: cut_tokens,
                 ..Record::new(id, ex, p.strategy.expect("evaluated"), calls, replies)
             };
             app.append(&record)?;

@@ -98,6 +98,10 @@ pub struct SuiteIntegrity {
     pub torn_line: Option<usize>,
     /// Scored examples whose texts were cut to `data::MAX_TEXT_BYTES`.
     pub truncated: usize,
+    /// Scored examples whose document was cut to fit the model's context.
+    pub cut_to_context: usize,
+    /// Tokens cut from those documents, in all.
+    pub cut_tokens: usize,
 }
 
 impl SuiteIntegrity {
@@ -168,6 +172,8 @@ pub fn score_run(dir: &RunDir, boot: &Bootstrap) -> Result<RunScores, ReportErro
             }
             check.scored = records.len();
             check.truncated = records.iter().filter(|r| r.truncated_bytes > 0).count();
+            check.cut_to_context = records.iter().filter(|r| r.truncated_tokens > 0).count();
+            check.cut_tokens = records.iter().map(|r| r.truncated_tokens).sum();
             check.missing = check.planned.map_or(0, |p| p - records.len());
             integrity.push(check);
             if let Some(tokens) = count_routes(&records) {
@@ -365,6 +371,12 @@ pub fn summary_markdown(r: &RunScores) -> String {
                     "{} example(s) had a text cut to {} MiB",
                     i.truncated,
                     crate::data::MAX_TEXT_BYTES >> 20
+                ));
+            }
+            if i.cut_to_context > 0 {
+                n.push(format!(
+                    "{} example(s) had the end of their document cut to fit the model's context ({} tokens in all)",
+                    i.cut_to_context, i.cut_tokens
                 ));
             }
             n.into_iter().map(move |x| format!("- `{}`: {x}", i.suite))
