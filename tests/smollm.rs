@@ -6,7 +6,7 @@ mod common;
 use edgebench::model::decoder::TractDecoder;
 use edgebench::model::gguf::Gguf;
 use edgebench::model::manifest::ModelManifest;
-use edgebench::model::{llama, Model};
+use edgebench::model::{llama, LoglikelihoodRequest, Model};
 
 const PARAGRAPH: &str = "The history of the city begins in the twelfth century, when a small market grew up around a bridge over the river. Merchants came from the surrounding villages to sell grain, wool and livestock, and by the end of the century the town had a church, a school and a town hall. Over the following centuries the city grew into an important centre of trade.";
 
@@ -149,4 +149,56 @@ fn a_truncated_gguf_is_a_clear_error() {
     let err = llama::import_gguf(&cut, &tmp.path().join("out"), 512, false).expect_err("must fail");
     let msg = err.to_string();
     assert!(msg.contains("cut.gguf"), "{msg}");
+}
+
+/// An example's loglikelihood requests scored as one list (ordered by
+/// context, the document's cache shared across its questions) give what
+/// scoring each request alone from scratch gives.
+#[test]
+fn a_list_of_requests_scores_as_each_request_alone() {
+    let Some(path) = common::smollm2_gguf() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm2");
+    llama::import_gguf(&path, &out, 512, true).expect("import");
+    let mut m = TractDecoder::load(
+        &out,
+        &ModelManifest::load(&out).unwrap(),
+        "test",
+        &common::runtime(),
+    )
+    .unwrap();
+    let doc = format!("{PARAGRAPH}\n{PARAGRAPH}");
+    let contexts: Vec<String> = ["trade", "the church", "wool", "a bridge", "the school"]
+        .iter()
+        .map(|l| format!("{doc}\nIs the text about {l}? Answer:"))
+        .chain(["Question: What is the capital of France?\nAnswer:".to_string()])
+        .collect();
+    let conts = vec![
+        " yes".to_string(),
+        " no".to_string(),
+        " Paris, I think".to_string(),
+    ];
+    // out of context order, so the backend's reordering is exercised
+    let order = [3, 0, 5, 1, 4, 2];
+    let requests: Vec<LoglikelihoodRequest<'_>> = order
+        .iter()
+        .map(|&i| LoglikelihoodRequest {
+            context: &contexts[i],
+            continuations: &conts,
+        })
+        .collect();
+    let listed = m.loglikelihood_requests(&requests).unwrap();
+    m.set_share_context(false);
+    let mut worst = 0f64;
+    for (r, got) in requests.iter().zip(&listed) {
+        let alone = m.loglikelihood(r.context, r.continuations).unwrap();
+        for (a, b) in got.iter().zip(&alone) {
+            assert_eq!((a.tokens, a.is_greedy), (b.tokens, b.is_greedy));
+            worst = worst.max((a.logprob - b.logprob).abs() / b.logprob.abs().max(1.0));
+        }
+    }
+    eprintln!("largest relative difference: {worst:e}");
+    assert!(worst < 1e-5, "largest relative difference {worst:e}");
 }

@@ -5,7 +5,7 @@
 use crate::data::{Example, Gold};
 use crate::suite::spec::{SuiteSpec, TaskKind};
 use edgebench_runtime::model::{
-    Capabilities, Generation, LogLikelihood, Model, ModelError, Rolling,
+    Capabilities, Generation, LogLikelihood, LoglikelihoodRequest, Model, ModelError, Rolling,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -253,6 +253,53 @@ pub fn build(spec: &SuiteSpec, strategy: Strategy, ex: &Example, pool: &[Example
 /// sha256 of the serialised calls: a record's `prompt_hash`, checked on resume.
 pub fn prompt_hash(calls: &[Call]) -> String {
     crate::record::sha256_str(&serde_json::to_string(calls).expect("calls serialise"))
+}
+
+/// Executes an example's calls: its loglikelihood calls go to the model
+/// as one list (so the backend can order them, share their prefix, batch),
+/// the others one by one; replies in call order.
+pub fn execute_all(model: &mut dyn Model, calls: &[Call]) -> Result<Vec<Reply>, ModelError> {
+    let scored: Vec<(usize, LoglikelihoodRequest<'_>)> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Call::Loglikelihood {
+                context,
+                continuations,
+            } => Some((
+                i,
+                LoglikelihoodRequest {
+                    context,
+                    continuations,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut replies: Vec<Option<Reply>> = vec![None; calls.len()];
+    if !scored.is_empty() {
+        let requests: Vec<LoglikelihoodRequest<'_>> = scored.iter().map(|(_, r)| *r).collect();
+        let results = model.loglikelihood_requests(&requests)?;
+        if results.len() != requests.len() {
+            return Err(ModelError::Runtime(format!(
+                "{} results for {} loglikelihood requests",
+                results.len(),
+                requests.len()
+            )));
+        }
+        for ((i, _), results) in scored.iter().zip(results) {
+            replies[*i] = Some(Reply::Loglikelihood { results });
+        }
+    }
+    for (i, c) in calls.iter().enumerate() {
+        if replies[i].is_none() {
+            replies[i] = Some(execute(model, c)?);
+        }
+    }
+    Ok(replies
+        .into_iter()
+        .map(|r| r.expect("every call answered"))
+        .collect())
 }
 
 /// Executes one call on a model.

@@ -910,7 +910,10 @@ impl Model for TractEncoder {
     fn info(&self) -> &ModelInfo {
         &self.info
     }
-    fn loglikelihood(&mut self, _: &str, _: &[String]) -> Result<Vec<LogLikelihood>, ModelError> {
+    fn loglikelihood_requests(
+        &mut self,
+        _: &[super::LoglikelihoodRequest<'_>],
+    ) -> Result<Vec<Vec<LogLikelihood>>, ModelError> {
         Err(self.unsupported("loglikelihood"))
     }
     fn generate(&mut self, _: &str, _: &[String], _: usize) -> Result<Generation, ModelError> {
@@ -918,6 +921,9 @@ impl Model for TractEncoder {
     }
     fn rolling_loglikelihood(&mut self, _: &str) -> Result<Rolling, ModelError> {
         Err(self.unsupported("rolling loglikelihood"))
+    }
+    fn take_model_time(&mut self) -> Option<std::time::Duration> {
+        Some(self.runner.take_busy())
     }
 
     /// Embeds texts in length-sorted batches, each padded to its longest

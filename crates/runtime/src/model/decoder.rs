@@ -530,46 +530,8 @@ impl TractDecoder {
         })
     }
 
-    /// Splits context and continuation tokens the lm-eval way.
-    fn split(
-        &self,
-        ctx: &[u32],
-        context: &str,
-        cont: &str,
-    ) -> Result<(Vec<u32>, usize), ModelError> {
-        let whole = self.tok.encode(&format!("{context}{cont}"))?;
-        if !context.is_empty() && whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
-            let n = whole.len() - ctx.len();
-            return Ok((whole, n));
-        }
-        let c = self.tok.encode(cont)?;
-        let n = c.len();
-        let mut all = ctx.to_vec();
-        all.extend(c);
-        Ok((all, n))
-    }
-}
-
-/// log-softmax of `row` at `target`, and the row's argmax.
-fn log_softmax_at(row: &[f32], target: usize) -> (f64, usize) {
-    let mut max = f32::NEG_INFINITY;
-    let mut argmax = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > max {
-            max = v;
-            argmax = i;
-        }
-    }
-    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    ((row[target] - max) as f64 - sum.ln(), argmax)
-}
-
-impl Model for TractDecoder {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn loglikelihood(
+    /// Scores one context's continuations (the cache of a shared prefix reused).
+    fn score_request(
         &mut self,
         context: &str,
         continuations: &[String],
@@ -634,6 +596,61 @@ impl Model for TractDecoder {
                 })
             })
             .collect()
+    }
+
+    /// Splits context and continuation tokens the lm-eval way.
+    fn split(
+        &self,
+        ctx: &[u32],
+        context: &str,
+        cont: &str,
+    ) -> Result<(Vec<u32>, usize), ModelError> {
+        let whole = self.tok.encode(&format!("{context}{cont}"))?;
+        if !context.is_empty() && whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
+            let n = whole.len() - ctx.len();
+            return Ok((whole, n));
+        }
+        let c = self.tok.encode(cont)?;
+        let n = c.len();
+        let mut all = ctx.to_vec();
+        all.extend(c);
+        Ok((all, n))
+    }
+}
+
+/// log-softmax of `row` at `target`, and the row's argmax.
+fn log_softmax_at(row: &[f32], target: usize) -> (f64, usize) {
+    let mut max = f32::NEG_INFINITY;
+    let mut argmax = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > max {
+            max = v;
+            argmax = i;
+        }
+    }
+    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    ((row[target] - max) as f64 - sum.ln(), argmax)
+}
+
+impl Model for TractDecoder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Requests in the order of their contexts, so that contexts sharing a
+    /// prefix (one document with several questions, one few-shot prompt) run
+    /// one after the other and reuse its cache; results in request order.
+    fn loglikelihood_requests(
+        &mut self,
+        requests: &[super::LoglikelihoodRequest<'_>],
+    ) -> Result<Vec<Vec<LogLikelihood>>, ModelError> {
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by(|&a, &b| requests[a].context.cmp(requests[b].context));
+        let mut out = vec![Vec::new(); requests.len()];
+        for i in order {
+            out[i] = self.score_request(requests[i].context, requests[i].continuations)?;
+        }
+        Ok(out)
     }
 
     fn generate(
@@ -784,6 +801,10 @@ impl Model for TractDecoder {
 
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
         Ok(self.tok.encode(text)?.len())
+    }
+
+    fn take_model_time(&mut self) -> Option<std::time::Duration> {
+        Some(self.runner.take_busy())
     }
 }
 

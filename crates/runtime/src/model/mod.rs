@@ -141,16 +141,37 @@ pub struct ModelInfo {
     pub runtime: Option<RuntimeOptions>,
 }
 
+/// One loglikelihood request: continuations scored after a context.
+#[derive(Debug, Clone, Copy)]
+pub struct LoglikelihoodRequest<'a> {
+    pub context: &'a str,
+    pub continuations: &'a [String],
+}
+
 /// A language model EdgeBench can evaluate.
 pub trait Model {
     /// Identity and capabilities.
     fn info(&self) -> &ModelInfo;
-    /// Scores each continuation after a shared context.
+    /// Scores each request's continuations after its context, as
+    /// lm-evaluation-harness's `LM.loglikelihood` takes its whole list: a
+    /// backend may reorder the requests (to share prefixes, to batch); the
+    /// results come back in request order.
+    fn loglikelihood_requests(
+        &mut self,
+        requests: &[LoglikelihoodRequest<'_>],
+    ) -> Result<Vec<Vec<LogLikelihood>>, ModelError>;
+    /// Scores each continuation after one context.
     fn loglikelihood(
         &mut self,
         context: &str,
         continuations: &[String],
-    ) -> Result<Vec<LogLikelihood>, ModelError>;
+    ) -> Result<Vec<LogLikelihood>, ModelError> {
+        let mut out = self.loglikelihood_requests(&[LoglikelihoodRequest {
+            context,
+            continuations,
+        }])?;
+        Ok(out.pop().unwrap_or_default())
+    }
     /// Greedy generation until a stop string or EOS, of at most
     /// `min(max_tokens, max_context - prompt tokens)` tokens: the prompt
     /// (left-truncated to leave room for `min(max_tokens, max_context / 2)`
@@ -174,6 +195,11 @@ pub trait Model {
     /// passes that are a prefix of a later pass left out. Empty for other models.
     fn take_routes(&mut self) -> Vec<String> {
         Vec::new()
+    }
+    /// Time spent in the model's forward passes since the last call; `None`
+    /// when the model does not measure it.
+    fn take_model_time(&mut self) -> Option<std::time::Duration> {
+        None
     }
     /// One timed performance query on `prompt` cut to `prompt_tokens` tokens,
     /// generating `gen_tokens` (decoders) or embedding it (encoders).
@@ -437,6 +463,8 @@ pub struct Runner {
     threads: usize,
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     profiler: profile::Profiler,
+    /// Nanoseconds spent in passes since [`Runner::take_busy`] last read it.
+    busy_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Runner {
@@ -457,6 +485,7 @@ impl Runner {
             threads,
             pool,
             profiler: profile::Profiler::default(),
+            busy_ns: Default::default(),
         })
     }
 
@@ -470,12 +499,33 @@ impl Runner {
         &self.profiler
     }
 
+    /// Time spent in passes since the last call (the model's share of a
+    /// request; the rest is the harness's).
+    pub fn take_busy(&self) -> std::time::Duration {
+        let ns = self.busy_ns.swap(0, std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_nanos(ns)
+    }
+
     /// Runs one pass of `plan` (timed node by node while profiling).
     ///
     /// With several threads the pass runs on a worker of the model's pool,
     /// so the kernels' splits are work-stealing joins on a warm pool instead
     /// of one cross-thread hand-off per matrix product.
     pub fn run(
+        &self,
+        plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+        inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
+    ) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>>
+    {
+        let start = std::time::Instant::now();
+        let out = self.pass(plan, inputs);
+        let ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.busy_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
+    fn pass(
         &self,
         plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
         inputs: tract_onnx::prelude::TVec<tract_onnx::prelude::TValue>,
