@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 mod bench;
+mod bench_eval;
 mod bench_ops;
 mod gate;
 mod gem;
@@ -32,9 +33,10 @@ pub struct Cli {
 /// defaults, the flags override them).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeArgs {
-    /// Threads of the matrix products (1 = single-threaded).
-    #[arg(long, global = true, default_value_t = 1, value_parser = bounded(1..=1024))]
-    pub threads: usize,
+    /// Threads of the matrix products (1 = single-threaded; default: the
+    /// machine's physical cores that this process may use).
+    #[arg(long, global = true, value_parser = bounded(1..=1024))]
+    pub threads: Option<usize>,
     /// Lowering of quantized layers: kernel (EdgeBench's), tract, or f32
     /// (default: $EDGEBENCH_QUANT_LOWERING, else kernel).
     #[arg(long, global = true, value_parser = ["kernel", "tract", "f32"])]
@@ -57,7 +59,7 @@ impl RuntimeArgs {
     /// The options, built once: the environment's defaults, then the flags.
     pub fn options(&self) -> Result<RuntimeOptions, Failure> {
         let mut o = RuntimeOptions::from_env().map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-        o.threads = self.threads;
+        o.threads = self.threads.unwrap_or_else(RuntimeOptions::default_threads);
         if let Some(l) = &self.lowering {
             o.lowering = edgebench::ops::quant::Lowering::parse(l).expect("clap checked it");
         }

@@ -86,6 +86,17 @@ impl RuntimeOptions {
         detected_isa().min(self.max_isa)
     }
 
+    /// The thread count a command uses unless told otherwise: the machine's
+    /// physical cores (as llama.cpp does: a second hardware thread of a core
+    /// adds little to matrix products), capped by the CPUs this process may
+    /// use (affinity, cgroup quota); 1 when neither is known.
+    pub fn default_threads() -> usize {
+        let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+        sysinfo::System::physical_core_count()
+            .unwrap_or(usable)
+            .clamp(1, usable)
+    }
+
     /// Threads and instructions of one kernel call.
     pub fn exec(&self) -> Exec {
         Exec::new(self.threads, self.max_isa)
