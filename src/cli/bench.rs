@@ -80,6 +80,8 @@ pub enum BenchWhat {
         #[arg(long, conflicts_with_all = ["compare_lowering", "compare_unfused"])]
         beside: Option<PathBuf>,
     },
+    /// Evaluation throughput on real suites: examples/s, tokens/s, model vs harness time.
+    Eval(super::bench_eval::EvalBenchArgs),
     /// Custom ops in tract: SCAR (k = 1, 8, 16; sinks and window 0/0, 4/0, 0/64, 4/64, 4/256) vs dense attention in tract and EbAttention (n = 512, 2048), quantized vs f32 linear.
     Ops {
         /// Small sizes only (seconds; for tests and smoke checks).
@@ -269,6 +271,10 @@ struct Measured {
 }
 
 pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
+    let a = match a.what {
+        BenchWhat::Eval(e) => return super::bench_eval::bench_eval(e, runtime),
+        what => BenchArgs { what },
+    };
     let BenchWhat::Model {
         model,
         prompt_tokens,
@@ -291,7 +297,7 @@ pub fn bench(a: BenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
             json,
         } = a.what
         else {
-            unreachable!("two kinds of bench")
+            unreachable!("eval returned above")
         };
         return super::bench_ops::bench_ops(quick, repeats, json, runtime);
     };
