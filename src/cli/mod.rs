@@ -10,6 +10,7 @@ mod llama_cpp;
 mod paper;
 mod perf;
 mod quantize;
+mod reproduce;
 mod run;
 mod score;
 mod suites;
@@ -145,6 +146,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The paper's Tables 1-5 and Figures 1-5, reported beside measured, with the audit and an HTML report.
     Paper(paper::PaperArgs),
+    /// Every run the paper's tables need (models built or imported, evaluations, performance), then the tables; resumable.
+    Reproduce(reproduce::ReproduceArgs),
 }
 
 /// A clap parser of a whole number within `range`; anything else is a usage
@@ -232,5 +235,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Perf(a) => perf::perf(a, &runtime),
         Command::Devices(a) => perf::devices(a),
         Command::Paper(a) => paper::paper(a),
+        Command::Reproduce(a) => reproduce::reproduce(a, &runtime),
     }
 }

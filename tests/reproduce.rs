@@ -1,0 +1,111 @@
+//! `edgebench reproduce` end to end on the bundled fixtures with the tiny
+//! models (and MiniLM from ../shared/models, so it skips without it): every
+//! role of the paper's tables gets a run and a performance run, no table
+//! cell reads "no run", and a second invocation finds every step done.
+
+mod common;
+
+use std::path::Path;
+
+fn reproduce(repo: &Path, out: &Path, models: &Path) -> std::process::Output {
+    common::edgebench(
+        repo,
+        &[
+            "reproduce",
+            "--tiny",
+            "--data-dir",
+            repo.join("fixtures").to_str().unwrap(),
+            "--models",
+            models.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--perf-min-queries",
+            "64",
+            "--perf-min-duration",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn reproduce_fills_every_role_and_resumes_as_done() {
+    let Some(minilm) = common::shared_model("all-minilm-l6-v2") else {
+        return;
+    };
+    let models = minilm.parent().unwrap();
+    let repo = common::repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("reports");
+    let first = reproduce(&repo, &out, models);
+    assert!(first.status.success(), "{}", common::text(&first));
+
+    let ids = [
+        "repro-gem",
+        "repro-gem-no-scar",
+        "repro-gem-no-quant",
+        "repro-gem-no-router",
+        "repro-tiny",
+        "repro-minilm",
+    ];
+    for id in ids {
+        let dir = out.join("runs").join(id);
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["state"], "complete", "{id}");
+        assert_eq!(run["limit"], 2, "{id}");
+        assert!(
+            dir.join("perf.json").is_file(),
+            "{id} has its performance run"
+        );
+    }
+    let tables = out.join("paper-reproduction/tables");
+    for t in 1..=5 {
+        let md = std::fs::read_to_string(tables.join(format!("table{t}.md"))).unwrap();
+        assert!(
+            !md.contains("no run"),
+            "table {t}: every role has a run:\n{md}"
+        );
+    }
+    // Table 3's latency of the three models comes from their perf runs
+    let t3 = std::fs::read_to_string(tables.join("table3.md")).unwrap();
+    let latency: Vec<&str> = t3.lines().filter(|l| l.contains("| Latency")).collect();
+    assert_eq!(latency.len(), 3, "{t3}");
+    for l in latency {
+        assert!(!l.contains("not measured"), "measured on the host: {l}");
+    }
+
+    let again = reproduce(&repo, &out, models);
+    assert!(again.status.success(), "{}", common::text(&again));
+    let text = String::from_utf8_lossy(&again.stdout);
+    let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("step: ")).collect();
+    assert_eq!(
+        steps.len(),
+        1,
+        "only the tables are rendered again: {steps:?}"
+    );
+    assert!(steps[0].starts_with("step: edgebench paper "), "{steps:?}");
+    for id in ids {
+        assert!(text.contains(&format!("done: run {id}\n")), "{id}: {text}");
+    }
+}
+
+#[test]
+fn reproduce_without_its_data_is_bad_input() {
+    let repo = common::repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = common::edgebench(
+        &repo,
+        &[
+            "reproduce",
+            "--tiny",
+            "--data-dir",
+            tmp.path().join("absent").to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(common::text(&o).contains("absent"), "{}", common::text(&o));
+}
