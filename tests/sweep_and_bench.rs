@@ -1,7 +1,8 @@
 //! `edgebench sweep bits` and `edgebench bench ops --quick` through the real
 //! binary: the sweep writes its table, CSV and plot with one row per width;
 //! bad widths and models are refused naming the flag; the bench prints SCAR
-//! and dense rows. Nothing here asserts a timing.
+//! and dense rows; `bench eval` times its suites in turns with the baseline.
+//! Nothing here asserts a timing.
 
 mod common;
 
@@ -215,4 +216,76 @@ fn bench_model_compares_quantized_lowerings_in_one_run() {
     let o = args("fast");
     assert_eq!(o.status.code(), Some(2));
     assert!(common::text(&o).contains("--compare-lowering"));
+}
+
+#[test]
+fn bench_eval_splits_model_and_harness_time_and_times_the_baseline_in_turns() {
+    let repo = common::repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = common::edgebench(
+        &repo,
+        &[
+            "bench",
+            "eval",
+            "--suites",
+            "commonsenseqa,lexglue-ecthr-a",
+            "--limit",
+            "2",
+            "--baseline-truncation",
+            "left",
+            "--json",
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", common::text(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let order: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["suite"].as_str().unwrap(),
+                r["truncation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("commonsenseqa", "document"),
+            ("commonsenseqa", "left"),
+            ("lexglue-ecthr-a", "document"),
+            ("lexglue-ecthr-a", "left"),
+        ],
+        "each suite in turns with its baseline"
+    );
+    for r in &rows {
+        assert_eq!(r["examples"], 2, "{r}");
+        let (wall, model) = (
+            r["wall_s"].as_f64().unwrap(),
+            r["model_s"].as_f64().unwrap(),
+        );
+        assert!(
+            model > 0.0 && model <= wall,
+            "model time within wall time: {r}"
+        );
+    }
+    // the fixtures' ECtHR cases exceed the tiny model's context: cut once
+    // under `document`, left to the model under `left`
+    assert!(rows[2]["cut_tokens"].as_u64().unwrap() > 0, "{}", rows[2]);
+    assert_eq!(rows[3]["cut_tokens"], 0);
+    assert!(rows[2]["prefill_s"].as_f64().unwrap() > 0.0);
+    assert!(rows[0]["prefill_s"].is_null(), "only multi-label suites");
+    // every run is an ordinary run folder, and the rows are kept beside them
+    let bench = std::fs::read_dir(tmp.path().join("bench"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(bench.join("bench-eval.json").is_file());
+    assert!(bench.join("runs/lexglue-ecthr-a-left/run.json").is_file());
 }
