@@ -61,6 +61,8 @@ struct SuiteRow {
     model_s: f64,
     /// Scoring and report writing after the examples, seconds.
     scoring_s: f64,
+    /// The whole run (examples, scoring, reports), seconds.
+    run_s: f64,
     /// Tokens cut from documents to fit the context.
     cut_tokens: usize,
     /// One prefill of each example's longest context, seconds (multi-label suites).
@@ -68,8 +70,13 @@ struct SuiteRow {
 }
 
 impl SuiteRow {
+    /// Share of the examples' time outside the model's forward passes.
     fn harness_pct(&self) -> f64 {
         100.0 * (self.wall_s - self.model_s) / self.wall_s
+    }
+    /// Share of the whole run outside the model's forward passes.
+    fn harness_run_pct(&self) -> f64 {
+        100.0 * (self.run_s - self.model_s) / self.run_s
     }
 }
 
@@ -180,6 +187,7 @@ fn row(
         wall_s,
         model_s: records.iter().filter_map(|r| r.model_ms).sum::<f64>() / 1e3,
         scoring_s: (total_s - wall_s).max(0.0),
+        run_s: total_s,
         cut_tokens: records.iter().map(|r| r.truncated_tokens).sum(),
         prefill_s,
     }
@@ -213,12 +221,12 @@ fn print(rows: &[SuiteRow], modes: &[Truncation], json: bool) {
         return;
     }
     println!(
-        "| suite | task | truncation | examples | tokens | wall s | model s | harness % | examples/s | tokens/s | cut tokens | scoring s | x one prefill |"
+        "| suite | task | truncation | examples | tokens | wall s | model s | harness % | examples/s | tokens/s | cut tokens | scoring s | harness % of run | x one prefill |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.3} | {:.1} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.3} | {:.1} | {} | {:.2} | {:.1} | {} |",
             r.suite,
             r.task,
             r.truncation,
@@ -231,6 +239,7 @@ fn print(rows: &[SuiteRow], modes: &[Truncation], json: bool) {
             r.tokens as f64 / r.wall_s,
             r.cut_tokens,
             r.scoring_s,
+            r.harness_run_pct(),
             r.prefill_s
                 .map_or("".into(), |p| format!("{:.2}", r.wall_s / p)),
         );

@@ -86,8 +86,8 @@ pub struct Record {
     pub prompt_tokens: usize,
     /// Generated or scored continuation tokens.
     pub output_tokens: usize,
-    /// Wall time of the example (fitting its calls to the context and the
-    /// model's answers), milliseconds.
+    /// Wall time of the example (fitting its calls to the context, the
+    /// model's answers, counting tokens), milliseconds.
     pub latency_ms: f64,
     /// Bytes cut from the example's texts before prompting (`data::MAX_TEXT_BYTES`).
     #[serde(default, skip_serializing_if = "is_zero")]

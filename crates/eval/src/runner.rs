@@ -699,9 +699,9 @@ fn execute(
                     model_error(ModelError::Runtime(format!("invalid output: {e}")))
                 })?;
             }
+            let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
             let latency_ms = start.elapsed().as_secs_f64() * 1e3;
             let model_ms = model.take_model_time().map(|t| t.as_secs_f64() * 1e3);
-            let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
             let record = Record {
                 prompt_tokens,
                 output_tokens,
