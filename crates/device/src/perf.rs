@@ -937,7 +937,7 @@ pub fn render(r: &PerfReport) -> String {
         r.model.name, r.provenance.threads, r.scope
     );
     out += &format!(
-        "- run: **{}**{}\n- time to model ready: {:.1} ms (not in the timed window)\n- {} queries in {:.2} s; prompt {} tokens, {} output tokens per query\n\n",
+        "- run: **{}**{}\n- time to model ready: {:.1} ms (not in the timed window)\n- {} queries in {:.2} s; {}, {} output tokens per query\n\n",
         if r.validity.valid { "VALID" } else { "INVALID" },
         if r.validity.valid {
             String::new()
@@ -947,7 +947,14 @@ pub fn render(r: &PerfReport) -> String {
         r.time_to_ready_ms,
         r.queries,
         r.duration_s,
-        r.prompt_tokens,
+        if r.summary.domains.is_empty() {
+            format!("prompt {} tokens", r.prompt_tokens)
+        } else {
+            format!(
+                "{} domain(s) measured in turn (prompt lengths per domain below)",
+                r.summary.domains.len()
+            )
+        },
         r.gen_tokens
     );
     out += "| latency (ms, model-only) | n | mean | p50 | p90 | p95 | p99 |\n|---|---|---|---|---|---|---|\n";
