@@ -5,7 +5,10 @@ use clap::{Args, Subcommand};
 use edgebench::device::profile::{self, Host, HostMeasurements};
 use edgebench::device::stats::PerfSettings;
 use edgebench::model;
-use edgebench::perf::{self, PerfConfig, PowerChoice};
+use edgebench::perf::{self, DataFile, PerfConfig, PowerChoice, PromptSource};
+use edgebench::suite::spec::Domain;
+use edgebench::{data, request, runner, suite};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -55,10 +58,129 @@ pub struct PerfArgs {
     /// Run id (perf.json goes to <out>/runs/<id>/).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Measure each domain in turn on prompts drawn from these suites'
+    /// examples: comma-separated suite ids, domain names, or `all` (default:
+    /// windows of the tiny model's training text, no per-domain figures).
+    #[arg(long)]
+    pub suites: Option<String>,
+    /// With --suites: examples drawn per suite (seeded sample, 0 = all).
+    #[arg(long, value_parser = super::bounded(0..=runner::MAX_LIMIT))]
+    pub limit: Option<usize>,
+    /// With --suites: seed of the example sample.
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[command(flatten)]
     pub opts: PerfOpts,
     #[command(flatten)]
     pub paths: Paths,
+}
+
+/// Examples drawn per suite when `--limit` is not given.
+const DEFAULT_LIMIT: usize = 32;
+/// Seed of the example sample when `--seed` is not given (as `run`).
+const DEFAULT_SEED: u64 = 1234;
+
+/// Prompts per domain drawn from the suites `selector` names: each suite's
+/// examples, a seeded sample of `limit`, rendered as evaluation requests
+/// render them (few-shot demonstrations included); within a domain the
+/// suites take turns, so the first queries already cover all of them.
+/// Returns the sets, the source to record, and the prompts each suite gave.
+#[allow(clippy::type_complexity)]
+fn suite_prompts(
+    paths: &super::Paths,
+    selector: &str,
+    limit: usize,
+    seed: u64,
+) -> Result<
+    (
+        Vec<(String, Vec<String>)>,
+        PromptSource,
+        BTreeMap<String, BTreeMap<String, usize>>,
+    ),
+    Failure,
+> {
+    let specs = suite::load_dir(&paths.suites()).map_err(bad_input)?;
+    let selected =
+        suite::select(&specs, selector).map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+    let root = paths.data();
+    let mut sets = Vec::new();
+    let mut counts = BTreeMap::new();
+    let mut hashes = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
+    for domain in Domain::ALL {
+        let mut lists: Vec<Vec<String>> = Vec::new();
+        let mut per_suite = BTreeMap::new();
+        for spec in selected.iter().filter(|s| s.domain == domain) {
+            let mut files = match data::locate(spec, &root).map_err(bad_input)? {
+                data::DataStatus::Missing(m) => {
+                    eprintln!(
+                        "perf: skipping suite `{}` ({domain}): missing: {m}",
+                        spec.id
+                    );
+                    skipped.insert(spec.id.clone(), format!("missing: {m}"));
+                    continue;
+                }
+                data::DataStatus::Found(f) => f,
+            };
+            files.extend(data::locate_fewshot(spec, &root).map_err(bad_input)?);
+            let mut hashed = Vec::new();
+            for f in &files {
+                hashed.push(DataFile {
+                    path: f.display().to_string(),
+                    sha256: edgebench::util::hash::sha256_file(f)
+                        .map_err(|e| failed(anyhow::anyhow!("{}: {e}", f.display())))?,
+                });
+            }
+            let all = data::load_examples(spec, &root).map_err(bad_input)?;
+            let mut pool = data::load_fewshot(spec, &root).map_err(bad_input)?;
+            if pool.is_empty() && spec.fewshot.k > 0 {
+                pool = all.clone();
+            }
+            let prompts: Vec<String> = runner::sample(all, limit, seed)
+                .iter()
+                .map(|ex| request::prompt(spec, ex, &pool))
+                .collect();
+            hashes.insert(spec.id.clone(), hashed);
+            per_suite.insert(spec.id.clone(), prompts.len());
+            lists.push(prompts);
+        }
+        if lists.is_empty() {
+            if selected.iter().any(|s| s.domain == domain) {
+                eprintln!(
+                    "perf: skipping domain `{domain}`: none of its selected suites has data under {}",
+                    root.display()
+                );
+            }
+            continue;
+        }
+        let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+        let mut interleaved = Vec::new();
+        for i in 0..longest {
+            interleaved.extend(lists.iter().filter_map(|l| l.get(i).cloned()));
+        }
+        sets.push((domain.as_str().to_string(), interleaved));
+        counts.insert(domain.as_str().to_string(), per_suite);
+    }
+    if sets.is_empty() {
+        let (first, why) = skipped
+            .iter()
+            .next()
+            .map_or(("", ""), |(s, w)| (s.as_str(), w.as_str()));
+        return Err(bad_input(anyhow::anyhow!(
+            "--suites {selector}: none of the {} selected suite(s) has data under {} (first: {first}: {why}); pass --data-dir",
+            selected.len(),
+            root.display()
+        )));
+    }
+    let source = PromptSource::Suites {
+        data_dir: root.display().to_string(),
+        selector: selector.to_string(),
+        seed,
+        limit_per_suite: limit,
+        data_hashes: hashes,
+        skipped,
+    };
+    Ok((sets, source, counts))
 }
 
 fn secs(s: f64, flag: &str) -> Result<Duration, Failure> {
@@ -106,14 +228,45 @@ pub fn perf(a: PerfArgs, runtime: &edgebench::runtime::RuntimeOptions) -> Result
         git_hash: super::GIT_HASH.map(String::from),
     };
     cfg.settings.validate().map_err(bad_input)?;
+    if a.suites.is_none() && (a.limit.is_some() || a.seed.is_some()) {
+        return Err(bad_input(anyhow::anyhow!(
+            "--limit and --seed choose examples of --suites; pass --suites"
+        )));
+    }
+    let domain_sets = a
+        .suites
+        .as_deref()
+        .map(|sel| {
+            suite_prompts(
+                &a.paths,
+                sel,
+                a.limit.unwrap_or(DEFAULT_LIMIT),
+                a.seed.unwrap_or(DEFAULT_SEED),
+            )
+        })
+        .transpose()?;
     let cache = a.paths.out.join("models");
     let t = Instant::now();
     let mut m = model::load(&a.model, &cache, runtime).map_err(bad_input)?;
     let ready = t.elapsed();
     let graph = model::graph_path(&a.model, &cache);
-    let prompts = perf::prompts_from(model::tiny::CORPUS, 64, o.prompt_tokens * 8);
-    let (report, samples) =
-        perf::measure(m.as_mut(), graph.as_deref(), ready, &prompts, &cfg).map_err(failed)?;
+    let (report, samples) = match domain_sets {
+        None => {
+            let prompts = perf::prompts_from(model::tiny::CORPUS, 64, o.prompt_tokens * 8);
+            perf::measure(m.as_mut(), graph.as_deref(), ready, &prompts, &cfg).map_err(failed)?
+        }
+        Some((sets, source, counts)) => {
+            let (mut report, samples) =
+                perf::measure_domains(m.as_mut(), graph.as_deref(), ready, &sets, source, &cfg)
+                    .map_err(failed)?;
+            for (domain, suites) in counts {
+                if let Some(d) = report.summary.domains.get_mut(&domain) {
+                    d.suites = suites;
+                }
+            }
+            (report, samples)
+        }
+    };
     let id = a.run_id.clone().unwrap_or_else(|| {
         format!(
             "perf-{}-{}",

@@ -89,6 +89,9 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
             super::perf::PerfArgs {
                 model: a.model.unwrap_or_else(|| DEFAULT_MODEL.into()),
                 run_id: a.run_id,
+                suites: a.suites,
+                limit: a.limit,
+                seed: a.seed,
                 opts: a.perf,
                 paths: a.paths,
             },

@@ -3,10 +3,11 @@
 //! until both a minimum query count and a minimum duration are met. Every raw
 //! sample is kept; percentiles are printed only when enough samples back them;
 //! memory, energy and a roofline projection for each device profile go beside
-//! them, the projection always labelled `estimated`.
+//! them, the projection always labelled `estimated`. Given prompt sets per
+//! domain, each domain is measured in its own timed window, one after another.
 
 use crate::power::{self, Energy, Meter, MeterLog};
-use crate::profile::{self, Host, HostRoots, Projection, Workload};
+use crate::profile::{self, Host, HostRoots, PowerEstimate, Projection, Workload};
 use crate::stats::{self, DecodeTiming, DecoderSummary, LatencySummary, PerfSettings, Validity};
 use edgebench_runtime::model::{Model, ModelError, ModelInfo, QueryTiming};
 use prost::Message;
@@ -271,9 +272,18 @@ pub struct DeviceProjection {
     /// (true unless the file says otherwise).
     #[serde(default = "yes")]
     pub estimated: bool,
-    /// The roofline behind an estimate (written, not read back).
+    /// The inputs behind an estimate (written, not read back).
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<Projection>,
+    pub detail: Option<ProjectionDetail>,
+}
+
+/// The inputs of an estimated projection: the roofline behind `ms_per_token`
+/// and the power estimate behind `power_w`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectionDetail {
+    #[serde(flatten)]
+    pub roofline: Projection,
+    pub power: PowerEstimate,
 }
 
 fn yes() -> bool {
@@ -291,14 +301,48 @@ pub struct Quantiles {
     pub mean: Option<f64>,
 }
 
-/// Measurements of one domain's suites (the paper's in- vs out-of-domain rows).
+/// Measurements of one domain's suites (the paper's in- vs out-of-domain
+/// rows): a timed window of its own over prompts drawn from its suites.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DomainPerf {
-    /// Latency per token on the host.
+    /// Latency per token on the host: TPOT (decoders) or per-query latency (encoders).
     pub latency_ms_per_token: Option<Quantiles>,
-    /// Mean power on the host, watts.
+    /// Time to first token (decoders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<Quantiles>,
+    /// Per-query latency (prefill + every output token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_latency_ms: Option<Quantiles>,
+    /// Mean power on the host over the domain's window, watts.
     pub power_w: Option<f64>,
+    /// Why `power_w` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_null_reason: Option<String>,
+    /// Energy per query, joules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joules_per_query: Option<f64>,
+    /// Energy per output token, joules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joules_per_token: Option<f64>,
+    /// Timed queries.
+    pub queries: usize,
+    /// Length of the timed window, seconds.
+    pub duration_s: f64,
+    /// Output tokens per second over the window (decoders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_s: Option<f64>,
+    /// Mean prompt tokens fed per query (after the cut to `prompt_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_mean: Option<f64>,
+    /// Distinct prompts the queries cycled through.
+    pub prompts: usize,
+    /// Prompts drawn from each suite, by suite id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub suites: BTreeMap<String, usize>,
+    /// Whether this domain's window met the minima.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validity: Option<Validity>,
 }
 
 /// The headline figures of `perf.json`: what `edgebench paper` and
@@ -367,6 +411,51 @@ impl PerfSummary {
     pub fn domain_power(&self, domain: &str) -> Option<f64> {
         self.domains.get(domain)?.power_w
     }
+
+    /// The measurements on one domain's suites, if a run measured it.
+    pub fn domain(&self, domain: &str) -> Option<&DomainPerf> {
+        self.domains.get(domain)
+    }
+}
+
+/// A data file a performance run drew prompts from, with its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Where the prompts of a performance run came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromptSource {
+    /// Windows of the bundled tiny model's training text.
+    Corpus,
+    /// Examples of suites, rendered as evaluation requests render them.
+    Suites {
+        /// The data root.
+        data_dir: String,
+        /// `--suites` as given.
+        selector: String,
+        /// Seed of the example sample.
+        seed: u64,
+        /// Examples drawn per suite.
+        limit_per_suite: usize,
+        /// The files read, by suite id (evaluation and few-shot files).
+        data_hashes: BTreeMap<String, Vec<DataFile>>,
+        /// Suites selected but not used, with the reason.
+        skipped: BTreeMap<String, String>,
+    },
+}
+
+/// One timed query as written to `perf-samples.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// The domain whose prompts it ran (runs with prompt sets per domain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(flatten)]
+    pub timing: QueryTiming,
 }
 
 /// File name of a performance run's report inside its run folder.
@@ -393,8 +482,12 @@ pub struct PerfReport {
     #[serde(flatten)]
     pub summary: PerfSummary,
     pub memory: Memory,
+    /// Power and energy; with prompt sets per domain, summed over the
+    /// domains' windows (the time between windows left out).
     pub power: PowerReport,
     pub workload: GraphCount,
+    /// Where the prompts came from.
+    pub prompt_source: PromptSource,
     pub provenance: Provenance,
 }
 
@@ -450,20 +543,24 @@ fn start_power(choice: &PowerChoice) -> Power {
     }
 }
 
-/// Runs the timed queries on a loaded model.
-pub fn measure(
+/// One timed window: warm-up, then queries until the settings say stop,
+/// with power over exactly the timed part.
+struct Window {
+    samples: Vec<QueryTiming>,
+    elapsed: Duration,
+    energy: Option<Energy>,
+    power_reason: Option<String>,
+    validity: Validity,
+}
+
+fn timed_window(
     model: &mut dyn Model,
-    graph: Option<&Path>,
-    time_to_ready: Duration,
     prompts: &[String],
     cfg: &PerfConfig,
-) -> Result<(PerfReport, Vec<QueryTiming>), PerfError> {
-    cfg.settings
-        .validate()
-        .map_err(|e| PerfError::Settings(e.to_string()))?;
-    let (rss_ready, _) = memory_now();
-    let roots = HostRoots::system();
-    let (t_start, thermal_note) = temperature(&roots);
+) -> Result<Window, PerfError> {
+    if prompts.is_empty() {
+        return Err(PerfError::Settings("no prompt to query".into()));
+    }
     for i in 0..cfg.settings.warmup_queries as usize {
         model.perf_query(
             &prompts[i % prompts.len()],
@@ -495,34 +592,231 @@ pub fn measure(
         },
         Power::None(r) => (None, Some(r.clone())),
     };
-    let (t_end, _) = temperature(&roots);
-    let (_, peak) = memory_now();
-    let validity = cfg.settings.validity(samples.len() as u64, elapsed);
-    let totals: Vec<f64> = samples
-        .iter()
-        .map(|q| q.ttft_ms + q.token_gaps_ms.iter().sum::<f64>())
-        .collect();
-    let query_latency =
-        stats::summarize(&totals).map_err(|e| PerfError::Settings(e.to_string()))?;
-    let decoder = if cfg.gen_tokens > 0 && samples.iter().any(|q| !q.token_gaps_ms.is_empty()) {
-        let t: Vec<DecodeTiming> = samples
-            .iter()
-            .map(|q| DecodeTiming::from_token_gaps(q.ttft_ms, &q.token_gaps_ms))
-            .collect();
-        Some(stats::summarize_decoder(&t).map_err(|e| PerfError::Settings(e.to_string()))?)
-    } else {
-        None
-    };
-    let per_token_summary = decoder.as_ref().map_or(&query_latency, |d| &d.tpot);
-    let q = |p: f64| per_token_summary.percentile(p).and_then(|r| r.value());
-    let latency_ms_per_token = Quantiles {
+    Ok(Window {
+        validity: cfg.settings.validity(samples.len() as u64, elapsed),
+        samples,
+        elapsed,
+        energy,
+        power_reason,
+    })
+}
+
+/// Latency figures of a set of timed queries.
+struct Figures {
+    query_latency: LatencySummary,
+    decoder: Option<DecoderSummary>,
+    latency_ms_per_token: Quantiles,
+    output_tokens: usize,
+}
+
+fn quantiles(s: &LatencySummary) -> Quantiles {
+    let q = |p: f64| s.percentile(p).and_then(|r| r.value());
+    Quantiles {
         p50: q(0.5),
         p90: q(0.9),
         p95: q(0.95),
         p99: q(0.99),
-        mean: per_token_summary.mean,
+        mean: s.mean,
+    }
+}
+
+fn figures<'a>(
+    samples: impl Iterator<Item = &'a QueryTiming> + Clone,
+    gen_tokens: usize,
+) -> Result<Figures, PerfError> {
+    let settings = |e: stats::StatsError| PerfError::Settings(e.to_string());
+    let totals: Vec<f64> = samples
+        .clone()
+        .map(|q| q.ttft_ms + q.token_gaps_ms.iter().sum::<f64>())
+        .collect();
+    let query_latency = stats::summarize(&totals).map_err(settings)?;
+    let decoder = if gen_tokens > 0 && samples.clone().any(|q| !q.token_gaps_ms.is_empty()) {
+        let t: Vec<DecodeTiming> = samples
+            .clone()
+            .map(|q| DecodeTiming::from_token_gaps(q.ttft_ms, &q.token_gaps_ms))
+            .collect();
+        Some(stats::summarize_decoder(&t).map_err(settings)?)
+    } else {
+        None
     };
-    let output_tokens: usize = samples.iter().map(|q| 1 + q.token_gaps_ms.len()).sum();
+    let per_token_summary = decoder.as_ref().map_or(&query_latency, |d| &d.tpot);
+    Ok(Figures {
+        latency_ms_per_token: quantiles(per_token_summary),
+        output_tokens: samples.map(|q| 1 + q.token_gaps_ms.len()).sum(),
+        query_latency,
+        decoder,
+    })
+}
+
+/// The energy of several windows together: joules and window lengths
+/// summed; `None` unless every window has one.
+fn combine(energies: &[Option<Energy>]) -> Option<Energy> {
+    let all: Vec<&Energy> = energies.iter().map(Option::as_ref).collect::<Option<_>>()?;
+    let first = *all.first()?;
+    if all.len() == 1 {
+        return Some(first.clone());
+    }
+    let joules: f64 = all.iter().map(|e| e.joules).sum();
+    let window_s: f64 = all.iter().map(|e| e.window_s).sum();
+    let above: Option<f64> = all.iter().map(|e| e.joules_above_idle).sum();
+    let idle: Option<f64> = all
+        .iter()
+        .map(|e| e.idle_watts.map(|w| w * e.window_s))
+        .sum::<Option<f64>>()
+        .map(|j| j / window_s);
+    let samples: usize = all.iter().map(|e| e.samples).sum();
+    Some(Energy {
+        joules,
+        joules_above_idle: above,
+        idle_watts: idle,
+        mean_watts: if window_s > 0.0 {
+            joules / window_s
+        } else {
+            0.0
+        },
+        window_s,
+        start_unix_s: first.start_unix_s,
+        samples,
+        sample_rate_hz: first.sample_rate_hz,
+        method: first.method,
+        source: first.source.clone(),
+    })
+}
+
+fn power_report(
+    energy: Option<Energy>,
+    reason: Option<String>,
+    queries: u64,
+    tokens: u64,
+) -> PowerReport {
+    let per = |n: u64| energy.as_ref().and_then(|e| e.per(n));
+    PowerReport {
+        joules_per_query: per(queries).map(|u| u.joules),
+        joules_per_query_above_idle: per(queries).and_then(|u| u.joules_above_idle),
+        joules_per_token: per(tokens).map(|u| u.joules),
+        null_reason: if energy.is_some() { None } else { reason },
+        energy,
+    }
+}
+
+/// Runs the timed queries on a loaded model, cycling through `prompts`.
+pub fn measure(
+    model: &mut dyn Model,
+    graph: Option<&Path>,
+    time_to_ready: Duration,
+    prompts: &[String],
+    cfg: &PerfConfig,
+) -> Result<(PerfReport, Vec<Sample>), PerfError> {
+    measure_sets(
+        model,
+        graph,
+        time_to_ready,
+        &[(None, prompts)],
+        PromptSource::Corpus,
+        cfg,
+    )
+}
+
+/// Runs the timed queries one domain after another, each in its own timed
+/// window (warm-up included) over its own prompts: `sets` holds
+/// `(domain, prompts)`. The top-level figures cover every query together;
+/// `domains` holds each domain's own.
+pub fn measure_domains(
+    model: &mut dyn Model,
+    graph: Option<&Path>,
+    time_to_ready: Duration,
+    sets: &[(String, Vec<String>)],
+    source: PromptSource,
+    cfg: &PerfConfig,
+) -> Result<(PerfReport, Vec<Sample>), PerfError> {
+    if sets.is_empty() {
+        return Err(PerfError::Settings("no domain to measure".into()));
+    }
+    let sets: Vec<(Option<&str>, &[String])> = sets
+        .iter()
+        .map(|(d, p)| (Some(d.as_str()), p.as_slice()))
+        .collect();
+    measure_sets(model, graph, time_to_ready, &sets, source, cfg)
+}
+
+fn measure_sets(
+    model: &mut dyn Model,
+    graph: Option<&Path>,
+    time_to_ready: Duration,
+    sets: &[(Option<&str>, &[String])],
+    source: PromptSource,
+    cfg: &PerfConfig,
+) -> Result<(PerfReport, Vec<Sample>), PerfError> {
+    cfg.settings
+        .validate()
+        .map_err(|e| PerfError::Settings(e.to_string()))?;
+    let (rss_ready, _) = memory_now();
+    let roots = HostRoots::system();
+    let (t_start, thermal_note) = temperature(&roots);
+    let mut windows = Vec::with_capacity(sets.len());
+    for (_, prompts) in sets {
+        windows.push(timed_window(model, prompts, cfg)?);
+    }
+    let (t_end, _) = temperature(&roots);
+    let (_, peak) = memory_now();
+
+    let mut domains = BTreeMap::new();
+    let mut reasons = Vec::new();
+    for ((domain, prompts), w) in sets.iter().zip(&windows) {
+        let Some(domain) = domain else {
+            reasons.extend(w.validity.reasons.iter().cloned());
+            continue;
+        };
+        reasons.extend(w.validity.reasons.iter().map(|r| format!("{domain}: {r}")));
+        let f = figures(w.samples.iter(), cfg.gen_tokens)?;
+        let p = power_report(
+            w.energy.clone(),
+            w.power_reason.clone(),
+            w.samples.len() as u64,
+            f.output_tokens as u64,
+        );
+        let n = w.samples.len();
+        domains.insert(
+            domain.to_string(),
+            DomainPerf {
+                latency_ms_per_token: Some(f.latency_ms_per_token),
+                ttft_ms: f.decoder.as_ref().map(|d| quantiles(&d.ttft)),
+                query_latency_ms: Some(quantiles(&f.query_latency)),
+                power_w: w.energy.as_ref().map(|e| e.mean_watts),
+                power_null_reason: p.null_reason,
+                joules_per_query: p.joules_per_query,
+                joules_per_token: p.joules_per_token,
+                queries: n,
+                duration_s: w.elapsed.as_secs_f64(),
+                output_tokens_per_s: (cfg.gen_tokens > 0)
+                    .then(|| f.output_tokens as f64 / w.elapsed.as_secs_f64()),
+                prompt_tokens_mean: (n > 0).then(|| {
+                    w.samples.iter().map(|q| q.prompt_tokens).sum::<usize>() as f64 / n as f64
+                }),
+                prompts: prompts.len(),
+                suites: BTreeMap::new(),
+                validity: Some(w.validity.clone()),
+            },
+        );
+    }
+    let validity = Validity {
+        valid: reasons.is_empty(),
+        reasons,
+    };
+    let samples: Vec<Sample> = sets
+        .iter()
+        .zip(&windows)
+        .flat_map(|((d, _), w)| {
+            w.samples.iter().map(|t| Sample {
+                domain: d.map(String::from),
+                timing: t.clone(),
+            })
+        })
+        .collect();
+    let elapsed: Duration = windows.iter().map(|w| w.elapsed).sum();
+    let all = figures(samples.iter().map(|s| &s.timing), cfg.gen_tokens)?;
+    let energy = combine(&windows.iter().map(|w| w.energy.clone()).collect::<Vec<_>>());
+    let power_reason = windows.iter().find_map(|w| w.power_reason.clone());
     let workload = match graph {
         Some(g) => count_graph(g)?,
         None => GraphCount::default(),
@@ -538,35 +832,24 @@ pub fn measure(
                     other_bytes_per_token: 0.0,
                 };
                 let p = profile::project(d, &w).ok()?;
+                let power = profile::estimate_power(d);
                 Some(DeviceProjection {
                     device: d.id.clone(),
                     ms_per_token: p.ms_per_token_lower_bound,
-                    power_w: None,
+                    power_w: power.watts,
                     estimated: true,
-                    detail: Some(p),
+                    detail: Some(ProjectionDetail { roofline: p, power }),
                 })
             })
             .collect(),
         _ => vec![],
     };
-    let queries = samples.len() as u64;
-    let per = |e: &Energy, n: u64| e.per(n);
-    let power_report = PowerReport {
-        joules_per_query: energy
-            .as_ref()
-            .and_then(|e| per(e, queries))
-            .map(|u| u.joules),
-        joules_per_query_above_idle: energy
-            .as_ref()
-            .and_then(|e| per(e, queries))
-            .and_then(|u| u.joules_above_idle),
-        joules_per_token: energy
-            .as_ref()
-            .and_then(|e| per(e, output_tokens as u64))
-            .map(|u| u.joules),
-        energy: energy.clone(),
-        null_reason: power_reason.clone(),
-    };
+    let power = power_report(
+        energy.clone(),
+        power_reason.clone(),
+        samples.len() as u64,
+        all.output_tokens as u64,
+    );
     let info = model.info().clone();
     let mem_reason = (rss_ready.is_none() || peak.is_none()).then(|| {
         "resident memory is read from /proc/self/status, which this OS does not have".to_string()
@@ -574,28 +857,28 @@ pub fn measure(
     let report = PerfReport {
         settings: cfg.settings.clone(),
         validity,
-        scope: if samples.iter().all(|q| q.model_only) {
+        scope: if samples.iter().all(|q| q.timing.model_only) {
             "model-only".into()
         } else {
             "end-to-end".into()
         },
         time_to_ready_ms: time_to_ready.as_secs_f64() * 1e3,
-        prompt_tokens: samples.first().map_or(0, |q| q.prompt_tokens),
+        prompt_tokens: samples.first().map_or(0, |q| q.timing.prompt_tokens),
         gen_tokens: cfg.gen_tokens,
         queries: samples.len(),
         duration_s: elapsed.as_secs_f64(),
-        query_latency_ms: query_latency,
-        decoder,
+        query_latency_ms: all.query_latency,
+        decoder: all.decoder,
         summary: PerfSummary {
-            latency_ms_per_token: Some(latency_ms_per_token),
+            latency_ms_per_token: Some(all.latency_ms_per_token),
             output_tokens_per_s: (cfg.gen_tokens > 0)
-                .then(|| output_tokens as f64 / elapsed.as_secs_f64()),
+                .then(|| all.output_tokens as f64 / elapsed.as_secs_f64()),
             peak_rss_bytes: peak,
             power_w: energy.as_ref().map(|e| e.mean_watts),
-            power_null_reason: power_reason,
-            joules_per_query: power_report.joules_per_query,
+            power_null_reason: power.null_reason.clone(),
+            joules_per_query: power.joules_per_query,
             flops_per_token: Some(workload.flops_per_token),
-            domains: BTreeMap::new(),
+            domains,
             projections,
         },
         memory: Memory {
@@ -604,8 +887,9 @@ pub fn measure(
             null_reason: mem_reason,
             weight_bytes_by_precision: workload.weight_bytes_by_precision.clone(),
         },
-        power: power_report,
+        power,
         workload,
+        prompt_source: source,
         provenance: Provenance {
             edgebench_version: env!("CARGO_PKG_VERSION").into(),
             git_hash: cfg.git_hash.clone(),
@@ -653,7 +937,7 @@ pub fn render(r: &PerfReport) -> String {
         r.model.name, r.provenance.threads, r.scope
     );
     out += &format!(
-        "- run: **{}**{}\n- time to model ready: {:.1} ms (not in the timed window)\n- {} queries in {:.2} s; prompt {} tokens, {} output tokens per query\n\n",
+        "- run: **{}**{}\n- time to model ready: {:.1} ms (not in the timed window)\n- {} queries in {:.2} s; {}, {} output tokens per query\n\n",
         if r.validity.valid { "VALID" } else { "INVALID" },
         if r.validity.valid {
             String::new()
@@ -663,7 +947,14 @@ pub fn render(r: &PerfReport) -> String {
         r.time_to_ready_ms,
         r.queries,
         r.duration_s,
-        r.prompt_tokens,
+        if r.summary.domains.is_empty() {
+            format!("prompt {} tokens", r.prompt_tokens)
+        } else {
+            format!(
+                "{} domain(s) measured in turn (prompt lengths per domain below)",
+                r.summary.domains.len()
+            )
+        },
         r.gen_tokens
     );
     out += "| latency (ms, model-only) | n | mean | p50 | p90 | p95 | p99 |\n|---|---|---|---|---|---|---|\n";
@@ -711,24 +1002,57 @@ pub fn render(r: &PerfReport) -> String {
             )
         }
     }
+    if !r.summary.domains.is_empty() {
+        out += "\n| domain | queries | prompts (suites) | prompt tokens (mean) | ms/token p50 | p90 | TTFT p50 (ms) | power (W) | J/query |\n|---|---|---|---|---|---|---|---|---|\n";
+        for (name, d) in &r.summary.domains {
+            let lat = d.latency_ms_per_token.as_ref();
+            out += &format!(
+                "| {name}{} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                match &d.validity {
+                    Some(v) if !v.valid => " (INVALID)",
+                    _ => "",
+                },
+                d.queries,
+                d.prompts,
+                d.suites
+                    .iter()
+                    .map(|(s, n)| format!("{s} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.prompt_tokens_mean
+                    .map_or("-".into(), |t| format!("{t:.1}")),
+                fmt_ms(lat.and_then(|q| q.p50)),
+                fmt_ms(lat.and_then(|q| q.p90)),
+                fmt_ms(d.ttft_ms.as_ref().and_then(|q| q.p50)),
+                d.power_w.map_or("null".into(), |w| format!("{w:.2}")),
+                d.joules_per_query.map_or("-".into(), |j| format!("{j:.4}")),
+            );
+        }
+    }
     if !r.summary.projections.is_empty() {
         out += &format!(
-            "\n| device | ms/token lower bound (ESTIMATED, roofline) | bound |\n|---|---|---|\n| host (measured above) | {} | measured |\n",
-            fmt_ms(r.summary.latency_p50())
+            "\n| device | ms/token lower bound (ESTIMATED, roofline) | bound | power (W, ESTIMATED, envelope) |\n|---|---|---|---|\n| host (measured above) | {} | measured | {} |\n",
+            fmt_ms(r.summary.latency_p50()),
+            r.summary
+                .power_w
+                .map_or("null".into(), |w| format!("{w:.2} (measured)"))
         );
         for p in &r.summary.projections {
             out += &format!(
-                "| {} | {} (estimated) | {} |\n",
+                "| {} | {} (estimated) | {} | {} |\n",
                 p.device,
                 fmt_ms(p.ms_per_token),
                 p.detail
                     .as_ref()
-                    .and_then(|d| d.bound)
-                    .map_or("unknown".into(), |b| format!("{b:?}").to_lowercase())
+                    .and_then(|d| d.roofline.bound)
+                    .map_or("unknown".into(), |b| format!("{b:?}").to_lowercase()),
+                p.power_w
+                    .map_or("unknown".into(), |w| format!("{w} (estimated)"))
             );
         }
         out += &format!(
-            "\nProjections count {:.3} MFLOP and {:.2} MB of weights per token from the graph; {}.\n",
+            "\nProjections count {:.3} MFLOP and {:.2} MB of weights per token from the graph; {}. \
+             Projected power is the profile's power envelope, an upper bound while the model runs at its roofline.\n",
             r.workload.flops_per_token / 1e6,
             r.workload.weight_bytes_per_token / 1e6,
             r.workload.note
@@ -764,6 +1088,48 @@ mod tests {
         assert_eq!((rpi.ms_per_token, rpi.estimated), (Some(80.5), true));
         assert!(!p.projection("pixel-6").unwrap().estimated);
         assert!(p.projection("iphone-13").is_none());
+    }
+
+    fn energy(joules: f64, window_s: f64, idle: Option<f64>) -> Energy {
+        Energy {
+            joules,
+            joules_above_idle: idle.map(|w| joules - w * window_s),
+            idle_watts: idle,
+            mean_watts: joules / window_s,
+            window_s,
+            start_unix_s: 100.0 + window_s,
+            samples: 10,
+            sample_rate_hz: Some(10.0),
+            method: power::Method::MeterCsv,
+            source: "meter.csv".into(),
+        }
+    }
+
+    #[test]
+    fn windows_combine_by_summing_joules_and_time() {
+        // 2 J over 1 s at 1 W idle, 9 J over 3 s at 2 W idle
+        let e = combine(&[
+            Some(energy(2.0, 1.0, Some(1.0))),
+            Some(energy(9.0, 3.0, Some(2.0))),
+        ])
+        .unwrap();
+        assert_eq!((e.joules, e.window_s, e.samples), (11.0, 4.0, 20));
+        assert!((e.mean_watts - 2.75).abs() < 1e-12);
+        // idle: (1 x 1 + 2 x 3) / 4 = 1.75 W; above idle: 1 + 3 = 4 J
+        assert!((e.idle_watts.unwrap() - 1.75).abs() < 1e-12);
+        assert!((e.joules_above_idle.unwrap() - 4.0).abs() < 1e-12);
+        assert_eq!(e.start_unix_s, 101.0, "the first window's start");
+        let no_idle = combine(&[
+            Some(energy(2.0, 1.0, None)),
+            Some(energy(9.0, 3.0, Some(2.0))),
+        ])
+        .unwrap();
+        assert_eq!(
+            (no_idle.idle_watts, no_idle.joules_above_idle),
+            (None, None)
+        );
+        assert_eq!(combine(&[Some(energy(2.0, 1.0, None)), None]), None);
+        assert_eq!(combine(&[]), None);
     }
 
     #[test]

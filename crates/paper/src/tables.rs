@@ -1,6 +1,8 @@
 //! The paper's Tables 1-5 with the measured values of the given runs beside
 //! the reported ones. Measured cells come from run scores and `perf.json`
-//! only; a quantity no run measured is "not measured".
+//! only; a quantity no run measured is "not measured". A per-domain latency
+//! or power cell reads that domain's own measurement (`perf --suites`),
+//! never the host-wide figure.
 
 use super::indomain::{Target, Transfer};
 use super::reported::{Reported, ReportedError};
@@ -66,8 +68,21 @@ pub fn device_id(platform: &str) -> Option<&'static str> {
     }
 }
 
+/// "Not measured" for a per-domain cell of a run whose `perf.json` has no
+/// measurement on `domain`'s suites.
+fn no_domain(run: &PaperRun, domain: Domain) -> Sourced {
+    Sourced {
+        cell: Cell::NotMeasured,
+        by: format!(
+            "{}, no perf run on {domain} (edgebench perf --suites {domain})",
+            run.model()
+        ),
+    }
+}
+
 /// Latency per token of a run: the projection for `device` (estimated),
-/// else the host measurement on `domain`'s suites, else the host median.
+/// else the host measurement on `domain`'s suites (not measured without
+/// one), else (no domain) the host median.
 fn latency(run: Option<&PaperRun>, device: Option<&str>, domain: Option<Domain>) -> Sourced {
     let Some(run) = run else {
         return no_run();
@@ -87,9 +102,14 @@ fn latency(run: Option<&PaperRun>, device: Option<&str>, domain: Option<Domain>)
             };
         }
     }
-    let on_domain = domain.and_then(|d| perf.domain_latency_p50(d.as_str()));
-    let (value, what) = match on_domain {
-        Some(v) => (Some(v), format!("host p50 on {}", domain.expect("set"))),
+    let (value, what) = match domain {
+        Some(d) => match perf.domain(d.as_str()) {
+            Some(m) => (
+                m.latency_ms_per_token.as_ref().and_then(|q| q.p50),
+                format!("host p50 on {d}"),
+            ),
+            None => return no_domain(run, d),
+        },
         None => (perf.latency_p50(), "host p50".to_owned()),
     };
     Sourced {
@@ -98,8 +118,10 @@ fn latency(run: Option<&PaperRun>, device: Option<&str>, domain: Option<Domain>)
     }
 }
 
-/// Power of a run: the projection for `device`, else the host measurement.
-fn power(run: Option<&PaperRun>, device: Option<&str>) -> Sourced {
+/// Power of a run: the projection for `device` (estimated), else the host
+/// measurement on `domain`'s suites (not measured without one), else (no
+/// domain) the host measurement.
+fn power(run: Option<&PaperRun>, device: Option<&str>, domain: Option<Domain>) -> Sourced {
     let Some(run) = run else {
         return no_run();
     };
@@ -118,12 +140,27 @@ fn power(run: Option<&PaperRun>, device: Option<&str>) -> Sourced {
             };
         }
     }
-    let why = match (&perf.power_w, &perf.power_null_reason) {
-        (None, Some(reason)) => format!("host: {reason}"),
-        _ => "host".to_owned(),
+    let (watts, reason, host) = match domain {
+        Some(d) => match perf.domain(d.as_str()) {
+            Some(m) => (
+                m.power_w,
+                m.power_null_reason.as_ref(),
+                format!("host on {d}"),
+            ),
+            None => return no_domain(run, d),
+        },
+        None => (
+            perf.power_w,
+            perf.power_null_reason.as_ref(),
+            "host".to_owned(),
+        ),
+    };
+    let why = match (watts, reason) {
+        (None, Some(reason)) => format!("{host}: {reason}"),
+        _ => host,
     };
     Sourced {
-        cell: cell(perf.power_w),
+        cell: cell(watts),
         by: format!("{}, {why}", run.model()),
     }
 }
@@ -250,6 +287,37 @@ impl<'a> Inputs<'a> {
             (Some(r), None) => format!("{}, no perf.json", r.model()),
             (Some(r), Some(_)) => format!("{}, perf.json (host)", r.model()),
         };
+        // Latency, power and energy per domain: only the domains' own
+        // measurements, never the host-wide figure.
+        let by_domains = match (run, perf) {
+            (Some(r), Some(p)) if p.domains.is_empty() => format!(
+                "{}, perf.json has no per-domain run (edgebench perf --suites)",
+                r.model()
+            ),
+            (Some(r), Some(p)) => {
+                let others: Vec<&str> = p
+                    .domains
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| *k != d.as_str())
+                    .collect();
+                format!(
+                    "{}, perf.json per domain (host): {d}{} vs {}",
+                    r.model(),
+                    if p.domain(d.as_str()).is_some() {
+                        ""
+                    } else {
+                        " not measured"
+                    },
+                    if others.is_empty() {
+                        "no other domain measured".to_owned()
+                    } else {
+                        others.join(", ")
+                    }
+                )
+            }
+            _ => by_perf.clone(),
+        };
         let metrics: [Table1Metric; 6] = [
             (
                 "F1 (headline score)",
@@ -258,7 +326,13 @@ impl<'a> Inputs<'a> {
                 t1.as_ref().and_then(|t| t.out_of_domain(d)),
                 &by_scores,
             ),
-            ("Latency (ms/token)", "latency", lat_in, lat_out, &by_perf),
+            (
+                "Latency (ms/token)",
+                "latency",
+                lat_in,
+                lat_out,
+                &by_domains,
+            ),
             (
                 "Perplexity",
                 "perplexity",
@@ -266,13 +340,13 @@ impl<'a> Inputs<'a> {
                 ppl_out,
                 &by_scores,
             ),
-            ("Power (W)", "power", pow_in, pow_out, &by_perf),
+            ("Power (W)", "power", pow_in, pow_out, &by_domains),
             (
                 "Energy (J/token) = W x s",
                 "energy",
                 energy(pow_in, lat_in),
                 energy(pow_out, lat_out),
-                &by_perf,
+                &by_domains,
             ),
             ("FLOPs (per token)", "flops", flops, flops, &by_perf),
         ];
@@ -456,7 +530,7 @@ impl<'a> Inputs<'a> {
                     "mobilebert_latency_ms",
                     latency(mobilebert, device, domain),
                 ),
-                ("Power (W)", "power_w", power(gem, device)),
+                ("Power (W)", "power_w", power(gem, device, domain)),
             ];
             let label = format!("{name} ({platform})");
             for (quantity, k, m) in rows {
@@ -514,7 +588,7 @@ impl<'a> Inputs<'a> {
                         latency(run, device, None),
                     ),
                     ("Memory (MB)", "memory_mb", memory(run)),
-                    ("Power (W)", "power_w", power(run, device)),
+                    ("Power (W)", "power_w", power(run, device, None)),
                     (
                         "GG (mean over domains)",
                         "gg",

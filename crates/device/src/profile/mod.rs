@@ -10,7 +10,9 @@
 //!   item that cannot be read is [`Reading::Unreadable`] with the path and
 //!   reason; nothing here panics on bad input.
 //! * [`project`] gives a roofline lower bound on milliseconds per token,
-//!   `max(flops / peak, bytes / bandwidth)`, always labelled `estimated`.
+//!   `max(flops / peak, bytes / bandwidth)`, always labelled `estimated`;
+//!   [`estimate_power`] the power beside it (the profile's power envelope),
+//!   labelled likewise.
 //! * [`list`] returns the paper's four devices plus `host`.
 //!
 //! Self-contained: std, serde, toml, thiserror and sysinfo only.
@@ -18,6 +20,7 @@
 mod cpuinfo;
 mod host;
 mod loader;
+mod power_estimate;
 mod roofline;
 mod schema;
 
@@ -25,6 +28,7 @@ pub use host::{
     read_governor, read_thermal, running_target, Host, HostRoots, Reading, Thermal, ZoneTemperature,
 };
 pub use loader::{list, load, load_dir, parse, ProfileError};
+pub use power_estimate::{estimate_power, PowerEstimate};
 pub use roofline::{project, project_on, Bound, Projection, Workload, WorkloadError};
 pub use schema::{ComputeKind, ComputeUnit, DeviceProfile, HostMeasurements, Spec};
 
