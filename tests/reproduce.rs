@@ -1,7 +1,8 @@
 //! `edgebench reproduce` end to end on the bundled fixtures with the tiny
 //! models (and MiniLM from ../shared/models, so it skips without it): every
-//! role of the paper's tables gets a run and a performance run, no table
-//! cell reads "no run", and a second invocation finds every step done.
+//! role of the paper's tables gets a run and a per-domain performance run,
+//! no table cell reads "no run", and a second invocation finds every step
+//! done.
 
 mod common;
 
@@ -74,6 +75,17 @@ fn reproduce_fills_every_role_and_resumes_as_done() {
     assert_eq!(latency.len(), 3, "{t3}");
     for l in latency {
         assert!(!l.contains("not measured"), "measured on the host: {l}");
+    }
+
+    // Table 1's per-domain latency comes from the GEM run's per-domain perf
+    let t1 = std::fs::read_to_string(tables.join("table1.md")).unwrap();
+    let rows: Vec<&str> = t1.lines().filter(|l| l.starts_with("| Latency")).collect();
+    assert_eq!(rows.len(), 4, "{t1}");
+    for l in rows {
+        assert!(
+            l.contains("per domain") && !l.contains("not measured"),
+            "{l}"
+        );
     }
 
     let again = reproduce(&repo, &out, models);

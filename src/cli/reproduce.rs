@@ -40,7 +40,8 @@ pub struct ReproduceArgs {
     /// MiniLM still comes from --models): a smoke test of the whole flow.
     #[arg(long)]
     pub tiny: bool,
-    /// Minimum timed queries of each performance run.
+    /// Minimum timed queries of each performance run (per domain: each
+    /// model is measured on every domain's prompts in turn).
     #[arg(long, default_value_t = 100)]
     pub perf_min_queries: usize,
     /// Minimum timed seconds of each performance run.
@@ -266,6 +267,10 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
                 &queries,
                 "--min-duration",
                 &duration,
+                "--suites",
+                "all",
+                "--data-dir",
+                s(&a.data_dir),
                 "--out",
                 &out,
             ])?;
