@@ -420,13 +420,16 @@ fn extra_block_len(window: usize) -> usize {
 impl Plan {
     fn new(clusters: &[i64], group: &[i64], p: usize, params: &ScarParams) -> Plan {
         let t = clusters.len();
-        let mut by: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
+        // the (group, cluster) blocks of the queries, then their members
+        let mut by: std::collections::BTreeMap<(i64, i64), Vec<usize>> =
+            (p..t).map(|i| ((group[i], clusters[i]), vec![])).collect();
         for i in 0..t {
-            by.entry((group[i], clusters[i])).or_default().push(i);
+            if let Some(m) = by.get_mut(&(group[i], clusters[i])) {
+                m.push(i);
+            }
         }
         let blocks = by
             .into_values()
-            .filter(|m| m.last().is_some_and(|&i| i >= p))
             .map(|m| {
                 let first = m.partition_point(|&i| i < p);
                 (m, first)
@@ -641,6 +644,35 @@ fn attend(
     }
     for b in &plan.extra {
         let (nq, nk) = (b.queries.len(), b.keys.len());
+        if nq <= DIRECT_QUERIES {
+            // decode: the visible keys and values in place, one pass each
+            for (a, &i) in b.queries.iter().enumerate() {
+                let r = i - p;
+                let qr = &q[r * d..(r + 1) * d];
+                let seen = &b.visible[a * nk..(a + 1) * nk];
+                s.scores.clear();
+                s.scores
+                    .extend(b.keys.iter().zip(seen).map(|(&j, &vis)| match vis {
+                        true => dot(qr, &k[j * d..(j + 1) * d]) * scale,
+                        false => 0.0,
+                    }));
+                let l2 = masked_softmax(&mut s.scores, |j| seen[j]);
+                if l2 == f32::NEG_INFINITY {
+                    continue;
+                }
+                s.out.clear();
+                s.out.resize(dv, 0.0);
+                for ((&j, &w), &vis) in b.keys.iter().zip(&s.scores).zip(seen) {
+                    if vis {
+                        for (o, x) in s.out.iter_mut().zip(&v[j * dv..(j + 1) * dv]) {
+                            *o += w * x;
+                        }
+                    }
+                }
+                merge(&mut out[r * dv..(r + 1) * dv], &mut lse[r], &s.out, l2);
+            }
+            continue;
+        }
         Scratch::gather(&mut s.q, q, d, b.queries.iter().map(|&i| i - p));
         Scratch::gather(&mut s.k, k, d, b.keys.iter().copied());
         Scratch::gather(&mut s.v, v, dv, b.keys.iter().copied());
@@ -656,18 +688,26 @@ fn attend(
                 continue;
             }
             let r = i - p;
-            let top = lse[r].max(lse2[a]);
-            let (w1, w2) = ((lse[r] - top).exp(), (lse2[a] - top).exp());
-            let inv = 1.0 / (w1 + w2);
-            for (o, e) in out[r * dv..(r + 1) * dv]
-                .iter_mut()
-                .zip(&s.out[a * dv..(a + 1) * dv])
-            {
-                *o = (w1 * *o + w2 * e) * inv;
-            }
-            lse[r] = top + (w1 + w2).ln();
+            merge(
+                &mut out[r * dv..(r + 1) * dv],
+                &mut lse[r],
+                &s.out[a * dv..(a + 1) * dv],
+                lse2[a],
+            );
         }
     }
+}
+
+/// Merges a second softmax part (`part`, log-sum-exp `lse2`) into a query's
+/// output row `o` (log-sum-exp `lse`, updated).
+fn merge(o: &mut [f32], lse: &mut f32, part: &[f32], lse2: f32) {
+    let top = lse.max(lse2);
+    let (w1, w2) = ((*lse - top).exp(), (lse2 - top).exp());
+    let inv = 1.0 / (w1 + w2);
+    for (o, e) in o.iter_mut().zip(part) {
+        *o = (w1 * *o + w2 * e) * inv;
+    }
+    *lse = top + (w1 + w2).ln();
 }
 
 /// Shapes of one call: batch, heads, new tokens, past tokens, representation
