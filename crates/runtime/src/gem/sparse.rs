@@ -481,9 +481,7 @@ pub fn build(
     // Pathways: one routed stack.
     let p = &cfg.pathways;
     let emb = c.w.matrix("pathway.embed", vocab, p.hidden);
-    let emb =
-        c.g.init_f32("pathway.embed", &[vocab as i64, p.hidden as i64], &emb);
-    let mut h = layers::gather_rows(&mut c.g, &emb, &ids);
+    let mut h = super::build::embedding(&mut c.g, "pathway.embed", &emb, p.hidden, &ids);
     let rope = super::build::rope_tables(
         &mut c,
         "pathway.rope",
