@@ -378,13 +378,16 @@ fn sums_rows<'a>(
                 ids[i] = best.0;
             }
         }
-        // running sums of the new tokens, in token order
-        let mut running: std::collections::BTreeMap<i64, Vec<f32>> = last
-            .iter()
-            .map(|(&id, &(j, _))| (id, past_sum(j).to_vec()))
-            .collect();
+        // running sums of the new tokens, in token order, from the last past
+        // member's of their id
+        let mut running: std::collections::BTreeMap<i64, Vec<f32>> = Default::default();
         for &i in &pos[n_past..] {
-            let s = running.entry(ids[i]).or_insert_with(|| vec![0f32; dx]);
+            let s = running
+                .entry(ids[i])
+                .or_insert_with(|| match last.get(&ids[i]) {
+                    Some(&(j, _)) => past_sum(j).to_vec(),
+                    None => vec![0f32; dx],
+                });
             add_unit(s, row(i));
             sums[(i - p) * dx..(i - p + 1) * dx].copy_from_slice(s);
         }
