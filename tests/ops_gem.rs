@@ -746,9 +746,9 @@ fn frozen_running_sums_equal_recomputed_centroids_over_a_decode() {
         *g %= 2;
     }
     let mut steps = vec![40];
-    steps.extend(std::iter::repeat(1).take(30));
+    steps.extend(std::iter::repeat_n(1, 30));
     steps.push(3);
-    steps.extend(std::iter::repeat(1).take(17));
+    steps.extend(std::iter::repeat_n(1, 17));
     for (k, (sinks, window)) in [(4, (2, 8)), (8, (0, 0)), (3, (1, 0))] {
         let params = scar::ScarParams {
             k,
