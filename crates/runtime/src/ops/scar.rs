@@ -190,6 +190,18 @@ fn positions_by_group(group: &[i64]) -> std::collections::BTreeMap<i64, Vec<usiz
     by
 }
 
+/// [`positions_by_group`] of the groups that have a token at `p` or later.
+fn positions_of_new_groups(group: &[i64], p: usize) -> std::collections::BTreeMap<i64, Vec<usize>> {
+    let mut by: std::collections::BTreeMap<i64, Vec<usize>> =
+        group[p..].iter().map(|&g| (g, vec![])).collect();
+    for (i, g) in group.iter().enumerate() {
+        if let Some(pos) = by.get_mut(g) {
+            pos.push(i);
+        }
+    }
+    by
+}
+
 /// The cluster id of every one of the `t` tokens, by the rules of
 /// `docs/ops.md`: `x_all` is `[t, dx]` (the `p` past tokens' rows, then the
 /// new ones), `group` is `[t]`, `past_clusters` the `p` past tokens' ids.
@@ -336,20 +348,18 @@ fn sums_rows<'a>(
     p: usize,
     params: &ScarParams,
 ) -> (Vec<i64>, Vec<f32>) {
-    let mut ids = vec![0i64; t];
+    // past ids never change
+    let mut ids = past_clusters[..p].to_vec();
+    ids.resize(t, 0);
     let mut sums = vec![0f32; (t - p) * dx];
-    for pos in positions_by_group(&group[..t]).into_values() {
+    for pos in positions_of_new_groups(&group[..t], p).into_values() {
         let n_past = pos.partition_point(|&i| i < p);
         // each past id's (last member, member count)
         let mut last: std::collections::BTreeMap<i64, (usize, usize)> = Default::default();
         for &i in &pos[..n_past] {
-            ids[i] = past_clusters[i];
             let e = last.entry(past_clusters[i]).or_insert((i, 0));
             e.0 = i;
             e.1 += 1;
-        }
-        if n_past == pos.len() {
-            continue;
         }
         if n_past == 0 {
             let rows: Vec<f32> = pos.iter().flat_map(|&i| row(i).iter().copied()).collect();
@@ -442,7 +452,7 @@ impl Plan {
         let (sinks, window) = (params.sinks, params.window);
         if sinks > 0 || window > 0 {
             let qb = extra_block_len(window);
-            for pos in positions_by_group(group).into_values() {
+            for pos in positions_of_new_groups(group, p).into_values() {
                 let first = pos.partition_point(|&i| i < p);
                 let len = pos.len();
                 let mut r0 = first;
