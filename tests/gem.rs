@@ -389,3 +389,66 @@ fn cached_perplexity_equals_one_pass_without_clusters() {
     let d = p.max_logit_difference.unwrap();
     assert!(d < 1e-4, "{d}");
 }
+
+/// One `embedding` graph over `table` (`[rows, cols]`), run on `ids`.
+fn embedding_rows(table: &[f32], cols: usize, ids: &[i64]) -> (Vec<f32>, usize) {
+    use edgebench::onnx::{encode, Dim, Elem, GraphBuilder};
+    let mut g = GraphBuilder::new("embedding");
+    g.input("ids", Elem::I64, &[Dim::Fixed(1), Dim::Sym("seq".into())]);
+    let out = gem::build::embedding(&mut g, "embed", table, cols, "ids");
+    g.output(
+        &out,
+        Elem::F32,
+        &[
+            Dim::Fixed(1),
+            Dim::Sym("seq".into()),
+            Dim::Fixed(cols as i64),
+        ],
+    );
+    let bytes = encode(&g.finish("test", &[]));
+    let model = edgebench::ops::onnx()
+        .model_for_read(&mut bytes.as_slice())
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    let out = outputs(model, ids);
+    // the encoded size: a table stored at 8 bits is about a quarter
+    (floats(&out[0]), bytes.len())
+}
+
+#[test]
+fn q8_exact_embedding_tables_are_stored_as_codes_and_gather_the_same_rows() {
+    // a table dequantized from Q8_0 blocks: q * d with d an f16 value
+    // (11 significant bits) and max |q| = 127
+    let (rows, cols) = (50, 64);
+    let mut table = vec![0f32; rows * cols];
+    for (b, block) in table.chunks_mut(32).enumerate() {
+        let d = (1024 + (b * 37) % 1024) as f32 / (1 << 20) as f32;
+        for (i, v) in block.iter_mut().enumerate() {
+            let q = ((b * 31 + i * 17) % 255) as i32 - 127;
+            *v = q as f32 * d;
+        }
+        block[b % 32] = 127.0 * d * if b % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let (codes, scales) = gem::build::exact_q8(&table, cols).expect("exact");
+    assert_eq!((codes.len(), scales.len()), (rows * cols, rows * cols / 32));
+    let ids = [3i64, 0, 49, 3, 17];
+    let (got, bytes) = embedding_rows(&table, cols, &ids);
+    let want: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| table[i as usize * cols..(i as usize + 1) * cols].to_vec())
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want), "gathered rows equal to the bit");
+    // one value off the grid keeps the f32 table (same rows, four times the bytes)
+    let mut off = table.clone();
+    off[70] += 1e-4;
+    assert!(gem::build::exact_q8(&off, cols).is_none());
+    let (got, f32_bytes) = embedding_rows(&off, cols, &ids);
+    let want: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| off[i as usize * cols..(i as usize + 1) * cols].to_vec())
+        .collect();
+    assert_eq!(bits(&got), bits(&want));
+    assert!(bytes * 3 < f32_bytes, "{bytes} vs {f32_bytes}");
+}

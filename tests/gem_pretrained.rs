@@ -328,6 +328,9 @@ fn sparse_dispatch_and_its_cache_match_the_dense_masked_graph() {
         let (_, ld, rd) = run(Dispatch::Dense);
         assert_eq!(rs, rd, "{v:?}: routes");
         if v != Variant::NoRouter {
+            // the router's attention over its KV cache runs fused
+            let note = &sparse.info().matmul;
+            assert!(note.contains("fused into EbAttention"), "{note}");
             let distinct: std::collections::BTreeSet<char> = rs[0].chars().collect();
             assert!(distinct.len() >= 2, "routes must spread: {rs:?}");
         }

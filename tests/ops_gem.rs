@@ -643,6 +643,169 @@ fn prefill_then_cached_call_equals_one_call() {
     check_cached(2, 200, 199, 8, 4, 8, (4, 32), 0, true, 13);
 }
 
+/// The running-sums graph (`cached = 2`) with symbolic `seq`, `past` and `total`.
+fn sums_graph(c: &Case, p: &scar::ScarParams) -> Vec<u8> {
+    let mut g = GraphBuilder::new("scar");
+    let (hd, dd, xd) = (c.h as i64, c.d as i64, c.dx as i64);
+    g.input("x", Elem::F32, &[1.into(), sym("seq"), xd.into()]);
+    g.input(
+        "q",
+        Elem::F32,
+        &[1.into(), hd.into(), sym("seq"), dd.into()],
+    );
+    for name in ["k", "v"] {
+        g.input(
+            name,
+            Elem::F32,
+            &[1.into(), hd.into(), sym("total"), dd.into()],
+        );
+    }
+    g.input("g", Elem::I64, &[1.into(), sym("total")]);
+    g.input("ps", Elem::F32, &[1.into(), sym("past"), xd.into()]);
+    g.input("pc", Elem::I64, &[1.into(), sym("past")]);
+    let (y, cl, sums) =
+        scar::write_node_sums(&mut g, "scar", "x", "q", "k", "v", "g", "ps", "pc", p);
+    g.output(&y, Elem::F32, &[1.into(), hd.into(), sym("seq"), dd.into()]);
+    g.output(&cl, Elem::I64, &[1.into(), sym("total")]);
+    g.output(&sums, Elem::F32, &[1.into(), sym("seq"), xd.into()]);
+    encode(&g.finish("test", &[]))
+}
+
+/// A prefill of `steps[0]` tokens, then calls of `steps[1..]` tokens each,
+/// through the frozen rule's two forms, each on its own cache: recomputing
+/// the centroids from the past representations (`cached = 1`) and carrying
+/// running sums (`cached = 2`). Ids must be equal and outputs within 1e-5
+/// at every call; the running sums must be the sums `assign_clusters` adds.
+fn check_sums_form(c: &Case, params: &scar::ScarParams, steps: &[usize]) {
+    let dx = c.dx;
+    let (recompute, carried) = (cached_graph(c, params), sums_graph(c, params));
+    let mut past_ids: [Vec<i64>; 2] = [vec![], vec![]];
+    let mut past_sums: Vec<f32> = vec![];
+    let mut p = 0;
+    for &n in steps {
+        let t = p + n;
+        let step = Case {
+            t,
+            x: c.x[..t * dx].to_vec(),
+            q: c.rows(&c.q, 0, t),
+            k: c.rows(&c.k, 0, t),
+            v: c.rows(&c.v, 0, t),
+            groups: c.groups[..t].to_vec(),
+            ..*c
+        };
+        let old = run_both(&recompute, step.cached_inputs(p, &past_ids[0]));
+        let mut inputs = step.cached_inputs(p, &past_ids[1]);
+        inputs[5] = Tensor::from_shape(&[1, p, dx], &past_sums).unwrap();
+        let new = run_both(&carried, inputs);
+        let ids = ints(&old[0][1]);
+        let (want_ids, want_sums) = scar::assign_clusters_with_sums(
+            &c.x[p * dx..t * dx],
+            (t, dx),
+            &c.groups,
+            &past_ids[1],
+            &past_sums,
+            p,
+            params,
+        );
+        assert_eq!(want_ids, ids, "p {p}: the rule in Rust");
+        for (o, f) in old.iter().zip(&new) {
+            assert_eq!(ints(&o[1]), ids, "p {p}: recomputing ids");
+            assert_eq!(ints(&f[1]), ids, "p {p}: running-sums ids");
+            assert_close(&floats(&f[0]), &floats(&o[0]), 1e-5, "sums vs recomputed");
+            assert_eq!(floats(&f[2]), want_sums, "p {p}: running sums");
+        }
+        // the running sum of each token is the sum of its cluster's unit vectors up to it
+        for i in p..t {
+            let mut s = vec![0f64; dx];
+            for j in (0..=i).filter(|&j| c.groups[j] == c.groups[i] && ids[j] == ids[i]) {
+                let r = &c.x[j * dx..(j + 1) * dx];
+                let norm = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    s.iter_mut()
+                        .zip(r)
+                        .for_each(|(a, b)| *a += *b as f64 / norm);
+                }
+            }
+            let got = &want_sums[(i - p) * dx..(i - p + 1) * dx];
+            for (a, b) in got.iter().zip(&s) {
+                assert!((*a as f64 - b).abs() < 1e-4, "token {i}: {a} vs {b}");
+            }
+        }
+        past_ids = [ids.clone(), ids];
+        past_sums.extend(want_sums);
+        p = t;
+    }
+}
+
+#[test]
+fn frozen_running_sums_equal_recomputed_centroids_over_a_decode() {
+    // three groups, one of which first appears while decoding; a prefill,
+    // single-token steps and a three-token call
+    let mut c = Case::new(2, 90, 7, 4, 3, 31);
+    for g in &mut c.groups[..40] {
+        *g %= 2;
+    }
+    let mut steps = vec![40];
+    steps.extend(std::iter::repeat_n(1, 30));
+    steps.push(3);
+    steps.extend(std::iter::repeat_n(1, 17));
+    for (k, (sinks, window)) in [(4, (2, 8)), (8, (0, 0)), (3, (1, 0))] {
+        let params = scar::ScarParams {
+            k,
+            iterations: 5,
+            sinks,
+            window,
+            recluster_every: 0,
+            ..Default::default()
+        };
+        check_sums_form(&c, &params, &steps);
+    }
+    // zero rows are counted but add nothing to their cluster's sum
+    let mut z = Case::new(1, 30, 5, 4, 2, 32);
+    for i in [3, 12, 20, 25] {
+        z.x[i * 5..(i + 1) * 5].fill(0.0);
+    }
+    let params = scar::ScarParams {
+        k: 3,
+        iterations: 4,
+        recluster_every: 0,
+        ..Default::default()
+    };
+    check_sums_form(&z, &params, &[10, 1, 1, 5, 1, 1, 1, 10]);
+}
+
+#[test]
+fn running_sums_form_refuses_a_reclustering_rule() {
+    use edgebench::onnx::Attr;
+    let mut g = GraphBuilder::new("bad");
+    g.input("x", Elem::F32, &[1.into(), 1.into(), 2.into()]);
+    g.input("q", Elem::F32, &[1.into(), 1.into(), 1.into(), 2.into()]);
+    for name in ["k", "v"] {
+        g.input(name, Elem::F32, &[1.into(), 1.into(), 4.into(), 2.into()]);
+    }
+    g.input("g", Elem::I64, &[1.into(), 4.into()]);
+    g.input("ps", Elem::F32, &[1.into(), 3.into(), 2.into()]);
+    g.input("pc", Elem::I64, &[1.into(), 3.into()]);
+    g.node_in_domain(
+        edgebench::onnx::CUSTOM_DOMAIN,
+        scar::OP_NAME,
+        &["x", "q", "k", "v", "g", "ps", "pc"],
+        &["y", "c", "s"],
+        &[("cached", Attr::Int(2)), ("recluster_every", Attr::Int(4))],
+    );
+    g.output("y", Elem::F32, &[1.into(), 1.into(), 1.into(), 2.into()]);
+    let bytes = encode(&g.finish("test", &[]));
+    let err = edgebench::ops::onnx()
+        .model_for_read(&mut bytes.as_slice())
+        .and_then(|m| m.into_typed())
+        .unwrap_err();
+    let msg = format!("{err:?}");
+    assert!(
+        msg.contains("cached = 2") && msg.contains("recluster_every must be 0, not 4"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn frozen_call_keeps_past_ids_and_clusters_a_new_group_alone() {
     // groups 0 and 1 in the past; group 2 appears only among the new tokens

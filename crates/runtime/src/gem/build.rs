@@ -450,6 +450,78 @@ pub(super) fn describe(
 
 /// RoPE (`rotate_half` form) on heads `t` `[.., head_dim]` with the tables
 /// gathered by [`rope_tables`].
+/// Block length of [`exact_q8`].
+const EMBED_BLOCK: usize = 32;
+
+/// Symmetric 8-bit codes (offset by 128) and one scale per block of
+/// [`EMBED_BLOCK`] of a row-major table of rows of `cols`, when they give
+/// back every value exactly (`(code - 128) * scale`, in f32): a table
+/// dequantized from Q8_0, as SmolLM2's GGUF token embeddings are.
+pub fn exact_q8(table: &[f32], cols: usize) -> Option<(Vec<u8>, Vec<f32>)> {
+    if cols == 0 || !cols.is_multiple_of(EMBED_BLOCK) {
+        return None;
+    }
+    let mut codes = Vec::with_capacity(table.len());
+    let mut scales = Vec::with_capacity(table.len() / EMBED_BLOCK);
+    for block in table.chunks(EMBED_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        for &v in block {
+            let q = if scale > 0.0 {
+                (v / scale).round()
+            } else {
+                0.0
+            };
+            if !(-128.0..=127.0).contains(&q) {
+                return None;
+            }
+            let code = (q as i16 + 128) as u8;
+            // what the graph computes, to the bit
+            if ((code as f32 - 128.0) * scale).to_bits() != v.to_bits() {
+                return None;
+            }
+            codes.push(code);
+        }
+        scales.push(scale);
+    }
+    Some((codes, scales))
+}
+
+/// The rows `ids` of an embedding table `[rows, cols]`: stored as 8-bit
+/// codes and block scales and dequantized per gathered row when
+/// [`exact_q8`] finds them exact (a quarter of the bytes, same values),
+/// else as the f32 table.
+pub fn embedding(
+    g: &mut GraphBuilder,
+    name: &str,
+    table: &[f32],
+    cols: usize,
+    ids: &str,
+) -> String {
+    let rows = (table.len() / cols.max(1)) as i64;
+    let Some((codes, scales)) = exact_q8(table, cols) else {
+        let t = g.init_f32(name, &[rows, cols as i64], table);
+        return layers::gather_rows(g, &t, ids);
+    };
+    let blocks = (cols / EMBED_BLOCK) as i64;
+    let codes = g.init_u8(&format!("{name}.codes"), &[rows, cols as i64], &codes);
+    let scales = g.init_f32(&format!("{name}.scales"), &[rows, blocks, 1], &scales);
+    let offset = g.init_f32(&format!("{name}.offset"), &[], &[128.0]);
+    let by_block = layers::i64s(
+        g,
+        &format!("{name}.by_block"),
+        &[0, 0, blocks, EMBED_BLOCK as i64],
+    );
+    let by_row = layers::i64s(g, &format!("{name}.by_row"), &[0, 0, cols as i64]);
+    let c = layers::gather_rows(g, &codes, ids);
+    let c = g.op("Cast", &[&c], &[("to", Attr::Int(1))]);
+    let c = g.op("Sub", &[&c, &offset], &[]);
+    let c = g.op("Reshape", &[&c, &by_block], &[]);
+    let s = layers::gather_rows(g, &scales, ids);
+    let x = g.op("Mul", &[&c, &s], &[]);
+    g.op("Reshape", &[&x, &by_row], &[])
+}
+
 pub(super) fn rope_heads(c: &mut Ctx, t: &str, hd: usize, (cos, sin): &(String, String)) -> String {
     let half = i64s(&mut c.g, &format!("{t}.half"), &[hd as i64 / 2]);
     let full = i64s(&mut c.g, &format!("{t}.full"), &[hd as i64]);
@@ -653,9 +725,7 @@ fn build_dense(
     // Pathways, merged by route.
     let p = &cfg.pathways;
     let emb = c.w.matrix("pathway.embed", vocab, p.hidden);
-    let emb =
-        c.g.init_f32("pathway.embed", &[vocab as i64, p.hidden as i64], &emb);
-    let h0 = layers::gather_rows(&mut c.g, &emb, &ids);
+    let h0 = embedding(&mut c.g, "pathway.embed", &emb, p.hidden, &ids);
     let rope = rope_tables(
         &mut c,
         "pathway.rope",

@@ -22,7 +22,8 @@
 //! | `past_router_key_<l>`, `past_router_value_<l>` | `[1, heads, past or rpast, head_dim]` | router layers |
 //! | `past_router_hidden` | `[1, rpast, hidden]` | BERT router: last states of the cached router tokens |
 //! | `past_key_<l>`, `past_value_<l>` | `[1, kv_heads, past, head_dim]` | pathway layers (each row written by its token's pathway) |
-//! | `past_scar_x_<l>`, `past_clusters_<l>` | `[1, past, dx]`, `[1, past]` i64 | SCAR with `k > 1`: what was clustered, and the ids |
+//! | `past_scar_sums_<l>`, `past_clusters_<l>` | `[1, past, dx]`, `[1, past]` i64 | SCAR with `k > 1`, frozen centroids (`recluster_every = 0`): each token's running centroid sum, and the ids |
+//! | `past_scar_x_<l>`, `past_clusters_<l>` | `[1, past, dx]`, `[1, past]` i64 | SCAR with `k > 1` that re-clusters: what was clustered, and the ids |
 //!
 //! Outputs: `logits` `[1, seq, vocab]`, `hidden_states`, `route` `[1, seq]`,
 //! with a router `route_probs` `[1, seq, 8]` and `router_hidden`, then the
@@ -90,7 +91,8 @@ struct Layer<'a> {
     cluster_on: ClusterOn,
     past_key: (String, String),
     past_value: (String, String),
-    /// `past_scar_x`, `past_clusters` (and present names) when `k > 1`.
+    /// `past_scar_x` or `past_scar_sums`, `past_clusters` (and present
+    /// names) when `k > 1`.
     scar_cache: Option<((String, String), (String, String))>,
 }
 
@@ -180,13 +182,17 @@ fn layer(c: &mut Ctx, k: &Shared, l: &Layer, h: &str) -> String {
     };
     let kall = cat(c, &l.past_key.0, &kk, &l.past_key.1, 2);
     let vall = cat(c, &l.past_value.0, &v, &l.past_value.1, 2);
+    // frozen centroids carry running sums instead of what was clustered
+    let sums = l.params.recluster_every == 0;
     let (sx, past_x, past_clusters) = match &l.scar_cache {
         Some(((px, px_out), (pc, _))) => {
             let sx = match l.cluster_on {
                 ClusterOn::Hidden => x.clone(),
                 ClusterOn::Keys => kp.clone(),
             };
-            cat(c, px, &sx, px_out, 1);
+            if !sums {
+                cat(c, px, &sx, px_out, 1);
+            }
             (sx, px.clone(), pc.clone())
         }
         None => {
@@ -200,18 +206,36 @@ fn layer(c: &mut Ctx, k: &Shared, l: &Layer, h: &str) -> String {
             (sx, k.zero_past.0.clone(), k.zero_past.1.clone())
         }
     };
-    let (o, clusters) = crate::ops::scar::write_node_cached(
-        &mut c.g,
-        &n("scar"),
-        &sx,
-        &q,
-        &kall,
-        &vall,
-        l.group,
-        &past_x,
-        &past_clusters,
-        &l.params,
-    );
+    let (o, clusters) = match (&l.scar_cache, sums) {
+        (Some(((ps, ps_out), _)), true) => {
+            let (o, clusters, new_sums) = crate::ops::scar::write_node_sums(
+                &mut c.g,
+                &n("scar"),
+                &sx,
+                &q,
+                &kall,
+                &vall,
+                l.group,
+                &past_x,
+                &past_clusters,
+                &l.params,
+            );
+            cat(c, ps, &new_sums, ps_out, 1);
+            (o, clusters)
+        }
+        _ => crate::ops::scar::write_node_cached(
+            &mut c.g,
+            &n("scar"),
+            &sx,
+            &q,
+            &kall,
+            &vall,
+            l.group,
+            &past_x,
+            &past_clusters,
+            &l.params,
+        ),
+    };
     if let Some((_, (_, pc_out))) = &l.scar_cache {
         c.g.node_in_domain("", "Identity", &[&clusters], &[pc_out], &[]);
     }
@@ -457,9 +481,7 @@ pub fn build(
     // Pathways: one routed stack.
     let p = &cfg.pathways;
     let emb = c.w.matrix("pathway.embed", vocab, p.hidden);
-    let emb =
-        c.g.init_f32("pathway.embed", &[vocab as i64, p.hidden as i64], &emb);
-    let mut h = layers::gather_rows(&mut c.g, &emb, &ids);
+    let mut h = super::build::embedding(&mut c.g, "pathway.embed", &emb, p.hidden, &ids);
     let rope = super::build::rope_tables(
         &mut c,
         "pathway.rope",
@@ -512,9 +534,13 @@ pub fn build(
             kv_dims(kv, hd, "total"),
         );
         let scar_cache = (params.k > 1).then(|| {
+            let rows = match params.recluster_every {
+                0 => "scar_sums",
+                _ => "scar_x",
+            };
             let x = k.past(
                 &mut c.g,
-                &format!("scar_x_{l}"),
+                &format!("{rows}_{l}"),
                 Elem::F32,
                 vec![Dim::Fixed(1), Dim::from("past"), Dim::Fixed(dx as i64)],
                 vec![Dim::Fixed(1), Dim::from("total"), Dim::Fixed(dx as i64)],

@@ -344,7 +344,9 @@ impl GraphView<'_> {
     /// The multi-head chain `model::bert` writes, with `q`, `k` and `v` each
     /// `Transpose(Reshape(x, [0, 0, h, d]), [0, 2, 1, 3])`:
     /// `MatMul(q, Transpose(k, [0, 1, 3, 2]))`, `Mul(scale)`, `Add(mask)`,
-    /// `Softmax`, `MatMul(p, v)`.
+    /// `Softmax`, `MatMul(p, v)`. With a KV cache, `k` and `v` are each
+    /// `Concat([past, heads], axis 2)` of such a transpose: the chain fuses
+    /// heads-first over the concatenations.
     fn heads_chain(
         &self,
         [mm1, mul, add, softmax, mm2]: [usize; 5],
@@ -359,8 +361,18 @@ impl GraphView<'_> {
         let (q, k, v) = (&n(mm1).input[0], &n(tr).input[0], &n(mm2).input[1]);
         let mut heads = None;
         let mut transposes = vec![];
-        for x in [q, k, v] {
-            let t = *self.producer.get(x.as_str())?;
+        let mut cached = false;
+        for (i, x) in [q, k, v].into_iter().enumerate() {
+            let mut t = *self.producer.get(x.as_str())?;
+            if i > 0 && n(t).op_type == "Concat" {
+                // a KV cache: the new heads are the second input, along the token axis
+                let c = n(t);
+                if c.input.len() != 2 || self.int_attr(t, "axis")? != [2] {
+                    return None;
+                }
+                t = *self.producer.get(c.input[1].as_str())?;
+                cached = true;
+            }
             if n(t).op_type != "Transpose" || self.int_attr(t, "perm")? != [0, 2, 1, 3] {
                 return None;
             }
@@ -382,7 +394,9 @@ impl GraphView<'_> {
             .single_consumer(&n(mm2).output[0], "Transpose")
             .filter(|&t| self.int_attr(t, "perm").as_deref() == Some(&[0, 2, 1, 3][..]));
         let mut nodes = vec![tr, mm1, mul, add, softmax, mm2];
-        if let (&[Some(tq), Some(tk), Some(tv)], Some(back)) = (&transposes[..], back) {
+        if let (false, &[Some(tq), Some(tk), Some(tv)], Some(back)) =
+            (cached, &transposes[..], back)
+        {
             // nothing else reads the heads-first copies: attend in rows-first
             // order and drop all four transposes
             nodes.extend([tq, tk, tv, back]);

@@ -7,7 +7,10 @@
 //! local `window`: `A = softmax(M . QK^T * scale)` with masked pairs excluded.
 //! With `cached = 1` the op takes a KV cache (`K`, `V` over past and new
 //! tokens, the past tokens' representations and cluster ids) and attends
-//! for the new tokens only. Semantics in full: `docs/ops.md`.
+//! for the new tokens only; with `cached = 2` (frozen centroids only) it
+//! takes, instead of the past representations, each past token's running
+//! centroid sum, so a new token's clustering reads one row per cluster
+//! rather than every past token. Semantics in full: `docs/ops.md`.
 //!
 //! k-means, exactly (so the op is deterministic and testable), per group of
 //! `n_g` tokens:
@@ -187,6 +190,18 @@ fn positions_by_group(group: &[i64]) -> std::collections::BTreeMap<i64, Vec<usiz
     by
 }
 
+/// [`positions_by_group`] of the groups that have a token at `p` or later.
+fn positions_of_new_groups(group: &[i64], p: usize) -> std::collections::BTreeMap<i64, Vec<usize>> {
+    let mut by: std::collections::BTreeMap<i64, Vec<usize>> =
+        group[p..].iter().map(|&g| (g, vec![])).collect();
+    for (i, g) in group.iter().enumerate() {
+        if let Some(pos) = by.get_mut(g) {
+            pos.push(i);
+        }
+    }
+    by
+}
+
 /// The cluster id of every one of the `t` tokens, by the rules of
 /// `docs/ops.md`: `x_all` is `[t, dx]` (the `p` past tokens' rows, then the
 /// new ones), `group` is `[t]`, `past_clusters` the `p` past tokens' ids.
@@ -251,14 +266,7 @@ fn assign_rows<'a>(
             let (s, count) = sums
                 .entry(past_clusters[i])
                 .or_insert_with(|| (vec![0f32; dx], 0));
-            let r = row(i);
-            let norm = dot(r, r).sqrt();
-            if norm > 0.0 {
-                // the row's unit vector
-                for (a, b) in s.iter_mut().zip(r) {
-                    *a += b / norm;
-                }
-            }
+            add_unit(s, row(i));
             *count += 1;
         }
         let centroids: Vec<(i64, Vec<f32>)> = sums
@@ -281,6 +289,120 @@ fn assign_rows<'a>(
         }
     }
     ids
+}
+
+/// Adds the unit vector of `r` (nothing for a zero row) to `s`, exactly as
+/// the frozen rule sums a cluster's members.
+fn add_unit(s: &mut [f32], r: &[f32]) {
+    let norm = dot(r, r).sqrt();
+    if norm > 0.0 {
+        for (a, b) in s.iter_mut().zip(r) {
+            *a += b / norm;
+        }
+    }
+}
+
+/// The frozen rule (`recluster_every = 0`) from running sums: the cluster
+/// ids of all `t` tokens as [`assign_clusters`] gives them, and the running
+/// sum of each new token (`[t - p, dx]`): the sum of the unit vectors of its
+/// group's tokens up to itself in its cluster. `past_sums` `[p, dx]` holds
+/// the past tokens' running sums, so the centroid of a cluster is the last
+/// running sum of its past members over their count, and a call reads one
+/// row per cluster instead of every past token. The sums are added in token
+/// order, as [`assign_clusters`] adds them, so ids and sums equal its own.
+pub fn assign_clusters_with_sums(
+    x_new: &[f32],
+    (t, dx): (usize, usize),
+    group: &[i64],
+    past_clusters: &[i64],
+    past_sums: &[f32],
+    p: usize,
+    params: &ScarParams,
+) -> (Vec<i64>, Vec<f32>) {
+    assert!(
+        p <= t
+            && x_new.len() >= (t - p) * dx
+            && group.len() >= t
+            && past_clusters.len() >= p
+            && past_sums.len() >= p * dx
+    );
+    sums_rows(
+        |i| &x_new[(i - p) * dx..(i - p + 1) * dx],
+        |i| &past_sums[i * dx..(i + 1) * dx],
+        (t, dx),
+        group,
+        past_clusters,
+        p,
+        params,
+    )
+}
+
+/// [`assign_clusters_with_sums`] with the new tokens' rows (`i >= p`) and
+/// the past tokens' running sums (`i < p`) given where they are.
+fn sums_rows<'a>(
+    row: impl Fn(usize) -> &'a [f32],
+    past_sum: impl Fn(usize) -> &'a [f32],
+    (t, dx): (usize, usize),
+    group: &[i64],
+    past_clusters: &[i64],
+    p: usize,
+    params: &ScarParams,
+) -> (Vec<i64>, Vec<f32>) {
+    // past ids never change
+    let mut ids = past_clusters[..p].to_vec();
+    ids.resize(t, 0);
+    let mut sums = vec![0f32; (t - p) * dx];
+    for pos in positions_of_new_groups(&group[..t], p).into_values() {
+        let n_past = pos.partition_point(|&i| i < p);
+        // each past id's (last member, member count)
+        let mut last: std::collections::BTreeMap<i64, (usize, usize)> = Default::default();
+        for &i in &pos[..n_past] {
+            let e = last.entry(past_clusters[i]).or_insert((i, 0));
+            e.0 = i;
+            e.1 += 1;
+        }
+        if n_past == 0 {
+            let rows: Vec<f32> = pos.iter().flat_map(|&i| row(i).iter().copied()).collect();
+            let c = kmeans_cosine(&rows, pos.len(), dx, params.k, params.iterations);
+            for (&i, c) in pos.iter().zip(c) {
+                ids[i] = c as i64;
+            }
+        } else {
+            // frozen: the centroids of the ids among the group's past tokens
+            let centroids: Vec<(i64, Vec<f32>)> = last
+                .iter()
+                .map(|(&id, &(j, count))| {
+                    let mean: Vec<f32> = past_sum(j).iter().map(|v| v / count as f32).collect();
+                    (id, unit_of(&mean))
+                })
+                .collect();
+            for &i in &pos[n_past..] {
+                let u = unit_of(row(i));
+                let mut best = (centroids[0].0, f32::NEG_INFINITY);
+                for (id, c) in &centroids {
+                    let sim = dot(&u, c);
+                    if sim > best.1 {
+                        best = (*id, sim);
+                    }
+                }
+                ids[i] = best.0;
+            }
+        }
+        // running sums of the new tokens, in token order, from the last past
+        // member's of their id
+        let mut running: std::collections::BTreeMap<i64, Vec<f32>> = Default::default();
+        for &i in &pos[n_past..] {
+            let s = running
+                .entry(ids[i])
+                .or_insert_with(|| match last.get(&ids[i]) {
+                    Some(&(j, _)) => past_sum(j).to_vec(),
+                    None => vec![0f32; dx],
+                });
+            add_unit(s, row(i));
+            sums[(i - p) * dx..(i - p + 1) * dx].copy_from_slice(s);
+        }
+    }
+    (ids, sums)
 }
 
 /// What one batch item's attention needs, shared by its heads: which keys
@@ -311,13 +433,16 @@ fn extra_block_len(window: usize) -> usize {
 impl Plan {
     fn new(clusters: &[i64], group: &[i64], p: usize, params: &ScarParams) -> Plan {
         let t = clusters.len();
-        let mut by: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
+        // the (group, cluster) blocks of the queries, then their members
+        let mut by: std::collections::BTreeMap<(i64, i64), Vec<usize>> =
+            (p..t).map(|i| ((group[i], clusters[i]), vec![])).collect();
         for i in 0..t {
-            by.entry((group[i], clusters[i])).or_default().push(i);
+            if let Some(m) = by.get_mut(&(group[i], clusters[i])) {
+                m.push(i);
+            }
         }
         let blocks = by
             .into_values()
-            .filter(|m| m.last().is_some_and(|&i| i >= p))
             .map(|m| {
                 let first = m.partition_point(|&i| i < p);
                 (m, first)
@@ -327,7 +452,7 @@ impl Plan {
         let (sinks, window) = (params.sinks, params.window);
         if sinks > 0 || window > 0 {
             let qb = extra_block_len(window);
-            for pos in positions_by_group(group).into_values() {
+            for pos in positions_of_new_groups(group, p).into_values() {
                 let first = pos.partition_point(|&i| i < p);
                 let len = pos.len();
                 let mut r0 = first;
@@ -532,6 +657,35 @@ fn attend(
     }
     for b in &plan.extra {
         let (nq, nk) = (b.queries.len(), b.keys.len());
+        if nq <= DIRECT_QUERIES {
+            // decode: the visible keys and values in place, one pass each
+            for (a, &i) in b.queries.iter().enumerate() {
+                let r = i - p;
+                let qr = &q[r * d..(r + 1) * d];
+                let seen = &b.visible[a * nk..(a + 1) * nk];
+                s.scores.clear();
+                s.scores
+                    .extend(b.keys.iter().zip(seen).map(|(&j, &vis)| match vis {
+                        true => dot(qr, &k[j * d..(j + 1) * d]) * scale,
+                        false => 0.0,
+                    }));
+                let l2 = masked_softmax(&mut s.scores, |j| seen[j]);
+                if l2 == f32::NEG_INFINITY {
+                    continue;
+                }
+                s.out.clear();
+                s.out.resize(dv, 0.0);
+                for ((&j, &w), &vis) in b.keys.iter().zip(&s.scores).zip(seen) {
+                    if vis {
+                        for (o, x) in s.out.iter_mut().zip(&v[j * dv..(j + 1) * dv]) {
+                            *o += w * x;
+                        }
+                    }
+                }
+                merge(&mut out[r * dv..(r + 1) * dv], &mut lse[r], &s.out, l2);
+            }
+            continue;
+        }
         Scratch::gather(&mut s.q, q, d, b.queries.iter().map(|&i| i - p));
         Scratch::gather(&mut s.k, k, d, b.keys.iter().copied());
         Scratch::gather(&mut s.v, v, dv, b.keys.iter().copied());
@@ -547,18 +701,26 @@ fn attend(
                 continue;
             }
             let r = i - p;
-            let top = lse[r].max(lse2[a]);
-            let (w1, w2) = ((lse[r] - top).exp(), (lse2[a] - top).exp());
-            let inv = 1.0 / (w1 + w2);
-            for (o, e) in out[r * dv..(r + 1) * dv]
-                .iter_mut()
-                .zip(&s.out[a * dv..(a + 1) * dv])
-            {
-                *o = (w1 * *o + w2 * e) * inv;
-            }
-            lse[r] = top + (w1 + w2).ln();
+            merge(
+                &mut out[r * dv..(r + 1) * dv],
+                &mut lse[r],
+                &s.out[a * dv..(a + 1) * dv],
+                lse2[a],
+            );
         }
     }
+}
+
+/// Merges a second softmax part (`part`, log-sum-exp `lse2`) into a query's
+/// output row `o` (log-sum-exp `lse`, updated).
+fn merge(o: &mut [f32], lse: &mut f32, part: &[f32], lse2: f32) {
+    let top = lse.max(lse2);
+    let (w1, w2) = ((*lse - top).exp(), (lse2 - top).exp());
+    let inv = 1.0 / (w1 + w2);
+    for (o, e) in o.iter_mut().zip(part) {
+        *o = (w1 * *o + w2 * e) * inv;
+    }
+    *lse = top + (w1 + w2).ln();
 }
 
 /// Shapes of one call: batch, heads, new tokens, past tokens, representation
@@ -577,20 +739,23 @@ struct Dims {
 }
 
 /// One call's inputs as plain slices: `x` `[b, n, dx]`, `q` `[b, h, n, d]`,
-/// `k` `[b, kvh, t, d]`, `v` `[b, kvh, t, dv]`, `groups` `[b, t]`, `past_x`
-/// `[b, p, dx]`, `past_clusters` `[b, p]`.
+/// `k` `[b, kvh, t, d]`, `v` `[b, kvh, t, dv]`, `groups` `[b, t]`, `past`
+/// `[b, p, dx]` (the past representations, or with `sums` their running
+/// centroid sums), `past_clusters` `[b, p]`.
 struct Inputs<'a> {
     x: &'a [f32],
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
     groups: Option<&'a [i64]>,
-    past_x: &'a [f32],
+    past: &'a [f32],
     past_clusters: &'a [i64],
+    sums: bool,
 }
 
-/// Runs SCAR; returns (`[b, h, n, dv]`, `[b, t]`).
-fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
+/// Runs SCAR; returns (`[b, h, n, dv]`, `[b, t]`, and with `sums` the new
+/// tokens' running sums `[b, n, dx]`, else nothing).
+fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>, Vec<f32>) {
     let Dims {
         b,
         h,
@@ -605,21 +770,29 @@ fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
     let scale = params.scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut out = vec![0f32; b * h * n * dv];
     let mut ids = Vec::with_capacity(b * t);
+    let mut new_sums = Vec::with_capacity(if inp.sums { b * n * dx } else { 0 });
     let mut scratch = Scratch::default();
     let mut lse = vec![0f32; n];
     let zeros = vec![0i64; t];
     for bi in 0..b {
-        let (past_x, x) = (
-            &inp.past_x[bi * p * dx..(bi + 1) * p * dx],
+        let (past_rows, x) = (
+            &inp.past[bi * p * dx..(bi + 1) * p * dx],
             &inp.x[bi * n * dx..(bi + 1) * n * dx],
         );
         let row = |i: usize| match i < p {
-            true => &past_x[i * dx..(i + 1) * dx],
+            true => &past_rows[i * dx..(i + 1) * dx],
             false => &x[(i - p) * dx..(i - p + 1) * dx],
         };
         let group = inp.groups.map_or(&zeros[..], |g| &g[bi * t..(bi + 1) * t]);
         let past = &inp.past_clusters[bi * p..(bi + 1) * p];
-        let clusters = assign_rows(row, (t, dx), group, past, p, params);
+        let clusters = match inp.sums {
+            true => {
+                let (ids, sums) = sums_rows(row, row, (t, dx), group, past, p, params);
+                new_sums.extend(sums);
+                ids
+            }
+            false => assign_rows(row, (t, dx), group, past, p, params),
+        };
         let plan = Plan::new(&clusters, group, p, params);
         for hi in 0..h {
             // query head hi reads key/value head hi / (h / kvh)
@@ -640,7 +813,7 @@ fn run(params: &ScarParams, dims: Dims, inp: &Inputs) -> (Vec<f32>, Vec<i64>) {
         }
         ids.extend(clusters);
     }
-    (out, ids)
+    (out, ids, new_sums)
 }
 
 /// Shapes for [`reference`]: heads, all tokens `t`, queries `n` (the last `n`
@@ -710,7 +883,7 @@ pub fn reference(
 }
 
 /// The attributes shared by both forms of the node.
-fn attrs(p: &ScarParams, cached: bool) -> Vec<(&'static str, crate::onnx::Attr)> {
+fn attrs(p: &ScarParams, cached: i64) -> Vec<(&'static str, crate::onnx::Attr)> {
     use crate::onnx::Attr;
     let mut attrs = vec![
         ("k", Attr::Int(p.k as i64)),
@@ -726,8 +899,8 @@ fn attrs(p: &ScarParams, cached: bool) -> Vec<(&'static str, crate::onnx::Attr)>
     if p.window > 0 {
         attrs.push(("window", Attr::Int(p.window as i64)));
     }
-    if cached {
-        attrs.push(("cached", Attr::Int(1)));
+    if cached > 0 {
+        attrs.push(("cached", Attr::Int(cached)));
         attrs.push(("recluster_every", Attr::Int(p.recluster_every as i64)));
     }
     attrs
@@ -753,7 +926,7 @@ pub fn write_node(
         OP_NAME,
         &inputs,
         &[&y, &c],
-        &attrs(p, false),
+        &attrs(p, 0),
     );
     (y, c)
 }
@@ -781,9 +954,47 @@ pub fn write_node_cached(
         OP_NAME,
         &[x, q, k, v, group, past_x, past_clusters],
         &[&y, &c],
-        &attrs(p, true),
+        &attrs(p, 1),
     );
     (y, c)
+}
+
+/// Adds an `EbScar` node in its running-sums form (`cached = 2`, the frozen
+/// rule: `p.recluster_every` must be 0) to `g`: as [`write_node_cached`]
+/// with `past_sums` `[b, past, dx]`, the past tokens' running centroid sums,
+/// in place of their representations. Returns the names of (attention
+/// output of the new tokens, cluster ids of all tokens `[b, t]`, running
+/// sums of the new tokens `[b, n, dx]`).
+#[allow(clippy::too_many_arguments)]
+pub fn write_node_sums(
+    g: &mut crate::onnx::GraphBuilder,
+    name: &str,
+    x: &str,
+    q: &str,
+    k: &str,
+    v: &str,
+    group: &str,
+    past_sums: &str,
+    past_clusters: &str,
+    p: &ScarParams,
+) -> (String, String, String) {
+    assert_eq!(
+        p.recluster_every, 0,
+        "the running-sums form is the frozen rule's"
+    );
+    let (y, c, s) = (
+        format!("{name}.out"),
+        format!("{name}.clusters"),
+        format!("{name}.sums"),
+    );
+    g.node_in_domain(
+        crate::onnx::CUSTOM_DOMAIN,
+        OP_NAME,
+        &[x, q, k, v, group, past_sums, past_clusters],
+        &[&y, &c, &s],
+        &attrs(p, 2),
+    );
+    (y, c, s)
 }
 
 /// Parses an `EbScar` node.
@@ -806,14 +1017,21 @@ pub fn parse(
     let sinks = int("sinks", 0, 0)?;
     let window = int("window", 0, 0)?;
     let recluster_every = int("recluster_every", 1, 0)?;
-    let cached = match node.get_attr_opt::<i64>("cached")?.unwrap_or(0) {
-        0 => false,
-        1 => true,
+    let (cached, sums) = match node.get_attr_opt::<i64>("cached")?.unwrap_or(0) {
+        0 => (false, false),
+        1 => (true, false),
+        2 => (true, true),
         other => bail!(
-            "{OP_NAME} node `{}`: attribute cached = {other}, must be 0 or 1",
+            "{OP_NAME} node `{}`: attribute cached = {other}, must be 0, 1 or 2",
             node.name
         ),
     };
+    if sums && recluster_every != 0 {
+        bail!(
+            "{OP_NAME} node `{}`: cached = 2 (running sums) is the frozen rule, so recluster_every must be 0, not {recluster_every}",
+            node.name
+        );
+    }
     let causal = node.get_attr_opt::<i64>("causal")?.unwrap_or(1) != 0;
     let scale = node.get_attr_opt::<f32>("scale")?;
     if scale.is_some_and(|s| !s.is_finite()) {
@@ -825,8 +1043,10 @@ pub fn parse(
     let has_groups = super::has_input(node, 4);
     if cached && !(4..7).all(|i| super::has_input(node, i)) {
         bail!(
-            "{OP_NAME} node `{}`: cached = 1 needs 7 inputs (x, q, k, v, group, past_x, past_clusters)",
-            node.name
+            "{OP_NAME} node `{}`: cached = {} needs 7 inputs (x, q, k, v, group, {}, past_clusters)",
+            node.name,
+            1 + sums as usize,
+            if sums { "past_sums" } else { "past_x" }
         );
     }
     let params = ScarParams {
@@ -843,6 +1063,7 @@ pub fn parse(
             params,
             has_groups,
             cached,
+            sums,
         }),
         vec![],
     ))
@@ -853,6 +1074,7 @@ struct ScarExpansion {
     params: ScarParams,
     has_groups: bool,
     cached: bool,
+    sums: bool,
 }
 
 impl Expansion for ScarExpansion {
@@ -861,7 +1083,7 @@ impl Expansion for ScarExpansion {
     }
 
     fn nboutputs(&self) -> TractResult<usize> {
-        Ok(2)
+        Ok(2 + self.sums as usize)
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -876,7 +1098,7 @@ impl Expansion for ScarExpansion {
             4 + self.has_groups as usize
         };
         check_input_arity(inputs, arity)?;
-        check_output_arity(outputs, 2)?;
+        check_output_arity(outputs, 2 + self.sums as usize)?;
         s.equals(&inputs[0].rank, 3)?;
         for t in &inputs[1..4] {
             s.equals(&t.rank, 4)?;
@@ -897,6 +1119,12 @@ impl Expansion for ScarExpansion {
             s.equals(&inputs[5].rank, 3)?;
             s.equals(&inputs[6].rank, 2)?;
             s.equals(&inputs[6].datum_type, i64::datum_type())?;
+            if self.sums {
+                s.equals(&inputs[5].datum_type, f32::datum_type())?;
+                s.equals(&outputs[2].datum_type, f32::datum_type())?;
+                s.equals(&outputs[2].rank, 3)?;
+                s.equals(&outputs[2].shape, &inputs[0].shape)?;
+            }
         } else {
             s.equals(&outputs[1].shape[1], &inputs[0].shape[1])?;
         }
@@ -918,6 +1146,7 @@ impl Expansion for ScarExpansion {
             Scar {
                 params: self.params,
                 cached: self.cached,
+                sums: self.sums,
             },
             inputs,
         )
@@ -929,8 +1158,11 @@ impl Expansion for ScarExpansion {
 pub struct Scar {
     /// Attributes.
     pub params: ScarParams,
-    /// The cached input form (`cached = 1`).
+    /// The cached input form (`cached = 1` or 2).
     pub cached: bool,
+    /// The running-sums form (`cached = 2`): input 5 holds the past tokens'
+    /// running centroid sums, and a third output the new tokens'.
+    pub sums: bool,
 }
 
 // Attributes are never NaN (parse rejects nothing that could be), so equality is total.
@@ -986,7 +1218,8 @@ impl EvalOp for Scar {
             let (px, pc) = (inputs[5].cast_to::<f32>()?, inputs[6].cast_to::<i64>()?);
             ensure!(
                 px.shape() == [b, p, xs[2]] && pc.shape() == [b, p],
-                "{OP_NAME}: past_x {:?} and past_clusters {:?} do not fit [b, p, dx] = {:?} and [b, p] = {:?} (K {ks:?} has t = p + n tokens, Q {qs:?} has n)",
+                "{OP_NAME}: {} {:?} and past_clusters {:?} do not fit [b, p, dx] = {:?} and [b, p] = {:?} (K {ks:?} has t = p + n tokens, Q {qs:?} has n)",
+                if self.sums { "past_sums" } else { "past_x" },
                 px.shape(),
                 pc.shape(),
                 [b, p, xs[2]],
@@ -1020,7 +1253,7 @@ impl EvalOp for Scar {
                 Some(g) => Some(g.try_as_plain_ram()?.as_slice::<i64>()?),
                 None => None,
             },
-            past_x: match &past_x {
+            past: match &past_x {
                 Some(a) => a.try_as_plain_ram()?.as_slice::<f32>()?,
                 None => &[],
             },
@@ -1028,11 +1261,16 @@ impl EvalOp for Scar {
                 Some(a) => a.try_as_plain_ram()?.as_slice::<i64>()?,
                 None => &[],
             },
+            sums: self.sums,
         };
-        let (out, ids) = run(&self.params, dims, &inp);
+        let (out, ids, sums) = run(&self.params, dims, &inp);
         let out = Tensor::from_shape(&[b, dims.h, n, dims.dv], &out)?;
         let ids = Tensor::from_shape(&[b, t], &ids)?;
-        Ok(tvec!(out.into_tvalue(), ids.into_tvalue()))
+        let mut outs = tvec!(out.into_tvalue(), ids.into_tvalue());
+        if self.sums {
+            outs.push(Tensor::from_shape(&[b, n, dims.dx], &sums)?.into_tvalue());
+        }
+        Ok(outs)
     }
 }
 
@@ -1047,10 +1285,14 @@ impl TypedOp for Scar {
         } else {
             x[1].clone()
         };
-        Ok(tvec!(
+        let mut facts = tvec!(
             f32::fact([q[0].clone(), q[1].clone(), q[2].clone(), v[3].clone()]),
             i64::fact([x[0].clone(), t])
-        ))
+        );
+        if self.sums {
+            facts.push(f32::fact(x.iter().cloned().collect::<TVec<_>>()));
+        }
+        Ok(facts)
     }
 
     as_op!();
