@@ -308,6 +308,16 @@ fn a_suite_whose_data_fails_is_reported_and_resumes_alone() {
         "{}",
         common::text(&rescored)
     );
+    // a resume given a suite file of the run that does not load: bad input naming it
+    std::fs::create_dir_all(s.path("mine")).unwrap();
+    std::fs::write(s.path("mine/socialiqa.toml"), "id = \"socialiqa\"\n").unwrap();
+    let o = s.run(&["--resume", "r", "--suites-dir", "mine"]);
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("mine/socialiqa.toml") && t.contains("missing field"),
+        "{t}"
+    );
 
     // nothing could run: bad input, and no run folder
     std::fs::write(&siqa, format!("{good}{{\"context\": \"cut\n")).unwrap();

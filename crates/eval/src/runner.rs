@@ -443,6 +443,9 @@ pub fn resume(
     for sid in &wanted {
         let (text, path, label) = match &requested.sources {
             Some(reg) => {
+                if let Some(e) = reg.broken_file_of(sid) {
+                    return Err(RunError::Suite(e.clone()));
+                }
                 let e = reg.get(sid).ok_or_else(|| {
                     RunError::Mismatch(format!(
                         "suite `{sid}` is not among the suites this command gives"

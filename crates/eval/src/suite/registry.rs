@@ -149,6 +149,13 @@ impl Registry {
         &self.broken
     }
 
+    /// The error of a suite file named `<id>.toml` that did not load.
+    pub fn broken_file_of(&self, id: &str) -> Option<&SuiteError> {
+        self.broken
+            .iter()
+            .find(|e| e.path.file_stem().is_some_and(|s| s == id))
+    }
+
     /// What a command prints on stderr before it works: each override of a
     /// suite by another of the same id, and each suite file that did not load
     /// (a command that selects such a file refuses instead).
@@ -177,15 +184,10 @@ impl Registry {
             .filter(|p| !p.is_empty())
             .collect();
         for e in &self.broken {
-            let stem = e
-                .path
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
             let domain = declared_domain(&e.path);
             let taken = parts.iter().any(|p| {
                 *p == "all"
-                    || *p == stem
+                    || e.path.file_stem().is_some_and(|s| s == *p)
                     || Domain::parse(p).is_some_and(|_| domain.as_deref().is_none_or(|d| d == *p))
             });
             if taken {
