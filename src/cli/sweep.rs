@@ -136,6 +136,9 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         let e = evaluate(&a.paths.out, job, &opts).map_err(eval_failure)?;
         let (run, scores) = (&e.dir, &e.scores);
         eprintln!("{b} bits: run {}", run.root.display());
+        for (id, reason) in e.failed_suites() {
+            eprintln!("{b} bits: suite `{id}` failed: {reason}");
+        }
         rows.push(table::SweepRow::from_scores(b, graph_bytes, scores));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.bits));
