@@ -182,8 +182,8 @@ fn evaluate_from_the_library_equals_the_command_line_run() {
     );
     assert!(cli.status.success(), "{}", common::text(&cli));
     let cli_run = edgebench::record::RunDir::open(tmp.path(), "cli").unwrap();
-    let specs = edgebench::suite::load_dir(&repo.join("suites")).unwrap();
-    let selected = edgebench::suite::select(&specs, "commonsenseqa,xtreme-xquad").unwrap();
+    let registry = edgebench::suite::Registry::builtin();
+    let selected = registry.select("commonsenseqa,xtreme-xquad").unwrap();
     let mut m = model::load(
         "builtin:tiny",
         &tmp.path().join("models"),
@@ -203,7 +203,7 @@ fn evaluate_from_the_library_equals_the_command_line_run() {
         id: Some("lib".into()),
         settings,
         specs: selected,
-        suites_dir: repo.join("suites"),
+        suites: &registry,
         model: m.as_mut(),
     };
     // the build the binary reports, so the two tables can be compared whole

@@ -16,7 +16,7 @@ use edgebench::record::Record;
 use edgebench::request::Call;
 use edgebench::runner::{Options, Settings};
 use edgebench::runtime::RuntimeOptions;
-use edgebench::suite::{self, spec::TaskKind};
+use edgebench::suite::spec::TaskKind;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -81,9 +81,8 @@ impl SuiteRow {
 }
 
 pub fn bench_eval(a: EvalBenchArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
-    let specs = suite::load_dir(&a.paths.suites()).map_err(bad_input)?;
-    let selected = suite::select(&specs, &a.suites)
-        .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+    let registry = a.paths.registry()?;
+    let selected = super::select(&registry, &a.suites, "--suites")?;
     let cache = a.paths.out.join("models");
     let mut model = model::load(&a.model, &cache, runtime).map_err(bad_input)?;
     let (stamp, _) = edgebench::runner::now_utc();
@@ -121,7 +120,7 @@ pub fn bench_eval(a: EvalBenchArgs, runtime: &RuntimeOptions) -> Result<(), Fail
                     id: Some(id),
                     settings,
                     specs: vec![*spec],
-                    suites_dir: a.paths.suites(),
+                    suites: &registry,
                     model: model.as_mut(),
                 },
                 &opts,

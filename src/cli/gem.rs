@@ -31,9 +31,12 @@ pub enum GemCommand {
         /// Sentences per domain used for the fit (about a quarter are held out).
         #[arg(long, default_value_t = 80)]
         sentences_per_domain: usize,
-        /// Folder of suite files (for --fit-router; default ./suites).
+        /// Folder of suite files added to the built-in suites (for --fit-router; repeatable).
         #[arg(long)]
-        suites_dir: Option<PathBuf>,
+        suites_dir: Vec<PathBuf>,
+        /// A suite file added to the built-in suites (for --fit-router; repeatable).
+        #[arg(long)]
+        suite_file: Vec<PathBuf>,
         /// Data root for --fit-router (default: $EDGEBENCH_DATA, else the bundled fixtures/).
         #[arg(long, env = "EDGEBENCH_DATA")]
         data_dir: Option<PathBuf>,
@@ -71,8 +74,14 @@ fn fit(
 ) -> Result<Fitted, Failure> {
     use gem::router_fit;
     gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
-    let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
-    let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
+    let registry = paths.registry()?;
+    super::warn(&registry);
+    let data = edgebench::data::labelled::domain_sentences(
+        registry.specs(),
+        &paths.data(),
+        per_domain,
+        200,
+    );
     if data.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
             "--fit-router: no sentences found under {}; pass --data-dir",
@@ -120,8 +129,14 @@ fn build_pretrained(
     use gem::pretrained;
     use gem::router_fit;
     let mut src = pretrained::Pretrained::open(cfg, cfg_label, gguf, bert).map_err(bad_input)?;
-    let specs = edgebench::suite::load_dir(&paths.suites()).map_err(bad_input)?;
-    let data = edgebench::data::labelled::domain_sentences(&specs, &paths.data(), per_domain, 200);
+    let registry = paths.registry()?;
+    super::warn(&registry);
+    let data = edgebench::data::labelled::domain_sentences(
+        registry.specs(),
+        &paths.data(),
+        per_domain,
+        200,
+    );
     if data.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
             "--from-pretrained fits the router's W_r, but no sentences were found under {}; pass --data-dir",
@@ -172,6 +187,7 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
             fit_router,
             sentences_per_domain,
             suites_dir,
+            suite_file,
             data_dir,
             from_pretrained,
             pathways_gguf,
@@ -180,6 +196,7 @@ pub fn gem(a: GemArgs) -> Result<(), Failure> {
         } => {
             let paths = Paths {
                 suites_dir,
+                suite_file,
                 data_dir,
                 out: out.clone(),
             };

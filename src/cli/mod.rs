@@ -18,6 +18,7 @@ mod sweep;
 
 use clap::{Parser, Subcommand};
 use edgebench::runtime::RuntimeOptions;
+use edgebench::suite::{Registry, SelectError};
 use std::path::{Path, PathBuf};
 
 /// EdgeBench: evaluate on-device language models over 47 suites in 8 domains.
@@ -79,9 +80,14 @@ pub const GIT_HASH: Option<&str> = option_env!("EDGEBENCH_GIT_HASH");
 /// Options shared by commands that read suites and data.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Paths {
-    /// Folder of suite files (default: ./suites, else the source tree's).
+    /// Folder of suite files added to the built-in suites (repeatable; a
+    /// suite with a built-in id replaces it; default:
+    /// $EDGEBENCH_SUITES_PATH, folders separated by `:`).
     #[arg(long, global = true)]
-    pub suites_dir: Option<PathBuf>,
+    pub suites_dir: Vec<PathBuf>,
+    /// A suite file added to the built-in suites (repeatable).
+    #[arg(long, global = true)]
+    pub suite_file: Vec<PathBuf>,
     /// Data root (default: $EDGEBENCH_DATA, else the bundled fixtures/).
     #[arg(long, env = "EDGEBENCH_DATA", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -91,12 +97,25 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Suites folder, falling back to the source tree's when run from elsewhere.
-    pub fn suites(&self) -> PathBuf {
-        match &self.suites_dir {
-            Some(d) => d.clone(),
-            None => fallback(Path::new("suites"), "suites"),
-        }
+    /// The built-in suites plus those the flags (or $EDGEBENCH_SUITES_PATH)
+    /// add; a folder or file that cannot be read is bad input.
+    pub fn registry(&self) -> Result<Registry, Failure> {
+        let dirs: Vec<PathBuf> = if self.suites_dir.is_empty() {
+            std::env::var_os("EDGEBENCH_SUITES_PATH")
+                .map(|v| {
+                    std::env::split_paths(&v)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            self.suites_dir.clone()
+        };
+        Registry::load(&dirs, &self.suite_file).map_err(bad_input)
+    }
+    /// Whether the command line itself names suite files or folders.
+    pub fn gives_suites(&self) -> bool {
+        !self.suites_dir.is_empty() || !self.suite_file.is_empty()
     }
     /// Data root.
     pub fn data(&self) -> PathBuf {
@@ -104,6 +123,29 @@ impl Paths {
             .clone()
             .unwrap_or_else(|| fallback(Path::new("fixtures"), "fixtures"))
     }
+}
+
+/// Prints the registry's warnings (overrides, suite files that did not load) on stderr.
+pub fn warn(reg: &Registry) {
+    for w in reg.warnings() {
+        eprintln!("{w}");
+    }
+}
+
+/// The suites `selector` (of `flag`) takes; a selected suite file that does
+/// not load, or a selector that matches nothing, is bad input. Prints the
+/// registry's warnings first.
+pub fn select<'a>(
+    reg: &'a Registry,
+    selector: &str,
+    flag: &str,
+) -> Result<Vec<&'a edgebench::suite::spec::SuiteSpec>, Failure> {
+    let selected = reg.select(selector).map_err(|e| match e {
+        SelectError::Broken(e) => bad_input(e),
+        SelectError::Unknown(m) => bad_input(anyhow::anyhow!("{flag}: {m}")),
+    })?;
+    warn(reg);
+    Ok(selected)
 }
 
 fn fallback(p: &Path, name: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use edgebench::device::stats::PerfSettings;
 use edgebench::model;
 use edgebench::perf::{self, DataFile, PerfConfig, PowerChoice, PromptSource};
 use edgebench::suite::spec::Domain;
-use edgebench::{data, request, runner, suite};
+use edgebench::{data, request, runner};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -99,9 +99,8 @@ fn suite_prompts(
     ),
     Failure,
 > {
-    let specs = suite::load_dir(&paths.suites()).map_err(bad_input)?;
-    let selected =
-        suite::select(&specs, selector).map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+    let registry = paths.registry()?;
+    let selected = super::select(&registry, selector, "--suites")?;
     let root = paths.data();
     let mut sets = Vec::new();
     let mut counts = BTreeMap::new();

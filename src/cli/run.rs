@@ -10,7 +10,6 @@ use edgebench::record::{RunDir, MAX_BOOTSTRAP};
 use edgebench::report::{self, RunScores};
 use edgebench::runner::{Options, Requested, Settings};
 use edgebench::runtime::RuntimeOptions;
-use edgebench::suite;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -106,11 +105,9 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         runtime: *runtime,
     };
     let cache = a.paths.out.join("models");
-    let specs;
+    let registry = a.paths.registry()?;
     let suite_ids = |selector: &str| -> Result<Vec<String>, Failure> {
-        let specs = suite::load_dir(&a.paths.suites()).map_err(bad_input)?;
-        let selected = suite::select(&specs, selector)
-            .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+        let selected = super::select(&registry, selector, "--suites")?;
         Ok(selected.iter().map(|s| s.id.clone()).collect())
     };
     let mut model;
@@ -124,7 +121,7 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 limit: a.limit,
                 seed: a.seed,
                 bootstrap: a.bootstrap,
-                suites_dir: a.paths.suites_dir.clone(),
+                sources: a.paths.gives_suites().then(|| registry.clone()),
             },
             force_new_leg: a.force_new_leg,
             model_cache: cache,
@@ -133,10 +130,8 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
             if let Some(id) = &a.run_id {
                 edgebench::record::check_run_id(id).map_err(bad_input)?;
             }
-            let suites_dir = a.paths.suites();
-            specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
-            let selected = suite::select(&specs, a.suites.as_deref().unwrap_or("all"))
-                .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+            let selected =
+                super::select(&registry, a.suites.as_deref().unwrap_or("all"), "--suites")?;
             let settings = Settings {
                 model: a.model.clone().unwrap_or_else(|| DEFAULT_MODEL.into()),
                 suites: selected.iter().map(|s| s.id.clone()).collect(),
@@ -152,7 +147,7 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 id: a.run_id.clone(),
                 settings,
                 specs: selected,
-                suites_dir,
+                suites: &registry,
                 model: model.as_mut(),
             }
         }
@@ -160,6 +155,18 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let e = evaluate(&a.paths.out, job, &opts).map_err(eval_failure)?;
     let (dir, scores, written) = (&e.dir, &e.scores, &e.reports);
     print_outcome(dir, scores, written, a.quiet, a.json);
+    let failures = e.failed_suites();
+    if !failures.is_empty() {
+        for (id, reason) in &failures {
+            eprintln!("suite `{id}` failed: {reason}");
+        }
+        return Err(failed(anyhow::anyhow!(
+            "run {}: {} suite(s) failed to load and were not evaluated (the others were); fix the data and continue with --resume {}",
+            scores.manifest.run_id,
+            failures.len(),
+            scores.manifest.run_id
+        )));
+    }
     if !e.is_complete() {
         return Err(failed(anyhow::anyhow!(
             "run {} is incomplete; continue it with --resume {}",

@@ -18,7 +18,6 @@ use edgebench::record::{
 use edgebench::report;
 use edgebench::request::{self, Reply, Strategy};
 use edgebench::runner;
-use edgebench::suite;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -97,15 +96,14 @@ fn reply_from(v: &Value, calls: &[request::Call]) -> Result<Vec<Reply>, String> 
 }
 
 pub fn score(a: ScoreArgs) -> Result<(), Failure> {
-    let suites_dir = a.paths.suites();
-    let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
-    let spec = specs.iter().find(|s| s.id == a.suite).ok_or_else(|| {
+    let registry = a.paths.registry()?;
+    let entry = registry.get(&a.suite).ok_or_else(|| {
         bad_input(anyhow::anyhow!(
-            "--suite `{}` is not a suite id in {} (see `edgebench suites list`)",
+            "--suite `{}` is not a suite id (see `edgebench suites list`)",
             a.suite,
-            suites_dir.display()
         ))
     })?;
+    let spec = &entry.spec;
     let run_id = match &a.run_id {
         Some(id) => id.clone(),
         None => format!("replay-{}-{}", spec.id, runner::now_utc().0),
@@ -181,9 +179,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     let created = runner::now_utc().1;
     let dir = RunDir::create(&a.paths.out, &run_id).map_err(record_failure)?;
     let _lock = dir.lock("score").map_err(record_failure)?;
-    let suite_hash = dir
-        .snapshot_suite(&spec.id, &suites_dir.join(format!("{}.toml", spec.id)))
-        .map_err(failed)?;
+    let suite_hash = dir.snapshot_suite(&spec.id, &entry.text).map_err(failed)?;
     let plan = BTreeMap::from([(
         spec.id.clone(),
         examples.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),

@@ -3,7 +3,6 @@
 use super::{bad_input, Failure, Paths};
 use clap::{Args, Subcommand};
 use edgebench::data::{self, DataStatus};
-use edgebench::suite;
 
 #[derive(Debug, Args)]
 pub struct SuitesArgs {
@@ -15,22 +14,23 @@ pub struct SuitesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SuitesAction {
-    /// Print every suite with domain, task, metrics and data status.
+    /// Print every suite (built-in and added) with domain, task, metrics, data status and source.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Check every suite file (and that its data, where present, loads).
+    /// Check every suite file, built-in and added (and that its data, where present, loads).
     Validate,
 }
 
 pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
-    let dir = a.paths.suites();
+    let registry = a.paths.registry()?;
     let root = a.paths.data();
     match a.action {
         SuitesAction::List { json } => {
-            let specs = suite::load_dir(&dir).map_err(bad_input)?;
+            super::warn(&registry);
+            let specs = registry.specs();
             let rows: Vec<(String, String, String, String, String)> = specs
                 .iter()
                 .map(|s| {
@@ -59,7 +59,7 @@ pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
             if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|r| serde_json::json!({"id": r.0, "domain": r.1, "task": r.2, "metrics": r.3.split(',').collect::<Vec<_>>(), "data": r.4}))
+                    .map(|r| serde_json::json!({"id": r.0, "domain": r.1, "task": r.2, "metrics": r.3.split(',').collect::<Vec<_>>(), "data": r.4, "source": registry.get(&r.0).map(|e| e.source.to_string())}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v).expect("json"));
             } else {
@@ -81,10 +81,10 @@ pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
             Ok(())
         }
         SuitesAction::Validate => {
-            let (ok, errs) = suite::load_dir_all(&dir);
+            let (ok, errs) = (registry.specs(), registry.broken());
             let mut problems: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
             let mut loaded = 0;
-            for s in &ok {
+            for s in ok {
                 match data::locate(s, &root) {
                     Ok(DataStatus::Found(_)) => match data::load_examples(s, &root) {
                         Ok(_) => loaded += 1,

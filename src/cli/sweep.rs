@@ -5,11 +5,11 @@
 use super::{bad_input, eval_failure, failed, Failure, Paths};
 use clap::{Args, Subcommand};
 use edgebench::evaluate::{evaluate, Job};
+use edgebench::model;
 use edgebench::record::RunDir;
 use edgebench::runner::{Options, Requested, Settings};
 use edgebench::runtime::RuntimeOptions;
 use edgebench::sweep::{self, table, SweepError};
-use edgebench::{model, suite};
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
@@ -66,10 +66,8 @@ fn model_error(e: SweepError) -> Failure {
 pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let SweepWhat::Bits(a) = a.what;
     let bits = sweep::parse_bits(&a.bits).map_err(|e| bad_input(anyhow::anyhow!("--bits: {e}")))?;
-    let suites_dir = a.paths.suites();
-    let specs = suite::load_dir(&suites_dir).map_err(bad_input)?;
-    let selected = suite::select(&specs, &a.suites)
-        .map_err(|e| bad_input(anyhow::anyhow!("--suites: {e}")))?;
+    let registry = a.paths.registry()?;
+    let selected = super::select(&registry, &a.suites, "--suites")?;
     let settings_suites: Vec<String> = selected.iter().map(|s| s.id.clone()).collect();
     let source = sweep::resolve(&a.model).map_err(model_error)?;
     let id = a
@@ -111,7 +109,7 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                     limit: a.limit,
                     seed: Some(a.seed),
                     bootstrap: Some(a.bootstrap),
-                    suites_dir: None,
+                    sources: None,
                 },
                 force_new_leg: false,
                 model_cache: cache,
@@ -131,13 +129,16 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 id: Some(name.clone()),
                 settings,
                 specs: selected.clone(),
-                suites_dir: suites_dir.clone(),
+                suites: &registry,
                 model: model.as_mut(),
             }
         };
         let e = evaluate(&a.paths.out, job, &opts).map_err(eval_failure)?;
         let (run, scores) = (&e.dir, &e.scores);
         eprintln!("{b} bits: run {}", run.root.display());
+        for (id, reason) in e.failed_suites() {
+            eprintln!("{b} bits: suite `{id}` failed: {reason}");
+        }
         rows.push(table::SweepRow::from_scores(b, graph_bytes, scores));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.bits));

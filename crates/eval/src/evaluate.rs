@@ -4,23 +4,25 @@
 //! all call [`evaluate`].
 
 use crate::metrics::Bootstrap;
+use crate::record::SuiteStatus;
 use crate::record::{RunDir, RunLock};
 use crate::report::{self, ReportError, RunScores};
 use crate::runner::{self, Options, Requested, RunError, Settings};
 use crate::suite::spec::SuiteSpec;
+use crate::suite::Registry;
 use edgebench_runtime::model::Model;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// What to evaluate.
 pub enum Job<'a> {
-    /// A new run of `model` (already loaded) over `specs`, read from `suites_dir`.
+    /// A new run of `model` (already loaded) over `specs`, taken from `suites`.
     New {
         /// Run id (default: the time stamp and the model's name).
         id: Option<String>,
         settings: Settings,
         specs: Vec<&'a SuiteSpec>,
-        suites_dir: PathBuf,
+        suites: &'a Registry,
         model: &'a mut dyn Model,
     },
     /// The continuation of run `id` with the settings its `run.json` records.
@@ -48,6 +50,19 @@ impl Evaluation {
     /// Whether every planned example has a record.
     pub fn is_complete(&self) -> bool {
         self.scores.manifest.state == "complete"
+    }
+
+    /// The suites whose data failed to load, with the reason.
+    pub fn failed_suites(&self) -> Vec<(String, String)> {
+        self.scores
+            .manifest
+            .status
+            .iter()
+            .filter_map(|(id, s)| match s {
+                SuiteStatus::Failed { reason } => Some((id.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -79,17 +94,9 @@ pub fn evaluate(out: &Path, job: Job<'_>, opts: &Options) -> Result<Evaluation, 
             id,
             settings,
             specs,
-            suites_dir,
+            suites,
             model,
-        } => runner::start(
-            out,
-            id.as_deref(),
-            &settings,
-            &specs,
-            &suites_dir,
-            model,
-            opts,
-        )?,
+        } => runner::start(out, id.as_deref(), &settings, &specs, suites, model, opts)?,
         Job::Resume {
             id,
             requested,

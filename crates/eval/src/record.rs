@@ -550,12 +550,12 @@ impl RunDir {
         Ok(Some(line))
     }
 
-    /// Copies the suite file `src` into the run's snapshot; returns its sha256.
-    pub fn snapshot_suite(&self, id: &str, src: &Path) -> Result<String, RecordError> {
-        let bytes = std::fs::read(src).map_err(io(src))?;
+    /// Writes the text a suite was parsed from into the run's snapshot;
+    /// returns its sha256.
+    pub fn snapshot_suite(&self, id: &str, text: &str) -> Result<String, RecordError> {
         let target = self.root.join(SUITE_SNAPSHOT).join(format!("{id}.toml"));
-        write_atomic(&target, &bytes)?;
-        Ok(edgebench_util::hash::sha256_bytes(&bytes))
+        write_atomic(&target, text.as_bytes())?;
+        Ok(edgebench_util::hash::sha256_bytes(text.as_bytes()))
     }
 
     /// Moves `drop` to `records/superseded/leg<leg>-<suite>.jsonl` and

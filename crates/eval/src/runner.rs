@@ -15,7 +15,7 @@ use crate::record::{
 };
 use crate::request::{self, Reply, Strategy};
 use crate::suite::spec::SuiteSpec;
-use crate::suite::SuiteError;
+use crate::suite::{Registry, SuiteError};
 use edgebench_runtime::model::{Model, ModelError};
 use edgebench_runtime::RuntimeOptions;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -135,8 +135,9 @@ pub struct Requested {
     pub limit: Option<usize>,
     pub seed: Option<u64>,
     pub bootstrap: Option<usize>,
-    /// `--suites-dir`: the suite files must hash as the run's do.
-    pub suites_dir: Option<PathBuf>,
+    /// Suites given on the command line (`--suites-dir`, `--suite-file`):
+    /// taken instead of the run's snapshot, and must hash as the run's do.
+    pub sources: Option<Registry>,
 }
 
 /// How a run executes (nothing here changes what it evaluates).
@@ -181,14 +182,17 @@ impl Prepared<'_> {
     }
 }
 
-/// Loads the data of every suite up front, so bad input fails before any model call.
+/// Loads the data of every suite up front, so bad input fails before any
+/// model call. A suite whose data does not load is marked failed (with the
+/// file and line) and the others go on; only when no suite can run and one
+/// failed is its error returned.
 pub fn prepare<'a>(
     suites: &[&'a SuiteSpec],
     settings: &Settings,
     model: &dyn Model,
 ) -> Result<Vec<Prepared<'a>>, RunError> {
-    let caps = model.info().capabilities;
     let mut out = Vec::new();
+    let mut failures = Vec::new();
     for &spec in suites {
         let mut p = Prepared {
             spec,
@@ -198,6 +202,51 @@ pub fn prepare<'a>(
             files: vec![],
             strategy: None,
         };
+        match prepare_one(&mut p, settings, model) {
+            Ok(()) => {}
+            Err(RunError::Data(e)) => {
+                p.status = Some(SuiteStatus::Failed {
+                    reason: e.to_string(),
+                });
+                (p.examples, p.pool, p.strategy) = (vec![], vec![], None);
+                failures.push(e);
+            }
+            Err(e) => return Err(e),
+        }
+        out.push(p);
+    }
+    let runnable = out.iter().any(|p| {
+        !matches!(
+            p.status,
+            Some(SuiteStatus::Missing { .. } | SuiteStatus::Failed { .. })
+        )
+    });
+    if !out.is_empty() && !runnable {
+        if let Some(e) = failures.into_iter().next() {
+            return Err(RunError::Data(e));
+        }
+        return Err(RunError::Mismatch(format!(
+            "none of the {} selected suite(s) has data under {} (first: {}); pass --data-dir",
+            out.len(),
+            settings.data_dir.display(),
+            match &out[0].status {
+                Some(SuiteStatus::Missing { reason }) => format!("{}: {reason}", out[0].spec.id),
+                _ => String::new(),
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// Locates, hashes and loads one suite's data into `p`.
+fn prepare_one(
+    p: &mut Prepared<'_>,
+    settings: &Settings,
+    model: &dyn Model,
+) -> Result<(), RunError> {
+    let spec = p.spec;
+    let caps = model.info().capabilities;
+    {
         match data::locate(spec, &settings.data_dir)? {
             DataStatus::Missing(m) => p.status = Some(SuiteStatus::Missing { reason: m }),
             DataStatus::Found(mut files) => {
@@ -232,24 +281,8 @@ pub fn prepare<'a>(
                 }
             }
         }
-        out.push(p);
     }
-    if !out.is_empty()
-        && out
-            .iter()
-            .all(|p| matches!(p.status, Some(SuiteStatus::Missing { .. })))
-    {
-        return Err(RunError::Mismatch(format!(
-            "none of the {} selected suite(s) has data under {} (first: {}); pass --data-dir",
-            out.len(),
-            settings.data_dir.display(),
-            match &out[0].status {
-                Some(SuiteStatus::Missing { reason }) => format!("{}: {reason}", out[0].spec.id),
-                _ => String::new(),
-            }
-        )));
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// The example ids each evaluated suite plans to run.
@@ -267,13 +300,14 @@ pub fn plan_of(prepared: &[Prepared<'_>]) -> Plan {
 }
 
 /// Starts a new run: claims its folder, writes `run.json`, the suite
-/// snapshot and `plan.json`, then evaluates. `specs` were read from `suites_dir`.
+/// snapshot and `plan.json`, then evaluates. `specs` come from `suites`,
+/// whose texts are snapshotted.
 pub fn start(
     out: &Path,
     id: Option<&str>,
     settings: &Settings,
     specs: &[&SuiteSpec],
-    suites_dir: &Path,
+    suites: &Registry,
     model: &mut dyn Model,
     opts: &Options,
 ) -> Result<(RunDir, RunLock), RunError> {
@@ -291,8 +325,10 @@ pub fn start(
     let lock = dir.lock("run")?;
     let mut suite_hashes = BTreeMap::new();
     for s in specs {
-        let src = suites_dir.join(format!("{}.toml", s.id));
-        suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, &src)?);
+        let entry = suites.get(&s.id).ok_or_else(|| {
+            RunError::Mismatch(format!("suite `{}` is not in the registry given", s.id))
+        })?;
+        suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, &entry.text)?);
     }
     let plan = plan_of(&prepared);
     let mut manifest = RunManifest {
@@ -396,7 +432,7 @@ pub fn resume(
     let lock = dir.lock("run --resume")?;
     let mut manifest = dir.load_manifest()?;
     let mut changes = differences(&manifest, requested);
-    // suite files: the run's snapshot, unless a new leg takes them from --suites-dir
+    // suite files: the run's snapshot, unless the command gives suites
     let wanted = requested
         .suites
         .clone()
@@ -405,31 +441,47 @@ pub fn resume(
     let snapshot = dir.root.join(SUITE_SNAPSHOT);
     let mut owned = Vec::new();
     for sid in &wanted {
-        let path = match &requested.suites_dir {
-            Some(d) => d.join(format!("{sid}.toml")),
-            None => snapshot.join(format!("{sid}.toml")),
-        };
-        if !path.is_file() {
-            return Err(RunError::Mismatch(format!(
-                "suite `{sid}`: {} does not exist{}",
-                path.display(),
-                if requested.suites_dir.is_none() {
-                    " (a suite new to the run needs --suites-dir)"
-                } else {
-                    ""
+        let (text, path, label) = match &requested.sources {
+            Some(reg) => {
+                if let Some(e) = reg.broken_file_of(sid) {
+                    return Err(RunError::Suite(e.clone()));
                 }
-            )));
-        }
-        let hash = sha256_file(&path)?;
+                let e = reg.get(sid).ok_or_else(|| {
+                    RunError::Mismatch(format!(
+                        "suite `{sid}` is not among the suites this command gives"
+                    ))
+                })?;
+                let path = match &e.source {
+                    crate::suite::Source::File(p) => p.clone(),
+                    crate::suite::Source::BuiltIn(name) => Path::new("suites").join(name),
+                };
+                (e.text.clone(), path, e.source.to_string())
+            }
+            None => {
+                let path = snapshot.join(format!("{sid}.toml"));
+                if !path.is_file() {
+                    return Err(RunError::Mismatch(format!(
+                        "suite `{sid}`: {} does not exist (a suite new to the run needs --suites-dir or --suite-file)",
+                        path.display(),
+                    )));
+                }
+                let text = std::fs::read_to_string(&path).map_err(|e| SuiteError {
+                    path: path.clone(),
+                    message: format!("cannot read: {e}"),
+                })?;
+                let label = path.display().to_string();
+                (text, path, label)
+            }
+        };
+        let hash = edgebench_util::hash::sha256_bytes(text.as_bytes());
         if manifest.suite_hashes.get(sid).is_some_and(|h| *h != hash) {
             changes.push(format!(
-                "suite file {}: changed since the run started (sha256 {} -> {})",
-                path.display(),
+                "suite file {label}: changed since the run started (sha256 {} -> {})",
                 short(&manifest.suite_hashes[sid]),
                 short(&hash)
             ));
         }
-        owned.push((crate::suite::load_file(&path)?, path, hash));
+        owned.push((crate::suite::parse(&text, &path)?, text));
     }
     let refuse = |changes: &[String]| {
         RunError::Mismatch(format!(
@@ -471,15 +523,25 @@ pub fn resume(
             short(&info.sha256)
         )));
     }
-    let specs: Vec<&SuiteSpec> = owned.iter().map(|(s, _, _)| s).collect();
+    let specs: Vec<&SuiteSpec> = owned.iter().map(|(s, _)| s).collect();
     let prepared = prepare(&specs, &settings, model.as_ref())?;
+    // a suite whose data failed to load may have had it fixed: it joins the plan now
+    let failed: HashSet<String> = manifest
+        .status
+        .iter()
+        .filter(|(_, s)| matches!(s, SuiteStatus::Failed { .. }))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let failed_before = |sid: &str| failed.contains(sid);
     for p in &prepared {
         let before = manifest.data_hashes.get(&p.spec.id);
-        if before.is_some_and(|b| {
-            b.iter()
-                .map(|f| &f.sha256)
-                .ne(p.files.iter().map(|f| &f.sha256))
-        }) {
+        if !failed_before(&p.spec.id)
+            && before.is_some_and(|b| {
+                b.iter()
+                    .map(|f| &f.sha256)
+                    .ne(p.files.iter().map(|f| &f.sha256))
+            })
+        {
             changes.push(format!(
                 "data of suite `{}`: {} changed since the run started",
                 p.spec.id,
@@ -521,8 +583,8 @@ pub fn resume(
     let (_, now) = now_utc();
     if force_new_leg {
         let mut suite_hashes = BTreeMap::new();
-        for (s, path, _) in &owned {
-            suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, path)?);
+        for (s, text) in &owned {
+            suite_hashes.insert(s.id.clone(), dir.snapshot_suite(&s.id, text)?);
         }
         manifest.suites = settings.suites.clone();
         manifest.suite_hashes = suite_hashes;
@@ -546,9 +608,20 @@ pub fn resume(
             .legs
             .push(leg(now, "new-leg", model.as_ref(), changes));
     } else {
-        if stored.is_none() {
-            // a run from before plans were written: its plan is the one computed now
-            manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
+        // a run from before plans were written: its plan is the one computed now
+        let mut merged = stored.clone().unwrap_or_else(|| plan.clone());
+        let mut grown = stored.is_none();
+        for p in prepared.iter().filter(|p| failed_before(&p.spec.id)) {
+            manifest
+                .data_hashes
+                .insert(p.spec.id.clone(), p.files.clone());
+            if let Some(ids) = plan.get(&p.spec.id) {
+                merged.insert(p.spec.id.clone(), ids.clone());
+                grown = true;
+            }
+        }
+        if grown {
+            manifest.plan_sha256 = Some(dir.save_plan(&merged)?);
         }
         manifest
             .legs

@@ -1,6 +1,10 @@
-//! Suite registry: the 47 declarative files under `suites/`, loaded and validated.
+//! Suite files: parsed and validated one by one ([`load_file`], [`parse`]),
+//! and gathered with their sources in a [`Registry`].
 
+pub mod registry;
 pub mod spec;
+
+pub use registry::{Registry, SelectError, Source};
 
 use crate::data::adapters::ADAPTERS;
 use spec::{Metric, SuiteSpec, TaskKind};
@@ -8,7 +12,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// A suite file that cannot be used, with the reason and the fix.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 #[error("{}: {message}", path.display())]
 pub struct SuiteError {
     /// The suite file.
@@ -62,8 +66,18 @@ pub fn load_file(path: &Path) -> Result<SuiteSpec, SuiteError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    parse(&text, path)
+}
+
+/// Parses and validates the text of the suite file `path` (named in errors;
+/// its stem must be the suite's id).
+pub fn parse(text: &str, path: &Path) -> Result<SuiteSpec, SuiteError> {
+    let err = |message: String| SuiteError {
+        path: path.to_path_buf(),
+        message,
+    };
     let spec: SuiteSpec =
-        toml::from_str(&text).map_err(|e| err(format!("malformed suite file: {e}")))?;
+        toml::from_str(text).map_err(|e| err(format!("malformed suite file: {e}")))?;
     validate(&spec).map_err(err)?;
     let stem = path
         .file_stem()
