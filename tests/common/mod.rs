@@ -53,6 +53,7 @@ pub fn edgebench(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env_remove("EDGEBENCH_DATA")
+        .env_remove("EDGEBENCH_SUITES_PATH")
         .output()
         .expect("edgebench runs")
 }

@@ -48,7 +48,8 @@ pub const ENV: [&str; 4] = [
 ];
 
 impl RuntimeOptions {
-    /// The defaults, overridden by the environment: `EDGEBENCH_QUANT_LOWERING`
+    /// The defaults with [`RuntimeOptions::default_threads`] threads (what
+    /// the command line uses), overridden by the environment: `EDGEBENCH_QUANT_LOWERING`
     /// (`kernel`, `tract`, `f32`), `EDGEBENCH_FUSE_ATTENTION` and
     /// `EDGEBENCH_DENSE` (`0` turns the rewrite off), `EDGEBENCH_MAX_ISA`
     /// (`avx512`, `avx2`, `portable`). An unknown value is an error naming
@@ -59,7 +60,10 @@ impl RuntimeOptions {
 
     /// [`RuntimeOptions::from_env`] over `var` (a variable's value, if set).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut o = RuntimeOptions::default();
+        let mut o = RuntimeOptions {
+            threads: Self::default_threads(),
+            ..RuntimeOptions::default()
+        };
         let bad = |k: &str, v: &str, allowed: &str| format!("{k}={v:?} is not one of {allowed}");
         if let Some(v) = var(ENV[0]) {
             o.lowering =
@@ -189,7 +193,10 @@ mod tests {
         };
         assert_eq!(
             RuntimeOptions::from_vars(env(&[])).unwrap(),
-            RuntimeOptions::default()
+            RuntimeOptions {
+                threads: RuntimeOptions::default_threads(),
+                ..RuntimeOptions::default()
+            }
         );
         let o = RuntimeOptions::from_vars(env(&[
             ("EDGEBENCH_QUANT_LOWERING", "tract"),

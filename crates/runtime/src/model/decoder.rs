@@ -40,6 +40,9 @@ pub struct TractDecoder {
     /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
     route_output: Option<usize>,
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// A vocabulary-sized buffer for log-softmax (allocating one per scored
+    /// token cost page faults: it is larger than malloc's mmap threshold).
+    scratch: std::sync::Mutex<Vec<f32>>,
     /// Second token stream for graphs with a BERT router (`router_ids`, `router_align`).
     router: Option<super::align::RouterAlign>,
     /// The inputs and outputs of an optimum export (`None`: EdgeBench's own names).
@@ -322,6 +325,7 @@ impl TractDecoder {
             prefix: None,
             route_output,
             routes: Default::default(),
+            scratch: Default::default(),
             router,
             io,
         })
@@ -472,6 +476,35 @@ impl TractDecoder {
         })
     }
 
+    /// log-softmax of `row` at `target`, and the row's argmax: `e^(x - max)`
+    /// and its sum by the kernels' vectorised `e^x` in f32, as the reference
+    /// implementations' float32 `log_softmax`. A row holding NaN gives NaN.
+    fn log_softmax_at(&self, row: &[f32], target: usize) -> (f64, usize) {
+        let (mut max, mut argmax, mut nan) = (f32::NEG_INFINITY, 0, false);
+        for (i, &v) in row.iter().enumerate() {
+            if v > max {
+                max = v;
+                argmax = i;
+            }
+            nan |= v.is_nan();
+        }
+        if nan {
+            return (f64::NAN, argmax);
+        }
+        let mut e = self.scratch.lock().expect("scratch lock");
+        e.clear();
+        e.extend_from_slice(row);
+        let sum = edgebench_kernels::softmax::exp_row(&mut e, None, self.isa());
+        ((row[target] - max) as f64 - (sum as f64).ln(), argmax)
+    }
+
+    /// The widest instructions the kernels may use for this model.
+    fn isa(&self) -> edgebench_kernels::Isa {
+        self.info
+            .runtime
+            .map_or(edgebench_kernels::Isa::Portable, |o| o.isa())
+    }
+
     fn bos(&self) -> u32 {
         self.manifest
             .bos_token_id
@@ -519,7 +552,7 @@ impl TractDecoder {
         let mut greedy = true;
         for k in 0..n {
             let pos = input.len() - n + k;
-            let (lp, argmax) = log_softmax_at(self.row(&f, pos), window[pos + 1] as usize);
+            let (lp, argmax) = self.log_softmax_at(self.row(&f, pos), window[pos + 1] as usize);
             logprob += lp;
             greedy &= argmax == window[pos + 1] as usize;
         }
@@ -579,12 +612,12 @@ impl TractDecoder {
                         tokens: 0,
                     });
                 }
-                let (mut logprob, first_arg) = log_softmax_at(&last, cont[0] as usize);
+                let (mut logprob, first_arg) = self.log_softmax_at(&last, cont[0] as usize);
                 let mut greedy = first_arg == cont[0] as usize;
                 if cont.len() > 1 {
                     let f = self.forward(&cont[..cont.len() - 1], Some(&cache))?;
                     for (k, &t) in cont.iter().enumerate().skip(1) {
-                        let (lp, a) = log_softmax_at(self.row(&f, k - 1), t as usize);
+                        let (lp, a) = self.log_softmax_at(self.row(&f, k - 1), t as usize);
                         logprob += lp;
                         greedy &= a == t as usize;
                     }
@@ -618,8 +651,8 @@ impl TractDecoder {
     }
 }
 
-/// log-softmax of `row` at `target`, and the row's argmax.
-fn log_softmax_at(row: &[f32], target: usize) -> (f64, usize) {
+/// Index of the largest value of `row` (the first of equals; NaN never wins).
+fn argmax(row: &[f32]) -> usize {
     let mut max = f32::NEG_INFINITY;
     let mut argmax = 0;
     for (i, &v) in row.iter().enumerate() {
@@ -628,8 +661,7 @@ fn log_softmax_at(row: &[f32], target: usize) -> (f64, usize) {
             argmax = i;
         }
     }
-    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    ((row[target] - max) as f64 - sum.ln(), argmax)
+    argmax
 }
 
 impl Model for TractDecoder {
@@ -681,7 +713,7 @@ impl Model for TractDecoder {
                 true => self.forward(&next_input, cache.as_ref())?,
                 false => self.forward(&ids, None)?,
             };
-            let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
+            let next = argmax(self.row(&f, f.seq - 1));
             cache = f.cache;
             let next = next as u32;
             if Some(next) == self.manifest.eos_token_id {
@@ -890,7 +922,7 @@ impl TractDecoder {
         let mut times = Vec::with_capacity(steps);
         let mut ids = prompt.to_vec();
         for _ in 0..steps {
-            let (_, next) = log_softmax_at(self.row(&f, f.seq - 1), 0);
+            let next = argmax(self.row(&f, f.seq - 1));
             ids.push(next as u32);
             let t = std::time::Instant::now();
             f = match &f.cache {
@@ -952,10 +984,10 @@ impl TractDecoder {
             };
             for pos in ctx / 2..ctx - 1 {
                 let target = chunk[pos + 1] as usize;
-                nll -= log_softmax_at(self.row(&f, pos), target).0;
+                nll -= self.log_softmax_at(self.row(&f, pos), target).0;
                 if let Some(s) = &stepwise {
                     let row = &s[pos * v..(pos + 1) * v];
-                    nll_cached -= log_softmax_at(row, target).0;
+                    nll_cached -= self.log_softmax_at(row, target).0;
                     worst = self
                         .row(&f, pos)
                         .iter()
