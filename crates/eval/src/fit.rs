@@ -107,6 +107,9 @@ pub fn fit(
     }
 }
 
+/// Slack for tokens merged or split where a context meets its continuation.
+const SEAM: usize = 4;
+
 /// Tokens by which the longest call exceeds `max` (0 when all fit).
 fn overflow(calls: &[Call], model: &dyn Model, max: usize) -> Result<usize, ModelError> {
     let mut over = 0;
@@ -116,11 +119,22 @@ fn overflow(calls: &[Call], model: &dyn Model, max: usize) -> Result<usize, Mode
                 context,
                 continuations,
             } => {
-                let mut longest = model.count_tokens(context)?;
+                let ctx = model.count_tokens(context)?;
+                let mut cont_max = 0;
                 for cont in continuations {
-                    longest = longest.max(model.count_tokens(&format!("{context}{cont}"))?);
+                    cont_max = cont_max.max(model.count_tokens(cont)?);
                 }
-                longest
+                // the parts' counts bound the whole's within a token or two
+                // at the seam; only a call near the limit is counted whole
+                if ctx + cont_max + SEAM <= max {
+                    ctx + cont_max
+                } else {
+                    let mut longest = ctx;
+                    for cont in continuations {
+                        longest = longest.max(model.count_tokens(&format!("{context}{cont}"))?);
+                    }
+                    longest
+                }
             }
             Call::Generate {
                 prompt, max_tokens, ..
