@@ -277,15 +277,7 @@ fn assign_rows<'a>(
             })
             .collect();
         for &i in &pos[n_past..] {
-            let u = unit_of(row(i));
-            let mut best = (centroids[0].0, f32::NEG_INFINITY);
-            for (id, c) in &centroids {
-                let sim = dot(&u, c);
-                if sim > best.1 {
-                    best = (*id, sim);
-                }
-            }
-            ids[i] = best.0;
+            ids[i] = nearest(&unit_of(row(i)), &centroids);
         }
     }
     ids
@@ -377,15 +369,7 @@ fn sums_rows<'a>(
                 })
                 .collect();
             for &i in &pos[n_past..] {
-                let u = unit_of(row(i));
-                let mut best = (centroids[0].0, f32::NEG_INFINITY);
-                for (id, c) in &centroids {
-                    let sim = dot(&u, c);
-                    if sim > best.1 {
-                        best = (*id, sim);
-                    }
-                }
-                ids[i] = best.0;
+                ids[i] = nearest(&unit_of(row(i)), &centroids);
             }
         }
         // running sums of the new tokens, in token order, from the last past
@@ -1296,6 +1280,19 @@ impl TypedOp for Scar {
     }
 
     as_op!();
+}
+
+/// The id of the centroid most similar to the unit vector `u` (ties to the
+/// first listed).
+fn nearest(u: &[f32], centroids: &[(i64, Vec<f32>)]) -> i64 {
+    let mut best = (centroids[0].0, f32::NEG_INFINITY);
+    for (id, c) in centroids {
+        let sim = dot(u, c);
+        if sim > best.1 {
+            best = (*id, sim);
+        }
+    }
+    best.0
 }
 
 #[cfg(test)]
