@@ -327,3 +327,38 @@ fn a_suite_whose_data_fails_is_reported_and_resumes_alone() {
     assert!(t.contains(&bad_line), "{t}");
     assert!(!s.path("out/runs/none").exists());
 }
+
+/// A sweep whose suite fails to load at every width still writes its table
+/// of the other suites, names the failure and exits 1.
+#[test]
+fn a_sweep_with_a_failed_suite_writes_the_rest_and_exits_1() {
+    let s = Scratch::new();
+    let siqa = s.path("data/commonsense-socialiqa/validation.jsonl");
+    let good = std::fs::read_to_string(&siqa).unwrap();
+    std::fs::write(&siqa, format!("{good}{{\"context\": \"cut\n")).unwrap();
+    let o = s.eb(&[
+        "sweep",
+        "bits",
+        "--model",
+        "builtin:gem-tiny",
+        "--bits",
+        "8",
+        "--suites",
+        "commonsenseqa,socialiqa",
+        "--limit",
+        "2",
+        "--bootstrap",
+        "20",
+        "--data-dir",
+        "data",
+        "--out",
+        "out",
+    ]);
+    let t = common::text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("8 bits: socialiqa"), "{t}");
+    assert!(
+        t.contains("wrote ") && t.contains("sweep.md"),
+        "the table of the other suites is written: {t}"
+    );
+}

@@ -78,6 +78,7 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| failed(anyhow::anyhow!("{}: {e}", out_dir.display())))?;
     let mut rows = Vec::new();
+    let mut failed_suites: Vec<String> = Vec::new();
     for &b in &bits {
         let name = format!("{id}-{b}bit");
         let dir = sweep::build_at(&source, b, &a.paths.out.join("models").join(&name), a.ctx)
@@ -138,6 +139,7 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         eprintln!("{b} bits: run {}", run.root.display());
         for (id, reason) in e.failed_suites() {
             eprintln!("{b} bits: suite `{id}` failed: {reason}");
+            failed_suites.push(format!("{b} bits: {id}"));
         }
         rows.push(table::SweepRow::from_scores(b, graph_bytes, scores));
     }
@@ -171,6 +173,12 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     println!("{md}\n{answer}");
     for p in written {
         println!("wrote {}", p.display());
+    }
+    if !failed_suites.is_empty() {
+        return Err(failed(anyhow::anyhow!(
+            "suites failed to load (the rows leave them out): {}",
+            failed_suites.join(", ")
+        )));
     }
     Ok(())
 }
