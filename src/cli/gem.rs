@@ -74,6 +74,25 @@ fn fit(
 ) -> Result<Fitted, Failure> {
     use gem::router_fit;
     gem::materialize_seeded(cfg, Variant::Full, out).map_err(failed)?;
+    let data = fit_sentences(paths, per_domain, "--fit-router")?;
+    let features = router_fit::RouterFeatures::load(out).map_err(failed)?;
+    let (head, report) = router_fit::fit(&features, &data, cfg.router.tau, 16).map_err(failed)?;
+    print_fit(&report, &paths.data());
+    let origin = format!(
+        "seeded random weights with the domain head W_r fitted by logistic regression on {} (held-out routing accuracy {:.3})",
+        paths.data().display(),
+        report.sentence_accuracy
+    );
+    Ok((head, report, origin))
+}
+
+/// Domain-labelled sentences for fitting the router's W_r from the suites'
+/// data; bad input naming `flag` when there are none.
+fn fit_sentences(
+    paths: &Paths,
+    per_domain: usize,
+    flag: &str,
+) -> Result<Vec<gem::router_fit::Labelled>, Failure> {
     let registry = paths.registry()?;
     super::warn(&registry);
     let data = edgebench::data::labelled::domain_sentences(
@@ -84,19 +103,11 @@ fn fit(
     );
     if data.is_empty() {
         return Err(bad_input(anyhow::anyhow!(
-            "--fit-router: no sentences found under {}; pass --data-dir",
+            "{flag} fits the router's W_r, but no sentences were found under {}; pass --data-dir",
             paths.data().display()
         )));
     }
-    let features = router_fit::RouterFeatures::load(out).map_err(failed)?;
-    let (head, report) = router_fit::fit(&features, &data, cfg.router.tau, 16).map_err(failed)?;
-    print_fit(&report, &paths.data());
-    let origin = format!(
-        "seeded random weights with the domain head W_r fitted by logistic regression on {} (held-out routing accuracy {:.3})",
-        paths.data().display(),
-        report.sentence_accuracy
-    );
-    Ok((head, report, origin))
+    Ok(data)
 }
 
 /// Prints a fit report's headline.
@@ -129,20 +140,7 @@ fn build_pretrained(
     use gem::pretrained;
     use gem::router_fit;
     let mut src = pretrained::Pretrained::open(cfg, cfg_label, gguf, bert).map_err(bad_input)?;
-    let registry = paths.registry()?;
-    super::warn(&registry);
-    let data = edgebench::data::labelled::domain_sentences(
-        registry.specs(),
-        &paths.data(),
-        per_domain,
-        200,
-    );
-    if data.is_empty() {
-        return Err(bad_input(anyhow::anyhow!(
-            "--from-pretrained fits the router's W_r, but no sentences were found under {}; pass --data-dir",
-            paths.data().display()
-        )));
-    }
+    let data = fit_sentences(paths, per_domain, "--from-pretrained")?;
     std::fs::create_dir_all(&paths.out).map_err(failed)?;
     let graph = paths.out.join("router-features.onnx");
     pretrained::write_router_features(cfg, &mut src, &graph).map_err(failed)?;
