@@ -53,6 +53,9 @@ pub struct Fitted {
     pub calls: Vec<Call>,
     /// Tokens cut from the end of the document (0 when everything fits).
     pub cut_tokens: usize,
+    /// Each call's context tokens where fitting counted them (loglikelihood
+    /// calls under [`Truncation::Document`]), so they are not counted again.
+    pub context_tokens: Vec<Option<usize>>,
 }
 
 /// Builds the calls of `ex` and, under [`Truncation::Document`], cuts its
@@ -71,7 +74,8 @@ pub fn fit(
     mode: Truncation,
 ) -> Result<Fitted, ModelError> {
     let calls = request::build(spec, strategy, ex, pool);
-    let uncut = Fitted {
+    let mut uncut = Fitted {
+        context_tokens: vec![None; calls.len()],
         calls,
         cut_tokens: 0,
     };
@@ -79,7 +83,8 @@ pub fn fit(
         return Ok(uncut);
     }
     let max = model.info().max_context;
-    let mut over = overflow(&uncut.calls, model, max)?;
+    let (mut over, counted) = overflow(&uncut.calls, model, max)?;
+    uncut.context_tokens = counted;
     if over == 0 {
         return Ok(uncut);
     }
@@ -94,12 +99,14 @@ pub fn fit(
         let head = head_of(doc, keep, model)?;
         cut.vars.insert(key.clone(), head.to_string());
         let calls = request::build(spec, strategy, &cut, pool);
-        over = overflow(&calls, model, max)?;
+        let (now, counted) = overflow(&calls, model, max)?;
+        over = now;
         if over == 0 || keep == 0 {
             let kept = model.count_tokens(head)?;
             return Ok(Fitted {
                 calls,
                 cut_tokens: doc_tokens.saturating_sub(kept),
+                context_tokens: counted,
             });
         }
         // token merges at the cut can differ from the estimate: cut a little more
@@ -110,16 +117,23 @@ pub fn fit(
 /// Slack for tokens merged or split where a context meets its continuation.
 const SEAM: usize = 4;
 
-/// Tokens by which the longest call exceeds `max` (0 when all fit).
-fn overflow(calls: &[Call], model: &dyn Model, max: usize) -> Result<usize, ModelError> {
+/// Tokens by which the longest call exceeds `max` (0 when all fit), and
+/// each loglikelihood call's context tokens.
+fn overflow(
+    calls: &[Call],
+    model: &dyn Model,
+    max: usize,
+) -> Result<(usize, Vec<Option<usize>>), ModelError> {
     let mut over = 0;
-    for c in calls {
+    let mut counted = vec![None; calls.len()];
+    for (c, counted) in calls.iter().zip(&mut counted) {
         let need = match c {
             Call::Loglikelihood {
                 context,
                 continuations,
             } => {
                 let ctx = model.count_tokens(context)?;
+                *counted = Some(ctx);
                 let mut cont_max = 0;
                 for cont in continuations {
                     cont_max = cont_max.max(model.count_tokens(cont)?);
@@ -143,7 +157,7 @@ fn overflow(calls: &[Call], model: &dyn Model, max: usize) -> Result<usize, Mode
         };
         over = over.max(need.saturating_sub(max));
     }
-    Ok(over)
+    Ok((over, counted))
 }
 
 /// The example's document: its longest non-empty variable that the template uses.

@@ -763,7 +763,11 @@ fn execute(
             };
             let start = Instant::now();
             model.take_model_time();
-            let Fitted { calls, cut_tokens } = p
+            let Fitted {
+                calls,
+                cut_tokens,
+                context_tokens,
+            } = p
                 .calls(ex, &*model, manifest.truncation)
                 .map_err(model_error)?;
             let replies = request::execute_all(model, &calls).map_err(model_error)?;
@@ -772,7 +776,8 @@ fn execute(
                     model_error(ModelError::Runtime(format!("invalid output: {e}")))
                 })?;
             }
-            let (prompt_tokens, output_tokens) = token_counts(model, &calls, &replies);
+            let (prompt_tokens, output_tokens) =
+                token_counts(model, &calls, &replies, &context_tokens);
             let latency_ms = start.elapsed().as_secs_f64() * 1e3;
             let model_ms = model.take_model_time().map(|t| t.as_secs_f64() * 1e3);
             let record = Record {
@@ -860,13 +865,20 @@ fn status_of(done: usize, total: usize) -> SuiteStatus {
     }
 }
 
-fn token_counts(model: &dyn Model, calls: &[request::Call], replies: &[Reply]) -> (usize, usize) {
+/// Prompt and output tokens of an example's calls; `counted` holds the
+/// context counts fitting already made.
+fn token_counts(
+    model: &dyn Model,
+    calls: &[request::Call],
+    replies: &[Reply],
+    counted: &[Option<usize>],
+) -> (usize, usize) {
     let mut prompt = 0;
     let mut output = 0;
-    for (c, r) in calls.iter().zip(replies) {
+    for ((c, r), n) in calls.iter().zip(replies).zip(counted) {
         match (c, r) {
             (request::Call::Loglikelihood { context, .. }, Reply::Loglikelihood { results }) => {
-                prompt += model.count_tokens(context).unwrap_or(0);
+                prompt += n.unwrap_or_else(|| model.count_tokens(context).unwrap_or(0));
                 output += results.iter().map(|x| x.tokens).sum::<usize>();
             }
             (_, Reply::Generate { generation }) => {
