@@ -163,9 +163,8 @@ impl Record {
             ))
         };
         match &self.gold {
-            Gold::Index { index } | Gold::MaybeIndex { index: Some(index) } if *index >= n => {
-                out_of_range(*index)
-            }
+            // a `MaybeIndex` counts candidates, which may outnumber the choices
+            Gold::Index { index } if *index >= n => out_of_range(*index),
             Gold::Indices { indices } => match indices.iter().find(|i| **i >= n) {
                 Some(i) => out_of_range(*i),
                 None => Ok(()),

@@ -41,7 +41,10 @@ impl DataError {
 pub enum Gold {
     /// Index into the choices (multiple choice) or labels (classification).
     Index { index: usize },
-    /// Optional index (TyDi passage selection: `None` = no passage answers).
+    /// Optional index into the candidates (TyDi passage selection: `None` =
+    /// no passage answers). The choices show the first candidates and then
+    /// "none", so a gold candidate past them is a valid gold that no
+    /// prediction can match, as in TyDi's own scoring.
     MaybeIndex { index: Option<usize> },
     /// Label indices (multi-label).
     Indices { indices: Vec<usize> },

@@ -599,6 +599,39 @@ mod tests {
     }
 
     #[test]
+    fn a_gold_passage_past_the_shown_ones_is_a_miss() {
+        // TyDi SelectP shows the first 8 candidates then "none"; gold is
+        // candidate 75 (0-based). tydi_eval counts it: the prediction
+        // (passage 1) is a false positive and the gold a false negative.
+        let spec = crate::suite::Registry::builtin()
+            .get("tydiqa-selectp")
+            .expect("built-in suite")
+            .spec
+            .clone();
+        let mut choices: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+        choices.push("none".into());
+        let results: Vec<_> = (0..9)
+            .map(|i| serde_json::json!({"logprob": -1.0 - i as f64, "is_greedy": false, "tokens": 1}))
+            .collect();
+        let calls = serde_json::json!([{"call": "loglikelihood", "context": "Q", "continuations": choices}]);
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "suite": "tydiqa-selectp", "example_id": "x",
+            "prompt_hash": crate::request::prompt_hash(
+                &serde_json::from_value::<Vec<crate::request::Call>>(calls.clone()).unwrap()
+            ),
+            "strategy": "loglikelihood", "calls": calls,
+            "replies": [{"reply": "loglikelihood", "results": results}],
+            "choices": choices, "gold": {"type": "maybe_index", "index": 75},
+            "prompt_tokens": 1, "output_tokens": 9, "latency_ms": 0.0,
+        }))
+        .unwrap();
+        assert_eq!(record.check(), Ok(()));
+        let stats = suite_stats(&spec, &[record]);
+        assert_eq!(stats[0][&Metric::PassageF1], vec![0.0, 1.0, 1.0]);
+        assert_eq!(stats[0][&Metric::Acc], vec![0.0]);
+    }
+
+    #[test]
     fn perplexity_aggregates_over_tokens_not_examples() {
         // two texts: logprob -2 over 1 token and -8 over 3 tokens => ppl exp(10/4)
         let v = aggregate(Metric::Perplexity, &[-10.0, 4.0], 2);
