@@ -61,7 +61,7 @@ fn reproduce_fills_every_role_and_resumes_as_done() {
             "{id} has its performance run"
         );
     }
-    let tables = out.join("paper-reproduction/tables");
+    let tables = out.join("paper/reproduction/tables");
     for t in 1..=5 {
         let md = std::fs::read_to_string(tables.join(format!("table{t}.md"))).unwrap();
         assert!(
@@ -87,6 +87,47 @@ fn reproduce_fills_every_role_and_resumes_as_done() {
             "{l}"
         );
     }
+
+    // the report publishes its runs and says how it was made
+    let report = out.join("paper/reproduction");
+    let header = std::fs::read_to_string(report.join("README.md")).unwrap();
+    for id in ids {
+        assert!(header.contains(&format!("| `{id}` |")), "{id}:\n{header}");
+    }
+    assert!(header.contains("--limit 2"), "{header}");
+    assert!(header.contains("## Not reproducible"), "{header}");
+    for id in ids {
+        for f in ["run.json", "metrics.csv", "perf.json", "paper-inputs.json"] {
+            assert!(report.join("runs").join(id).join(f).is_file(), "{id}/{f}");
+        }
+    }
+    // and renders again from them alone, byte for byte
+    let rendered = tmp.path().join("rendered");
+    let o = common::edgebench(
+        &repo,
+        &[
+            "paper",
+            "--from",
+            report.to_str().unwrap(),
+            "--out",
+            rendered.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", common::text(&o));
+    for t in 1..=5 {
+        for ext in ["md", "csv", "tex"] {
+            let name = format!("tables/table{t}.{ext}");
+            assert_eq!(
+                std::fs::read_to_string(report.join(&name)).unwrap(),
+                std::fs::read_to_string(rendered.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(report.join("report.md")).unwrap(),
+        std::fs::read_to_string(rendered.join("report.md")).unwrap()
+    );
 
     let again = reproduce(&repo, &out, models);
     assert!(again.status.success(), "{}", common::text(&again));

@@ -16,8 +16,14 @@ pub struct PaperArgs {
     /// Runs: ids under <runs-root>/runs or run directories. Prefix `ROLE=` to
     /// set a run's role instead of inferring it from the model name (gem,
     /// gem-no-scar, gem-no-quant, gem-no-router, mobilebert, tinyllama, other).
-    #[arg(long, num_args = 1.., required = true)]
+    /// A run folder without records but with `paper-inputs.json` is a run
+    /// published by an earlier report.
+    #[arg(long, num_args = 1.., required_unless_present = "from", conflicts_with = "from")]
     pub runs: Vec<String>,
+    /// Render again from a report folder's own published runs (`runs.json`
+    /// and `runs/<id>/`), e.g. a committed reproduction.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
     /// Output folder.
     #[arg(long, default_value = "reports/paper-out")]
     pub out: PathBuf,
@@ -73,10 +79,13 @@ pub fn paper(a: PaperArgs) -> Result<(), Failure> {
         .map(|dir| GemConfig::load(&dir.join("gem.toml")).map_err(bad_input))
         .transpose()?;
     let mut runs = Vec::new();
+    if let Some(folder) = &a.from {
+        runs = output::published_runs(folder).map_err(bad_input)?;
+    }
     for arg in &a.runs {
         let (role, run) = split_role(arg)?;
         let dir = RunDir::open(&a.runs_root, run).map_err(bad_input)?;
-        runs.push(PaperRun::load(dir, role).map_err(bad_input)?);
+        runs.push(PaperRun::open(dir, role).map_err(bad_input)?);
     }
     let opts = Options {
         out: a.out.clone(),

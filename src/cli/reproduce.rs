@@ -9,7 +9,7 @@
 
 use super::{bad_input, failed, Failure};
 use clap::Args;
-use edgebench::record::RunDir;
+use edgebench::record::{RunDir, SuiteStatus};
 use edgebench::runtime::RuntimeOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,8 +50,9 @@ pub struct ReproduceArgs {
     /// Prefix of the run ids (`<prefix>-gem`, `<prefix>-smollm2`, ...).
     #[arg(long, default_value = "repro")]
     pub prefix: String,
-    /// Output root: models under `models/`, runs under `runs/`, the tables
-    /// under `paper-reproduction/`.
+    /// Output root: models under `models/`, runs under `runs/`, the report
+    /// under `paper/reproduction/` (tables, figures, each run's `run.json`,
+    /// `metrics.csv` and `perf.json`, and a `README.md` saying how it was made).
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
 }
@@ -282,14 +283,141 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
     for e in &entries {
         args.push(format!("{}={}-{}", e.role, a.prefix, e.name));
     }
+    let report = a.out.join("paper").join("reproduction");
     args.extend([
         "--runs-root".into(),
         out.clone(),
         "--out".into(),
-        a.out.join("paper-reproduction").display().to_string(),
+        report.display().to_string(),
     ]);
     step.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{}-{}", a.prefix, e.name))
+        .collect();
+    let header = header_markdown(&a, &ids).map_err(failed)?;
+    std::fs::write(report.join("README.md"), header).map_err(failed)?;
+    println!("reproduction: {}", report.display());
     Ok(())
+}
+
+/// What is not reproduced, and why.
+const NOT_REPRODUCIBLE: &str = "\
+- **The paper's trained GEM**: its weights are not public. GEM here is the paper's architecture assembled from public checkpoints (SmolLM2 pathways, MiniLM router with a domain head fitted on the suites' data), so its scores measure that model, not the paper's.
+- **MobileBERT and TinyLlama themselves** unless `--mobilebert`/`--tinyllama` name their files: MiniLM and SmolLM2 stand in as the MobileBERT-class and TinyLlama-class baselines.
+- **Power and energy**: a host without a meter reads `null` with the reason; device projections from a profile's power envelope are marked estimated. `perf --power meter.csv` takes a USB meter's log.
+- **Latency on the paper's devices** (Raspberry Pi 4, phones, Jetson): the host's measurements are projected by each device's roofline and marked estimated.
+- **MIMIC-III**: credentialed data; its suites read `missing` unless a licensed copy is under the data root.
+- **Training-only ablations** (Table 5's \"w/o knowledge preservation\").
+- **Datasets absent from the data root**: the suites marked `missing` below.
+";
+
+/// `README.md` of the reproduction: when, where and how it was made, the
+/// data each run used, and what is not reproducible.
+fn header_markdown(a: &ReproduceArgs, ids: &[String]) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut runs = Vec::new();
+    for id in ids {
+        runs.push(RunDir::open(&a.out, id)?.load_manifest()?);
+    }
+    let first = runs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no runs to describe"))?;
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let mut s = String::from("# Reproduction of the paper's tables on public checkpoints\n\n");
+    let _ = writeln!(
+        s,
+        "Made by `edgebench {}` with EdgeBench {}{}; `report.md` has the tables and figures, `audit.md` the paper's own arithmetic, `runs/<id>/` each run's `run.json`, `metrics.csv`, `perf.json` and the scores the tables are computed from (`paper-inputs.json`). `edgebench paper --from <this folder> --out <dir>` renders the tables again from those files.\n",
+        command.join(" "),
+        first.edgebench_version,
+        first
+            .git_hash
+            .as_deref()
+            .map(|h| format!(" (git {h})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "- **Machine**: {}, {} cores, {} GiB memory, {} {}",
+        first.host.cpu,
+        first.host.cores,
+        first.host.memory_bytes >> 30,
+        first.host.os,
+        first.host.arch
+    );
+    let _ = writeln!(
+        s,
+        "- **Threads**: {}; **limit**: {} examples per suite; **seed**: {}; **bootstrap**: {} resamples",
+        first.provenance.threads,
+        first
+            .limit
+            .map_or("each suite's own".to_string(), |l| l.to_string()),
+        first.seed,
+        first.bootstrap
+    );
+    let _ = writeln!(s, "- **Data root**: `{}`\n", first.data_dir);
+    s.push_str("## Runs\n\n| run | model | started | state | threads | examples |\n|---|---|---|---|---:|---:|\n");
+    for m in &runs {
+        let n: usize = m
+            .status
+            .values()
+            .map(|st| match st {
+                SuiteStatus::Complete { examples } => *examples,
+                SuiteStatus::Partial { done, .. } => *done,
+                _ => 0,
+            })
+            .sum();
+        let _ = writeln!(
+            s,
+            "| `{}` | {} (`{}`) | {} | {} | {} | {} |",
+            m.run_id, m.model.name, m.model.source, m.created, m.state, m.provenance.threads, n
+        );
+    }
+    s.push_str("\n## Data used\n\nExamples each run scored per suite (or why none), and the suite's data files under the data root.\n\n| suite | data |");
+    for m in &runs {
+        let _ = write!(s, " `{}` |", m.run_id);
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---:|".repeat(runs.len()));
+    s.push('\n');
+    let root = Path::new(&first.data_dir);
+    for suite in &first.suites {
+        let files: Vec<String> = first
+            .data_hashes
+            .get(suite)
+            .map(|f| {
+                f.iter()
+                    .map(|h| {
+                        let p = Path::new(&h.path);
+                        p.strip_prefix(root).unwrap_or(p).display().to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            s,
+            "| {suite} | {} |",
+            if files.is_empty() {
+                "none".into()
+            } else {
+                files.join(", ")
+            }
+        );
+        for m in &runs {
+            let cell = match m.status.get(suite) {
+                Some(SuiteStatus::Complete { examples }) => examples.to_string(),
+                Some(SuiteStatus::Partial { done, total }) => format!("{done} of {total}"),
+                Some(SuiteStatus::Unsupported { .. }) => "unsupported".into(),
+                Some(SuiteStatus::Missing { .. }) => "missing".into(),
+                Some(SuiteStatus::Failed { .. }) => "failed".into(),
+                None => "not run".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "\n## Not reproducible\n\n{NOT_REPRODUCIBLE}");
+    Ok(s)
 }
 
 /// How the steps run: this binary with the runtime options of the command.

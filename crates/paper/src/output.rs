@@ -1,12 +1,14 @@
 //! `edgebench paper`'s output folder: Tables 1-5 (Markdown, CSV, LaTeX),
-//! Figures 1-5 (PNG, SVG), `audit.md`, `report.md` and the self-contained
-//! `report.html`.
+//! Figures 1-5 (PNG, SVG), `audit.md`, `report.md`, the self-contained
+//! `report.html`, and the runs it was built from (`runs/<id>/` with
+//! `run.json`, `metrics.csv`, `perf.json` and `paper-inputs.json`, listed
+//! with their roles in `runs.json`), from which it renders again.
 
 use super::arch::{self, Architecture};
 use super::figures::{self, Density, DsiGg, InVsOut, ModelSize};
 use super::indomain::focus_domain;
 use super::reported::Reported;
-use super::runs::PaperRun;
+use super::runs::{PaperRun, SNAPSHOT_FILE};
 use super::tables::Inputs;
 use super::{audit, html, PaperError};
 use edgebench_eval::suite::spec::Domain;
@@ -210,7 +212,75 @@ pub fn write(
     written
         .files
         .push(write_file(&out.join("report.html"), &page)?);
+    written.files.extend(publish_runs(runs, out)?);
     Ok(written)
+}
+
+/// File listing a report's runs in order, with their roles.
+pub const RUNS_FILE: &str = "runs.json";
+
+/// One entry of `runs.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedRun {
+    /// Run id: the folder `runs/<run>/`.
+    pub run: String,
+    /// [`super::runs::Role::name`].
+    pub role: String,
+}
+
+/// Writes `runs/<id>/` for every run (its `run.json`, `metrics.csv` and
+/// `perf.json` as they are, and its [`super::runs::RunSnapshot`]) and
+/// `runs.json`.
+fn publish_runs(runs: &[PaperRun], out: &Path) -> Result<Vec<PathBuf>, PaperError> {
+    let mut files = Vec::new();
+    let mut index = Vec::new();
+    for r in runs {
+        let id = &r.manifest().run_id;
+        let dir = out.join("runs").join(id);
+        create_dir(&dir)?;
+        for name in ["run.json", "metrics.csv", edgebench_device::perf::PERF_FILE] {
+            let from = r.dir.root.join(name);
+            let to = dir.join(name);
+            if from.is_file() && from != to {
+                std::fs::copy(&from, &to).map_err(|source| PaperError::Io {
+                    path: to.clone(),
+                    source,
+                })?;
+                files.push(to);
+            }
+        }
+        let snap = serde_json::to_string_pretty(&r.snapshot()).expect("json");
+        files.push(write_file(&dir.join(SNAPSHOT_FILE), &(snap + "\n"))?);
+        index.push(PublishedRun {
+            run: id.clone(),
+            role: r.role.name(),
+        });
+    }
+    let text = serde_json::to_string_pretty(&index).expect("json");
+    files.push(write_file(&out.join(RUNS_FILE), &(text + "\n"))?);
+    Ok(files)
+}
+
+/// The runs of a published report folder (`runs.json`), in order.
+pub fn published_runs(folder: &Path) -> Result<Vec<PaperRun>, PaperError> {
+    let path = folder.join(RUNS_FILE);
+    let invalid = |e: String| {
+        PaperError::Record(edgebench_eval::record::RecordError::Invalid(format!(
+            "{}: {e}",
+            path.display()
+        )))
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+    let index: Vec<PublishedRun> = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    index
+        .iter()
+        .map(|p| {
+            let role = super::runs::Role::parse(&p.role)
+                .ok_or_else(|| invalid(format!("run {}: unknown role `{}`", p.run, p.role)))?;
+            let dir = edgebench_eval::record::RunDir::new(folder, &p.run)?;
+            PaperRun::load_published(dir, Some(role))
+        })
+        .collect()
 }
 
 /// The definitions every report states.

@@ -2,16 +2,25 @@
 //! directory, tagged with the role it plays in the paper (GEM, one of its
 //! ablations, a MobileBERT-class or TinyLlama-class baseline), with its
 //! per-example scores and routing decisions and its optional `perf.json`.
+//!
+//! A report publishes each run as [`RunSnapshot`] (`paper-inputs.json`,
+//! beside the run's `run.json`, `metrics.csv` and `perf.json`): everything
+//! the tables and figures read, without the records' prompts and outputs,
+//! so that a published report can be rendered again from its own folder.
 
 use super::PaperError;
 use edgebench_device::perf::PerfSummary as Perf;
-use edgebench_eval::metrics::{score, Bootstrap, SuiteScores};
-use edgebench_eval::record::{RunDir, RunManifest};
+use edgebench_eval::metrics::{score, Bootstrap, DomainScore, Robustness, SuiteScores};
+use edgebench_eval::record::{RecordError, RunDir, RunManifest};
 use edgebench_eval::report::{self, RunScores};
 use edgebench_eval::suite::spec::{Domain, Metric};
 use edgebench_runtime::gem::{self, GemConfig, Variant};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// File name of a published run's [`RunSnapshot`].
+pub const SNAPSHOT_FILE: &str = "paper-inputs.json";
 
 /// The part a run plays in the paper's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +87,17 @@ impl Role {
         Role::Other
     }
 
+    /// The name [`Role::parse`] reads back.
+    pub fn name(self) -> String {
+        match self {
+            Role::Gem(Variant::Full) => "gem".into(),
+            Role::Gem(v) => format!("gem{}", v.suffix()),
+            Role::MobileBert => "mobilebert".into(),
+            Role::TinyLlama => "tinyllama".into(),
+            Role::Other => "other".into(),
+        }
+    }
+
     /// Display name, as in the paper's rows.
     pub fn label(self) -> &'static str {
         match self {
@@ -104,7 +124,8 @@ impl Role {
 
 /// Where GEM's router sent an example: one of the 8 domain pathways or the
 /// general one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Pathway {
     /// A domain pathway (ids 0-7, `gem::config::DOMAINS` order).
     Domain(Domain),
@@ -136,7 +157,7 @@ pub fn majority_route(routes: &[String]) -> Option<Pathway> {
 }
 
 /// One scored example.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleScore {
     /// Suite id.
     pub suite: String,
@@ -146,6 +167,7 @@ pub struct ExampleScore {
     /// per-example value).
     pub metric: Metric,
     /// The example's score on it.
+    #[serde(deserialize_with = "edgebench_eval::metrics::f64_or_nan")]
     pub score: f64,
     /// GEM's majority route, when the record has routing decisions.
     pub route: Option<Pathway>,
@@ -206,6 +228,65 @@ impl PaperRun {
             examples,
             perf,
             gem,
+            warnings,
+        })
+    }
+
+    /// What the tables and figures read from this run, for publishing.
+    pub fn snapshot(&self) -> RunSnapshot {
+        RunSnapshot {
+            role: self.role.name(),
+            manifest: self.scores.manifest.clone(),
+            suites: self.scores.suites.clone(),
+            domains: self.scores.domains.clone(),
+            robustness: self.scores.robustness.clone(),
+            examples: self.examples.clone(),
+            gem: self.gem.clone(),
+        }
+    }
+
+    /// A run folder as it comes: scored from its records, or, when it has
+    /// none, a published run ([`PaperRun::load_published`]).
+    pub fn open(dir: RunDir, role: Option<Role>) -> Result<PaperRun, PaperError> {
+        if !dir.root.join("records").exists() && dir.root.join(SNAPSHOT_FILE).is_file() {
+            PaperRun::load_published(dir, role)
+        } else {
+            PaperRun::load(dir, role)
+        }
+    }
+
+    /// A published run: `paper-inputs.json` and the optional `perf.json` in
+    /// `dir`, with `role` overriding the one it was published with.
+    pub fn load_published(dir: RunDir, role: Option<Role>) -> Result<PaperRun, PaperError> {
+        let path = dir.root.join(SNAPSHOT_FILE);
+        let invalid = |e: String| RecordError::Invalid(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+        let snap: RunSnapshot = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let role = match role {
+            Some(r) => r,
+            None => Role::parse(&snap.role)
+                .ok_or_else(|| invalid(format!("unknown role `{}`", snap.role)))?,
+        };
+        let mut warnings = Vec::new();
+        let perf = Perf::load(&dir.root).unwrap_or_else(|e| {
+            warnings.push(format!("perf.json ignored: {e}"));
+            None
+        });
+        Ok(PaperRun {
+            dir,
+            role,
+            scores: RunScores {
+                manifest: snap.manifest,
+                specs: Vec::new(),
+                suites: snap.suites,
+                domains: snap.domains,
+                robustness: snap.robustness,
+                routes: Vec::new(),
+                integrity: Vec::new(),
+            },
+            examples: snap.examples,
+            perf,
+            gem: snap.gem,
             warnings,
         })
     }
@@ -286,6 +367,29 @@ impl PaperRun {
 }
 
 pub use edgebench_util::stats::mean;
+
+/// Everything the tables and figures read from one run (`paper-inputs.json`
+/// of a published run): its manifest, each suite's and domain's estimates,
+/// GG/DSI/CDTR with their intervals, per-example scores with GEM's routes,
+/// and GEM's configuration. Example ids, prompts and outputs stay in the
+/// run's records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    /// The role's name ([`Role::name`]).
+    pub role: String,
+    /// `run.json`.
+    pub manifest: RunManifest,
+    /// Per-suite estimates.
+    pub suites: Vec<SuiteScores>,
+    /// Per-domain estimates.
+    pub domains: Vec<DomainScore>,
+    /// GG, DSI and CDTR.
+    pub robustness: Robustness,
+    /// Per-example scores and routes.
+    pub examples: Vec<ExampleScore>,
+    /// GEM's configuration, for GEM runs.
+    pub gem: Option<GemConfig>,
+}
 
 /// Per-example scores of one suite, with the routes of its records.
 fn suite_examples(dir: &RunDir, s: &SuiteScores) -> Result<Vec<ExampleScore>, PaperError> {

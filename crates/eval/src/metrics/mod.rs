@@ -20,13 +20,23 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Value on all examples.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
     /// Lower bound of the 95 % interval.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ci_low: f64,
     /// Upper bound of the 95 % interval.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub ci_high: f64,
     /// Bootstrap standard error.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub stderr: f64,
+}
+
+/// Reads a number, or `null` as NaN: JSON has no NaN, and serde_json writes
+/// a non-finite `f64` as `null`, so an undefined estimate survives a round trip.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Bootstrap settings.
