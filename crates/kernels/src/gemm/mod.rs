@@ -32,7 +32,7 @@ mod x86_64;
 
 /// Columns per packed panel (two AVX registers).
 pub const NR: usize = 16;
-/// Rows of `X` per micro-kernel call (AVX2 and portable kernels).
+/// Rows of `X` per micro-kernel call (AVX2, NEON and portable kernels).
 pub const MR: usize = 6;
 /// Rows of `X` per call of the AVX-512 kernel, which covers two panels
 /// (32 columns): 24 of its 32 registers hold sums.
@@ -481,7 +481,7 @@ impl PackedF32 {
 
 /// Rows of the next tile when `left` rows of a row block remain.
 ///
-/// AVX2 and portable kernels: [`MR`], except that the last 8 rows run as
+/// AVX2, NEON and portable kernels: [`MR`], except that the last 8 rows run as
 /// 4 + 4 and the last 9 as 5 + 4. A tile of 2 or 3 rows keeps only 4 or 6
 /// accumulators, too few to cover the FMA latency (8 are needed), so it
 /// costs 2/3 of a whole tile; 4 + 4 costs what 6 + 2 rows of work are
