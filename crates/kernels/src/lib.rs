@@ -52,15 +52,6 @@ impl Isa {
     /// Every level, in [`Isa`]'s order.
     pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
 
-    /// The levels this build's architecture can run, narrowest first.
-    const NATIVE: &'static [Isa] = if cfg!(target_arch = "x86_64") {
-        &[Isa::Portable, Isa::Avx2, Isa::Avx512]
-    } else if cfg!(target_arch = "aarch64") {
-        &[Isa::Portable, Isa::Neon]
-    } else {
-        &[Isa::Portable]
-    };
-
     /// Vector width tier: 0 portable, 1 AVX2 and NEON, 2 AVX-512.
     fn tier(self) -> u8 {
         match self {
@@ -77,7 +68,7 @@ impl Isa {
     /// (the default cap) allows everything and `portable` caps everywhere.
     pub fn at_most(self, max: Isa) -> Isa {
         let tier = self.tier().min(max.tier());
-        Isa::NATIVE
+        NATIVE
             .iter()
             .rev()
             .copied()
@@ -91,6 +82,15 @@ impl Isa {
         Isa::ALL.into_iter().find(|i| i.name() == name)
     }
 }
+
+/// The [`Isa`] levels this build's architecture can run, narrowest first.
+const NATIVE: &[Isa] = if cfg!(target_arch = "x86_64") {
+    &[Isa::Portable, Isa::Avx2, Isa::Avx512]
+} else if cfg!(target_arch = "aarch64") {
+    &[Isa::Portable, Isa::Neon]
+} else {
+    &[Isa::Portable]
+};
 
 /// The widest [`Isa`] this CPU supports (detected once, a fact of the machine).
 pub fn detected_isa() -> Isa {
@@ -149,7 +149,7 @@ impl Exec {
     /// Whether a vector path of this architecture runs (AVX2 or AVX-512
     /// on x86-64, NEON on AArch64).
     pub fn simd(self) -> bool {
-        self.isa != Isa::Portable && Isa::NATIVE.contains(&self.isa)
+        self.isa != Isa::Portable && NATIVE.contains(&self.isa)
     }
 }
 
