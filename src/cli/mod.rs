@@ -43,9 +43,10 @@ pub struct RuntimeArgs {
     /// (default: $EDGEBENCH_QUANT_LOWERING, else kernel).
     #[arg(long, global = true, value_parser = ["kernel", "tract", "f32"])]
     pub lowering: Option<String>,
-    /// Widest instructions of the kernels: avx512, avx2 or portable
-    /// (default: $EDGEBENCH_MAX_ISA, else the widest this CPU has).
-    #[arg(long, global = true, value_parser = ["avx512", "avx2", "portable"])]
+    /// Widest instructions of the kernels: avx512, avx2, neon or portable
+    /// (default: $EDGEBENCH_MAX_ISA, else the widest this CPU has; a level
+    /// of the other architecture caps at its width: avx2 allows NEON).
+    #[arg(long, global = true, value_parser = ["avx512", "avx2", "neon", "portable"])]
     pub max_isa: Option<String>,
     /// Leave attention, RoPE and normalisation chains as written instead of
     /// fusing them (default: on unless $EDGEBENCH_FUSE_ATTENTION=0).

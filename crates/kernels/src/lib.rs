@@ -3,11 +3,12 @@
 //! ([`softmax`]), activations and product epilogues ([`activation`]),
 //! attention ([`attention`]), layer and RMS normalisation ([`norm`]),
 //! rotary embeddings ([`rope`]), the thread split they share ([`parallel`]) and a huge-page allocator
-//! ([`alloc`]). Each kernel has a portable path and AVX2/AVX-512 paths
-//! chosen at run time: each call takes an [`Exec`] (threads and the widest
-//! instructions allowed, capped by what the CPU has: [`detected_isa`]).
-//! A kernel's x86-64 code lives in its own `x86_64` submodule, compiled
-//! for that architecture only.
+//! ([`alloc`]). Each kernel has a portable path, AVX2/AVX-512 paths on
+//! x86-64 and a NEON path on AArch64, chosen at run time: each call takes
+//! an [`Exec`] (threads and the widest instructions allowed, capped by what
+//! the CPU has: [`detected_isa`]). A kernel's code for one architecture
+//! lives in its own `x86_64` or `aarch64` submodule, compiled for that
+//! architecture only.
 
 pub mod activation;
 pub mod alloc;
@@ -19,12 +20,16 @@ pub mod qkernel;
 pub mod rope;
 pub mod softmax;
 
-/// The widest x86-64 vector instructions EdgeBench's kernels use, in
-/// increasing order.
+/// The widest vector instructions EdgeBench's kernels use. Within one
+/// architecture the levels are in increasing order (AArch64's one level
+/// sorts below the x86-64 ones); [`Isa::at_most`] caps one level by another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// Plain Rust (the compiler's own vectorisation): every other CPU.
     Portable,
+    /// AArch64 Advanced SIMD (NEON) with FMA, 4 lanes; no dot-product
+    /// instructions (the Cortex-A72 has none, and activations stay f32).
+    Neon,
     /// AVX2 + FMA, 8 lanes.
     Avx2,
     /// AVX-512F (with AVX2 + FMA), 16 lanes: the f32 product kernels.
@@ -36,6 +41,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
         }
@@ -43,8 +49,32 @@ impl Isa {
 }
 
 impl Isa {
-    /// Every level, narrowest first.
-    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+    /// Every level, in [`Isa`]'s order.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
+
+    /// Vector width tier: 0 portable, 1 AVX2 and NEON, 2 AVX-512.
+    fn tier(self) -> u8 {
+        match self {
+            Isa::Portable => 0,
+            Isa::Neon | Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
+        }
+    }
+
+    /// The widest level of this build's architecture that is at most
+    /// `self` and at most `max`, comparing levels by tier: a cap named for
+    /// the other architecture (`--max-isa avx512` on AArch64, `neon` on
+    /// x86-64) allows the levels of the same tier or below, so `avx512`
+    /// (the default cap) allows everything and `portable` caps everywhere.
+    pub fn at_most(self, max: Isa) -> Isa {
+        let tier = self.tier().min(max.tier());
+        NATIVE
+            .iter()
+            .rev()
+            .copied()
+            .find(|l| l.tier() <= tier)
+            .unwrap_or(Isa::Portable)
+    }
 
     /// The level named `name` ([`Isa::name`]).
     pub fn parse(name: &str) -> Option<Isa> {
@@ -52,6 +82,15 @@ impl Isa {
         Isa::ALL.into_iter().find(|i| i.name() == name)
     }
 }
+
+/// The [`Isa`] levels this build's architecture can run, narrowest first.
+const NATIVE: &[Isa] = if cfg!(target_arch = "x86_64") {
+    &[Isa::Portable, Isa::Avx2, Isa::Avx512]
+} else if cfg!(target_arch = "aarch64") {
+    &[Isa::Portable, Isa::Neon]
+} else {
+    &[Isa::Portable]
+};
 
 /// The widest [`Isa`] this CPU supports (detected once, a fact of the machine).
 pub fn detected_isa() -> Isa {
@@ -67,6 +106,10 @@ pub fn detected_isa() -> Isa {
                     Isa::Avx2
                 };
             }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return Isa::Neon;
         }
         Isa::Portable
     })
@@ -89,7 +132,7 @@ impl Exec {
     pub fn new(threads: usize, max_isa: Isa) -> Exec {
         Exec {
             threads: threads.max(1),
-            isa: detected_isa().min(max_isa),
+            isa: detected_isa().at_most(max_isa),
         }
     }
 
@@ -101,6 +144,12 @@ impl Exec {
     /// Whether the AVX2+FMA paths run.
     pub fn avx2_fma(self) -> bool {
         self.isa >= Isa::Avx2
+    }
+
+    /// Whether a vector path of this architecture runs (AVX2 or AVX-512
+    /// on x86-64, NEON on AArch64).
+    pub fn simd(self) -> bool {
+        self.isa != Isa::Portable && NATIVE.contains(&self.isa)
     }
 }
 
@@ -171,5 +220,72 @@ pub mod test_util {
                 ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_name_levels_and_keep_to_this_architecture() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::parse(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::parse(" NEON "), Some(Isa::Neon));
+        assert_eq!(Isa::parse("neon-dotprod"), None);
+        let d = detected_isa();
+        // `portable` caps everywhere; the default cap (avx512) caps nothing
+        assert_eq!(Exec::new(1, Isa::Portable).isa, Isa::Portable);
+        assert_eq!(Exec::single().isa, d);
+        assert!(!Exec::new(1, Isa::Portable).simd());
+        if cfg!(target_arch = "aarch64") {
+            assert_eq!(d, Isa::Neon, "an AArch64 CPU has NEON");
+            // an x86-64 cap of NEON's tier or above allows NEON
+            for cap in [Isa::Neon, Isa::Avx2, Isa::Avx512] {
+                assert_eq!(Exec::new(1, cap).isa, Isa::Neon, "{cap:?}");
+            }
+            assert!(Exec::single().simd() && !Exec::single().avx2_fma());
+        } else if cfg!(target_arch = "x86_64") {
+            // a NEON cap on x86-64 allows the same tier: AVX2, if present
+            assert_eq!(Exec::new(1, Isa::Neon).isa, d.at_most(Isa::Avx2));
+            assert_ne!(Exec::new(1, Isa::Neon).isa, Isa::Neon);
+            assert_eq!(Exec::single().simd(), d >= Isa::Avx2);
+        }
+    }
+
+    /// On AArch64 the NEON paths of softmax's `e^x`, the activations and the
+    /// quantized products are the ones taken (their bits differ from the
+    /// portable code's, which rounds differently); the f32 product's
+    /// choice is checked in `gemm`.
+    #[test]
+    fn neon_paths_are_selected_on_aarch64() {
+        if !cfg!(target_arch = "aarch64") {
+            eprintln!("skipping: NEON runs on AArch64 only");
+            return;
+        }
+        let isa = Exec::single().isa;
+        assert_eq!(isa, Isa::Neon);
+        let xs = test_util::data(64, 5);
+        let (mut vector, mut plain) = (xs.clone(), xs.clone());
+        softmax::exp_row(&mut vector, None, isa);
+        softmax::exp_row(&mut plain, None, Isa::Portable);
+        assert_ne!(vector, plain, "softmax's e^x");
+        for act in [activation::Activation::Gelu, activation::Activation::Silu] {
+            let (mut vector, mut plain) = (xs.clone(), xs.clone());
+            act.apply(&mut vector, isa);
+            act.apply(&mut plain, Isa::Portable);
+            assert_ne!(vector, plain, "{act:?}");
+        }
+        let (n, k) = (8, 64);
+        let codes: Vec<u8> = (0..n * k / 2).map(|i| (i * 37 % 251) as u8).collect();
+        let scales: Vec<f32> = (0..n * k / 32).map(|i| 0.01 + i as f32 * 1e-3).collect();
+        let m = qkernel::PackedMatrix::from_blocks(4, 32, n, k, &codes, &scales, None).unwrap();
+        assert!(m.uses_simd());
+        let x = test_util::data(k, 6);
+        let (mut vector, mut plain) = (vec![0f32; n], vec![0f32; n]);
+        m.matmul(&x, &mut vector, Exec::single());
+        m.matmul_portable(&x, &mut plain, 1);
+        assert_ne!(vector, plain, "quantized gemv");
     }
 }

@@ -52,7 +52,7 @@ impl RuntimeOptions {
     /// the command line uses), overridden by the environment: `EDGEBENCH_QUANT_LOWERING`
     /// (`kernel`, `tract`, `f32`), `EDGEBENCH_FUSE_ATTENTION` and
     /// `EDGEBENCH_DENSE` (`0` turns the rewrite off), `EDGEBENCH_MAX_ISA`
-    /// (`avx512`, `avx2`, `portable`). An unknown value is an error naming
+    /// (`avx512`, `avx2`, `neon`, `portable`). An unknown value is an error naming
     /// the variable.
     pub fn from_env() -> Result<Self, String> {
         Self::from_vars(|k| std::env::var(k).ok())
@@ -79,7 +79,8 @@ impl RuntimeOptions {
             }
         }
         if let Some(v) = var(ENV[3]) {
-            o.max_isa = Isa::parse(&v).ok_or_else(|| bad(ENV[3], &v, "avx512, avx2, portable"))?;
+            o.max_isa =
+                Isa::parse(&v).ok_or_else(|| bad(ENV[3], &v, "avx512, avx2, neon, portable"))?;
         }
         Ok(o)
     }
@@ -87,7 +88,7 @@ impl RuntimeOptions {
     /// The instructions the kernels use: [`RuntimeOptions::max_isa`] capped
     /// by what this CPU has.
     pub fn isa(&self) -> Isa {
-        detected_isa().min(self.max_isa)
+        detected_isa().at_most(self.max_isa)
     }
 
     /// The thread count a command uses unless told otherwise: the machine's
@@ -172,7 +173,7 @@ mod isa_name {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Isa, D::Error> {
         let name = String::deserialize(d)?;
         Isa::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!("{name:?} is not avx512, avx2 or portable"))
+            serde::de::Error::custom(format!("{name:?} is not avx512, avx2, neon or portable"))
         })
     }
 }

@@ -4,6 +4,8 @@
 //! or `Mul` with a tensor of the output's shape (a residual connection,
 //! SwiGLU's gate times up).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -43,7 +45,13 @@ impl Activation {
             unsafe { x86_64::apply_avx2(self, x) };
             return;
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        if isa == super::Isa::Neon {
+            // SAFETY: NEON is present (`isa` is at most what the CPU has).
+            unsafe { aarch64::apply_neon(self, x) };
+            return;
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = isa;
         for v in x {
             *v = self.one(*v);

@@ -17,20 +17,22 @@
 //! same order as on one thread.
 //!
 //! This file holds the packing, the blocking, the dispatch by [`Isa`] and
-//! the portable micro-kernel; the x86-64 AVX2+FMA and AVX-512 kernels,
-//! chosen at run time, are in `x86_64`. Every kernel runs the same
-//! blocking. Results equal the plain definition up to f32 summation order.
+//! the portable micro-kernel; the x86-64 AVX2+FMA and AVX-512 kernels are
+//! in `x86_64` and the AArch64 NEON kernels in `aarch64`, chosen at run
+//! time. Every kernel runs the same blocking. Results equal the plain definition up to f32 summation order.
 
 use super::activation::Epilogue;
 use super::{Exec, Isa};
 use std::ops::Range;
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
 /// Columns per packed panel (two AVX registers).
 pub const NR: usize = 16;
-/// Rows of `X` per micro-kernel call (AVX2 and portable kernels).
+/// Rows of `X` per micro-kernel call (AVX2, NEON and portable kernels).
 pub const MR: usize = 6;
 /// Rows of `X` per call of the AVX-512 kernel, which covers two panels
 /// (32 columns): 24 of its 32 registers hold sums.
@@ -479,7 +481,7 @@ impl PackedF32 {
 
 /// Rows of the next tile when `left` rows of a row block remain.
 ///
-/// AVX2 and portable kernels: [`MR`], except that the last 8 rows run as
+/// AVX2, NEON and portable kernels: [`MR`], except that the last 8 rows run as
 /// 4 + 4 and the last 9 as 5 + 4. A tile of 2 or 3 rows keeps only 4 or 6
 /// accumulators, too few to cover the FMA latency (8 are needed), so it
 /// costs 2/3 of a whole tile; 4 + 4 costs what 6 + 2 rows of work are
@@ -641,7 +643,9 @@ impl Tile {
     /// `rows x cols` values of `Y`, as [`PackedF32::run_panels`] sets them.
     unsafe fn run(&self, rows: usize, isa: Isa) {
         // the vector kernels of several rows loop over panels themselves
-        let own_loop = cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 && rows > 1;
+        let own_loop = rows > 1
+            && (cfg!(target_arch = "x86_64") && isa >= Isa::Avx2
+                || cfg!(target_arch = "aarch64") && isa == Isa::Neon);
         if self.more > 0 && !own_loop {
             for j in 0..=self.more {
                 Tile {
@@ -667,8 +671,16 @@ impl Tile {
                 Isa::Avx512 => return dispatch!(kernel_avx512, 12 11 10 9 8 7 6 5 4 3 2),
                 Isa::Avx2 if rows == 1 => return kernel_avx2_row(self),
                 Isa::Avx2 => return dispatch!(kernel_avx2, 6 5 4 3 2),
-                Isa::Portable => {}
+                Isa::Portable | Isa::Neon => {}
             }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if isa == Isa::Neon {
+            use aarch64::{kernel_neon, kernel_neon_row};
+            return match rows {
+                1 => kernel_neon_row(self),
+                _ => dispatch!(kernel_neon, 6 5 4 3 2),
+            };
         }
         dispatch!(kernel_portable, 6 5 4 3 2)
     }
@@ -925,6 +937,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The NEON kernels over the shape lists of the AVX2 and AVX-512
+    /// tests, with the same tolerance; on AArch64 NEON must be what this
+    /// CPU is detected to have (no silent fallback to portable code).
+    #[test]
+    fn neon_kernel_matches_when_present() {
+        if cfg!(target_arch = "aarch64") {
+            assert_eq!(crate::detected_isa(), Isa::Neon);
+        } else {
+            eprintln!("skipping: NEON runs on AArch64 only");
+            return;
+        }
+        for &(m, k, n) in &[
+            (1, 40, 16),
+            (1, 7, 130),
+            (9, 30, 20),
+            (13, 700, 50),
+            (80, 256, 64),
+            (145, 700, 50),
+            (2, 40, 32),
+            (13, 30, 48),
+            (14, 30, 50),
+            (15, 300, 20),
+            (25, 64, 96),
+            (48, 32, 128),
+            (20, 16, 40),
+            (20, 16, 48),
+        ] {
+            check(m, k, n, true, 1, Some(Isa::Neon));
+            check(m, k, n, false, 1, Some(Isa::Neon));
+        }
+        // the default (widest) choice is NEON, and it is not the portable
+        // kernel: NEON's fused multiply-adds round once per step
+        let (m, k, n) = (7, 257, 31);
+        let p = PackedF32::new(&data(k * n, 2), k, n, Some(&data(n, 3))).unwrap();
+        let x = data(m * k, 1);
+        let mut y = vec![f32::NAN; m * n];
+        p.matmul(&x, m, &mut y, Exec::single());
+        assert_eq!(Exec::single().isa, Isa::Neon);
+        assert_eq!(y, forced(&p, &x, m, Isa::Neon));
+        assert_ne!(y, forced(&p, &x, m, Isa::Portable));
     }
 
     #[test]

@@ -32,8 +32,9 @@
 //! - many rows (prefill): panels of rows are dequantized into an f32 scratch
 //!   buffer and handed to `matrixmultiply::sgemm`.
 //!
-//! The x86-64 AVX2+FMA+F16C kernels (in `x86_64`) are chosen at run time; a
-//! portable path runs everywhere else. Results equal the plain definition up
+//! The x86-64 AVX2+FMA+F16C kernels (in `x86_64`) and the AArch64 NEON
+//! kernels (in `aarch64`) are chosen at run time; a portable path runs
+//! everywhere else. Results equal the plain definition up
 //! to f32 summation order.
 
 use std::cell::RefCell;
@@ -41,6 +42,8 @@ use std::ops::Range;
 
 use super::gemm::OutPtr;
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -245,7 +248,7 @@ pub struct PackedMatrix {
     params: ParamLayout,
     /// Packed records, tile after tile, block after block.
     data: Vec<Line>,
-    /// Whether the AVX2+FMA+F16C kernels may run.
+    /// Whether the vector kernels (AVX2+FMA+F16C, NEON) may run.
     simd: bool,
 }
 
@@ -427,7 +430,8 @@ impl PackedMatrix {
         8 * self.params.sub * self.nb
     }
 
-    /// Whether [`PackedMatrix::matmul`] runs the AVX2+FMA+F16C kernels here.
+    /// Whether [`PackedMatrix::matmul`] runs the vector kernels here
+    /// (AVX2+FMA+F16C on x86-64, NEON on AArch64).
     pub fn uses_simd(&self) -> bool {
         self.simd
     }
@@ -447,13 +451,13 @@ impl PackedMatrix {
     /// `y[r*n + o] = Σ_i x[r*k + i] · w[o, i]` for `rows = x.len() / k`.
     /// `exec.threads > 1` spreads the output rows over rayon's current pool
     /// ([`crate::parallel::guided`]; small matrices stay on the calling
-    /// thread); the AVX2 paths run when `exec.isa` allows them.
+    /// thread); the vector paths run when `exec.isa` allows them.
     ///
     /// # Panics
     /// If `x.len()` is not a multiple of `k` or `y.len() != rows * n`.
     pub fn matmul(&self, x: &[f32], y: &mut [f32], exec: crate::Exec) {
         let opts = Options {
-            simd: exec.avx2_fma(),
+            simd: exec.simd(),
             ..Options::default()
         };
         self.matmul_with(x, y, exec.threads, opts);
@@ -534,6 +538,13 @@ impl PackedMatrix {
             unsafe { x86_64::unpack_params(tile, self.stride, self.params, out) };
             return;
         }
+        #[cfg(target_arch = "aarch64")]
+        if simd {
+            // SAFETY: `simd` is only true when NEON was detected; the
+            // kernel checks its slice lengths.
+            unsafe { aarch64::unpack_params(tile, self.stride, self.params, out) };
+            return;
+        }
         let _ = simd;
         let p = self.params;
         let read = |b: &[u8], width: usize| -> f32 {
@@ -612,6 +623,23 @@ impl PackedMatrix {
                 }
             };
         }
+        #[cfg(target_arch = "aarch64")]
+        if simd {
+            let Params::Unpacked(p) = params else {
+                unreachable!("parameters are read in place only on x86-64")
+            };
+            let st = self.stride;
+            // SAFETY: `simd` is only true when NEON was detected; the
+            // kernels check their slice lengths.
+            return unsafe {
+                match (self.kind, self.params.sub) {
+                    (Kind::Nibbles, 1) => aarch64::dot_q4::<1>(tile, st, p, x, sxm),
+                    (Kind::Nibbles, _) => aarch64::dot_q4::<2>(tile, st, p, x, sxm),
+                    (Kind::Bytes, 1) => aarch64::dot_q8::<1>(tile, st, p, x, sxm),
+                    (Kind::Bytes, _) => aarch64::dot_q8::<2>(tile, st, p, x, sxm),
+                }
+            };
+        }
         let _ = simd;
         let Params::Unpacked(params) = params else {
             unreachable!("parameters are read in place only by the SIMD kernels")
@@ -672,6 +700,25 @@ impl PackedMatrix {
                     (Kind::Nibbles, _) => x86_64::dequant_q4::<2>(tile, st, params, sym, half, dst),
                     (Kind::Bytes, 1) => x86_64::dequant_q8::<1>(tile, st, params, sym, half, dst),
                     (Kind::Bytes, _) => x86_64::dequant_q8::<2>(tile, st, params, sym, half, dst),
+                }
+            }
+            return;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if simd {
+            // SAFETY: `simd` is only true when NEON was detected; the
+            // kernels check their slice lengths.
+            unsafe {
+                let (st, half) = (self.stride, self.half);
+                match (self.kind, self.params.sub) {
+                    (Kind::Nibbles, 1) => {
+                        aarch64::dequant_q4::<1>(tile, st, params, sym, half, dst)
+                    }
+                    (Kind::Nibbles, _) => {
+                        aarch64::dequant_q4::<2>(tile, st, params, sym, half, dst)
+                    }
+                    (Kind::Bytes, 1) => aarch64::dequant_q8::<1>(tile, st, params, sym, half, dst),
+                    (Kind::Bytes, _) => aarch64::dequant_q8::<2>(tile, st, params, sym, half, dst),
                 }
             }
             return;
@@ -769,7 +816,8 @@ fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) {
     });
 }
 
-/// Whether the AVX2+FMA+F16C kernels can run on this CPU.
+/// Whether the vector kernels can run on this CPU: AVX2+FMA+F16C on
+/// x86-64, NEON on AArch64.
 fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -777,7 +825,11 @@ fn simd_available() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
     }
@@ -838,6 +890,13 @@ fn tile_f32(w: &[f32], x: &[f32], out: &mut [f32], simd: bool) {
         // SAFETY: `simd` is only true when AVX2, FMA and F16C were detected;
         // the kernel checks its slice lengths.
         unsafe { x86_64::tile_f32(w, x, out) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd {
+        // SAFETY: `simd` is only true when NEON was detected; the kernel
+        // checks its slice lengths.
+        unsafe { aarch64::tile_f32(w, x, out) };
         return;
     }
     let _ = simd;

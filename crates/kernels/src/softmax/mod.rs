@@ -1,16 +1,25 @@
 //! Attention's row softmax in two passes over a row: the mask is added
 //! while the maximum is found, then `e^(x - max)` and its sum are taken
-//! together by a vectorised `e^x` (AVX2+FMA, chosen at run time; `f32::exp`
-//! elsewhere). Normalising is left to the caller, which can scale the
+//! together by a vectorised `e^x` (AVX2+FMA on x86-64, NEON on AArch64,
+//! chosen at run time; `f32::exp` elsewhere). Normalising is left to the caller, which can scale the
 //! `dv` outputs of a row instead of its `t` weights.
 //!
 //! (tract-linalg's `softmax2` spends a third of its time per 128-wide row
 //! on its call and alignment wrapper.)
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+#[cfg(target_arch = "aarch64")]
+pub(crate) use aarch64::exp4;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_64::exp8;
+
+/// Below this, the vector paths take `e^x` as 0 (`e^-87.34` is the
+/// smallest normal f32).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const EXP_MIN: f32 = -87.336_55;
 
 /// `row[j] = e^(row[j] + mask[j] - max)`, `max` over the masked row;
 /// returns the sum of the new row. A row whose every value is `-inf` (or
@@ -33,7 +42,12 @@ pub fn exp_row(row: &mut [f32], mask: Option<&[f32]>, isa: super::Isa) -> f32 {
         // SAFETY: AVX2 and FMA are present (`isa` is at most what the CPU has).
         return unsafe { x86_64::exp_sub_sum_avx2(row, max) };
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    if isa == super::Isa::Neon {
+        // SAFETY: NEON is present (`isa` is at most what the CPU has).
+        return unsafe { aarch64::exp_sub_sum_neon(row, max) };
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = isa;
     exp_sub_sum_plain(row, max)
 }

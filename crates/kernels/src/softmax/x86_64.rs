@@ -1,8 +1,7 @@
 //! The x86-64 AVX2+FMA path of the row softmax: `e^x` of 8 values at a
 //! time (also used by the activations).
 
-/// Below this, `e^x` is taken as 0 (`e^-87.34` is the smallest normal f32).
-const EXP_MIN: f32 = -87.336_55;
+use super::EXP_MIN;
 
 /// `x = e^(x - max)` in place, 8 values at a time, returning the sum.
 ///

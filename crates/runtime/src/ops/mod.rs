@@ -31,7 +31,7 @@ pub(crate) fn exec_of(node: &tract_onnx::pb::NodeProto) -> tract_onnx::prelude::
         None => Isa::Avx512,
         Some(name) => Isa::parse(name).ok_or_else(|| {
             anyhow::anyhow!(
-                "{} node `{}`: attribute isa {name:?} is not avx512, avx2 or portable",
+                "{} node `{}`: attribute isa {name:?} is not avx512, avx2, neon or portable",
                 node.op_type,
                 node.name
             )
