@@ -2,24 +2,27 @@
 //! original layout, and turn records into [`Example`]s.
 
 pub mod adapters;
+pub mod explode;
 pub mod labelled;
 pub mod path;
 pub mod read;
 
-use crate::suite::spec::SuiteSpec;
+use crate::suite::spec::{FileFormat, SuiteSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// A data problem, located in a file and line.
+/// A data problem, located in a file and line (or record).
 #[derive(Debug, Error)]
-#[error("{}{}: {message}", file.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
+#[error("{}: {message}", self.place())]
 pub struct DataError {
     /// File at fault.
     pub file: PathBuf,
     /// 1-based line or record (0 = whole file).
     pub line: usize,
+    /// `line` counts records (JSON, Parquet), not lines.
+    pub record: bool,
     /// What is wrong and how to fix it.
     pub message: String,
 }
@@ -30,8 +33,27 @@ impl DataError {
         DataError {
             file: file.to_path_buf(),
             line,
+            record: false,
             message: message.into(),
         }
+    }
+
+    /// `file:line`, `file: record N`, or `file` for the whole file.
+    pub fn place(&self) -> String {
+        match (self.line, self.record) {
+            (0, _) => self.file.display().to_string(),
+            (n, true) => format!("{}: record {n}", self.file.display()),
+            (n, false) => format!("{}:{n}", self.file.display()),
+        }
+    }
+}
+
+/// The suite file of `spec` as data errors name it.
+pub fn suite_file(spec: &SuiteSpec) -> String {
+    if spec.file.as_os_str().is_empty() {
+        format!("suites/{}.toml", spec.id)
+    } else {
+        spec.file.display().to_string()
     }
 }
 
@@ -221,18 +243,25 @@ fn load_split(
     };
     let mut rows = Vec::new();
     for f in &files {
-        let read = read::read_rows(f, spec.data.format, spec.data.records_path.as_deref())?;
+        let read = match spec.data.format {
+            FileFormat::Conll => read::read_conll(f, &spec.data.conll)?,
+            format => read::read_rows(f, format, spec.data.records_path.as_deref())?,
+        };
         if read.is_empty() {
             return Err(DataError::at(
                 f,
                 0,
                 format!(
-                    "no record in this file (suite `{}`, field `{field}`)",
-                    spec.id
+                    "no record in this file (suite `{}` in {}, field `{field}`)",
+                    spec.id,
+                    suite_file(spec)
                 ),
             ));
         }
         rows.extend(read);
+    }
+    if let Some(path) = &spec.data.explode {
+        rows = explode::explode(rows, path, |r| adapters::record_id(spec, r))?;
     }
     let mut examples = adapters::adapt(spec, &rows, root)?;
     if examples.is_empty() {
@@ -240,25 +269,39 @@ fn load_split(
             &files[0],
             0,
             format!(
-                "{} record(s) read but no example made of them: check the file against suite `{}` [fields]",
+                "{} record(s) read but no example made of them: check the file against [fields] of suite `{}` in {}",
                 rows.len(),
-                spec.id
+                spec.id,
+                suite_file(spec)
             ),
         ));
     }
+    // the `fields` adapter makes one example per row, so each id has a place
+    let one_per_row = spec.data.adapter == "fields" && examples.len() == rows.len();
     let mut seen = std::collections::HashMap::new();
     for (i, e) in examples.iter().enumerate() {
         if let Some(first) = seen.insert(e.id.as_str(), i) {
-            return Err(DataError::at(
-                &files[0],
-                0,
-                format!(
-                    "duplicate example id `{}` (examples {} and {}): ids must be unique for records and resume",
+            let why =
+                "ids must be unique across the suite's files (records and --resume key on them)";
+            return Err(if one_per_row {
+                rows[i].error(format!(
+                    "duplicate example id `{}`, first made at {}; {why}",
                     e.id,
-                    first + 1,
-                    i + 1
-                ),
-            ));
+                    rows[first].place()
+                ))
+            } else {
+                DataError::at(
+                    &files[0],
+                    0,
+                    format!(
+                        "duplicate example id `{}` (examples {} and {} of suite `{}`); {why}",
+                        e.id,
+                        first + 1,
+                        i + 1,
+                        spec.id
+                    ),
+                )
+            });
         }
     }
     for e in &mut examples {

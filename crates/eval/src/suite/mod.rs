@@ -42,14 +42,26 @@ pub fn allowed_metrics(task: TaskKind) -> &'static [Metric] {
     }
 }
 
-/// Placeholders `{name}` used by a template.
+/// Placeholders used by a template: `{name}`, or `{name|filter|...}` with
+/// the filters `table` and `map:<map>` (see [`filters`]).
 pub fn placeholders(template: &str) -> Vec<String> {
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+    let filter = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ':'))
+    };
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find('{') {
         let after = &rest[i + 1..];
         match after.find('}') {
-            Some(j) if after[..j].chars().all(|c| c.is_alphanumeric() || c == '_') && j > 0 => {
+            Some(j)
+                if {
+                    let mut parts = after[..j].split('|');
+                    parts.next().is_some_and(word) && parts.all(filter)
+                } =>
+            {
                 out.push(after[..j].to_string());
                 rest = &after[j + 1..];
             }
@@ -57,6 +69,51 @@ pub fn placeholders(template: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A placeholder's variable and its filters, in order: `table` renders a
+/// list of rows as one line per row with the cells joined by ` | `;
+/// `map:<map>` replaces the value by its entry in `[maps.<map>]`.
+pub fn filters(placeholder: &str) -> (&str, Vec<&str>) {
+    let mut parts = placeholder.split('|');
+    let name = parts.next().unwrap_or_default();
+    (name, parts.collect())
+}
+
+/// Checks the filters of a template's placeholders against the suite.
+fn check_filters(s: &SuiteSpec, p: &str) -> Result<(), String> {
+    let (name, fs) = filters(p);
+    if fs.is_empty() {
+        return Ok(());
+    }
+    if s.data.adapter != "fields" || !s.fields.inputs.contains_key(name) {
+        return Err(format!(
+            "prompt.template: `{{{p}}}` filters `{name}`, but filters apply only to [fields.inputs] variables of the `fields` adapter"
+        ));
+    }
+    for (i, f) in fs.iter().enumerate() {
+        match f.strip_prefix("map:") {
+            Some(m) if s.maps.contains_key(m) => {}
+            Some(m) => {
+                return Err(format!(
+                    "prompt.template: `{{{p}}}` uses map `{m}` but there is no [maps.{m}] table (maps: {})",
+                    s.maps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+            None if *f == "table" && i == 0 => {}
+            None if *f == "table" => {
+                return Err(format!(
+                    "prompt.template: `{{{p}}}`: `table` must be the first filter (it reads the list of rows)"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "prompt.template: `{{{p}}}`: unknown filter `{f}` (filters: table, map:<map>)"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates one suite file.
@@ -76,8 +133,9 @@ pub fn parse(text: &str, path: &Path) -> Result<SuiteSpec, SuiteError> {
         path: path.to_path_buf(),
         message,
     };
-    let spec: SuiteSpec =
+    let mut spec: SuiteSpec =
         toml::from_str(text).map_err(|e| err(format!("malformed suite file: {e}")))?;
+    spec.file = path.to_path_buf();
     validate(&spec).map_err(err)?;
     let stem = path
         .file_stem()
@@ -206,11 +264,18 @@ pub fn validate(s: &SuiteSpec) -> Result<(), String> {
     known.extend(adapter_vars.iter().map(|v| v.to_string()));
     known.extend(["choices", "labels", "tokens", "text"].map(String::from));
     for p in placeholders(&s.prompt.template) {
-        if !known.contains(&p) {
+        let (name, _) = filters(&p);
+        if !known.iter().any(|k| k == name) {
             return Err(format!(
                 "prompt.template uses `{{{p}}}` but no such variable exists (known: {})",
                 known.join(", ")
             ));
+        }
+        check_filters(s, &p)?;
+    }
+    if let Some(e) = &s.data.explode {
+        if crate::data::explode::steps(e).is_empty() {
+            return Err("data.explode is empty: name the list to split records by".into());
         }
     }
     if s.task != TaskKind::LanguageModeling
@@ -323,5 +388,10 @@ mod tests {
             placeholders("Q: {question}\n{choices} {x-y} {}"),
             vec!["question", "choices"]
         );
+        assert_eq!(
+            placeholders("{t|table} {a|map:rel-words|map:x} {b|} {|map:x}"),
+            vec!["t|table", "a|map:rel-words|map:x"]
+        );
+        assert_eq!(filters("a|map:m"), ("a", vec!["map:m"]));
     }
 }

@@ -231,6 +231,13 @@ pub struct DataSpec {
     /// A named adapter for layouts the field mapping cannot express; `fields` otherwise.
     #[serde(default = "default_adapter")]
     pub adapter: String,
+    /// Dotted path to a list inside each record: one example per item, the
+    /// record's other fields kept (see [`crate::data::explode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explode: Option<String>,
+    /// Columns of a `conll` file.
+    #[serde(default, skip_serializing_if = "ConllSpec::is_default")]
+    pub conll: ConllSpec,
 }
 
 fn default_adapter() -> String {
@@ -248,6 +255,8 @@ pub enum FileFormat {
     Parquet,
     /// Plain text lines (ParlAI `.txt` dialogue files).
     Txt,
+    /// CoNLL column files: one token per line, blank lines between sentences.
+    Conll,
 }
 
 /// Data access policy.
@@ -434,4 +443,68 @@ pub struct SuiteSpec {
     pub prompt: PromptSpec,
     #[serde(default)]
     pub fewshot: FewShotSpec,
+    /// Value maps for template placeholders `{name|map:<map>}`: `[maps.<map>]`
+    /// with one `"value" = "text"` entry per value the data holds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// The file the suite was read from (set by [`crate::suite::parse`]; named in data errors).
+    #[serde(skip)]
+    pub file: std::path::PathBuf,
+}
+
+/// Which columns of a CoNLL file hold the token and the tag (`[data.conll]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConllSpec {
+    /// Token column: 0-based index, negative from the end, or a header name (default 0).
+    #[serde(default = "first_column")]
+    pub token_column: Column,
+    /// Tag column, as `token_column` (default -1, the last).
+    #[serde(default = "last_column")]
+    pub tag_column: Column,
+    /// The first line names the columns.
+    #[serde(default)]
+    pub header: bool,
+    /// Column separator; any run of whitespace when absent.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Token of the lines that start a document (default `-DOCSTART-`).
+    #[serde(default = "default_docstart")]
+    pub docstart: String,
+}
+
+impl ConllSpec {
+    fn is_default(&self) -> bool {
+        *self == ConllSpec::default()
+    }
+}
+
+impl Default for ConllSpec {
+    fn default() -> Self {
+        ConllSpec {
+            token_column: first_column(),
+            tag_column: last_column(),
+            header: false,
+            delimiter: None,
+            docstart: default_docstart(),
+        }
+    }
+}
+
+/// A column by position (negative counts from the end) or by header name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Column {
+    Index(i64),
+    Name(String),
+}
+
+fn first_column() -> Column {
+    Column::Index(0)
+}
+fn last_column() -> Column {
+    Column::Index(-1)
+}
+fn default_docstart() -> String {
+    "-DOCSTART-".into()
 }

@@ -4,7 +4,7 @@
 use super::{label_index, opt_int, opt_str, req, row_id, words, Res};
 use crate::data::path::{get, to_list, to_text};
 use crate::data::read::Row;
-use crate::data::{DataError, Example, Gold};
+use crate::data::{Example, Gold};
 use crate::suite::spec::SuiteSpec;
 use std::collections::BTreeMap;
 
@@ -17,15 +17,11 @@ pub(super) fn dailydialog(spec: &SuiteSpec, rows: &[Row], values: &[String]) -> 
         let dialog = to_list(&req(spec, row, "dialog", "dialogue turns")?);
         let labels = to_list(&req(spec, row, field, "options.label_field")?);
         if dialog.len() != labels.len() {
-            return Err(DataError::at(
-                &row.file,
-                row.line,
-                format!(
-                    "{} utterances but {} `{field}` labels",
-                    dialog.len(),
-                    labels.len()
-                ),
-            ));
+            return Err(row.error(format!(
+                "{} utterances but {} `{field}` labels",
+                dialog.len(),
+                labels.len()
+            )));
         }
         for (i, (utt, lab)) in dialog.iter().zip(&labels).enumerate() {
             let start = i.saturating_sub(history);
@@ -84,11 +80,7 @@ pub(super) fn personachat(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 .unwrap_or_default();
             let labels = get(turn, "labels").map(|v| to_list(&v)).unwrap_or_default();
             let Some(gold) = labels.first().cloned() else {
-                return Err(DataError::at(
-                    &row.file,
-                    row.line,
-                    format!("turn {t} has no labels"),
-                ));
+                return Err(row.error(format!("turn {t} has no labels")));
             };
             out.push(persona_example(
                 format!("{id}#{t}"),
@@ -122,9 +114,9 @@ pub(super) fn personachat_txt(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example
             continue;
         }
         let (num, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-        let n: usize = num.parse().map_err(|_| {
-            DataError::at(&row.file, row.line, "expected a ParlAI line `<n> <text>`")
-        })?;
+        let n: usize = num
+            .parse()
+            .map_err(|_| row.error("expected a ParlAI line `<n> <text>`"))?;
         if n <= last_n {
             dialog += 1;
             turn = 0;
@@ -138,10 +130,7 @@ pub(super) fn personachat_txt(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example
         }
         let parts: Vec<&str> = rest.split('\t').collect();
         if parts.len() < 4 {
-            return Err(DataError::at(
-                &row.file,
-                row.line,
-                "expected `<text>\\t<label>\\t\\t<cand1>|<cand2>|...` (ParlAI format with candidates)",
+            return Err(row.error("expected `<text>\\t<label>\\t\\t<cand1>|<cand2>|...` (ParlAI format with candidates)",
             ));
         }
         let (text, label) = (parts[0].to_string(), parts[1].to_string());

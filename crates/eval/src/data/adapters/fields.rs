@@ -4,8 +4,10 @@
 use super::{label_index, missing, req, row_id, words, Res};
 use crate::data::path::{get, to_list, to_text};
 use crate::data::read::Row;
-use crate::data::{DataError, Example, Gold};
+use crate::data::suite_file;
+use crate::data::{Example, Gold};
 use crate::suite::spec::{SuiteSpec, TaskKind};
+use crate::suite::{filters, placeholders};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -13,15 +15,79 @@ fn join(spec: &SuiteSpec) -> &str {
     spec.fields.join.as_deref().unwrap_or("\n")
 }
 
+/// The template variables of `row`: each `[fields.inputs]` value as text,
+/// and each filtered placeholder of the template (`{name|table}`,
+/// `{name|map:<map>}`) under its own text, which `render` replaces.
 fn vars(spec: &SuiteSpec, row: &Row) -> Res<BTreeMap<String, String>> {
-    spec.fields
-        .inputs
-        .iter()
-        .map(|(name, path)| {
-            let v = req(spec, row, path, &format!("fields.inputs.{name}"))?;
-            Ok((name.clone(), to_text(&v, join(spec))))
-        })
-        .collect()
+    let mut vars = BTreeMap::new();
+    for (name, path) in &spec.fields.inputs {
+        let v = req(spec, row, path, &format!("fields.inputs.{name}"))?;
+        vars.insert(name.clone(), to_text(&v, join(spec)));
+        for p in placeholders(&spec.prompt.template) {
+            let (base, fs) = filters(&p);
+            if base != name || fs.is_empty() || vars.contains_key(&p) {
+                continue;
+            }
+            let text = filtered(spec, row, &v, path, &p, &fs)?;
+            vars.insert(p, text);
+        }
+    }
+    Ok(vars)
+}
+
+/// Applies the filters `fs` of placeholder `p` to the value `v` read at `path`.
+fn filtered(
+    spec: &SuiteSpec,
+    row: &Row,
+    v: &Value,
+    path: &str,
+    p: &str,
+    fs: &[&str],
+) -> Res<String> {
+    let mut text = to_text(v, join(spec));
+    for f in fs {
+        if *f == "table" {
+            text = table(v).ok_or_else(|| {
+                row.error(format!(
+                    "field `{path}` (`{{{p}}}` of suite `{}` in {}) is not a list of rows",
+                    spec.id,
+                    suite_file(spec)
+                ))
+            })?;
+        } else if let Some(m) = f.strip_prefix("map:") {
+            let map = spec.maps.get(m);
+            text = map
+                .and_then(|map| map.get(text.trim()))
+                .cloned()
+                .ok_or_else(|| {
+                    row.error(format!(
+                        "field `{path}` holds `{text}`, which [maps.{m}] of {} does not list (`{{{p}}}` of suite `{}`); add it",
+                        suite_file(spec),
+                        spec.id
+                    ))
+                })?;
+        }
+    }
+    Ok(text)
+}
+
+/// A list of rows as text: one line per row, the cells joined by ` | `
+/// (a row that is not a list is one cell).
+pub fn table(v: &Value) -> Option<String> {
+    let rows = v.as_array()?;
+    Some(
+        rows.iter()
+            .map(|r| match r {
+                Value::Array(cells) => cells
+                    .iter()
+                    .map(|c| to_text(c, " "))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                other => to_text(other, " "),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// Parses MathQA's lettered option string `a ) 156 , b ) 167 , ...`.
@@ -70,7 +136,7 @@ fn choices(spec: &SuiteSpec, row: &Row) -> Res<Vec<String>> {
 fn answer_index(spec: &SuiteSpec, row: &Row, answer: &Value, choices: &[String]) -> Res<usize> {
     let text = to_text(answer, " ");
     let fmt = spec.fields.answer_format.as_deref().unwrap_or("index0");
-    let bad = |m: String| DataError::at(&row.file, row.line, m);
+    let bad = |m: String| row.error(m);
     let idx = if let Some(p) = fmt.strip_prefix("label_of:") {
         let labels = to_list(&req(spec, row, p, "answer_format label_of")?);
         labels
@@ -136,13 +202,7 @@ pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Exam
                     .parse::<usize>()
                     .ok()
                     .filter(|i| *i < values.len())
-                    .ok_or_else(|| {
-                        DataError::at(
-                            &row.file,
-                            row.line,
-                            format!("label index `{text}` out of range"),
-                        )
-                    })?
+                    .ok_or_else(|| row.error(format!("label index `{text}` out of range")))?
             } else {
                 label_index(spec, row, values, &text)?
             };
@@ -163,11 +223,7 @@ pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Exam
             let tokens = to_list(&req(spec, row, tp, "fields.tokens")?);
             let tags = to_list(&req(spec, row, gp, "fields.tags")?);
             if tokens.len() != tags.len() {
-                return Err(DataError::at(
-                    &row.file,
-                    row.line,
-                    format!("{} tokens but {} tags", tokens.len(), tags.len()),
-                ));
+                return Err(row.error(format!("{} tokens but {} tags", tokens.len(), tags.len())));
             }
             vars.entry("tokens".into())
                 .or_insert_with(|| tokens.join(" "));
@@ -190,13 +246,9 @@ pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Exam
                         .ok()
                         .filter(|v| v.is_finite())
                         .ok_or_else(|| {
-                            DataError::at(
-                                &row.file,
-                                row.line,
-                                format!(
-                                    "field `{answer_path}`: answer `{a}` is not a finite number"
-                                ),
-                            )
+                            row.error(format!(
+                                "field `{answer_path}`: answer `{a}` is not a finite number"
+                            ))
                         })?,
                 },
                 "text" => Gold::Texts {
@@ -219,6 +271,16 @@ pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Exam
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_a_table_as_pipe_separated_rows() {
+        let v = serde_json::json!([["", "2019", "2018"], ["Revenue", 1.5, "2"], "note"]);
+        assert_eq!(
+            table(&v).unwrap(),
+            " | 2019 | 2018\nRevenue | 1.5 | 2\nnote"
+        );
+        assert_eq!(table(&serde_json::json!("x")), None);
+    }
 
     #[test]
     fn parses_mathqa_lettered_options() {

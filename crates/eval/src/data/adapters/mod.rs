@@ -17,7 +17,7 @@ pub use fields::parse_lettered;
 
 use super::path::{get, to_list, to_text};
 use super::read::Row;
-use super::{DataError, Example};
+use super::{explode, suite_file, DataError, Example};
 use crate::suite::spec::SuiteSpec;
 use serde_json::Value;
 use std::path::Path;
@@ -39,14 +39,11 @@ pub const ADAPTERS: &[(&str, &[&str])] = &[
 type Res<T> = Result<T, DataError>;
 
 fn missing(spec: &SuiteSpec, row: &Row, path: &str, what: &str) -> DataError {
-    DataError::at(
-        &row.file,
-        row.line,
-        format!(
-            "missing field `{path}` ({what} of suite `{}`); check the file against suites/{}.toml [fields]",
-            spec.id, spec.id
-        ),
-    )
+    row.error(format!(
+        "missing field `{path}` ({what} of suite `{}`); check the file against [fields] of {}",
+        spec.id,
+        suite_file(spec)
+    ))
 }
 
 fn req(spec: &SuiteSpec, row: &Row, path: &str, what: &str) -> Res<Value> {
@@ -97,15 +94,11 @@ fn label_values(spec: &SuiteSpec, rows: &[Row]) -> Vec<String> {
 
 fn label_index(spec: &SuiteSpec, row: &Row, values: &[String], v: &str) -> Res<usize> {
     values.iter().position(|x| x == v).ok_or_else(|| {
-        DataError::at(
-            &row.file,
-            row.line,
-            format!(
-                "label `{v}` is not in [labels].values of suite `{}` ({}); add it or fix the data",
-                spec.id,
-                values.join(", ")
-            ),
-        )
+        row.error(format!(
+            "label `{v}` is not in [labels].values of suite `{}` ({}); add it or fix the data",
+            spec.id,
+            values.join(", ")
+        ))
     })
 }
 
@@ -127,15 +120,22 @@ pub fn adapt(spec: &SuiteSpec, rows: &[Row], root: &Path) -> Res<Vec<Example>> {
         "finqa" => rows.iter().map(|r| qa::finqa(spec, r)).collect(),
         "mimic_diagnosis" => clinical::mimic_diagnosis(spec, rows, &values, root),
         other => Err(DataError::at(
-            Path::new(&format!("suites/{}.toml", spec.id)),
+            Path::new(&suite_file(spec)),
             0,
             format!("unknown adapter `{other}`"),
         )),
     }
 }
 
-fn row_id(spec: &SuiteSpec, row: &Row) -> String {
-    let path = spec.fields.id.as_deref().unwrap_or("id");
+/// The id of a record as read (before `data.explode`): `fields.id` (default
+/// `id`; `id` too when `fields.id` points inside the exploded items), or
+/// `<file stem>-<line>` when the record has none.
+pub(crate) fn record_id(spec: &SuiteSpec, row: &Row) -> String {
+    let path = match (spec.fields.id.as_deref(), spec.data.explode.as_deref()) {
+        (Some(p), Some(e)) if explode::inside(e, p) => "id",
+        (Some(p), _) => p,
+        (None, _) => "id",
+    };
     match get(&row.value, path) {
         Some(v) if !v.is_null() => to_text(&v, "-"),
         _ => format!(
@@ -146,5 +146,22 @@ fn row_id(spec: &SuiteSpec, row: &Row) -> String {
                 .unwrap_or_default(),
             row.line
         ),
+    }
+}
+
+/// The id of an example's row. An exploded item takes its own id when
+/// `fields.id` points inside the items and the item has it, and
+/// `<record id>#<index>` otherwise.
+fn row_id(spec: &SuiteSpec, row: &Row) -> String {
+    let Some(child) = &row.child else {
+        return record_id(spec, row);
+    };
+    let own = match (spec.fields.id.as_deref(), spec.data.explode.as_deref()) {
+        (Some(p), Some(e)) if explode::inside(e, p) => get(&row.value, p),
+        _ => None,
+    };
+    match own {
+        Some(v) if !v.is_null() => to_text(&v, "-"),
+        _ => format!("{}#{}", child.parent_id, child.index),
     }
 }

@@ -4,7 +4,7 @@
 use super::{opt_int, opt_str, req, row_id, Res};
 use crate::data::path::{get, to_list, to_text};
 use crate::data::read::Row;
-use crate::data::{DataError, Example, Gold};
+use crate::data::{Example, Gold};
 use crate::suite::spec::SuiteSpec;
 use std::collections::BTreeMap;
 
@@ -120,11 +120,7 @@ pub(super) fn tydiqa(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 });
             }
             other => {
-                return Err(DataError::at(
-                    &row.file,
-                    row.line,
-                    format!("unknown tydiqa view `{other}` (selectp, minspan)"),
-                ))
+                return Err(row.error(format!("unknown tydiqa view `{other}` (selectp, minspan)")))
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::{opt_str, req, row_id, Res};
 use crate::data::path::to_list;
 use crate::data::read::Row;
-use crate::data::{DataError, Example, Gold};
+use crate::data::{Example, Gold};
 use crate::suite::spec::SuiteSpec;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub(super) fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
             let (s, e) = (usize::try_from(s).ok()?, usize::try_from(e).ok()?);
             (s <= e && e < doc.len()).then(|| doc[s..=e].join(" "))
         };
-        let bad = |m: String| DataError::at(&row.file, row.line, m);
+        let bad = |m: String| row.error(m);
         match view {
             "ner" | "rel" => {
                 let key = if view == "ner" { "ner" } else { "relations" };
