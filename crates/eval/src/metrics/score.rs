@@ -232,6 +232,27 @@ pub fn numeric_golds(gold: &Gold) -> Option<Vec<numbers::Quantity>> {
     })
 }
 
+/// Per metric of `spec`, the ids of the examples whose gold it cannot read
+/// (for `suites validate`; scoring leaves them out and reports them).
+pub fn unreadable_golds(
+    spec: &SuiteSpec,
+    examples: &[crate::data::Example],
+) -> Vec<(Metric, Vec<String>)> {
+    spec.metrics
+        .iter()
+        .filter(|m| **m == Metric::NumericAcc)
+        .map(|m| {
+            let ids = examples
+                .iter()
+                .filter(|e| numeric_golds(&e.gold).is_some_and(|g| g.is_empty()))
+                .map(|e| e.id.clone())
+                .collect();
+            (*m, ids)
+        })
+        .filter(|(_, ids): &(Metric, Vec<String>)| !ids.is_empty())
+        .collect()
+}
+
 /// Whether `metric` left this example out because it could not read the
 /// gold (`numeric_acc` of a gold that is not a number).
 pub fn unreadable(metric: Metric, stats: &Stats) -> bool {
