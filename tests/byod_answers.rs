@@ -200,6 +200,38 @@ fn numeric_golds_mixed_with_words_and_spans_score_by_their_scale() {
 }
 
 #[test]
+fn a_word_among_number_golds_no_longer_aborts() {
+    let s = tatqa();
+    s.write(
+        "suites/tatqa-like.toml",
+        &TATQA_SUITE
+            .replace(r#"answer_format = "spans""#, r#"answer_format = "number""#)
+            .replace("scale = \"scale\"\n", ""),
+    );
+    s.write(
+        "data/tatqa/dev.jsonl",
+        r#"{"uid": "n1", "question": "How much?", "answer": 1.5}
+{"uid": "n2", "question": "How much?", "answer": "2,000"}
+{"uid": "n3", "question": "Did it grow?", "answer": "yes"}
+"#,
+    );
+    let r = s.replay(
+        "tatqa-like",
+        "number",
+        &[("n1", "1.5"), ("n2", "It was 2000."), ("n3", "yes")],
+    );
+    // n1 and n2 are read and right, n3 is left out of numeric_acc
+    assert_close(value(&r, "tatqa-like", "numeric_acc"), 1.0, "numeric_acc");
+    assert_eq!(r["results"]["tatqa-like"]["numeric_acc_unread,none"], 1);
+    // exact match: "15" = "15"; "it was 2000" != "2000"; "yes" = "yes" -> 2/3
+    assert_close(
+        value(&r, "tatqa-like", "exact_match"),
+        2.0 / 3.0,
+        "exact_match",
+    );
+}
+
+#[test]
 fn validate_warns_about_golds_numeric_acc_cannot_read() {
     let s = tatqa();
     let o = s.eb(&[

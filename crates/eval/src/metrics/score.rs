@@ -255,7 +255,7 @@ pub fn unreadable_golds(
 
 /// Whether `metric` left this example out because it could not read the
 /// gold (`numeric_acc` of a gold that is not a number).
-pub fn unreadable(metric: Metric, stats: &Stats) -> bool {
+pub fn unreadable(metric: Metric, stats: &[f64]) -> bool {
     metric == Metric::NumericAcc && stats.get(1) == Some(&0.0)
 }
 

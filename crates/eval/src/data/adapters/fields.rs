@@ -160,7 +160,17 @@ fn answer_gold(spec: &SuiteSpec, row: &Row, a: &Value) -> Res<Gold> {
                 a.as_str()
                     .and_then(|t| t.trim().replace(',', "").parse::<f64>().ok())
             });
-            match number.filter(|v| v.is_finite()) {
+            match number {
+                Some(v) if !v.is_finite() => {
+                    return Err(DataError::at(
+                        &row.file,
+                        row.line,
+                        format!(
+                            "field `{}`: answer `{a}` is not a finite number",
+                            spec.fields.answer.as_deref().unwrap_or("label")
+                        ),
+                    ))
+                }
                 Some(value) if scale.is_none() => Gold::Number { value },
                 _ => one(to_text(a, join(spec))),
             }
