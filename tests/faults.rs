@@ -180,11 +180,22 @@ fn suite_file_template_names_unknown_variable() {
 }
 
 #[test]
-fn suite_file_unknown_domain() {
+fn suite_file_malformed_domain() {
+    // a domain outside the paper's eight is allowed (reported apart); a name
+    // that is not lower-case kebab-case is not
     suite_case(
         r#"domain = "commonsense""#,
-        r#"domain = "astrology""#,
-        &["astrology"],
+        r#"domain = "Astrology Today""#,
+        &["Astrology Today", "kebab-case"],
+    );
+}
+
+#[test]
+fn suite_file_paper_domain_outside_the_eight() {
+    suite_case(
+        r#"domain = "commonsense""#,
+        "domain = \"astrology\"\npaper_domain = \"astrology\"",
+        &["paper_domain", "astrology"],
     );
 }
 

@@ -53,6 +53,7 @@ fn example(id: &str, choices: &[&str], gold: Gold) -> Example {
         choices: choices.iter().map(|c| c.to_string()).collect(),
         gold,
         truncated_bytes: 0,
+        group: None,
     }
 }
 

@@ -87,7 +87,23 @@ pub fn suites(a: SuitesArgs) -> Result<(), Failure> {
             for s in ok {
                 match data::locate(s, &root) {
                     Ok(DataStatus::Found(_)) => match data::load_examples(s, &root) {
-                        Ok(_) => loaded += 1,
+                        Ok(examples) => {
+                            loaded += 1;
+                            for (m, ids) in
+                                edgebench::metrics::score::unreadable_golds(s, &examples)
+                            {
+                                let shown: Vec<&str> =
+                                    ids.iter().take(10).map(String::as_str).collect();
+                                eprintln!(
+                                    "warning: {}: {} cannot read the gold of {} example(s) and leaves them out: {}{}",
+                                    s.id,
+                                    m.as_str(),
+                                    ids.len(),
+                                    shown.join(", "),
+                                    if ids.len() > shown.len() { ", ..." } else { "" }
+                                );
+                            }
+                        }
                         Err(e) => problems.push(format!("{}: {e}", s.id)),
                     },
                     Ok(DataStatus::Missing(_)) => {}

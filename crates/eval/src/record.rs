@@ -105,6 +105,9 @@ pub struct Record {
     /// the domains in `gem::config::DOMAINS` order, `8` general) per forward pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<String>,
+    /// The example's group (the suite's `group_by`), scored apart beside the whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Record {
@@ -133,6 +136,7 @@ impl Record {
             truncated_tokens: 0,
             model_ms: None,
             routes: Vec::new(),
+            group: example.group.clone(),
         }
     }
 }

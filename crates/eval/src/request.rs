@@ -140,6 +140,11 @@ pub fn target_text(ex: &Example) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Gold::Texts { texts } => texts.first().cloned().unwrap_or_default(),
+        // spans as the scorer splits a generation (multispan::split_prediction)
+        Gold::Answers { alternatives, .. } => alternatives
+            .first()
+            .map(|a| a.join("; "))
+            .unwrap_or_default(),
         Gold::Number { value } => format_number(*value),
         Gold::Tags { tags, .. } => tags.join(" "),
         Gold::Triples { triples } => triples

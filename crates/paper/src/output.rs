@@ -271,7 +271,8 @@ pub fn published_runs(folder: &Path) -> Result<Vec<PaperRun>, PaperError> {
         )))
     };
     let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
-    let index: Vec<PublishedRun> = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let index: Vec<PublishedRun> =
+        serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     index
         .iter()
         .map(|p| {

@@ -354,8 +354,8 @@ impl PaperRun {
         let mut parts: BTreeMap<Domain, Vec<f64>> = BTreeMap::new();
         for s in &self.scores.suites {
             if let Some((_, e)) = s.metrics.iter().find(|(m, _)| *m == Metric::Perplexity) {
-                if e.value.is_finite() {
-                    parts.entry(s.domain).or_default().push(e.value);
+                if let (true, Some(d)) = (e.value.is_finite(), s.paper_domain) {
+                    parts.entry(d).or_default().push(e.value);
                 }
             }
         }
@@ -413,7 +413,7 @@ fn suite_examples(dir: &RunDir, s: &SuiteScores) -> Result<Vec<ExampleScore>, Pa
         .filter_map(|(id, p)| {
             Some(ExampleScore {
                 suite: s.suite.clone(),
-                domain: s.domain,
+                domain: s.paper_domain?,
                 metric,
                 score: *p.get(metric.as_str())?,
                 route: routes.get(id).and_then(|r| majority_route(r)),

@@ -16,7 +16,10 @@ pub fn domain_sentences(
 ) -> Vec<Labelled> {
     let mut out: Vec<Labelled> = Vec::new();
     for (d, domain) in Domain::ALL.iter().enumerate() {
-        let suites: Vec<&SuiteSpec> = specs.iter().filter(|s| s.domain == *domain).collect();
+        let suites: Vec<&SuiteSpec> = specs
+            .iter()
+            .filter(|s| s.paper_domain() == Some(*domain))
+            .collect();
         let mut per_suite: Vec<Vec<Labelled>> = suites
             .iter()
             .map(|s| {

@@ -74,6 +74,14 @@ pub enum Gold {
     Texts { texts: Vec<String> },
     /// A numeric answer.
     Number { value: f64 },
+    /// QA answers read per record: any one alternative counts, and each
+    /// alternative is one text or a set of spans that must all be given; a
+    /// text may be a number, written in the record's `scale`.
+    Answers {
+        alternatives: Vec<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<String>,
+    },
     /// One tag per token.
     Tags {
         tokens: Vec<String>,
@@ -111,6 +119,9 @@ pub struct Example {
     /// Bytes cut from its texts by [`MAX_TEXT_BYTES`] (0 when nothing was cut).
     #[serde(default)]
     pub truncated_bytes: usize,
+    /// Its group under the suite's `group_by` (`None` when the suite has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Longest text, in bytes, that one field of an example keeps (1 MiB). A

@@ -6,7 +6,7 @@ use super::identity::{check_identities, MismatchRefused, RunIdentity};
 use super::report::{GateReport, Row};
 use super::rules::{CheckKey, GateRules};
 use super::verdict::{check_quality, Evidence, QualityInput};
-use crate::metrics::{paired_replicates, robustness, Bootstrap, DomainScore};
+use crate::metrics::{paired_replicates, robustness, score, Bootstrap, DomainScore};
 use crate::record::RunManifest;
 use crate::report::RunScores;
 use crate::suite::spec::Metric;
@@ -201,12 +201,20 @@ pub fn compare(
             let Some(p) = paired_replicates(b, c, *metric, boot) else {
                 continue;
             };
-            let single_binary = p.per_example.iter().all(|(x, y)| {
-                x.len() == 1 && y.len() == 1 && [x[0], y[0]].iter().all(|v| *v == 0.0 || *v == 1.0)
+            // numeric_acc's statistic is (correct, gold read): the examples
+            // whose gold it cannot read (the same in both runs) drop out
+            let counted = |v: &[f64]| v.len() == 1 || (v.len() == 2 && v[1] == 1.0);
+            let pairs: Vec<&(Vec<f64>, Vec<f64>)> = p
+                .per_example
+                .iter()
+                .filter(|(x, y)| !(score::unreadable(*metric, x) && score::unreadable(*metric, y)))
+                .collect();
+            let single_binary = pairs.iter().all(|(x, y)| {
+                counted(x) && counted(y) && [x[0], y[0]].iter().all(|v| *v == 0.0 || *v == 1.0)
             });
             let evidence = if is_correctness(*metric) && single_binary {
                 Evidence::Correctness(
-                    p.per_example
+                    pairs
                         .iter()
                         .map(|(x, y)| (x[0] == 1.0, y[0] == 1.0))
                         .collect(),

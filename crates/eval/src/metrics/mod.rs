@@ -5,13 +5,15 @@
 pub mod classification;
 pub mod coref;
 pub mod frame;
+pub mod multispan;
+pub mod numbers;
 pub mod robustness;
 pub mod score;
 pub mod spans;
 pub mod text;
 
 use crate::record::Record;
-use crate::suite::spec::{Domain, Metric, SuiteSpec};
+use crate::suite::spec::{Domain, Metric, SuiteDomain, SuiteSpec};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -106,7 +108,10 @@ pub fn interval(value: f64, reps: &[f64]) -> Estimate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteScores {
     pub suite: String,
-    pub domain: Domain,
+    /// The domain the suite declares (reported as it is).
+    pub domain: SuiteDomain,
+    /// The paper domain it enters in domain scores, DSI, GG and CDTR.
+    pub paper_domain: Option<Domain>,
     pub task: String,
     /// Examples scored.
     pub n: usize,
@@ -121,6 +126,14 @@ pub struct SuiteScores {
     /// Per-example statistics in that order.
     #[serde(skip)]
     pub stats: Vec<BTreeMap<Metric, Vec<f64>>>,
+    /// Per metric, the examples it left out because it cannot read their
+    /// gold ([`score::unreadable`]).
+    #[serde(skip)]
+    pub unread: BTreeMap<Metric, Vec<String>>,
+    /// The suite's groups (`group_by`), each scored like a suite of its own:
+    /// (`<field>=<value>`, scores), sorted by value.
+    #[serde(skip)]
+    pub groups: Vec<(String, SuiteScores)>,
 }
 
 impl SuiteScores {
@@ -157,16 +170,56 @@ pub fn score_suite(spec: &SuiteSpec, records: &mut [Record], boot: &Bootstrap) -
         metrics.push((m, interval(value, &reps)));
         replicates.insert(m, reps);
     }
+    let mut unread: BTreeMap<Metric, Vec<String>> = BTreeMap::new();
+    for (r, st) in records.iter().zip(&stats) {
+        for (m, s) in st {
+            if score::unreadable(*m, s) {
+                unread.entry(*m).or_default().push(r.example_id.clone());
+            }
+        }
+    }
     SuiteScores {
         suite: spec.id.clone(),
-        domain: spec.domain,
+        domain: spec.domain.clone(),
+        paper_domain: spec.paper_domain(),
         task: spec.task.as_str().to_string(),
         n,
         metrics,
         replicates,
         example_ids: records.iter().map(|r| r.example_id.clone()).collect(),
         stats,
+        unread,
+        groups: score_groups(spec, records, boot),
     }
+}
+
+/// Scores each group of a suite with `group_by` as a suite of its own.
+fn score_groups(
+    spec: &SuiteSpec,
+    records: &[Record],
+    boot: &Bootstrap,
+) -> Vec<(String, SuiteScores)> {
+    let Some(field) = spec.group_by.as_deref() else {
+        return Vec::new();
+    };
+    let mut by: BTreeMap<&str, Vec<Record>> = BTreeMap::new();
+    for r in records {
+        by.entry(r.group.as_deref().unwrap_or(""))
+            .or_default()
+            .push(r.clone());
+    }
+    let whole = SuiteSpec {
+        group_by: None,
+        ..spec.clone()
+    };
+    by.into_iter()
+        .map(|(value, mut rs)| {
+            (
+                format!("{field}={value}"),
+                score_suite(&whole, &mut rs, boot),
+            )
+        })
+        .collect()
 }
 
 /// Per-domain score (mean of the suites' headline scores) with replicates.
@@ -179,46 +232,76 @@ pub struct DomainScore {
     pub replicates: Vec<f64>,
 }
 
-/// Averages headline scores per domain; suites without a usable headline
-/// (perplexity, missing) are left out.
+/// Averages headline scores per paper domain; suites without a usable
+/// headline (perplexity, missing) and suites outside the paper's domains are
+/// left out.
 pub fn domain_scores(suites: &[SuiteScores]) -> Vec<DomainScore> {
-    let mut out = Vec::new();
-    for d in Domain::ALL {
-        let parts: Vec<(&SuiteScores, Estimate)> = suites
-            .iter()
-            .filter(|s| s.domain == d)
-            .filter_map(|s| s.headline().map(|(_, e)| (s, e)))
-            .collect();
-        if parts.is_empty() {
-            continue;
-        }
-        let value = parts.iter().map(|(_, e)| e.value).sum::<f64>() / parts.len() as f64;
-        let reps_len = parts
-            .iter()
-            .map(|(s, _)| {
-                s.headline()
-                    .and_then(|(m, _)| s.replicates.get(&m))
-                    .map_or(0, |r| r.len())
+    Domain::ALL
+        .into_iter()
+        .filter_map(|d| {
+            let (score, replicates, n) = mean_headline(suites, |s| s.paper_domain == Some(d))?;
+            Some(DomainScore {
+                domain: d,
+                suites: n,
+                score,
+                replicates,
             })
-            .min()
-            .unwrap_or(0);
-        let reps: Vec<f64> = (0..reps_len)
-            .map(|k| {
-                parts
-                    .iter()
-                    .map(|(s, _)| s.replicates[&s.headline().expect("filtered").0][k])
-                    .sum::<f64>()
-                    / parts.len() as f64
-            })
-            .collect();
-        out.push(DomainScore {
-            domain: d,
-            suites: parts.len(),
-            score: interval(value, &reps),
-            replicates: reps,
-        });
+        })
+        .collect()
+}
+
+/// The mean headline score of each domain outside the paper's eight, over
+/// the suites that join no paper domain: (domain, suites, score).
+pub fn other_domain_scores(suites: &[SuiteScores]) -> Vec<(SuiteDomain, usize, Estimate)> {
+    let names: std::collections::BTreeSet<&SuiteDomain> = suites
+        .iter()
+        .filter(|s| s.paper_domain.is_none())
+        .map(|s| &s.domain)
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|d| {
+            let (score, _, n) =
+                mean_headline(suites, |s| s.paper_domain.is_none() && &s.domain == d)?;
+            Some((d.clone(), n, score))
+        })
+        .collect()
+}
+
+/// Mean of the usable headline scores of the suites `take` selects, with its
+/// bootstrap replicates and the number of suites averaged.
+fn mean_headline(
+    suites: &[SuiteScores],
+    take: impl Fn(&SuiteScores) -> bool,
+) -> Option<(Estimate, Vec<f64>, usize)> {
+    let parts: Vec<(&SuiteScores, Estimate)> = suites
+        .iter()
+        .filter(|s| take(s))
+        .filter_map(|s| s.headline().map(|(_, e)| (s, e)))
+        .collect();
+    if parts.is_empty() {
+        return None;
     }
-    out
+    let value = parts.iter().map(|(_, e)| e.value).sum::<f64>() / parts.len() as f64;
+    let reps_len = parts
+        .iter()
+        .map(|(s, _)| {
+            s.headline()
+                .and_then(|(m, _)| s.replicates.get(&m))
+                .map_or(0, |r| r.len())
+        })
+        .min()
+        .unwrap_or(0);
+    let reps: Vec<f64> = (0..reps_len)
+        .map(|k| {
+            parts
+                .iter()
+                .map(|(s, _)| s.replicates[&s.headline().expect("filtered").0][k])
+                .sum::<f64>()
+                / parts.len() as f64
+        })
+        .collect();
+    Some((interval(value, &reps), reps, parts.len()))
 }
 
 /// One row of the CDTR matrix: source domain and (target, ratio) cells.
@@ -374,7 +457,8 @@ mod tests {
     fn scores(ids: &[&str], correct: &[f64]) -> SuiteScores {
         SuiteScores {
             suite: "s".into(),
-            domain: Domain::Stem,
+            domain: Domain::Stem.into(),
+            paper_domain: Some(Domain::Stem),
             task: "multiple_choice".into(),
             n: ids.len(),
             metrics: vec![],
@@ -384,6 +468,8 @@ mod tests {
                 .iter()
                 .map(|c| BTreeMap::from([(Metric::Acc, vec![*c])]))
                 .collect(),
+            unread: BTreeMap::new(),
+            groups: Vec::new(),
         }
     }
 

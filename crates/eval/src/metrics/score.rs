@@ -3,7 +3,7 @@
 //! examples. That makes corpus-level metrics (macro F1, span F1, perplexity)
 //! and their bootstrap resamples exact and cheap.
 
-use super::{classification, coref, spans, text};
+use super::{classification, coref, multispan, numbers, spans, text};
 use crate::data::Gold;
 use crate::record::Record;
 use crate::request::Reply;
@@ -85,7 +85,8 @@ pub fn aggregate(metric: Metric, sums: &[f64], n: usize) -> f64 {
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     match metric {
         Acc | AccNorm | SquadF1 | ExactMatch | Rouge1 | Rouge2 | RougeL | UnigramF1
-        | NumericAcc | RetrievalAcc => ratio(sums[0], n as f64),
+        | RetrievalAcc => ratio(sums[0], n as f64),
+        NumericAcc => ratio(sums[0], sums[1]),
         F1Micro | SpanF1 | RelationF1 | MiningF1 => classification::f1(sums[0], sums[1], sums[2]),
         F1Macro => macro_f1(sums),
         TokenAcc => ratio(sums[0], sums[1]),
@@ -201,18 +202,89 @@ pub fn parse_clusters(out: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// First number in a text (thousands commas removed).
-pub fn parse_number(out: &str) -> Option<f64> {
-    let re = regex::Regex::new(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+").expect("valid regex");
-    let m = re.find(out)?;
-    m.as_str().replace(',', "").parse().ok()
+/// The numbers `numeric_acc` reads from a gold, one per alternative that is
+/// a number (empty when none is: the gold is left out of `numeric_acc` and
+/// reported); `None` for a gold that is no answer text at all.
+pub fn numeric_golds(gold: &Gold) -> Option<Vec<numbers::Quantity>> {
+    Some(match gold {
+        Gold::Number { value } => vec![numbers::Quantity {
+            number: *value,
+            scale: None,
+        }],
+        Gold::Texts { texts } => texts
+            .iter()
+            .filter_map(|t| numbers::read_gold(t, None))
+            .collect(),
+        Gold::Answers {
+            alternatives,
+            scale,
+        } => {
+            let scale = scale
+                .as_deref()
+                .and_then(|s| numbers::Scale::parse(s).ok().flatten());
+            alternatives
+                .iter()
+                .filter(|a| a.len() == 1)
+                .filter_map(|a| numbers::read_gold(&a[0], scale))
+                .collect()
+        }
+        _ => return None,
+    })
 }
 
-/// FinQA-style numeric match: equal within 1e-4 relative (or 5e-3 absolute),
-/// also accepting a percentage written for a fraction and vice versa.
-pub fn numeric_match(pred: f64, gold: f64) -> bool {
-    let close = |a: f64, b: f64| (a - b).abs() <= 5e-3_f64.max(1e-4 * b.abs());
-    close(pred, gold) || close(pred / 100.0, gold) || close(pred * 100.0, gold)
+/// Per metric of `spec`, the ids of the examples whose gold it cannot read
+/// (for `suites validate`; scoring leaves them out and reports them).
+pub fn unreadable_golds(
+    spec: &SuiteSpec,
+    examples: &[crate::data::Example],
+) -> Vec<(Metric, Vec<String>)> {
+    spec.metrics
+        .iter()
+        .filter(|m| **m == Metric::NumericAcc)
+        .map(|m| {
+            let ids = examples
+                .iter()
+                .filter(|e| numeric_golds(&e.gold).is_some_and(|g| g.is_empty()))
+                .map(|e| e.id.clone())
+                .collect();
+            (*m, ids)
+        })
+        .filter(|(_, ids): &(Metric, Vec<String>)| !ids.is_empty())
+        .collect()
+}
+
+/// Whether `metric` left this example out because it could not read the
+/// gold (`numeric_acc` of a gold that is not a number).
+pub fn unreadable(metric: Metric, stats: &[f64]) -> bool {
+    metric == Metric::NumericAcc && stats.get(1) == Some(&0.0)
+}
+
+/// SQuAD F1 or exact match of a generation against QA answers: one-text
+/// alternatives by the SQuAD script on the first line, span sets by
+/// [`multispan::em_f1`] on the whole text split into spans.
+fn answers_score(metric: Metric, generated: &str, alternatives: &[Vec<String>]) -> f64 {
+    let full = generated.trim();
+    let first = full.lines().next().unwrap_or("");
+    if alternatives.is_empty() {
+        // no gold answer: correct only when the model abstains
+        return text::squad_normalize(first).is_empty() as u8 as f64;
+    }
+    alternatives
+        .iter()
+        .map(|alt| match alt.as_slice() {
+            [] => text::squad_normalize(first).is_empty() as u8 as f64,
+            [one] if metric == Metric::SquadF1 => text::squad_f1(first, one),
+            [one] => text::squad_em(first, one),
+            spans => {
+                let (em, f1) = multispan::em_f1(&multispan::split_prediction(full), spans);
+                if metric == Metric::SquadF1 {
+                    f1
+                } else {
+                    em
+                }
+            }
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Number of whitespace-separated words (lm-eval's `word_perplexity` unit).
@@ -361,15 +433,40 @@ fn example_stats(spec: &SuiteSpec, r: &Record) -> BTreeMap<Metric, Stats> {
                 };
                 Some(vec![texts.iter().map(|g| f(pred, g)).fold(0.0, f64::max)])
             }
-            (NumericAcc, Gold::Number { value }) => {
-                let pred = generated_text(r).and_then(parse_number);
-                Some(vec![
-                    pred.is_some_and(|p| numeric_match(p, *value)) as u8 as f64
-                ])
+            (SquadF1 | ExactMatch, Gold::Answers { alternatives, .. }) => {
+                Some(vec![answers_score(
+                    metric,
+                    generated_text(r).unwrap_or(""),
+                    alternatives,
+                )])
             }
-            (NumericAcc, Gold::Texts { texts }) => {
-                let pred = generated_text(r).unwrap_or("");
-                Some(vec![text::max_over_golds(pred, texts, text::squad_em)])
+            (SquadF1 | ExactMatch, Gold::Number { value }) => Some(vec![answers_score(
+                metric,
+                generated_text(r).unwrap_or(""),
+                &[vec![format!("{value}")]],
+            )]),
+            (UnigramF1 | Rouge1 | Rouge2 | RougeL, Gold::Answers { alternatives, .. }) => {
+                let pred = generated_text(r).unwrap_or("").trim();
+                let golds: Vec<String> = alternatives.iter().map(|a| a.join(" ")).collect();
+                Some(vec![golds
+                    .iter()
+                    .map(|g| match metric {
+                        UnigramF1 => text::unigram_f1(pred, g),
+                        Rouge1 => text::rouge_n(pred, g, 1),
+                        Rouge2 => text::rouge_n(pred, g, 2),
+                        _ => text::rouge_l(pred, g),
+                    })
+                    .fold(0.0, f64::max)])
+            }
+            (NumericAcc, gold) if numeric_golds(gold).is_some() => {
+                let golds = numeric_golds(gold).unwrap_or_default();
+                if golds.is_empty() {
+                    Some(vec![0.0, 0.0])
+                } else {
+                    let pred = generated_text(r).and_then(numbers::first_number);
+                    let ok = pred.is_some_and(|p| golds.iter().any(|g| numbers::matches(&p, g)));
+                    Some(vec![ok as u8 as f64, 1.0])
+                }
             }
             (TokenAcc | F1Macro | F1Micro | SpanF1, Gold::Tags { tags, .. }) => {
                 let out = generated_text(r).unwrap_or("");
@@ -540,8 +637,8 @@ pub fn per_example_scores(stats: &BTreeMap<Metric, Stats>) -> BTreeMap<String, f
         .iter()
         .filter_map(|(m, s)| match m {
             Acc | AccNorm | SquadF1 | ExactMatch | Rouge1 | Rouge2 | RougeL | UnigramF1
-            | NumericAcc | RetrievalAcc => Some((m.as_str().to_string(), s[0])),
-            TokenAcc => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
+            | RetrievalAcc => Some((m.as_str().to_string(), s[0])),
+            TokenAcc | NumericAcc => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
             SpanF1 | RelationF1 => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
             Perplexity => Some((m.as_str().to_string(), aggregate(*m, s, 1))),
             _ => None,
@@ -593,9 +690,6 @@ mod tests {
                 ("c".into(), "PART-OF".into(), "d".into())
             ]
         );
-        assert_eq!(parse_number("The answer is 1,234.5 million"), Some(1234.5));
-        assert!(numeric_match(12.3, 0.123));
-        assert!(!numeric_match(12.0, 13.0));
     }
 
     #[test]

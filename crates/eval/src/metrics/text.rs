@@ -60,7 +60,7 @@ fn is_py_word_char(c: char) -> bool {
 
 /// `re.sub(r'\b(a|an|the)\b', ' ', text)`: every maximal run of word
 /// characters equal to `a`, `an` or `the` is replaced by one space.
-fn remove_articles(text: &str) -> String {
+pub(crate) fn remove_articles(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
@@ -85,7 +85,7 @@ fn remove_articles(text: &str) -> String {
 }
 
 /// `' '.join(text.split())`.
-fn white_space_fix(text: &str) -> String {
+pub(crate) fn white_space_fix(text: &str) -> String {
     py_split(text).collect::<Vec<_>>().join(" ")
 }
 

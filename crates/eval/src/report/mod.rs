@@ -6,7 +6,7 @@ pub mod plots;
 
 use crate::metrics::{self, frame, Bootstrap, DomainScore, Estimate, Robustness, SuiteScores};
 use crate::record::{RecordError, RunDir, RunManifest, SuiteStatus};
-use crate::suite::spec::{Domain, SuiteSpec};
+use crate::suite::spec::{Domain, SuiteDomain, SuiteSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -57,7 +57,7 @@ impl RunScores {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RouteCounts {
     pub suite: String,
-    pub domain: Domain,
+    pub domain: SuiteDomain,
     /// Index = pathway id: `gem::config::DOMAINS` order, then general.
     pub tokens: [u64; 9],
 }
@@ -179,7 +179,7 @@ pub fn score_run(dir: &RunDir, boot: &Bootstrap) -> Result<RunScores, ReportErro
             if let Some(tokens) = count_routes(&records) {
                 routes.push(RouteCounts {
                     suite: id.clone(),
-                    domain: spec.domain,
+                    domain: spec.domain.clone(),
                     tokens,
                 });
             }
@@ -342,6 +342,26 @@ pub fn summary_markdown(r: &RunScores) -> String {
                         if i == 0 { st.as_str() } else { "" },
                     );
                 }
+                for (g, gs) in &sc.groups {
+                    for (i, (metric, e)) in gs.metrics.iter().enumerate() {
+                        let _ = writeln!(
+                            s,
+                            "| {} | | | {} | {} | {} | |",
+                            if i == 0 {
+                                format!("{}/{g}", spec.id)
+                            } else {
+                                String::new()
+                            },
+                            if i == 0 {
+                                gs.n.to_string()
+                            } else {
+                                String::new()
+                            },
+                            metric.as_str(),
+                            fmt_est(e),
+                        );
+                    }
+                }
             }
             None => {
                 let _ = writeln!(
@@ -382,6 +402,20 @@ pub fn summary_markdown(r: &RunScores) -> String {
             n.into_iter().map(move |x| format!("- `{}`: {x}", i.suite))
         })
         .collect();
+    let unread = r.suites.iter().flat_map(|sc| {
+        sc.unread.iter().map(move |(m, ids)| {
+            let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+            format!(
+                "- `{}`: {} cannot read the gold of {} example(s), left out of it: {}{} (`edgebench suites validate` lists them)",
+                sc.suite,
+                m.as_str(),
+                ids.len(),
+                shown.join(", "),
+                if ids.len() > shown.len() { ", ..." } else { "" }
+            )
+        })
+    });
+    let notes: Vec<String> = notes.into_iter().chain(unread).collect();
     if !notes.is_empty() {
         let _ = writeln!(s, "\n## Records\n\n{}", notes.join("\n"));
     }
@@ -401,6 +435,16 @@ pub fn summary_markdown(r: &RunScores) -> String {
             dsi,
             gg
         );
+    }
+    let others = metrics::other_domain_scores(&r.suites);
+    if !others.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Other domains\n\nSuites of domains outside the paper's eight (without `paper_domain`): mean headline score, kept out of the domain scores, DSI, GG and CDTR above.\n\n| domain | suites | score [95 % CI] |\n|---|---|---|"
+        );
+        for (d, n, e) in &others {
+            let _ = writeln!(s, "| {d} | {n} | {} |", fmt_est(e));
+        }
     }
     if !r.robustness.cdtr.is_empty() {
         let _ = writeln!(
@@ -442,9 +486,9 @@ pub fn results_json(r: &RunScores) -> Value {
     let mut versions = serde_json::Map::new();
     let mut nshot = serde_json::Map::new();
     let mut nsamples = serde_json::Map::new();
-    for sc in &r.suites {
+    let entry = |alias: &str, sc: &SuiteScores| {
         let mut t = serde_json::Map::new();
-        t.insert("alias".into(), json!(sc.suite));
+        t.insert("alias".into(), json!(alias));
         for (m, e) in &sc.metrics {
             t.insert(format!("{},none", m.as_str()), json!(finite(e.value)));
             t.insert(
@@ -456,7 +500,19 @@ pub fn results_json(r: &RunScores) -> Value {
                 json!([finite(e.ci_low), finite(e.ci_high)]),
             );
         }
-        results.insert(sc.suite.clone(), Value::Object(t));
+        for (m, ids) in &sc.unread {
+            t.insert(format!("{}_unread,none", m.as_str()), json!(ids.len()));
+        }
+        t
+    };
+    for sc in &r.suites {
+        results.insert(sc.suite.clone(), Value::Object(entry(&sc.suite, sc)));
+        for (g, gs) in &sc.groups {
+            let name = format!("{}/{g}", sc.suite);
+            let mut t = entry(&name, gs);
+            t.insert("n".into(), json!(gs.n));
+            results.insert(name, Value::Object(t));
+        }
         if let Some(spec) = r.specs.iter().find(|s| s.id == sc.suite) {
             configs.insert(
                 sc.suite.clone(),
@@ -485,8 +541,17 @@ pub fn results_json(r: &RunScores) -> Value {
             )
         })
         .collect();
+    let others: BTreeMap<String, Value> = metrics::other_domain_scores(&r.suites)
+        .into_iter()
+        .map(|(d, n, e)| {
+            (
+                d.to_string(),
+                json!({"score": finite(e.value), "ci95": [finite(e.ci_low), finite(e.ci_high)], "suites": n}),
+            )
+        })
+        .collect();
     let m = &r.manifest;
-    json!({
+    let mut out = json!({
         "results": results,
         "configs": configs,
         "versions": versions,
@@ -502,7 +567,11 @@ pub fn results_json(r: &RunScores) -> Value {
             "domains": domains,
             "robustness": r.robustness,
         }
-    })
+    });
+    if !others.is_empty() {
+        out["edgebench"]["other_domains"] = json!(others);
+    }
+    out
 }
 
 fn finite(v: f64) -> Value {
@@ -532,7 +601,7 @@ pub fn write_reports(dir: &RunDir, r: &RunScores) -> Result<Vec<PathBuf>, Report
     ];
     let mut mf = frame::metrics_frame(&m.model.name, &r.suites, &provenance)?;
     frame::write_frame(&mut mf, root, "metrics")?;
-    let mut df = frame::domain_frame(&mf)?;
+    let mut df = frame::domain_frame(&mf, &r.suites)?;
     frame::write_frame(&mut df, root, "domains")?;
     written.extend(
         [

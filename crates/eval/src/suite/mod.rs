@@ -161,6 +161,7 @@ pub fn validate(s: &SuiteSpec) -> Result<(), String> {
     if let Some(f) = &s.data.fewshot {
         inside_data_root("data.fewshot", f)?;
     }
+    check_byod(s)?;
     if !MAX_TOKENS.contains(&s.prompt.max_tokens) {
         return Err(format!(
             "prompt.max_tokens = {} is outside the allowed {MAX_TOKENS:?}",
@@ -252,7 +253,7 @@ pub fn validate(s: &SuiteSpec) -> Result<(), String> {
         if let Some(fmt) = &f.answer_format {
             let ok = fmt.starts_with("label_of:")
                 || [
-                    "index0", "index1", "letter", "text", "texts", "number", "label",
+                    "index0", "index1", "letter", "text", "texts", "number", "label", "spans",
                 ]
                 .contains(&fmt.as_str());
             if !ok {
@@ -283,6 +284,45 @@ pub fn validate(s: &SuiteSpec) -> Result<(), String> {
         && s.prompt.template.trim().is_empty()
     {
         return Err("prompt.template is empty".into());
+    }
+    Ok(())
+}
+
+/// Adapters that make one example of each record, so a record field can
+/// name the example's group.
+pub const GROUPABLE_ADAPTERS: [&str; 4] = ["fields", "finqa", "tatoeba", "bucc"];
+
+/// Checks `domain`, `paper_domain` and `group_by`.
+fn check_byod(s: &SuiteSpec) -> Result<(), String> {
+    let d = s.domain.as_str();
+    let kebab = !d.is_empty()
+        && !d.starts_with('-')
+        && !d.ends_with('-')
+        && d.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !kebab || d == "all" {
+        return Err(format!(
+            "domain `{d}` must be a lower-case kebab-case name other than `all` (e.g. `biomed`)"
+        ));
+    }
+    if let (Some(own), Some(p)) = (s.domain.paper(), s.paper_domain) {
+        if own != p {
+            return Err(format!(
+                "paper_domain `{p}` differs from domain `{d}`, which is itself one of the paper's domains: leave paper_domain out"
+            ));
+        }
+    }
+    if let Some(g) = &s.group_by {
+        if g.trim().is_empty() {
+            return Err("group_by is empty: name a record field or `file`".into());
+        }
+        if !GROUPABLE_ADAPTERS.contains(&s.data.adapter.as_str()) {
+            return Err(format!(
+                "group_by needs an adapter that makes one example per record ({}), not `{}`",
+                GROUPABLE_ADAPTERS.join(", "),
+                s.data.adapter
+            ));
+        }
     }
     Ok(())
 }
@@ -358,8 +398,10 @@ pub fn select<'a>(all: &'a [SuiteSpec], selector: &str) -> Result<Vec<&'a SuiteS
     for part in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let matched: Vec<&SuiteSpec> = if part == "all" {
             all.iter().collect()
-        } else if let Some(d) = spec::Domain::parse(part) {
-            all.iter().filter(|s| s.domain == d).collect()
+        } else if spec::Domain::parse(part).is_some()
+            || all.iter().any(|s| s.domain.as_str() == part)
+        {
+            all.iter().filter(|s| s.domain.as_str() == part).collect()
         } else {
             all.iter().filter(|s| s.id == part).collect()
         };

@@ -188,7 +188,8 @@ impl Registry {
             let taken = parts.iter().any(|p| {
                 *p == "all"
                     || e.path.file_stem().is_some_and(|s| s == *p)
-                    || Domain::parse(p).is_some_and(|_| domain.as_deref().is_none_or(|d| d == *p))
+                    || domain.as_deref() == Some(*p)
+                    || Domain::parse(p).is_some_and(|_| domain.is_none())
             });
             if taken {
                 return Err(SelectError::Broken(SuiteError {

@@ -58,6 +58,42 @@ impl std::fmt::Display for Domain {
     }
 }
 
+/// The domain a suite file declares: one of the paper's eight, or any other
+/// kebab-case name of the user's (`biomed`), reported under its own name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SuiteDomain(String);
+
+impl SuiteDomain {
+    /// The name as declared.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The paper's domain of that name, if it is one of the eight.
+    pub fn paper(&self) -> Option<Domain> {
+        Domain::parse(&self.0)
+    }
+}
+
+impl From<Domain> for SuiteDomain {
+    fn from(d: Domain) -> Self {
+        SuiteDomain(d.as_str().to_string())
+    }
+}
+
+impl PartialEq<Domain> for SuiteDomain {
+    fn eq(&self, d: &Domain) -> bool {
+        self.0 == d.as_str()
+    }
+}
+
+impl std::fmt::Display for SuiteDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What the model is asked to do; decides the request type and the scorer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -304,7 +340,9 @@ pub struct FieldMap {
     /// How the gold answer is encoded: `index0`, `index1`, `letter` (a/A = 0),
     /// `text` (equals one choice), `label_of:<path>` (position in that list),
     /// `label` (a value of `[labels].values`), `texts` (list of gold strings),
-    /// `number`.
+    /// `number` (a number, or a text kept for the metrics to read), `spans`
+    /// (a number or text is one answer, a list of strings is a set of spans
+    /// that must all be given, a list of lists is alternatives of such sets).
     #[serde(default)]
     pub answer_format: Option<String>,
     /// Token list (tagging tasks).
@@ -322,6 +360,10 @@ pub struct FieldMap {
     /// Adapter-specific options (e.g. `label_field = "act"`).
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
+    /// Path of a per-record scale of the answer (`thousand`, `million`,
+    /// `billion`, `percent`; empty or absent = none), read by `numeric_acc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
 }
 
 /// One path or a list of paths.
@@ -415,8 +457,9 @@ pub struct FewShotSpec {
 pub struct SuiteSpec {
     /// Unique id (the file stem).
     pub id: String,
-    /// One of the eight domains.
-    pub domain: Domain,
+    /// The domain it is reported under: one of the paper's eight, or a name
+    /// of the user's (which stays out of the paper's domain metrics).
+    pub domain: SuiteDomain,
     /// Dataset name.
     pub dataset: String,
     /// Citation of the dataset.
@@ -450,6 +493,23 @@ pub struct SuiteSpec {
     /// The file the suite was read from (set by [`crate::suite::parse`]; named in data errors).
     #[serde(skip)]
     pub file: std::path::PathBuf,
+    // Bring-your-own-dataset settings.
+    /// The paper domain a suite of another domain joins in domain averages,
+    /// DSI, GG and CDTR (a suite of one of the eight joins its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper_domain: Option<Domain>,
+    /// A record field (dotted path) whose value splits the suite into groups
+    /// scored apart beside the whole, or `file` for the source file's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+}
+
+impl SuiteSpec {
+    /// The paper domain whose averages, DSI, GG and CDTR this suite enters:
+    /// `paper_domain`, else `domain` when it is one of the eight, else none.
+    pub fn paper_domain(&self) -> Option<Domain> {
+        self.paper_domain.or_else(|| self.domain.paper())
+    }
 }
 
 /// Which columns of a CoNLL file hold the token and the tag (`[data.conll]`).

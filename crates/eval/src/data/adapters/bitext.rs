@@ -18,6 +18,7 @@ pub(super) fn tatoeba(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("lang".into(), lang);
     Ok(Example {
         truncated_bytes: 0,
+        group: None,
         id: row_id(spec, row),
         vars,
         choices: vec![],
@@ -37,6 +38,7 @@ pub(super) fn bucc(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("lang".into(), lang.clone());
     Ok(Example {
         truncated_bytes: 0,
+        group: None,
         id: key.clone(),
         vars,
         choices: vec![],

@@ -61,6 +61,7 @@ pub(super) fn mimic_diagnosis(
         vars.insert("text".into(), text);
         out.push(Example {
             truncated_bytes: 0,
+            group: None,
             id,
             vars,
             choices: words(spec, values),

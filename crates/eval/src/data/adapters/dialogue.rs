@@ -30,6 +30,7 @@ pub(super) fn dailydialog(spec: &SuiteSpec, rows: &[Row], values: &[String]) -> 
             vars.insert("utterance".into(), utt.clone());
             out.push(Example {
                 truncated_bytes: 0,
+                group: None,
                 id: format!("{id}#{i}"),
                 vars,
                 choices: words(spec, values),
@@ -58,6 +59,7 @@ fn persona_example(
     vars.insert("message".into(), message.to_string());
     Example {
         truncated_bytes: 0,
+        group: None,
         id,
         vars,
         choices,

@@ -5,7 +5,8 @@ use super::{label_index, missing, req, row_id, words, Res};
 use crate::data::path::{get, to_list, to_text};
 use crate::data::read::Row;
 use crate::data::suite_file;
-use crate::data::{Example, Gold};
+use crate::data::{DataError, Example, Gold};
+use crate::metrics::numbers::Scale;
 use crate::suite::spec::{SuiteSpec, TaskKind};
 use crate::suite::{filters, placeholders};
 use serde_json::Value;
@@ -183,6 +184,88 @@ fn answer_index(spec: &SuiteSpec, row: &Row, answer: &Value, choices: &[String])
     Ok(idx)
 }
 
+/// The record's `[fields].scale`, checked (`None` when the suite names no
+/// scale field or the record leaves it empty).
+fn record_scale(spec: &SuiteSpec, row: &Row) -> Res<Option<String>> {
+    let Some(path) = spec.fields.scale.as_deref() else {
+        return Ok(None);
+    };
+    let text = match get(&row.value, path) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => to_text(&v, " "),
+    };
+    match Scale::parse(&text) {
+        Ok(None) => Ok(None),
+        Ok(Some(_)) => Ok(Some(text.trim().to_string())),
+        Err(e) => Err(DataError::at(
+            &row.file,
+            row.line,
+            format!(
+                "field `{path}` ([fields].scale of suite `{}`): {e}",
+                spec.id
+            ),
+        )),
+    }
+}
+
+/// The gold of a QA-like record under `[fields].answer_format`: `number`
+/// keeps a text that is not a number as a text (the metrics report what they
+/// cannot read), `spans` reads a list as a set of spans (a list of lists as
+/// alternatives of sets), `text` joins a list, `texts` (default) takes a list
+/// as alternatives. A record `scale` makes every form [`Gold::Answers`].
+fn answer_gold(spec: &SuiteSpec, row: &Row, a: &Value) -> Res<Gold> {
+    let scale = record_scale(spec, row)?;
+    let fmt = spec.fields.answer_format.as_deref().unwrap_or("texts");
+    let one = |t: String| Gold::Answers {
+        alternatives: vec![vec![t]],
+        scale: scale.clone(),
+    };
+    Ok(match fmt {
+        "number" => {
+            let number = a.as_f64().or_else(|| {
+                a.as_str()
+                    .and_then(|t| t.trim().replace(',', "").parse::<f64>().ok())
+            });
+            match number {
+                Some(v) if !v.is_finite() => {
+                    return Err(DataError::at(
+                        &row.file,
+                        row.line,
+                        format!(
+                            "field `{}`: answer `{a}` is not a finite number",
+                            spec.fields.answer.as_deref().unwrap_or("label")
+                        ),
+                    ))
+                }
+                Some(value) if scale.is_none() => Gold::Number { value },
+                _ => one(to_text(a, join(spec))),
+            }
+        }
+        "spans" => {
+            let alternatives = match a {
+                Value::Array(items) if items.iter().any(Value::is_array) => {
+                    items.iter().map(to_list).collect()
+                }
+                Value::Array(_) => vec![to_list(a)],
+                other => vec![vec![to_text(other, join(spec))]],
+            };
+            Gold::Answers {
+                alternatives,
+                scale,
+            }
+        }
+        "text" if scale.is_some() => one(to_text(a, join(spec))),
+        "text" => Gold::Texts {
+            texts: vec![to_text(a, join(spec))],
+        },
+        _ if scale.is_some() => Gold::Answers {
+            alternatives: to_list(a).into_iter().map(|t| vec![t]).collect(),
+            scale,
+        },
+        _ => Gold::Texts { texts: to_list(a) },
+    })
+}
+
 pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Example> {
     let id = row_id(spec, row);
     let mut vars = vars(spec, row)?;
@@ -237,30 +320,12 @@ pub(super) fn fields(spec: &SuiteSpec, row: &Row, values: &[String]) -> Res<Exam
         }
         _ => {
             let a = req(spec, row, answer_path, "fields.answer")?;
-            let gold = match spec.fields.answer_format.as_deref().unwrap_or("texts") {
-                "number" => Gold::Number {
-                    value: to_text(&a, "")
-                        .trim()
-                        .replace(',', "")
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|v| v.is_finite())
-                        .ok_or_else(|| {
-                            row.error(format!(
-                                "field `{answer_path}`: answer `{a}` is not a finite number"
-                            ))
-                        })?,
-                },
-                "text" => Gold::Texts {
-                    texts: vec![to_text(&a, join(spec))],
-                },
-                _ => Gold::Texts { texts: to_list(&a) },
-            };
-            (vec![], gold)
+            (vec![], answer_gold(spec, row, &a)?)
         }
     };
     Ok(Example {
         truncated_bytes: 0,
+        group: None,
         id,
         vars,
         choices,

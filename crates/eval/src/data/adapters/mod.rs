@@ -108,16 +108,25 @@ pub fn adapt(spec: &SuiteSpec, rows: &[Row], root: &Path) -> Res<Vec<Example>> {
     match spec.data.adapter.as_str() {
         "fields" => rows
             .iter()
-            .map(|r| fields::fields(spec, r, &values))
+            .map(|r| grouped(spec, r, fields::fields(spec, r, &values)?))
             .collect(),
         "dailydialog" => dialogue::dailydialog(spec, rows, &values),
         "personachat" => dialogue::personachat(spec, rows),
         "personachat_txt" => dialogue::personachat_txt(spec, rows),
         "scierc" => scierc::scierc(spec, rows),
         "tydiqa" => qa::tydiqa(spec, rows),
-        "tatoeba" => rows.iter().map(|r| bitext::tatoeba(spec, r)).collect(),
-        "bucc" => rows.iter().map(|r| bitext::bucc(spec, r)).collect(),
-        "finqa" => rows.iter().map(|r| qa::finqa(spec, r)).collect(),
+        "tatoeba" => rows
+            .iter()
+            .map(|r| grouped(spec, r, bitext::tatoeba(spec, r)?))
+            .collect(),
+        "bucc" => rows
+            .iter()
+            .map(|r| grouped(spec, r, bitext::bucc(spec, r)?))
+            .collect(),
+        "finqa" => rows
+            .iter()
+            .map(|r| grouped(spec, r, qa::finqa(spec, r)?))
+            .collect(),
         "mimic_diagnosis" => clinical::mimic_diagnosis(spec, rows, &values, root),
         other => Err(DataError::at(
             Path::new(&suite_file(spec)),
@@ -125,6 +134,22 @@ pub fn adapt(spec: &SuiteSpec, rows: &[Row], root: &Path) -> Res<Vec<Example>> {
             format!("unknown adapter `{other}`"),
         )),
     }
+}
+
+/// Sets the group of the example made of `row` from the suite's `group_by`:
+/// the source file's name for `file`, else the value of that record field.
+fn grouped(spec: &SuiteSpec, row: &Row, mut ex: Example) -> Res<Example> {
+    ex.group = match spec.group_by.as_deref() {
+        None => None,
+        Some("file") => Some(
+            row.file
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        ),
+        Some(path) => Some(to_text(&req(spec, row, path, "group_by")?, " ")),
+    };
+    Ok(ex)
 }
 
 /// The id of a record as read (before `data.explode`): `fields.id` (default

@@ -87,6 +87,7 @@ pub(super) fn tydiqa(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 choices.push("none".into());
                 out.push(Example {
                     truncated_bytes: 0,
+                    group: None,
                     id,
                     vars,
                     choices,
@@ -113,6 +114,7 @@ pub(super) fn tydiqa(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 texts.dedup();
                 out.push(Example {
                     truncated_bytes: 0,
+                    group: None,
                     id,
                     vars,
                     choices: vec![],
@@ -142,7 +144,17 @@ pub(super) fn finqa(spec: &SuiteSpec, row: &Row) -> Res<Example> {
         .unwrap_or_default();
     let question = to_text(&req(spec, row, "qa.question", "qa.question")?, " ");
     let ans = req(spec, row, "qa.exe_ans", "qa.exe_ans")?;
+    // exe_ans holds a percentage as a fraction (0.05644 for 5.644 %): for a
+    // question asking for one, the percentage is an alternative answer
+    let percent_question = question.to_lowercase().contains("percent") || question.contains('%');
     let gold = match ans.as_f64() {
+        Some(value) if percent_question => Gold::Answers {
+            alternatives: vec![
+                vec![format!("{value}")],
+                vec![format!("{}%", (value * 100.0 * 1e9).round() / 1e9)],
+            ],
+            scale: None,
+        },
         Some(value) => Gold::Number { value },
         None => Gold::Texts {
             texts: vec![to_text(&ans, "")],
@@ -153,6 +165,7 @@ pub(super) fn finqa(spec: &SuiteSpec, row: &Row) -> Res<Example> {
     vars.insert("question".into(), question);
     Ok(Example {
         truncated_bytes: 0,
+        group: None,
         id: row_id(spec, row),
         vars,
         choices: vec![],

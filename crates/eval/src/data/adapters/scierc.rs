@@ -102,6 +102,7 @@ pub(super) fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                     };
                     out.push(Example {
                         truncated_bytes: 0,
+                        group: None,
                         id: format!("{id}#{k}"),
                         vars,
                         choices: spec.labels.values.clone(),
@@ -133,6 +134,7 @@ pub(super) fn scierc(spec: &SuiteSpec, rows: &[Row]) -> Res<Vec<Example>> {
                 vars.insert("document".into(), doc.join(" "));
                 out.push(Example {
                     truncated_bytes: 0,
+                    group: None,
                     id,
                     vars,
                     choices: vec![],
