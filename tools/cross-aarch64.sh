@@ -43,6 +43,10 @@ if ! [[ -d $(rustc --print target-libdir --target "$TARGET" 2>/dev/null) ]] &&
     [[ -d $(/usr/bin/rustc --print target-libdir --target "$TARGET" 2>/dev/null) ]]; then
     CARGO=/usr/bin/cargo
     export RUSTC=/usr/bin/rustc
+    # and the same toolchain's rustdoc for the doc-tests, when it has one
+    if [[ -x /usr/bin/rustdoc ]]; then
+        export RUSTDOC=/usr/bin/rustdoc
+    fi
 fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
