@@ -209,10 +209,7 @@ impl PaperRun {
         let has_routes = examples.iter().any(|e| e.route.is_some());
         let role = role.unwrap_or_else(|| Role::infer(&manifest.model.name, has_routes));
         let mut warnings = Vec::new();
-        let perf = Perf::load(&dir.root).unwrap_or_else(|e| {
-            warnings.push(format!("perf.json ignored: {e}"));
-            None
-        });
+        let perf = load_perf(&dir.root, &mut warnings);
         let gem = if role.is_gem() {
             gem_config(&manifest).unwrap_or_else(|e| {
                 warnings.push(e);
@@ -268,10 +265,7 @@ impl PaperRun {
                 .ok_or_else(|| invalid(format!("unknown role `{}`", snap.role)))?,
         };
         let mut warnings = Vec::new();
-        let perf = Perf::load(&dir.root).unwrap_or_else(|e| {
-            warnings.push(format!("perf.json ignored: {e}"));
-            None
-        });
+        let perf = load_perf(&dir.root, &mut warnings);
         Ok(PaperRun {
             dir,
             role,
@@ -367,6 +361,14 @@ impl PaperRun {
 }
 
 pub use edgebench_util::stats::mean;
+
+/// The run's `perf.json`, if any; one that does not parse is a warning.
+fn load_perf(root: &Path, warnings: &mut Vec<String>) -> Option<Perf> {
+    Perf::load(root).unwrap_or_else(|e| {
+        warnings.push(format!("perf.json ignored: {e}"));
+        None
+    })
+}
 
 /// Everything the tables and figures read from one run (`paper-inputs.json`
 /// of a published run): its manifest, each suite's and domain's estimates,
