@@ -8,7 +8,7 @@
 
 pub use edgebench_device::{self as device, perf};
 pub use edgebench_eval::{
-    data, evaluate, fit, gate, metrics, record, report, request, runner, suite, sweep,
+    data, evaluate, fit, gate, merge, metrics, record, report, request, runner, shard, suite, sweep,
 };
 pub use edgebench_kernels::alloc;
 pub use edgebench_paper as paper;

@@ -198,6 +198,7 @@ fn evaluate_from_the_library_equals_the_command_line_run() {
         seed: 1234,
         bootstrap: 50,
         truncation: Default::default(),
+        shard: None,
     };
     let job = Job::New {
         id: Some("lib".into()),

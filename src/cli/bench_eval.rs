@@ -111,6 +111,7 @@ pub fn bench_eval(a: EvalBenchArgs, runtime: &RuntimeOptions) -> Result<(), Fail
                 seed: 1234,
                 bootstrap: 100,
                 truncation: mode,
+                shard: None,
             };
             let id = format!("{}-{}", spec.id, mode.as_str());
             let start = Instant::now();

@@ -260,6 +260,14 @@ pub fn gate(a: GateArgs) -> Result<(), Failure> {
             seed: 0,
         };
         let cand = report::score_run(&cand_dir, &no_intervals).map_err(bad_input)?;
+        if let Some(sh) = &cand.manifest.shard {
+            return Err(bad_input(anyhow::anyhow!(
+                "run {} cannot become a baseline: it is shard {}/{} of a split run; merge the shards with `edgebench merge` first",
+                cand.manifest.run_id,
+                sh.index,
+                sh.count
+            )));
+        }
         let problems = cand.integrity_problems();
         if cand.manifest.state != "complete" || !problems.is_empty() {
             return Err(bad_input(anyhow::anyhow!(

@@ -13,6 +13,7 @@ mod quantize;
 mod reproduce;
 mod run;
 mod score;
+mod shards;
 mod suites;
 mod sweep;
 
@@ -161,6 +162,10 @@ fn fallback(p: &Path, name: &str) -> PathBuf {
 pub enum Command {
     /// Evaluate a model over suites and write records and reports.
     Run(run::RunArgs),
+    /// Put the shards of a split run (`run --shard`) back together as one run.
+    Merge(shards::MergeArgs),
+    /// The split of a run into shards, with the estimated time of each.
+    Plan(shards::PlanArgs),
     /// List or validate the suite registry.
     Suites(suites::SuitesArgs),
     /// Recompute every metric of a run from its records (no model needed) and rewrite its reports.
@@ -265,6 +270,8 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     let runtime = cli.runtime.options()?;
     match cli.command {
         Command::Run(a) => run::run(a, &runtime),
+        Command::Merge(a) => shards::merge(a),
+        Command::Plan(a) => shards::plan(a, &runtime),
         Command::Suites(a) => suites::suites(a),
         Command::Rescore(a) | Command::Report(a) => run::rescore(a),
         Command::Score(a) => score::score(a),

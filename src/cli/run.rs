@@ -10,6 +10,7 @@ use edgebench::record::{RunDir, MAX_BOOTSTRAP};
 use edgebench::report::{self, RunScores};
 use edgebench::runner::{Options, Requested, Settings};
 use edgebench::runtime::RuntimeOptions;
+use edgebench::shard::Shard;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -43,6 +44,12 @@ pub struct RunArgs {
     /// `left` (each call keeps its last tokens). Recorded in run.json.
     #[arg(long, default_value = "document", value_parser = ["document", "left"], conflicts_with = "resume")]
     pub truncation: String,
+    /// Evaluate one shard of a split run: `I/N` (1 <= I <= N), or `auto`
+    /// for a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, EDGEBENCH_SHARDS)
+    /// or a Slurm array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT). The run id gets
+    /// `-shard-I-of-N`; `edgebench merge` puts the shards together.
+    #[arg(long, conflicts_with = "resume")]
+    pub shard: Option<String>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -82,7 +89,23 @@ const DEFAULT_MODEL: &str = "builtin:tiny";
 const DEFAULT_SEED: u64 = 1234;
 const DEFAULT_BOOTSTRAP: usize = 1000;
 
+/// The shard `--shard` names; `auto` reads the scheduler's environment.
+fn shard_of(flag: &str) -> Result<Shard, Failure> {
+    let shard = if flag == "auto" {
+        Shard::from_env(|k| std::env::var(k).ok())
+    } else {
+        Shard::parse(flag)
+    };
+    shard.map_err(|e| bad_input(anyhow::anyhow!(e)))
+}
+
 pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
+    if a.mode == "perf" && a.shard.is_some() {
+        return Err(bad_input(anyhow::anyhow!(
+            "--shard splits accuracy runs; perf mode measures one device and is not split"
+        )));
+    }
+    let shard = a.shard.as_deref().map(shard_of).transpose()?;
     if a.mode == "perf" {
         return super::perf::perf(
             super::perf::PerfArgs {
@@ -140,6 +163,7 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 seed: a.seed.unwrap_or(DEFAULT_SEED),
                 bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
                 truncation: Truncation::parse(&a.truncation).expect("clap checked it"),
+                shard,
             };
             settings.check().map_err(run_failure)?;
             model = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;
@@ -206,7 +230,7 @@ pub fn rescore(a: RescoreArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_outcome(
+pub(super) fn print_outcome(
     dir: &RunDir,
     s: &RunScores,
     written: &[std::path::PathBuf],

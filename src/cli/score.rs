@@ -267,6 +267,8 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
             runtime: None,
             changes: vec![],
         }],
+        shard: None,
+        merged_from: vec![],
     };
     dir.save_manifest(&manifest).map_err(failed)?;
     let mut app = dir.appender(&spec.id).map_err(failed)?;

@@ -124,6 +124,7 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 seed: a.seed,
                 bootstrap: a.bootstrap,
                 truncation: Default::default(),
+                shard: None,
             };
             model = model::load(&settings.model, &cache, runtime).map_err(failed)?;
             Job::New {

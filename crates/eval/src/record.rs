@@ -247,6 +247,12 @@ pub struct RunManifest {
     /// Each process that wrote to the run, in order: the start, then every resume.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legs: Vec<Leg>,
+    /// Set when the run is one shard of a split run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardInfo>,
+    /// The shard runs a merged run was put together from, in shard order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 /// One process's part of a run.

@@ -14,6 +14,7 @@ use crate::record::{
     SuiteStatus, MAX_BOOTSTRAP, SUITE_SNAPSHOT,
 };
 use crate::request::{self, Reply, Strategy};
+use crate::shard::{self, Shard, ShardInfo, ShardPlan};
 use crate::suite::spec::SuiteSpec;
 use crate::suite::{Registry, SuiteError};
 use edgebench_runtime::model::{Model, ModelError};
@@ -87,6 +88,8 @@ pub struct Settings {
     pub bootstrap: usize,
     /// How calls longer than the model's context are cut.
     pub truncation: Truncation,
+    /// The shard of a split run this run evaluates (`None`: all of it).
+    pub shard: Option<Shard>,
 }
 
 impl Settings {
@@ -121,6 +124,10 @@ impl Settings {
             seed: m.seed,
             bootstrap: m.bootstrap,
             truncation: m.truncation,
+            shard: m.shard.as_ref().map(|s| Shard {
+                index: s.index,
+                count: s.count,
+            }),
         }
     }
 }
@@ -171,7 +178,7 @@ pub struct Prepared<'a> {
 
 impl Prepared<'_> {
     /// The requests of `ex`, as this run builds them, fitted to `model`'s context.
-    fn calls(
+    pub(crate) fn calls(
         &self,
         ex: &Example,
         model: &dyn Model,
@@ -317,12 +324,23 @@ pub fn start(
         .data_dir
         .canonicalize()
         .unwrap_or(settings.data_dir);
-    let prepared = prepare(specs, &settings, model)?;
+    let mut prepared = prepare(specs, &settings, model)?;
+    let split = match settings.shard {
+        Some(s) => Some(split_for(&mut prepared, model, &settings, s)?),
+        None => None,
+    };
     let info = model.info().clone();
     let (stamp, created) = now_utc();
-    let id = id.map_or_else(|| format!("{stamp}-{}", info.name), String::from);
+    let mut id = id.map_or_else(|| format!("{stamp}-{}", info.name), String::from);
+    if let Some(s) = settings.shard {
+        id = format!("{id}-{}", s.suffix());
+    }
     let dir = RunDir::create(out, &id)?;
     let lock = dir.lock("run")?;
+    let shard = match (&split, settings.shard) {
+        (Some(plan), Some(s)) => Some(save_split(&dir, plan, s)?),
+        _ => None,
+    };
     let mut suite_hashes = BTreeMap::new();
     for s in specs {
         let entry = suites.get(&s.id).ok_or_else(|| {
@@ -354,10 +372,36 @@ pub fn start(
         provenance: crate::record::RunProvenance::now(threads_of(model)),
         plan_sha256: Some(dir.save_plan(&plan)?),
         legs: vec![leg(created, "start", model, vec![])],
+        shard,
+        merged_from: vec![],
     };
     dir.save_manifest(&manifest)?;
     execute(&dir, &mut manifest, &prepared, model, opts)?;
     Ok((dir, lock))
+}
+
+/// Splits the run into `shard.count` shards and keeps shard `shard.index`'s
+/// examples in `prepared`.
+fn split_for(
+    prepared: &mut [Prepared<'_>],
+    model: &dyn Model,
+    settings: &Settings,
+    shard: Shard,
+) -> Result<ShardPlan, RunError> {
+    let plan = shard::split(prepared, model, settings.truncation, shard.count)?;
+    shard::restrict(prepared, &plan, shard.index);
+    Ok(plan)
+}
+
+/// Writes the split into the shard's folder; returns what `run.json` records.
+fn save_split(dir: &RunDir, plan: &ShardPlan, s: Shard) -> Result<ShardInfo, RunError> {
+    let (text, hash) = plan.to_json();
+    crate::record::write_atomic(&dir.root.join(shard::SHARD_PLAN_FILE), text.as_bytes())?;
+    Ok(ShardInfo {
+        index: s.index,
+        count: s.count,
+        plan_sha256: hash,
+    })
 }
 
 fn leg(started: String, kind: &str, model: &dyn Model, changes: Vec<String>) -> Leg {
@@ -503,6 +547,7 @@ pub fn resume(
             seed: requested.seed.unwrap_or(settings.seed),
             bootstrap: requested.bootstrap.unwrap_or(settings.bootstrap),
             truncation: settings.truncation,
+            shard: settings.shard,
         };
     }
     settings.check()?;
@@ -524,7 +569,20 @@ pub fn resume(
         )));
     }
     let specs: Vec<&SuiteSpec> = owned.iter().map(|(s, _)| s).collect();
-    let prepared = prepare(&specs, &settings, model.as_ref())?;
+    let mut prepared = prepare(&specs, &settings, model.as_ref())?;
+    let split = match settings.shard {
+        Some(s) => Some(split_for(&mut prepared, model.as_ref(), &settings, s)?),
+        None => None,
+    };
+    if let (Some(plan), Some(recorded)) = (&split, &manifest.shard) {
+        if plan.to_json().1 != recorded.plan_sha256 {
+            changes.push(format!(
+                "split into {} shards: the units or their shards differ from the ones the run recorded ({})",
+                recorded.count,
+                shard::SHARD_PLAN_FILE
+            ));
+        }
+    }
     // a suite whose data failed to load may have had it fixed: it joins the plan now
     let failed: HashSet<String> = manifest
         .status
@@ -604,6 +662,9 @@ pub fn resume(
         manifest.bootstrap = settings.bootstrap;
         manifest.status.clear();
         manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
+        if let (Some(split), Some(s)) = (&split, settings.shard) {
+            manifest.shard = Some(save_split(&dir, split, s)?);
+        }
         manifest
             .legs
             .push(leg(now, "new-leg", model.as_ref(), changes));

@@ -73,6 +73,15 @@ fn coverage_failures(
         ("candidate", candidate, policy.allow_partial),
     ] {
         let id = &run.manifest.run_id;
+        if let Some(sh) = &run.manifest.shard {
+            fail(
+                partial_ok,
+                format!(
+                    "{side} {id} is shard {}/{} of a split run, not the whole run; gate the run `edgebench merge` makes of its shards",
+                    sh.index, sh.count
+                ),
+            );
+        }
         if run.manifest.state != "complete" {
             fail(
                 partial_ok,

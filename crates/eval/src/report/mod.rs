@@ -284,12 +284,25 @@ pub fn summary_markdown(r: &RunScores) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# EdgeBench run `{}`\n", m.run_id);
     if m.state != "complete" {
+        let how = if m.merged_from.is_empty() {
+            format!("resume with `edgebench run --resume {}`", m.run_id)
+        } else {
+            "finish the shards with `edgebench run --resume <shard run>` and merge again".into()
+        };
         let _ = writeln!(
             s,
-            "> **INCOMPLETE RUN** (state: {}). Numbers below cover only the records written so far; resume with `edgebench run --resume {}`.\n",
-            m.state, m.run_id
+            "> **INCOMPLETE RUN** (state: {}). Numbers below cover only the records written so far; {how}.\n",
+            m.state
         );
     }
+    if let Some(sh) = &m.shard {
+        let _ = writeln!(
+            s,
+            "> **Shard {} of {}** of a split run: the numbers below cover this shard's examples only; `edgebench merge` puts the shards together.\n",
+            sh.index, sh.count
+        );
+    }
+
     let _ = writeln!(
         s,
         "- model: **{}** (`{}`, sha256 `{}`), matmul {}, max context {}\n- EdgeBench {} (git {}), created {}\n- data: `{}`; seed {}; limit {}; bootstrap {} resamples, 95 % percentile intervals\n- host: {} ({} cores, {:.1} GiB), {} {}\n",

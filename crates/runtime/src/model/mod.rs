@@ -681,18 +681,48 @@ pub fn graph_path(spec: &str, cache: &Path) -> Option<PathBuf> {
     Some(dir.join(manifest.graph))
 }
 
+/// Runs `f` (which writes the directory `dir` when it is stale) holding an
+/// exclusive lock beside `dir`, so processes sharing a cache (shards of a
+/// run on one volume) never read a directory another is replacing.
+fn exclusively<T>(dir: &Path, f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = parent.join(format!(".{name}.lock"));
+    let io = |source| ModelError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(io)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
+    f()
+}
+
 /// The model path of a `--model` argument (a directory, or an `.onnx` file), materialising
 /// built-in models; [`optimum::open`] finds its manifest.
 pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, ModelError> {
     Ok(match spec {
-        "builtin:tiny" | "tiny" | "builtin" => tiny::materialize(&cache.join("tiny"))?,
+        "builtin:tiny" | "tiny" | "builtin" => {
+            let dir = cache.join("tiny");
+            exclusively(&dir, || tiny::materialize(&dir))?
+        }
         "builtin:gem-tiny" | "gem-tiny" => {
             let dir = cache.join("gem-tiny");
-            crate::gem::materialize_seeded(
-                &crate::gem::tiny_config(),
-                crate::gem::Variant::Full,
-                &dir,
-            )?;
+            exclusively(&dir, || {
+                crate::gem::materialize_seeded(
+                    &crate::gem::tiny_config(),
+                    crate::gem::Variant::Full,
+                    &dir,
+                )
+            })?;
             dir
         }
         hf if hf.starts_with("hf:") => hub::resolve(hf, None, cache)?,
