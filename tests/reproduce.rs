@@ -9,25 +9,74 @@ mod common;
 use std::path::Path;
 
 fn reproduce(repo: &Path, out: &Path, models: &Path) -> std::process::Output {
-    common::edgebench(
-        repo,
-        &[
-            "reproduce",
-            "--tiny",
-            "--data-dir",
-            repo.join("fixtures").to_str().unwrap(),
-            "--models",
-            models.to_str().unwrap(),
-            "--limit",
-            "2",
-            "--perf-min-queries",
-            "64",
-            "--perf-min-duration",
-            "0",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
+    reproduce_with(repo, out, models, &[])
+}
+
+fn reproduce_with(repo: &Path, out: &Path, models: &Path, extra: &[&str]) -> std::process::Output {
+    let fixtures = repo.join("fixtures");
+    let mut args = vec![
+        "reproduce",
+        "--tiny",
+        "--data-dir",
+        fixtures.to_str().unwrap(),
+        "--models",
+        models.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--perf-min-queries",
+        "64",
+        "--perf-min-duration",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    common::edgebench(repo, &args)
+}
+
+/// `reproduce --shard I/N` runs one shard of every evaluation and nothing
+/// else; `reproduce` without it then merges the shards, measures
+/// performance and renders the tables.
+#[test]
+fn reproduce_in_shards_merges_them_before_the_tables() {
+    let Some(minilm) = common::shared_model("all-minilm-l6-v2") else {
+        return;
+    };
+    let models = minilm.parent().unwrap();
+    let repo = common::repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("reports");
+    for s in ["1/2", "2/2"] {
+        let o = reproduce_with(&repo, &out, models, &["--shard", s]);
+        assert!(o.status.success(), "{}", common::text(&o));
+        assert!(!out.join("paper").exists(), "a shard renders no tables");
+    }
+    let runs = out.join("runs");
+    assert!(runs.join("repro-gem-shard-2-of-2/run.json").is_file());
+    assert!(!runs.join("repro-gem").exists());
+    let last = reproduce(&repo, &out, models);
+    let text = common::text(&last);
+    assert!(last.status.success(), "{text}");
+    assert!(
+        text.contains("step: edgebench merge repro-gem-shard-*"),
+        "{text}"
+    );
+    for id in ["repro-gem", "repro-tiny", "repro-minilm"] {
+        let m = edgebench::record::RunDir::open(&out, id)
+            .unwrap()
+            .load_manifest()
+            .unwrap();
+        assert_eq!(m.state, "complete", "{id}");
+        assert_eq!(m.merged_from.len(), 2, "{id}");
+        assert!(runs.join(id).join("perf.json").is_file(), "{id}");
+    }
+    let header = std::fs::read_to_string(out.join("paper/reproduction/README.md")).unwrap();
+    assert!(
+        header.contains("complete, merged from 2 shards"),
+        "{header}"
+    );
+    let t2 = std::fs::read_to_string(out.join("paper/reproduction/tables/table2.md")).unwrap();
+    assert!(!t2.contains("no run"), "{t2}");
 }
 
 #[test]

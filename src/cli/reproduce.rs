@@ -50,6 +50,12 @@ pub struct ReproduceArgs {
     /// Prefix of the run ids (`<prefix>-gem`, `<prefix>-smollm2`, ...).
     #[arg(long, default_value = "repro")]
     pub prefix: String,
+    /// Evaluate only shard I of N of every evaluation (`I/N` or `auto`, as
+    /// `run --shard`), then stop. Once every shard has run into the same
+    /// output root, `reproduce` without `--shard` merges each evaluation's
+    /// shards, measures performance on its own machine and renders the tables.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Output root: models under `models/`, runs under `runs/`, the report
     /// under `paper/reproduction/` (tables, figures, each run's `run.json`,
     /// `metrics.csv` and `perf.json`, and a `README.md` saying how it was made).
@@ -85,6 +91,7 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
             )));
         }
     }
+    let shard = a.shard.as_deref().map(super::run::shard_of).transpose()?;
     let exe = std::env::current_exe().map_err(failed)?;
     let step = Step { exe: &exe, runtime };
     let models = a.out.join("models");
@@ -225,11 +232,20 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
         a.perf_min_duration.to_string(),
     );
     for e in &entries {
-        let id = format!("{}-{}", a.prefix, e.name);
+        let base = format!("{}-{}", a.prefix, e.name);
+        let id = match shard {
+            Some(sh) => format!("{base}-{}", sh.suffix()),
+            None => base.clone(),
+        };
         let run_dir = a.out.join("runs").join(&id);
+        let shard_flag = shard.map(|sh| sh.to_string());
+        let shards = format!("{base}-shard-*");
         match RunDir::open(&a.out, &id).and_then(|d| d.load_manifest()) {
             Ok(m) if m.state == "complete" => println!("done: run {id}"),
             Ok(_) => step.run(&["run", "--resume", &id, "--quiet", "--out", &out])?,
+            Err(_) if shard.is_none() && has_shards(&a.out, &base) => {
+                step.run(&["merge", &shards, "--run-id", &id, "--out", &out, "--quiet"])?
+            }
             Err(_) if run_dir.exists() => {
                 return Err(bad_input(anyhow::anyhow!(
                     "{}: exists but is not a run (no readable run.json); move it away",
@@ -242,7 +258,7 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
                     "--model",
                     &e.model,
                     "--run-id",
-                    &id,
+                    &base,
                     "--data-dir",
                     s(&a.data_dir),
                     "--quiet",
@@ -252,8 +268,14 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
                 if let Some(l) = &limit {
                     args.extend(["--limit", l]);
                 }
+                if let Some(sh) = &shard_flag {
+                    args.extend(["--shard", sh]);
+                }
                 step.run(&args)?;
             }
+        }
+        if shard.is_some() {
+            continue;
         }
         if run_dir.join(edgebench::perf::PERF_FILE).is_file() {
             println!("done: perf of {id}");
@@ -276,6 +298,14 @@ pub fn reproduce(a: ReproduceArgs, runtime: &RuntimeOptions) -> Result<(), Failu
                 &out,
             ])?;
         }
+    }
+
+    if let Some(sh) = shard {
+        println!(
+            "shard {sh} of every evaluation is done; once all {} shards have run into {out}, run `edgebench reproduce` with the same arguments and no --shard: it merges them, measures performance and renders the tables",
+            sh.count
+        );
+        return Ok(());
     }
 
     // the tables
@@ -370,7 +400,17 @@ fn header_markdown(a: &ReproduceArgs, ids: &[String]) -> anyhow::Result<String> 
         let _ = writeln!(
             s,
             "| `{}` | {} (`{}`) | {} | {} | {} | {} |",
-            m.run_id, m.model.name, m.model.source, m.created, m.state, m.provenance.threads, n
+            m.run_id,
+            m.model.name,
+            m.model.source,
+            m.created,
+            if m.merged_from.is_empty() {
+                m.state.clone()
+            } else {
+                format!("{}, merged from {} shards", m.state, m.merged_from.len())
+            },
+            m.provenance.threads,
+            n
         );
     }
     s.push_str("\n## Data used\n\nExamples each run scored per suite (or why none), and the suite's data files under the data root.\n\n| suite | data |");
@@ -503,4 +543,13 @@ fn find_gguf(dir: &Path) -> Result<Option<PathBuf>, Failure> {
 /// A path as a step's argument (checked to be UTF-8 at the start).
 fn s(p: &Path) -> &str {
     p.to_str().expect("paths checked at the start")
+}
+
+/// Whether shard runs of `base` (`<base>-shard-I-of-N`) exist under `out`.
+fn has_shards(out: &Path, base: &str) -> bool {
+    let prefix = format!("{base}-shard-");
+    std::fs::read_dir(out.join("runs")).is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    })
 }

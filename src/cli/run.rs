@@ -90,7 +90,7 @@ const DEFAULT_SEED: u64 = 1234;
 const DEFAULT_BOOTSTRAP: usize = 1000;
 
 /// The shard `--shard` names; `auto` reads the scheduler's environment.
-fn shard_of(flag: &str) -> Result<Shard, Failure> {
+pub(super) fn shard_of(flag: &str) -> Result<Shard, Failure> {
     let shard = if flag == "auto" {
         Shard::from_env(|k| std::env::var(k).ok())
     } else {
