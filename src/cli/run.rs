@@ -85,8 +85,8 @@ pub struct RescoreArgs {
     pub paths: Paths,
 }
 
-const DEFAULT_MODEL: &str = "builtin:tiny";
-const DEFAULT_SEED: u64 = 1234;
+pub(super) const DEFAULT_MODEL: &str = "builtin:tiny";
+pub(super) const DEFAULT_SEED: u64 = 1234;
 const DEFAULT_BOOTSTRAP: usize = 1000;
 
 /// The shard `--shard` names; `auto` reads the scheduler's environment.

@@ -53,7 +53,7 @@ pub struct PlanArgs {
     /// Examples per suite, as for `run`.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Seed, as for `run` (default 1234).
+    /// Seed, as for `run` (default: `run`'s).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Truncation, as for `run`.
@@ -159,11 +159,14 @@ pub fn plan(a: PlanArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let registry = a.paths.registry()?;
     let selected = super::select(&registry, a.suites.as_deref().unwrap_or("all"), "--suites")?;
     let settings = Settings {
-        model: a.model.clone().unwrap_or_else(|| "builtin:tiny".into()),
+        model: a
+            .model
+            .clone()
+            .unwrap_or_else(|| super::run::DEFAULT_MODEL.into()),
         suites: selected.iter().map(|s| s.id.clone()).collect(),
         data_dir: a.paths.data(),
         limit: a.limit,
-        seed: a.seed.unwrap_or(1234),
+        seed: a.seed.unwrap_or(super::run::DEFAULT_SEED),
         bootstrap: 0,
         truncation: Truncation::parse(&a.truncation).expect("clap checked it"),
         shard: None,
