@@ -14,4 +14,5 @@ array=${array%%;*} # --parsable prints "id" or "id;cluster"
 merge=$(sbatch --parsable --dependency="afterok:$array" --export=ALL \
   --job-name=edgebench-merge --cpus-per-task=1 --mem=2G --output="edgebench-merge-%j.out" \
   --wrap="edgebench merge '$RUN_ID-shard-*' --run-id '$RUN_ID' --out '$OUT' --quiet")
+merge=${merge%%;*}
 echo "array job $array ($SHARDS shards), merge job $merge: $OUT/runs/$RUN_ID"
