@@ -21,7 +21,7 @@ fn yaml(rel: &str) -> Value {
     serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// `v[key]` as a string, naming the path on failure.
+/// `v` as a string; `path` names it on failure.
 fn s<'a>(v: &'a Value, path: &str) -> &'a str {
     v.as_str()
         .unwrap_or_else(|| panic!("{path} is not a string: {v:?}"))
