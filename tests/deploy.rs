@@ -744,10 +744,6 @@ fn command_lines_use_only_the_sharding_interface() {
     // and the binary has them
     let bin = env!("CARGO_BIN_EXE_edgebench");
     let help = |sub: &str| Command::new(bin).args([sub, "--help"]).output().unwrap();
-    if !help("merge").status.success() {
-        eprintln!("skipping the --help check: this edgebench has no `merge` subcommand");
-        return;
-    }
     for (sub, flags) in &seen {
         let out = help(sub);
         assert!(out.status.success(), "edgebench {sub} --help failed");
@@ -799,14 +795,6 @@ fn succeed(program: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> St
 #[test]
 fn the_shard_scripts_run_and_merge_into_the_one_process_run() {
     let bin = Path::new(env!("CARGO_BIN_EXE_edgebench"));
-    let merge_help = Command::new(bin)
-        .args(["merge", "--help"])
-        .output()
-        .unwrap();
-    if !merge_help.status.success() {
-        eprintln!("skipping: this edgebench has no `merge` subcommand");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // three suites of the bundled fixtures (multiple choice, retrieval: one unit, generation);
