@@ -414,3 +414,93 @@ fn plan_prints_the_split_the_shards_run() {
         );
     }
 }
+
+/// `--costs-from` balances the split by an earlier run's unit times: `plan`
+/// shows that split, the shards run it and merge into the single run; a
+/// shard split the other way is not of the same run, and a shard takes no
+/// new leg.
+#[test]
+fn a_split_balanced_by_measured_times_merges_into_the_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let base = [
+        "run",
+        "--quiet",
+        "--out",
+        out,
+        "--suites",
+        FEW,
+        "--bootstrap",
+        "50",
+    ];
+    ok(run(&[&base[..], &["--run-id", "prev"]].concat()));
+    ok(run(&[&base[..], &["--run-id", "whole"]].concat()));
+    let p = ok(run(&[
+        "plan",
+        "--out",
+        out,
+        "--suites",
+        FEW,
+        "--shards",
+        "2",
+        "--costs-from",
+        "prev",
+    ]));
+    assert!(
+        common::text(&p).contains("by the unit times of run prev"),
+        "{}",
+        common::text(&p)
+    );
+    for s in ["1/2", "2/2"] {
+        ok(run(&[
+            &base[..],
+            &["--run-id", "t", "--shard", s, "--costs-from", "prev"],
+        ]
+        .concat()));
+    }
+    let m = RunDir::open(tmp.path(), "t-shard-1-of-2").unwrap();
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.root.join("shard-plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(split["costs"]["kind"], "measured");
+    assert_eq!(split["costs"]["run_id"], "prev");
+    let merged = tmp.path().join("merged");
+    let pattern = format!("{out}/runs/t-shard-*");
+    ok(run(&[
+        "merge",
+        &pattern,
+        "--run-id",
+        "whole",
+        "--out",
+        merged.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert_same_reports((tmp.path(), "whole"), (&merged, "whole"));
+    ok(run(
+        &[&base[..], &["--run-id", "tok", "--shard", "2/2"]].concat()
+    ));
+    let o = run(&[
+        "merge",
+        "t-shard-1-of-2",
+        "tok-shard-2-of-2",
+        "--run-id",
+        "mixed",
+        "--out",
+        out,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(common::text(&o).contains("`shard.plan_sha256`"));
+    let o = run(&[
+        "run",
+        "--quiet",
+        "--out",
+        out,
+        "--resume",
+        "t-shard-1-of-2",
+        "--force-new-leg",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(common::text(&o).contains("cannot take a new leg"));
+}

@@ -199,6 +199,7 @@ fn evaluate_from_the_library_equals_the_command_line_run() {
         bootstrap: 50,
         truncation: Default::default(),
         shard: None,
+        costs_from: None,
     };
     let job = Job::New {
         id: Some("lib".into()),

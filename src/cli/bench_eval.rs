@@ -112,6 +112,7 @@ pub fn bench_eval(a: EvalBenchArgs, runtime: &RuntimeOptions) -> Result<(), Fail
                 bootstrap: 100,
                 truncation: mode,
                 shard: None,
+                costs_from: None,
             };
             let id = format!("{}-{}", spec.id, mode.as_str());
             let start = Instant::now();

@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// `-shard-I-of-N`; `edgebench merge` puts the shards together.
     #[arg(long, conflicts_with = "resume")]
     pub shard: Option<String>,
+    /// With --shard: balance the split by the time each unit took in this
+    /// earlier run (id under <out>/runs or folder) instead of estimated
+    /// tokens. Every shard must be given the same run.
+    #[arg(long, requires = "shard")]
+    pub costs_from: Option<String>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -164,6 +169,10 @@ pub fn run(a: RunArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 bootstrap: a.bootstrap.unwrap_or(DEFAULT_BOOTSTRAP),
                 truncation: Truncation::parse(&a.truncation).expect("clap checked it"),
                 shard,
+                costs_from: match &a.costs_from {
+                    Some(r) => Some(RunDir::open(&a.paths.out, r).map_err(record_failure)?.root),
+                    None => None,
+                },
             };
             settings.check().map_err(run_failure)?;
             model = model::load(&settings.model, &cache, runtime).map_err(bad_input)?;

@@ -7,19 +7,19 @@ use edgebench::fit::Truncation;
 use edgebench::merge::{self, MergeError};
 use edgebench::metrics::Bootstrap;
 use edgebench::model;
-use edgebench::record::{Record, RunDir};
+use edgebench::record::RunDir;
 use edgebench::report;
 use edgebench::runner::{self, Settings};
 use edgebench::runtime::RuntimeOptions;
-use edgebench::shard::{self, ShardPlan, DECODE_WEIGHT};
+use edgebench::shard::{self, CostSource, ShardPlan};
 use edgebench::suite::spec::TaskKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Shard runs: run ids under <out>/runs, run folders, or patterns with
-    /// `*` and `?` in their last component (`reports/runs/eval-shard-*`).
+    /// Shard runs: run ids under <out>/runs, run folders, or glob patterns
+    /// in their last component (`reports/runs/eval-shard-*`).
     #[arg(required = true)]
     pub shards: Vec<String>,
     /// Id of the merged run (under <out>/runs).
@@ -64,6 +64,10 @@ pub struct PlanArgs {
     /// else its time per token for the suite's task kind.
     #[arg(long)]
     pub from: Option<String>,
+    /// Balance the split by a previous run's unit times, as `run --shard
+    /// --costs-from` does (and time the shards by them).
+    #[arg(long)]
+    pub costs_from: Option<String>,
     #[command(flatten)]
     pub paths: Paths,
 }
@@ -80,7 +84,8 @@ fn expand(args: &[String], out: &Path) -> Result<Vec<RunDir>, Failure> {
             dirs.push(RunDir::open(out, a).map_err(record_failure)?);
             continue;
         }
-        let pattern = name.expect("checked");
+        let pattern = glob::Pattern::new(&name.expect("checked"))
+            .map_err(|e| bad_input(anyhow::anyhow!("{a}: {e}")))?;
         let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(p) => p.to_path_buf(),
             None => out.join("runs"),
@@ -88,7 +93,7 @@ fn expand(args: &[String], out: &Path) -> Result<Vec<RunDir>, Failure> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&parent)
             .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", parent.display())))?
             .filter_map(|e| e.ok())
-            .filter(|e| wildcard(&pattern, &e.file_name().to_string_lossy()))
+            .filter(|e| pattern.matches(&e.file_name().to_string_lossy()))
             .map(|e| e.path())
             .filter(|p| p.join("run.json").is_file())
             .collect();
@@ -102,29 +107,6 @@ fn expand(args: &[String], out: &Path) -> Result<Vec<RunDir>, Failure> {
         dirs.extend(found.into_iter().map(|root| RunDir { root }));
     }
     Ok(dirs)
-}
-
-/// Whether `name` matches `pattern` (`*`: any run of characters, `?`: one).
-fn wildcard(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
-    while j < n.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some(i);
-            mark = j;
-            i += 1;
-        } else if let Some(s) = star {
-            i = s + 1;
-            mark += 1;
-            j = mark;
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|c| *c == '*')
 }
 
 pub fn merge(a: MergeArgs) -> Result<(), Failure> {
@@ -158,6 +140,8 @@ pub fn merge(a: MergeArgs) -> Result<(), Failure> {
 pub fn plan(a: PlanArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     let registry = a.paths.registry()?;
     let selected = super::select(&registry, a.suites.as_deref().unwrap_or("all"), "--suites")?;
+    let open = |run: &str| RunDir::open(&a.paths.out, run).map_err(record_failure);
+    let costs_from = a.costs_from.as_deref().map(open).transpose()?;
     let settings = Settings {
         model: a
             .model
@@ -170,178 +154,98 @@ pub fn plan(a: PlanArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
         bootstrap: 0,
         truncation: Truncation::parse(&a.truncation).expect("clap checked it"),
         shard: None,
+        costs_from: costs_from.as_ref().map(|d| d.root.clone()),
     };
     settings.check().map_err(run_failure)?;
     let model =
         model::load(&settings.model, &a.paths.out.join("models"), runtime).map_err(bad_input)?;
     let prepared = runner::prepare(&selected, &settings, model.as_ref()).map_err(run_failure)?;
-    let split = shard::split(&prepared, model.as_ref(), settings.truncation, a.shards)
-        .map_err(run_failure)?;
+    let measure = |d: &RunDir| shard::Measured::of_run(d).map_err(record_failure);
+    let balance = costs_from.as_ref().map(measure).transpose()?;
+    let split = shard::split(
+        &prepared,
+        model.as_ref(),
+        settings.truncation,
+        a.shards,
+        balance.as_ref(),
+    )
+    .map_err(run_failure)?;
+    let timing = match (&a.from, costs_from) {
+        (Some(run), _) => Some((run.clone(), measure(&open(run)?)?)),
+        (None, Some(d)) => Some((d.root.display().to_string(), balance.expect("read above"))),
+        (None, None) => None,
+    };
     let kinds: HashMap<String, TaskKind> =
         selected.iter().map(|s| (s.id.clone(), s.task)).collect();
-    let timing = match &a.from {
-        Some(run) => Some(Timing::of_run(
-            &RunDir::open(&a.paths.out, run).map_err(record_failure)?,
-            &kinds,
-        )?),
-        None => None,
-    };
-    print_plan(&split, &kinds, timing.as_ref(), a.from.as_deref());
+    print_plan(&split, &kinds, timing.as_ref());
     Ok(())
-}
-
-/// Per-unit times from a previous run's records.
-struct Timing {
-    /// Measured milliseconds of (suite, example).
-    measured: HashMap<(String, String), f64>,
-    /// Milliseconds per cost token, by task kind and over all records.
-    per_kind: HashMap<TaskKind, f64>,
-    overall: Option<f64>,
-}
-
-impl Timing {
-    fn of_run(dir: &RunDir, kinds: &HashMap<String, TaskKind>) -> Result<Timing, Failure> {
-        let m = dir.load_manifest().map_err(record_failure)?;
-        let mut measured = HashMap::new();
-        let mut sums: HashMap<TaskKind, (f64, f64)> = HashMap::new();
-        for sid in &m.suites {
-            let records: Vec<Record> = dir.load_records(sid).map_err(record_failure)?;
-            for r in records {
-                let cost = (r.prompt_tokens as u64 + DECODE_WEIGHT * r.output_tokens as u64) as f64;
-                if let Some(k) = kinds.get(sid) {
-                    let s = sums.entry(*k).or_default();
-                    s.0 += r.latency_ms;
-                    s.1 += cost;
-                }
-                measured.insert((sid.clone(), r.example_id.clone()), r.latency_ms);
-            }
-        }
-        if measured.is_empty() {
-            return Err(bad_input(anyhow::anyhow!(
-                "{}: the run has no records to take times from",
-                dir.root.display()
-            )));
-        }
-        let (ms, cost) = sums
-            .values()
-            .fold((0.0, 0.0), |a, s| (a.0 + s.0, a.1 + s.1));
-        Ok(Timing {
-            measured,
-            per_kind: sums
-                .into_iter()
-                .filter(|(_, s)| s.1 > 0.0)
-                .map(|(k, s)| (k, s.0 / s.1))
-                .collect(),
-            overall: (cost > 0.0).then(|| ms / cost),
-        })
-    }
-
-    /// Estimated milliseconds of a unit, and whether all of it was measured.
-    fn unit_ms(&self, u: &shard::Unit, kind: Option<TaskKind>) -> (f64, bool) {
-        let measured: Option<f64> = u
-            .examples
-            .iter()
-            .map(|e| self.measured.get(&(u.suite.clone(), e.clone())).copied())
-            .sum();
-        match measured {
-            Some(ms) => (ms, true),
-            None => {
-                let rate = kind
-                    .and_then(|k| self.per_kind.get(&k).copied())
-                    .or(self.overall)
-                    .unwrap_or(0.0);
-                (rate * u.cost as f64, false)
-            }
-        }
-    }
 }
 
 fn print_plan(
     split: &ShardPlan,
     kinds: &HashMap<String, TaskKind>,
-    timing: Option<&Timing>,
-    from: Option<&str>,
+    timing: Option<&(String, shard::Measured)>,
 ) {
     let mut rows = vec![(0usize, 0usize, 0u64, 0f64, 0usize); split.count];
     for u in &split.units {
         let r = &mut rows[u.shard - 1];
         r.0 += 1;
         r.1 += u.examples.len();
-        r.2 += u.cost;
-        if let Some(t) = timing {
-            let (ms, exact) = t.unit_ms(u, kinds.get(&u.suite).copied());
+        r.2 += u.tokens;
+        if let Some((_, t)) = timing {
+            let (ms, exact) = t.unit_ms(&u.suite, kinds[&u.suite], &u.examples, u.tokens);
             r.3 += ms;
             r.4 += exact as usize;
         }
     }
     let (_, hash) = split.to_json();
+    let by = match &split.costs {
+        CostSource::Tokens => "estimated tokens".to_string(),
+        CostSource::Measured { run_id, .. } => format!("the unit times of run {run_id}"),
+    };
     println!(
-        "split into {} shard(s): {} unit(s) over {} suite(s); plan sha256 {}",
+        "split into {} shard(s) by {by}: {} unit(s) over {} suite(s); plan sha256 {}",
         split.count,
         split.units.len(),
         split.plan.len(),
         &hash[..16]
     );
+    let head = format!(
+        "{:>7} {:>7} {:>9} {:>14}",
+        "shard", "units", "examples", "est. tokens"
+    );
     if timing.is_some() {
-        println!(
-            "{:>7} {:>7} {:>9} {:>14} {:>12} {:>10}",
-            "shard", "units", "examples", "est. tokens", "est. time s", "measured"
-        );
+        println!("{head} {:>12} {:>10}", "est. time s", "measured");
     } else {
-        println!(
-            "{:>7} {:>7} {:>9} {:>14}",
-            "shard", "units", "examples", "est. tokens"
-        );
+        println!("{head}");
     }
     for (i, r) in rows.iter().enumerate() {
+        let row = format!(
+            "{:>7} {:>7} {:>9} {:>14}",
+            format!("{}/{}", i + 1, split.count),
+            r.0,
+            r.1,
+            r.2
+        );
         if timing.is_some() {
-            println!(
-                "{:>7} {:>7} {:>9} {:>14} {:>12.1} {:>9}%",
-                format!("{}/{}", i + 1, split.count),
-                r.0,
-                r.1,
-                r.2,
-                r.3 / 1e3,
-                (100 * r.4).checked_div(r.0).unwrap_or(0)
-            );
+            let measured = (100 * r.4).checked_div(r.0).unwrap_or(0);
+            println!("{row} {:>12.1} {measured:>9}%", r.3 / 1e3);
         } else {
-            println!(
-                "{:>7} {:>7} {:>9} {:>14}",
-                format!("{}/{}", i + 1, split.count),
-                r.0,
-                r.1,
-                r.2
-            );
+            println!("{row}");
         }
     }
-    let largest = split.units.iter().map(|u| u.cost).max().unwrap_or(0);
+    let largest = split.units.iter().map(|u| u.tokens).max().unwrap_or(0);
     let total: u64 = rows.iter().map(|r| r.2).sum();
     let busiest = rows.iter().map(|r| r.2).max().unwrap_or(0);
     println!(
         "tokens: {total} in all, {busiest} on the busiest shard, {largest} in the largest unit (no split runs faster than it)"
     );
-    if let (Some(_), Some(from)) = (timing, from) {
+    if let Some((from, _)) = timing {
         let total_s: f64 = rows.iter().map(|r| r.3).sum::<f64>() / 1e3;
         let wall = rows.iter().map(|r| r.3).fold(0.0, f64::max) / 1e3;
         println!(
             "time from run {from}: {total_s:.1} s in one process; wall time with {} shard(s) = the busiest shard, {wall:.1} s",
             split.count
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard;
-
-    #[test]
-    fn wildcards_match_whole_names() {
-        assert!(wildcard("eval-shard-*", "eval-shard-1-of-3"));
-        assert!(wildcard("eval-shard-?-of-3", "eval-shard-2-of-3"));
-        assert!(wildcard("*", "x"));
-        assert!(!wildcard("eval-shard-*", "eval-2"));
-        assert!(!wildcard("eval-shard-?-of-3", "eval-shard-10-of-3"));
-        assert!(wildcard("a*b*c", "aXbYbc"));
-        assert!(!wildcard("a*b", "ab-"));
     }
 }

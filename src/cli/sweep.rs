@@ -125,6 +125,7 @@ pub fn sweep(a: SweepArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
                 bootstrap: a.bootstrap,
                 truncation: Default::default(),
                 shard: None,
+                costs_from: None,
             };
             model = model::load(&settings.model, &cache, runtime).map_err(failed)?;
             Job::New {

@@ -233,25 +233,7 @@ fn read_shard(dir: &RunDir) -> Result<ShardRun, MergeError> {
             "{root}: not a shard of a split run (its run.json has no `shard`; start shards with `edgebench run --shard I/N`)"
         ))
     })?;
-    let path = dir.root.join(SHARD_PLAN_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| MergeError::Mismatch(format!("{}: cannot read: {e}", path.display())))?;
-    if edgebench_util::hash::sha256_bytes(text.as_bytes()) != info.plan_sha256 {
-        return Err(MergeError::Mismatch(format!(
-            "{}: does not hash to the `shard.plan_sha256` its run.json records; the folder was changed after the shard ran",
-            path.display()
-        )));
-    }
-    let split: ShardPlan = serde_json::from_str(&text)
-        .map_err(|e| MergeError::Mismatch(format!("{}: {e}", path.display())))?;
-    if split.count != info.count {
-        return Err(MergeError::Mismatch(format!(
-            "{}: field `count` is {}, run.json's `shard.count` is {}",
-            path.display(),
-            split.count,
-            info.count
-        )));
-    }
+    let split = ShardPlan::load(dir, &info)?;
     let own: Plan = dir.load_plan()?.unwrap_or_default();
     if own != split.plan_of(info.index) {
         return Err(MergeError::Mismatch(format!(

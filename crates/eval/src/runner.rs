@@ -90,6 +90,8 @@ pub struct Settings {
     pub truncation: Truncation,
     /// The shard of a split run this run evaluates (`None`: all of it).
     pub shard: Option<Shard>,
+    /// A run folder whose unit times balance the split (`None`: estimated tokens).
+    pub costs_from: Option<PathBuf>,
 }
 
 impl Settings {
@@ -128,6 +130,7 @@ impl Settings {
                 index: s.index,
                 count: s.count,
             }),
+            costs_from: None,
         }
     }
 }
@@ -388,7 +391,17 @@ fn split_for(
     settings: &Settings,
     shard: Shard,
 ) -> Result<ShardPlan, RunError> {
-    let plan = shard::split(prepared, model, settings.truncation, shard.count)?;
+    let measured = match &settings.costs_from {
+        Some(p) => Some(shard::Measured::of_run(&RunDir { root: p.clone() })?),
+        None => None,
+    };
+    let plan = shard::split(
+        prepared,
+        model,
+        settings.truncation,
+        shard.count,
+        measured.as_ref(),
+    )?;
     shard::restrict(prepared, &plan, shard.index);
     Ok(plan)
 }
@@ -547,7 +560,8 @@ pub fn resume(
             seed: requested.seed.unwrap_or(settings.seed),
             bootstrap: requested.bootstrap.unwrap_or(settings.bootstrap),
             truncation: settings.truncation,
-            shard: settings.shard,
+            shard: None,
+            costs_from: None,
         };
     }
     settings.check()?;
@@ -570,18 +584,22 @@ pub fn resume(
     }
     let specs: Vec<&SuiteSpec> = owned.iter().map(|(s, _)| s).collect();
     let mut prepared = prepare(&specs, &settings, model.as_ref())?;
-    let split = match settings.shard {
-        Some(s) => Some(split_for(&mut prepared, model.as_ref(), &settings, s)?),
-        None => None,
-    };
-    if let (Some(plan), Some(recorded)) = (&split, &manifest.shard) {
-        if plan.to_json().1 != recorded.plan_sha256 {
+    // a shard continues its stored split, which must still be the run's plan
+    if let Some(info) = &manifest.shard {
+        if force_new_leg {
+            return Err(RunError::Mismatch(format!(
+                "run {} is shard {}/{} of a split run: it cannot take a new leg, or its shards would no longer be of one run; start a new split",
+                manifest.run_id, info.index, info.count
+            )));
+        }
+        let split = ShardPlan::load(&dir, info)?;
+        if split.plan != plan_of(&prepared) {
             changes.push(format!(
-                "split into {} shards: the units or their shards differ from the ones the run recorded ({})",
-                recorded.count,
+                "plan: the examples to evaluate are not the ones the split in {} holds",
                 shard::SHARD_PLAN_FILE
             ));
         }
+        shard::restrict(&mut prepared, &split, info.index);
     }
     // a suite whose data failed to load may have had it fixed: it joins the plan now
     let failed: HashSet<String> = manifest
@@ -662,9 +680,6 @@ pub fn resume(
         manifest.bootstrap = settings.bootstrap;
         manifest.status.clear();
         manifest.plan_sha256 = Some(dir.save_plan(&plan)?);
-        if let (Some(split), Some(s)) = (&split, settings.shard) {
-            manifest.shard = Some(save_split(&dir, split, s)?);
-        }
         manifest
             .legs
             .push(leg(now, "new-leg", model.as_ref(), changes));

@@ -6,13 +6,13 @@
 //! separately (an indexed job, an array, a CI matrix) agree without talking.
 
 use crate::fit::Truncation;
-use crate::record::Plan;
+use crate::record::{Plan, RecordError, RunDir, SUITE_SNAPSHOT};
 use crate::request::Call;
 use crate::runner::{Prepared, RunError};
 use crate::suite::spec::TaskKind;
 use edgebench_runtime::model::Model;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// File of a shard's run folder (and a merged run's) holding the [`ShardPlan`].
 pub const SHARD_PLAN_FILE: &str = "shard-plan.json";
@@ -113,12 +113,112 @@ pub struct ShardInfo {
     pub plan_sha256: String,
 }
 
+/// What a split's unit costs are measured in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CostSource {
+    /// Prompt-token equivalents estimated from the calls ([`call_cost`]).
+    #[default]
+    Tokens,
+    /// Microseconds an earlier run took per unit ([`Measured`]).
+    Measured {
+        run_id: String,
+        /// sha256 over that run's records, so every shard used the same.
+        records_sha256: String,
+    },
+}
+
+/// Unit times from an earlier run's records: what a unit took where that
+/// run evaluated its examples, else that run's time per cost token of the
+/// suite's task kind (or of all its records).
+#[derive(Debug, Clone)]
+pub struct Measured {
+    source: CostSource,
+    ms: HashMap<(String, String), f64>,
+    per_kind: HashMap<TaskKind, f64>,
+    overall: Option<f64>,
+}
+
+impl Measured {
+    /// Reads the records of the run in `dir` (its suite snapshot gives each
+    /// suite's task kind).
+    pub fn of_run(dir: &RunDir) -> Result<Measured, RecordError> {
+        let m = dir.load_manifest()?;
+        let mut ms = HashMap::new();
+        let mut sums: HashMap<TaskKind, (f64, f64)> = HashMap::new();
+        let mut lines = String::new();
+        for sid in &m.suites {
+            let snapshot = dir.root.join(SUITE_SNAPSHOT).join(format!("{sid}.toml"));
+            let kind = crate::suite::load_file(&snapshot).ok().map(|s| s.task);
+            for r in dir.load_records(sid)? {
+                lines += &serde_json::to_string(&r).expect("record serialises");
+                lines.push('\n');
+                if let Some(k) = kind {
+                    let cost =
+                        (r.prompt_tokens as u64 + DECODE_WEIGHT * r.output_tokens as u64) as f64;
+                    let s = sums.entry(k).or_default();
+                    s.0 += r.latency_ms;
+                    s.1 += cost;
+                }
+                ms.insert((sid.clone(), r.example_id), r.latency_ms);
+            }
+        }
+        if ms.is_empty() {
+            return Err(RecordError::Invalid(format!(
+                "{}: the run has no records to take unit times from",
+                dir.root.display()
+            )));
+        }
+        let (t, c) = sums
+            .values()
+            .fold((0.0, 0.0), |a, s| (a.0 + s.0, a.1 + s.1));
+        Ok(Measured {
+            source: CostSource::Measured {
+                run_id: m.run_id,
+                records_sha256: edgebench_util::hash::sha256_str(&lines),
+            },
+            ms,
+            per_kind: sums
+                .into_iter()
+                .filter(|(_, s)| s.1 > 0.0)
+                .map(|(k, s)| (k, s.0 / s.1))
+                .collect(),
+            overall: (c > 0.0).then(|| t / c),
+        })
+    }
+
+    /// Milliseconds of a unit of `suite` (of `kind`) holding `examples`,
+    /// estimated at `tokens`; and whether all of it was measured.
+    pub fn unit_ms(
+        &self,
+        suite: &str,
+        kind: TaskKind,
+        examples: &[String],
+        tokens: u64,
+    ) -> (f64, bool) {
+        let measured: Option<f64> = examples
+            .iter()
+            .map(|e| self.ms.get(&(suite.to_string(), e.clone())).copied())
+            .sum();
+        match measured {
+            Some(ms) => (ms, true),
+            None => {
+                let rate = self.per_kind.get(&kind).copied().or(self.overall);
+                (rate.unwrap_or(0.0) * tokens as f64, false)
+            }
+        }
+    }
+}
+
 /// A unit of work: examples that run in the same shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
     pub suite: String,
     pub examples: Vec<String>,
-    /// Estimated cost in prompt-token equivalents ([`call_cost`]).
+    /// Estimated prompt-token equivalents ([`call_cost`]).
+    pub tokens: u64,
+    /// What the split balances: `tokens`, or microseconds with
+    /// [`CostSource::Measured`].
     pub cost: u64,
     /// The shard it is dealt to (1-based).
     pub shard: usize,
@@ -128,6 +228,9 @@ pub struct Unit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPlan {
     pub count: usize,
+    /// What the units' costs are.
+    #[serde(default)]
+    pub costs: CostSource,
     /// The plan of the whole run (what one process would evaluate).
     pub plan: Plan,
     /// Units in run order (suites in run order, examples in file order).
@@ -140,6 +243,30 @@ impl ShardPlan {
         let text = serde_json::to_string_pretty(self).expect("shard plan serialises");
         let hash = edgebench_util::hash::sha256_bytes(text.as_bytes());
         (text, hash)
+    }
+
+    /// Reads the split stored in a shard's folder, checked against the
+    /// sha256 and count its `run.json` records.
+    pub fn load(dir: &RunDir, info: &ShardInfo) -> Result<ShardPlan, RecordError> {
+        let path = dir.root.join(SHARD_PLAN_FILE);
+        let bad = |message: String| RecordError::Manifest {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        if edgebench_util::hash::sha256_bytes(text.as_bytes()) != info.plan_sha256 {
+            return Err(bad(
+                "does not hash to the `shard.plan_sha256` its run.json records; the folder was changed after the shard ran".into(),
+            ));
+        }
+        let split: ShardPlan = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if split.count != info.count {
+            return Err(bad(format!(
+                "field `count` is {}, run.json's `shard.count` is {}",
+                split.count, info.count
+            )));
+        }
+        Ok(split)
     }
 
     /// The plan of shard `index`.
@@ -194,14 +321,16 @@ pub fn call_cost(call: &Call, model: &dyn Model, counted: Option<usize>) -> u64 
     cost as u64
 }
 
-/// Splits the evaluated suites of `prepared` into `count` shards. Every
-/// input is the run's own (data, suites, model, seed, limit), so every
-/// shard computes the same split.
+/// Splits the evaluated suites of `prepared` into `count` shards, by
+/// estimated tokens or, given `measured`, by an earlier run's unit times
+/// (in microseconds). Every input is the run's own (data, suites, model,
+/// seed, limit) or that run's records, so every shard computes the same split.
 pub fn split(
     prepared: &[Prepared<'_>],
     model: &dyn Model,
     truncation: Truncation,
     count: usize,
+    measured: Option<&Measured>,
 ) -> Result<ShardPlan, RunError> {
     let mut units = Vec::new();
     for p in prepared.iter().filter(|p| p.status.is_none()) {
@@ -224,24 +353,38 @@ pub fn split(
         }
         if p.spec.task == TaskKind::Retrieval {
             // the examples are each other's candidates: one unit
+            let tokens = costs.iter().map(|(_, c)| c).sum();
             units.push(Unit {
                 suite: p.spec.id.clone(),
-                cost: costs.iter().map(|(_, c)| c).sum(),
+                tokens,
+                cost: tokens,
                 examples: costs.into_iter().map(|(id, _)| id).collect(),
                 shard: 0,
             });
         } else {
-            units.extend(costs.into_iter().map(|(id, cost)| Unit {
+            units.extend(costs.into_iter().map(|(id, tokens)| Unit {
                 suite: p.spec.id.clone(),
                 examples: vec![id],
-                cost,
+                tokens,
+                cost: tokens,
                 shard: 0,
             }));
+        }
+    }
+    if let Some(m) = measured {
+        let kinds: HashMap<&str, TaskKind> = prepared
+            .iter()
+            .map(|p| (p.spec.id.as_str(), p.spec.task))
+            .collect();
+        for u in &mut units {
+            let (ms, _) = m.unit_ms(&u.suite, kinds[u.suite.as_str()], &u.examples, u.tokens);
+            u.cost = (ms * 1e3).round() as u64;
         }
     }
     deal(&mut units, count);
     Ok(ShardPlan {
         count,
+        costs: measured.map_or(CostSource::Tokens, |m| m.source.clone()),
         plan: crate::runner::plan_of(prepared),
         units,
     })
@@ -287,6 +430,7 @@ mod tests {
         Unit {
             suite: "s".into(),
             examples: vec![format!("e{cost}")],
+            tokens: cost,
             cost,
             shard: 0,
         }
@@ -336,6 +480,7 @@ mod tests {
         assert_eq!(shards, [3, 1, 2, 3, 1, 2]);
         let plan = ShardPlan {
             count: 3,
+            costs: CostSource::Tokens,
             plan: Plan::new(),
             units,
         };
