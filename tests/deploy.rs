@@ -610,6 +610,7 @@ fn interface() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "--seed",
                 "--run-id",
                 "--shard",
+                "--costs-from",
                 "--resume",
                 "--quiet",
                 "--json",
@@ -623,7 +624,13 @@ fn interface() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "plan",
             with(&[
-                "--model", "--suites", "--limit", "--seed", "--shards", "--from",
+                "--model",
+                "--suites",
+                "--limit",
+                "--seed",
+                "--shards",
+                "--from",
+                "--costs-from",
             ]),
         ),
         ("rescore", with(&["--bootstrap", "--json"])),
