@@ -569,7 +569,7 @@ impl TractDecoder {
         context: &str,
         continuations: &[String],
     ) -> Result<Vec<LogLikelihood>, ModelError> {
-        let mut ctx = self.tok.encode(context)?;
+        let mut ctx = self.tok.encode_shared(context)?;
         if ctx.is_empty() {
             ctx.push(self.bos());
         }
@@ -631,14 +631,15 @@ impl TractDecoder {
             .collect()
     }
 
-    /// Splits context and continuation tokens the lm-eval way.
+    /// Splits context and continuation tokens the lm-eval way. The
+    /// context's tokens are reused for the whole's ([`Tok::encode_shared`]).
     fn split(
         &self,
         ctx: &[u32],
         context: &str,
         cont: &str,
     ) -> Result<(Vec<u32>, usize), ModelError> {
-        let whole = self.tok.encode(&format!("{context}{cont}"))?;
+        let whole = self.tok.encode_shared(&format!("{context}{cont}"))?;
         if !context.is_empty() && whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
             let n = whole.len() - ctx.len();
             return Ok((whole, n));
@@ -831,8 +832,10 @@ impl Model for TractDecoder {
             .collect()
     }
 
+    /// Fitting counts a document's calls and its cut heads: the tokens of
+    /// the text they share are reused ([`Tok::encode_shared`]).
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
-        Ok(self.tok.encode(text)?.len())
+        Ok(self.tok.encode_shared(text)?.len())
     }
 
     fn take_model_time(&mut self) -> Option<std::time::Duration> {
