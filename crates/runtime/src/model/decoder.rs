@@ -37,6 +37,10 @@ pub struct TractDecoder {
     /// The last context's tokens and KV cache, reused for a later context that
     /// starts the same way (few-shot prompts, one question per label).
     prefix: Option<(Vec<u32>, Cache)>,
+    /// Heads of `prefix`'s cache that earlier passes started from, shortest
+    /// first (graphs without a router): a context sharing exactly as many
+    /// tokens starts from one instead of copying the cache again.
+    heads: Vec<Cache>,
     /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
     route_output: Option<usize>,
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -65,6 +69,10 @@ pub struct Perplexity {
 
 /// Shortest shared prefix worth reusing, in tokens.
 const MIN_PREFIX_REUSE: usize = 8;
+
+/// Heads of the context cache kept for reuse (a document's label questions
+/// share it up to one of a few lengths).
+const KEPT_HEADS: usize = 2;
 
 /// What a graph has cached after some tokens: per-layer keys and values
 /// (and, for GEM, routes, router states and SCAR clusters).
@@ -323,6 +331,7 @@ impl TractDecoder {
             slots,
             share_context: true,
             prefix: None,
+            heads: Vec::new(),
             route_output,
             routes: Default::default(),
             scratch: Default::default(),
@@ -529,10 +538,29 @@ impl TractDecoder {
             .min(ctx.len() - 1);
         let f = match &self.prefix {
             Some((_, cache)) if shared >= MIN_PREFIX_REUSE => {
-                let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
+                // a kept head is the cache's first tokens, the same values a copy would hold
+                while self.heads.last().is_some_and(|h| h.len > shared) {
+                    self.heads.pop();
+                }
+                let head = match self.heads.last() {
+                    Some(h) if h.len == shared => h.clone(),
+                    _ => {
+                        let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
+                        if self.router.is_none() {
+                            if self.heads.len() == KEPT_HEADS {
+                                self.heads.pop();
+                            }
+                            self.heads.push(head.clone());
+                        }
+                        head
+                    }
+                };
                 self.forward(&ctx[shared..], Some(&head))?
             }
-            _ => self.forward(ctx, None)?,
+            _ => {
+                self.heads.clear();
+                self.forward(ctx, None)?
+            }
         };
         let last = self.row(&f, f.seq - 1).to_vec();
         let cache = f.cache.expect("cached graph");
