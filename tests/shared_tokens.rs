@@ -93,7 +93,7 @@ fn label_questions_and_fitted_heads_tokenize_as_whole_texts() {
             while hi - lo > 64 {
                 let mid = floor(doc, (lo + hi) / 2);
                 texts.push(doc[..mid].to_string());
-                if mid % 3 == 0 {
+                if mid.is_multiple_of(3) {
                     lo = mid;
                 } else {
                     hi = mid;
