@@ -41,6 +41,8 @@ pub struct TractDecoder {
     /// first (graphs without a router): a context sharing exactly as many
     /// tokens starts from one instead of copying the cache again.
     heads: Vec<Cache>,
+    /// How many heads are kept ([`KEPT_HEADS`]; 0 copies every head).
+    kept_heads: usize,
     /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
     route_output: Option<usize>,
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -332,6 +334,7 @@ impl TractDecoder {
             share_context: true,
             prefix: None,
             heads: Vec::new(),
+            kept_heads: KEPT_HEADS,
             route_output,
             routes: Default::default(),
             scratch: Default::default(),
@@ -546,8 +549,8 @@ impl TractDecoder {
                     Some(h) if h.len == shared => h.clone(),
                     _ => {
                         let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
-                        if self.router.is_none() {
-                            if self.heads.len() == KEPT_HEADS {
+                        if self.router.is_none() && self.kept_heads > 0 {
+                            if self.heads.len() >= self.kept_heads {
                                 self.heads.pop();
                             }
                             self.heads.push(head.clone());
@@ -875,6 +878,13 @@ impl TractDecoder {
     /// Turns context sharing off (every continuation recomputes its context); for tests.
     pub fn set_share_context(&mut self, on: bool) {
         self.share_context = on;
+    }
+
+    /// Turns keeping heads of the context cache off (every shared prefix is
+    /// copied from the last context's cache); for tests.
+    pub fn set_keep_heads(&mut self, on: bool) {
+        self.kept_heads = if on { KEPT_HEADS } else { 0 };
+        self.heads.clear();
     }
 
     /// Logits `[ids.len() x vocab]` of one forward pass from an empty cache.
