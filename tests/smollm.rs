@@ -202,3 +202,59 @@ fn a_list_of_requests_scores_as_each_request_alone() {
     eprintln!("largest relative difference: {worst:e}");
     assert!(worst < 1e-5, "largest relative difference {worst:e}");
 }
+
+/// A document's label questions score exactly alike whether a pass starts
+/// from a kept head of the document's cache or from a fresh copy of it, and
+/// each continuation scores the tokens lm-eval's split of whole encodings
+/// gives (context, then context + continuation).
+#[test]
+fn label_questions_score_the_same_from_a_kept_head_as_from_a_copy() {
+    let Some(path) = common::smollm2_gguf() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm2");
+    llama::import_gguf(&path, &out, 512, true).expect("import");
+    let mut m = TractDecoder::load(
+        &out,
+        &ModelManifest::load(&out).unwrap(),
+        "test",
+        &common::runtime(),
+    )
+    .unwrap();
+    // EUR-Lex's question, its concept ids tokenized digit by digit, so that
+    // neighbouring questions share different numbers of tokens
+    let doc = format!("EU law:\n{PARAGRAPH}\n\n");
+    let contexts: Vec<String> = [
+        "100170", "100171", "100179", "1002", "100171", "2001", "200",
+    ]
+    .iter()
+    .map(|c| format!("{doc}\nIs this law annotated with EuroVoc concept {c}? Answer yes or no."))
+    .collect();
+    let conts = vec![" yes".to_string(), " no".to_string()];
+    let requests: Vec<LoglikelihoodRequest<'_>> = contexts
+        .iter()
+        .map(|c| LoglikelihoodRequest {
+            context: c,
+            continuations: &conts,
+        })
+        .collect();
+    let kept = m.loglikelihood_requests(&requests).unwrap();
+    m.set_keep_heads(false);
+    let copied = m.loglikelihood_requests(&requests).unwrap();
+    for (i, (a, b)) in kept.iter().zip(&copied).enumerate() {
+        for (j, (x, y)) in a.iter().zip(b).enumerate() {
+            assert_eq!(
+                (x.logprob.to_bits(), x.is_greedy, x.tokens),
+                (y.logprob.to_bits(), y.is_greedy, y.tokens),
+                "question {i}, continuation {j}: {} against {}",
+                x.logprob,
+                y.logprob
+            );
+            let ctx = m.tokenize(&contexts[i]).unwrap();
+            let whole = m.tokenize(&format!("{}{}", contexts[i], conts[j])).unwrap();
+            assert_eq!(whole[..ctx.len()], ctx[..]);
+            assert_eq!(x.tokens, whole.len() - ctx.len());
+        }
+    }
+}

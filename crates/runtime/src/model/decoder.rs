@@ -37,6 +37,12 @@ pub struct TractDecoder {
     /// The last context's tokens and KV cache, reused for a later context that
     /// starts the same way (few-shot prompts, one question per label).
     prefix: Option<(Vec<u32>, Cache)>,
+    /// Heads of `prefix`'s cache that earlier passes started from, shortest
+    /// first (graphs without a router): a context sharing exactly as many
+    /// tokens starts from one instead of copying the cache again.
+    heads: Vec<Cache>,
+    /// How many heads are kept ([`KEPT_HEADS`]; 0 copies every head).
+    kept_heads: usize,
     /// Index of the `route` output (GEM graphs), and the routes of each pass since the last `take_routes`.
     route_output: Option<usize>,
     routes: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -65,6 +71,10 @@ pub struct Perplexity {
 
 /// Shortest shared prefix worth reusing, in tokens.
 const MIN_PREFIX_REUSE: usize = 8;
+
+/// Heads of the context cache kept for reuse (a document's label questions
+/// share it up to one of a few lengths).
+const KEPT_HEADS: usize = 2;
 
 /// What a graph has cached after some tokens: per-layer keys and values
 /// (and, for GEM, routes, router states and SCAR clusters).
@@ -323,6 +333,8 @@ impl TractDecoder {
             slots,
             share_context: true,
             prefix: None,
+            heads: Vec::new(),
+            kept_heads: KEPT_HEADS,
             route_output,
             routes: Default::default(),
             scratch: Default::default(),
@@ -529,10 +541,29 @@ impl TractDecoder {
             .min(ctx.len() - 1);
         let f = match &self.prefix {
             Some((_, cache)) if shared >= MIN_PREFIX_REUSE => {
-                let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
+                // a kept head is the cache's first tokens, the same values a copy would hold
+                while self.heads.last().is_some_and(|h| h.len > shared) {
+                    self.heads.pop();
+                }
+                let head = match self.heads.last() {
+                    Some(h) if h.len == shared => h.clone(),
+                    _ => {
+                        let head = cache.head(&self.slots, shared).map_err(self.tract_err())?;
+                        if self.router.is_none() && self.kept_heads > 0 {
+                            if self.heads.len() >= self.kept_heads {
+                                self.heads.pop();
+                            }
+                            self.heads.push(head.clone());
+                        }
+                        head
+                    }
+                };
                 self.forward(&ctx[shared..], Some(&head))?
             }
-            _ => self.forward(ctx, None)?,
+            _ => {
+                self.heads.clear();
+                self.forward(ctx, None)?
+            }
         };
         let last = self.row(&f, f.seq - 1).to_vec();
         let cache = f.cache.expect("cached graph");
@@ -569,7 +600,7 @@ impl TractDecoder {
         context: &str,
         continuations: &[String],
     ) -> Result<Vec<LogLikelihood>, ModelError> {
-        let mut ctx = self.tok.encode(context)?;
+        let mut ctx = self.tok.encode_shared(context)?;
         if ctx.is_empty() {
             ctx.push(self.bos());
         }
@@ -631,14 +662,15 @@ impl TractDecoder {
             .collect()
     }
 
-    /// Splits context and continuation tokens the lm-eval way.
+    /// Splits context and continuation tokens the lm-eval way. The
+    /// context's tokens are reused for the whole's ([`Tok::encode_shared`]).
     fn split(
         &self,
         ctx: &[u32],
         context: &str,
         cont: &str,
     ) -> Result<(Vec<u32>, usize), ModelError> {
-        let whole = self.tok.encode(&format!("{context}{cont}"))?;
+        let whole = self.tok.encode_shared(&format!("{context}{cont}"))?;
         if !context.is_empty() && whole.len() > ctx.len() && whole[..ctx.len()] == ctx[..] {
             let n = whole.len() - ctx.len();
             return Ok((whole, n));
@@ -831,8 +863,10 @@ impl Model for TractDecoder {
             .collect()
     }
 
+    /// Fitting counts a document's calls and its cut heads: the tokens of
+    /// the text they share are reused ([`Tok::encode_shared`]).
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
-        Ok(self.tok.encode(text)?.len())
+        Ok(self.tok.encode_shared(text)?.len())
     }
 
     fn take_model_time(&mut self) -> Option<std::time::Duration> {
@@ -844,6 +878,13 @@ impl TractDecoder {
     /// Turns context sharing off (every continuation recomputes its context); for tests.
     pub fn set_share_context(&mut self, on: bool) {
         self.share_context = on;
+    }
+
+    /// Turns keeping heads of the context cache off (every shared prefix is
+    /// copied from the last context's cache); for tests.
+    pub fn set_keep_heads(&mut self, on: bool) {
+        self.kept_heads = if on { KEPT_HEADS } else { 0 };
+        self.heads.clear();
     }
 
     /// Logits `[ids.len() x vocab]` of one forward pass from an empty cache.

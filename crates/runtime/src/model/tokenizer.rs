@@ -3,6 +3,7 @@
 
 use super::ModelError;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
@@ -17,7 +18,27 @@ pub type Worded = (Vec<u32>, Vec<CharSpan>, Vec<Option<u32>>);
 pub struct Tok {
     inner: Tokenizer,
     path: PathBuf,
+    /// For [`Tok::encode_shared`]: the longest added token in bytes, when
+    /// the pipeline is one whose pieces depend only on nearby text.
+    splice_margin: Option<usize>,
+    /// Texts [`Tok::encode_shared`] encoded whole, least recently used first.
+    anchors: Mutex<Vec<Anchor>>,
 }
+
+/// A text encoded whole: its tokens, their byte spans and pre-tokenizer pieces.
+struct Anchor {
+    text: String,
+    ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+    words: Vec<Option<u32>>,
+}
+
+/// Texts shorter than this (bytes) are encoded whole by [`Tok::encode_shared`].
+const SHARED_MIN_BYTES: usize = 512;
+
+/// Texts [`Tok::encode_shared`] keeps encoded (an example's document in its
+/// calls' contexts, its cut heads, the next example's).
+const ANCHORS: usize = 4;
 
 impl Tok {
     /// Loads a `tokenizer.json`, turning off any fixed padding or truncation it
@@ -65,6 +86,8 @@ impl Tok {
         Ok(Tok {
             inner,
             path: path.to_path_buf(),
+            splice_margin: splice_margin(&json),
+            anchors: Mutex::new(Vec::new()),
         })
     }
 
@@ -86,12 +109,108 @@ impl Tok {
     fn ids(&self, text: &str, specials: bool) -> Result<Vec<u32>, ModelError> {
         let enc = self
             .inner
-            .encode(text, specials)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                message: format!("encoding failed: {e}"),
-            })?;
+            .encode_fast(text, specials)
+            .map_err(|e| self.encode_error(e))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    fn encode_error(&self, e: tokenizers::Error) -> ModelError {
+        ModelError::Tokenizer {
+            path: self.path.clone(),
+            message: format!("encoding failed: {e}"),
+        }
+    }
+
+    /// Whether [`Self::encode_shared`] reuses earlier texts' tokens (else it encodes whole).
+    pub fn reuses_prefixes(&self) -> bool {
+        self.splice_margin.is_some()
+    }
+
+    /// The same ids as [`Self::encode`], computed by encoding only the end
+    /// of `text` when it starts like a text encoded before: a document's
+    /// label questions, a context and the context with its continuation.
+    ///
+    /// It applies to pipelines whose pieces depend only on nearby text (no
+    /// normaliser; GPT-2's byte-level regex and digit splitting as
+    /// pre-tokenizers; BPE without dropout; added tokens without
+    /// stripping), such as SmolLM2's and GPT-2's; others are encoded whole.
+    /// The pre-tokenizer's pieces that end well before where the two texts
+    /// differ (three pieces and the longest added token before it) are the
+    /// same in both, each piece is encoded on its own, so the earlier
+    /// text's tokens up to the start of such a piece are kept and the rest
+    /// of `text` is encoded from there. The piece encoded again must come
+    /// out as before, else `text` is encoded whole.
+    pub fn encode_shared(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let Some(margin) = self.splice_margin else {
+            return self.encode(text);
+        };
+        if text.len() < SHARED_MIN_BYTES {
+            return self.encode(text);
+        }
+        let mut anchors = self.anchors.lock().expect("anchors lock");
+        let best = anchors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (common_prefix(&a.text, text), i))
+            .max();
+        if let Some((shared, i)) = best {
+            if let Some(ids) = self.splice(&anchors[i], text, shared, margin)? {
+                let a = anchors.remove(i);
+                anchors.push(a);
+                return Ok(ids);
+            }
+        }
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| self.encode_error(e))?;
+        let ids = enc.get_ids().to_vec();
+        if anchors.len() == ANCHORS {
+            anchors.remove(0);
+        }
+        anchors.push(Anchor {
+            text: text.to_string(),
+            ids: ids.clone(),
+            offsets: enc.get_offsets().to_vec(),
+            words: enc.get_word_ids().to_vec(),
+        });
+        Ok(ids)
+    }
+
+    /// The ids of `text`, which shares its first `shared` bytes with
+    /// `a.text`, from `a`'s tokens and `text` encoded from a piece's start;
+    /// `None` when no piece starts far enough before `shared` or the piece
+    /// encoded again differs.
+    fn splice(
+        &self,
+        a: &Anchor,
+        text: &str,
+        shared: usize,
+        margin: usize,
+    ) -> Result<Option<Vec<u32>>, ModelError> {
+        if shared == text.len() && shared == a.text.len() {
+            return Ok(Some(a.ids.clone()));
+        }
+        let Some(range) = stable_piece(a, shared.saturating_sub(margin + 1)) else {
+            return Ok(None);
+        };
+        let start = a.offsets[range.start].0;
+        let Some(tail) = text.get(start..) else {
+            return Ok(None);
+        };
+        let tail = self
+            .inner
+            .encode_fast(tail, false)
+            .map_err(|e| self.encode_error(e))?;
+        let tail = tail.get_ids();
+        let again = &a.ids[range.clone()];
+        if tail.len() < again.len() || tail[..again.len()] != *again {
+            return Ok(None);
+        }
+        let mut ids = Vec::with_capacity(range.start + tail.len());
+        ids.extend_from_slice(&a.ids[..range.start]);
+        ids.extend_from_slice(tail);
+        Ok(Some(ids))
     }
 
     /// Token ids of `text` without special tokens, with each token's
@@ -140,6 +259,94 @@ impl Tok {
                 message: format!("decoding failed: {e}"),
             })
     }
+}
+
+/// Bytes in common at the start of `a` and `b`, on a character boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let mut n = a
+        .as_bytes()
+        .iter()
+        .zip(b.as_bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    while !b.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+/// The token range of the last piece of `a` that is followed by two whole
+/// pieces before the first token ending after byte `end` (and is not the
+/// first piece); `None` when there is none or a token has no piece.
+fn stable_piece(a: &Anchor, end: usize) -> Option<std::ops::Range<usize>> {
+    let words = &a.words;
+    if words.iter().any(Option::is_none) {
+        return None;
+    }
+    let t = a.offsets.partition_point(|o| o.1 <= end);
+    // token index where each piece starts, walking back from the piece of token t
+    let mut i = t;
+    if i < words.len() {
+        while i > 0 && words[i - 1] == words[i] {
+            i -= 1;
+        }
+    }
+    let mut starts = [i; 4];
+    for s in starts.iter_mut().skip(1) {
+        if i == 0 {
+            return None;
+        }
+        let w = words[i - 1];
+        i -= 1;
+        while i > 0 && words[i - 1] == w {
+            i -= 1;
+        }
+        *s = i;
+    }
+    (starts[3] > 0).then_some(starts[3]..starts[2])
+}
+
+/// For [`Tok::encode_shared`]: the longest added token's bytes when the
+/// pipeline's pieces depend only on nearby text (no normaliser; byte-level
+/// pre-tokenizing with GPT-2's regex and no added prefix space, digit
+/// splitting, or a sequence of them; BPE without dropout; added tokens that
+/// strip no whitespace and need no word boundary; offsets left untrimmed),
+/// else `None`.
+fn splice_margin(json: &serde_json::Value) -> Option<usize> {
+    use serde_json::Value;
+    fn local(p: &Value) -> bool {
+        let flag = |k: &str| p.get(k).and_then(Value::as_bool);
+        match p.get("type").and_then(Value::as_str) {
+            Some("ByteLevel") => {
+                flag("add_prefix_space") == Some(false) && flag("use_regex") != Some(false)
+            }
+            Some("Digits") => true,
+            Some("Sequence") => p
+                .get("pretokenizers")
+                .and_then(Value::as_array)
+                .is_some_and(|ps| ps.iter().all(local)),
+            _ => false,
+        }
+    }
+    let model = &json["model"];
+    let bpe = model.get("type").and_then(Value::as_str) == Some("BPE")
+        && model.get("dropout").is_none_or(Value::is_null);
+    // a post-processor trimming offsets would move the pieces' starts
+    let trims = json["post_processor"]
+        .to_string()
+        .contains("\"trim_offsets\":true");
+    if !json["normalizer"].is_null() || !local(&json["pre_tokenizer"]) || !bpe || trims {
+        return None;
+    }
+    let mut longest = 0;
+    for t in json["added_tokens"].as_array().into_iter().flatten() {
+        let flag = |k: &str| t.get(k).and_then(Value::as_bool) == Some(true);
+        if flag("lstrip") || flag("rstrip") || flag("single_word") {
+            return None;
+        }
+        longest = longest.max(t.get("content").and_then(Value::as_str)?.len());
+    }
+    Some(longest)
 }
 
 /// Checks every `TemplateProcessing` in a `post_processor` (any object with a
