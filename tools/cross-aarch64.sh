@@ -97,8 +97,9 @@ main-job)
     "${RUNNER[@]}" "$BIN" run --quiet --run-id ci-arm --out "$out"
     "$host" gate --baseline reports/baselines/default --candidate ci-arm --out "$out"
     if [[ -n ${HOST_RUN:-} ]]; then
-        # Equal, or within 1e-6 relative: the NEON and x86 kernels sum in
-        # different orders, which moves perplexities in their 8th digit.
+        # Equal, or within 1e-5 relative: the NEON and x86 kernels sum in
+        # different orders, which moves perplexities by up to ~1e-6 relative
+        # (NEON against AVX2 2.5e-7, portable code against AVX2 1.2e-6).
         awk -F, 'NR == FNR { if (FNR > 1) host[$2 "/" $5] = $6; next }
             FNR > 1 {
                 k = $2 "/" $5; n++
@@ -106,12 +107,12 @@ main-job)
                 a = $6; b = host[k]; seen[k] = 1
                 if (a == b) { same++; next }
                 d = a - b; d = d < 0 ? -d : d; m = b < 0 ? -b : b; m = m < 1 ? 1 : m
-                if (d <= 1e-6 * m) { near++; next }
+                if (d <= 1e-5 * m) { near++; next }
                 bad++; print "differs: " k " aarch64 " a " host " b
             }
             END {
                 for (k in host) if (!(k in seen)) { bad++; print "only in the host run: " k }
-                printf "aarch64 against host: %d metrics, %d equal, %d within 1e-6 relative, %d differ\n", n, same, near, bad
+                printf "aarch64 against host: %d metrics, %d equal, %d within 1e-5 relative, %d differ\n", n, same, near, bad
                 exit bad > 0
             }' "$HOST_RUN/metrics.csv" "$out/runs/ci-arm/metrics.csv"
     fi
