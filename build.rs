@@ -1,5 +1,10 @@
-//! Records the git commit EdgeBench was built from (for run manifests).
+//! Records the git commit EdgeBench was built from (for run manifests) and
+//! the target triple (for the tests, which launch the binary through the
+//! target's cargo runner when one is set).
 fn main() {
+    if let Ok(target) = std::env::var("TARGET") {
+        println!("cargo:rustc-env=EDGEBENCH_TARGET={target}");
+    }
     let hash = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

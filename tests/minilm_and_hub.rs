@@ -201,7 +201,7 @@ fn hf_references_resolve_checkpoints_exports_and_gguf_files() {
     assert!(m.rolling_loglikelihood("hello world").unwrap().tokens > 0);
     // `import hf` takes the same reference, from the cache HF_HOME names
     let by_ref = tmp.path().join("by-ref");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_edgebench"))
+    let o = common::edgebench_command()
         .args([
             "import",
             "hf",

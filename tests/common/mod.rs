@@ -47,9 +47,32 @@ pub fn shared_data() -> Option<PathBuf> {
     }
 }
 
+/// A command that starts the edgebench binary: through the cargo runner of
+/// the target it was built for when `CARGO_TARGET_<TRIPLE>_RUNNER` is set
+/// (qemu-aarch64 when `tools/cross-aarch64.sh` runs the tests of a cross
+/// build), else directly.
+pub fn edgebench_command() -> Command {
+    let exe = env!("CARGO_BIN_EXE_edgebench");
+    let triple = option_env!("EDGEBENCH_TARGET").unwrap_or_default();
+    let var = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        triple.to_uppercase().replace(['-', '.'], "_")
+    );
+    let runner = std::env::var(var).unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) if !triple.is_empty() => {
+            let mut c = Command::new(program);
+            c.args(words).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    }
+}
+
 /// Runs the edgebench binary in `cwd` with `args`.
 pub fn edgebench(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgebench"))
+    edgebench_command()
         .args(args)
         .current_dir(cwd)
         .env_remove("EDGEBENCH_DATA")
