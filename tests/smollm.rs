@@ -151,24 +151,25 @@ fn a_truncated_gguf_is_a_clear_error() {
     assert!(msg.contains("cut.gguf"), "{msg}");
 }
 
+/// SmolLM2 imported with a 512-token context into `dir` and loaded, when
+/// `../shared` has it.
+fn decoder_512(dir: &std::path::Path) -> Option<TractDecoder> {
+    let path = common::smollm2_gguf()?;
+    let out = dir.join("smollm2");
+    llama::import_gguf(&path, &out, 512, true).expect("import");
+    let manifest = ModelManifest::load(&out).unwrap();
+    Some(TractDecoder::load(&out, &manifest, "test", &common::runtime()).unwrap())
+}
+
 /// An example's loglikelihood requests scored as one list (ordered by
 /// context, the document's cache shared across its questions) give what
 /// scoring each request alone from scratch gives.
 #[test]
 fn a_list_of_requests_scores_as_each_request_alone() {
-    let Some(path) = common::smollm2_gguf() else {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut m) = decoder_512(tmp.path()) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("smollm2");
-    llama::import_gguf(&path, &out, 512, true).expect("import");
-    let mut m = TractDecoder::load(
-        &out,
-        &ModelManifest::load(&out).unwrap(),
-        "test",
-        &common::runtime(),
-    )
-    .unwrap();
     let doc = format!("{PARAGRAPH}\n{PARAGRAPH}");
     let contexts: Vec<String> = ["trade", "the church", "wool", "a bridge", "the school"]
         .iter()
@@ -209,19 +210,10 @@ fn a_list_of_requests_scores_as_each_request_alone() {
 /// gives (context, then context + continuation).
 #[test]
 fn label_questions_score_the_same_from_a_kept_head_as_from_a_copy() {
-    let Some(path) = common::smollm2_gguf() else {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut m) = decoder_512(tmp.path()) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("smollm2");
-    llama::import_gguf(&path, &out, 512, true).expect("import");
-    let mut m = TractDecoder::load(
-        &out,
-        &ModelManifest::load(&out).unwrap(),
-        "test",
-        &common::runtime(),
-    )
-    .unwrap();
     // EUR-Lex's question, its concept ids tokenized digit by digit, so that
     // neighbouring questions share different numbers of tokens
     let doc = format!("EU law:\n{PARAGRAPH}\n\n");
