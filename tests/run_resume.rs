@@ -134,19 +134,7 @@ fn killed_process_resumes_from_its_records() {
     let dir = tmp.path().join("runs/killed");
     let t0 = std::time::Instant::now();
     loop {
-        let n = std::fs::read_dir(dir.join("records"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| {
-                        std::fs::read_to_string(e.path())
-                            .unwrap_or_default()
-                            .lines()
-                            .count()
-                    })
-                    .sum::<usize>()
-            })
-            .unwrap_or(0);
-        if n >= 10 {
+        if common::record_lines(&dir) >= 10 {
             break;
         }
         assert!(t0.elapsed().as_secs() < 120, "run never produced records");

@@ -68,21 +68,6 @@ fn assert_same_reports(a: (&Path, &str), b: (&Path, &str)) {
     }
 }
 
-fn count_records(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("records"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| {
-                    std::fs::read_to_string(e.path())
-                        .unwrap_or_default()
-                        .lines()
-                        .count()
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Three shards of the main job over the bundled fixtures as three
 /// concurrent processes; the second is killed mid-way. The merge names its
 /// missing units (exit 1); resumed, the shards merge into reports equal to
@@ -103,7 +88,7 @@ fn three_concurrent_shards_with_one_killed_and_resumed_merge_into_the_single_run
     let mut killed = spawn(&[&base[..], &["--shard", "2/3", "--throttle-ms", "40"]].concat());
     let dir = shards.join("runs/main-shard-2-of-3");
     let t0 = std::time::Instant::now();
-    while count_records(&dir) < 5 {
+    while common::record_lines(&dir) < 5 {
         assert!(t0.elapsed().as_secs() < 120, "shard 2 never wrote records");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

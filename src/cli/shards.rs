@@ -181,21 +181,32 @@ pub fn plan(a: PlanArgs, runtime: &RuntimeOptions) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One shard's line of the plan.
+#[derive(Clone, Default)]
+struct ShardRow {
+    units: usize,
+    examples: usize,
+    tokens: u64,
+    /// Estimated milliseconds, and how many of its units were measured.
+    ms: f64,
+    measured: usize,
+}
+
 fn print_plan(
     split: &ShardPlan,
     kinds: &HashMap<String, TaskKind>,
     timing: Option<&(String, shard::Measured)>,
 ) {
-    let mut rows = vec![(0usize, 0usize, 0u64, 0f64, 0usize); split.count];
+    let mut rows = vec![ShardRow::default(); split.count];
     for u in &split.units {
         let r = &mut rows[u.shard - 1];
-        r.0 += 1;
-        r.1 += u.examples.len();
-        r.2 += u.tokens;
+        r.units += 1;
+        r.examples += u.examples.len();
+        r.tokens += u.tokens;
         if let Some((_, t)) = timing {
             let (ms, exact) = t.unit_ms(&u.suite, kinds[&u.suite], &u.examples, u.tokens);
-            r.3 += ms;
-            r.4 += exact as usize;
+            r.ms += ms;
+            r.measured += exact as usize;
         }
     }
     let (_, hash) = split.to_json();
@@ -223,26 +234,26 @@ fn print_plan(
         let row = format!(
             "{:>7} {:>7} {:>9} {:>14}",
             format!("{}/{}", i + 1, split.count),
-            r.0,
-            r.1,
-            r.2
+            r.units,
+            r.examples,
+            r.tokens
         );
         if timing.is_some() {
-            let measured = (100 * r.4).checked_div(r.0).unwrap_or(0);
-            println!("{row} {:>12.1} {measured:>9}%", r.3 / 1e3);
+            let measured = (100 * r.measured).checked_div(r.units).unwrap_or(0);
+            println!("{row} {:>12.1} {measured:>9}%", r.ms / 1e3);
         } else {
             println!("{row}");
         }
     }
     let largest = split.units.iter().map(|u| u.tokens).max().unwrap_or(0);
-    let total: u64 = rows.iter().map(|r| r.2).sum();
-    let busiest = rows.iter().map(|r| r.2).max().unwrap_or(0);
+    let total: u64 = rows.iter().map(|r| r.tokens).sum();
+    let busiest = rows.iter().map(|r| r.tokens).max().unwrap_or(0);
     println!(
         "tokens: {total} in all, {busiest} on the busiest shard, {largest} in the largest unit (no split runs faster than it)"
     );
     if let Some((from, _)) = timing {
-        let total_s: f64 = rows.iter().map(|r| r.3).sum::<f64>() / 1e3;
-        let wall = rows.iter().map(|r| r.3).fold(0.0, f64::max) / 1e3;
+        let total_s: f64 = rows.iter().map(|r| r.ms).sum::<f64>() / 1e3;
+        let wall = rows.iter().map(|r| r.ms).fold(0.0, f64::max) / 1e3;
         println!(
             "time from run {from}: {total_s:.1} s in one process; wall time with {} shard(s) = the busiest shard, {wall:.1} s",
             split.count

@@ -168,3 +168,20 @@ pub fn max_rel(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
         .fold(0f32, worse)
 }
+
+/// Record lines written so far under a run folder's `records/` (0 before
+/// the folder exists): how tests wait for a run to get under way.
+pub fn record_lines(run: &Path) -> usize {
+    std::fs::read_dir(run.join("records"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
